@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class IngestConfig(AppConfig):
+    name = "greenkpi.ingest"
+    verbose_name = "Ingestion"

@@ -1,0 +1,104 @@
+"""What collectors measured, stored as sent: append-only, one row per device window.
+
+Measurement tables carry no surrogate id and no foreign-key constraints in the database: each index
+and per-row trigger costs ingest speed (reference/performance-limits.md), the natural key
+(device, window start) is what deduplicates, and the ingest service resolves every id itself in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from greenkpi.inventory.models import CollectorToken, Device, Host, Organisation, Team
+
+
+class Method(models.TextChoices):
+    COUNTER = "counter", "Energy counter"
+    POWER_INTEGRAL = "power_integral", "Integrated power readings"
+    ESTIMATE = "estimate", "Model estimate"
+
+
+class IngestBatch(models.Model):
+    """One accepted POST: its idempotency key, a fingerprint of its body, and the answer we gave.
+
+    A replay with the same key gets the stored answer; the same key with another body is refused.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE)
+    token = models.ForeignKey(CollectorToken, on_delete=models.SET_NULL, null=True)
+    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True)
+    idempotency_key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the decoded body.")
+    received_at = models.DateTimeField(default=timezone.now)
+    host_clock = models.DateTimeField(null=True, blank=True)
+    sample_count = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(default=201)
+    response = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "idempotency_key"], name="batch_key_unique_per_org"
+            )
+        ]
+        indexes = [models.Index(fields=["received_at"], name="batch_received_idx")]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.sample_count} samples)"
+
+
+class Sample(models.Model):
+    """One measurement window of one device. Energy in joules; powers in watts; fractions 0..1."""
+
+    pk = models.CompositePrimaryKey("device_id", "window_start")
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    energy_j = models.FloatField()
+    method = models.CharField(max_length=16, choices=Method.choices)
+    power_avg_w = models.FloatField(null=True)
+    power_peak_w = models.FloatField(null=True)
+    util_busy = models.FloatField(null=True)
+    util_sm = models.FloatField(null=True)
+    mem_used_bytes = models.BigIntegerField(null=True)
+    mem_total_bytes = models.BigIntegerField(null=True)
+    temperature_c = models.FloatField(null=True)
+    idle_s = models.FloatField(null=True)
+    batch = models.ForeignKey(
+        IngestBatch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.window_start:%Y-%m-%dT%H:%M:%SZ} {self.energy_j:.1f} J"
+
+
+class SampleShare(models.Model):
+    """The part of a window's energy that one process (team / model / run) used.
+
+    A window without shares belongs entirely to its host's default team (unattributed).
+    """
+
+    pk = models.CompositePrimaryKey("device_id", "window_start", "position")
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    window_start = models.DateTimeField()
+    position = models.PositiveSmallIntegerField()
+    team = models.ForeignKey(
+        Team, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    model_key = models.CharField(max_length=200, blank=True)
+    run_key = models.CharField(max_length=200, blank=True)
+    pid = models.IntegerField(null=True)
+    energy_j = models.FloatField()
+    method = models.CharField(max_length=16)
+    tags = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.window_start} #{self.position}: {self.energy_j:.1f} J"

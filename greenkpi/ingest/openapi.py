@@ -1,0 +1,146 @@
+"""OpenAPI descriptions of the ingest contract (the validation itself lives in greenkpi_schema)."""
+
+from __future__ import annotations
+
+from greenkpi_schema import DEVICE_KINDS, METHODS, SHARE_METHODS, SUPPORTED_VERSIONS
+
+INGEST_DESCRIPTION = """
+Stores a batch of measurement windows from one host. Authenticate with a collector token
+(`Authorization: Bearer gkc_...`); the organisation comes from the token, never from the body.
+
+* **Idempotent**: send an `Idempotency-Key` per batch. A replay answers as the first time did
+  (header `Idempotent-Replayed: true`); the same key with another body gets 422. Samples are also
+  unique per (device, window start): resending them under a new key stores nothing new.
+* **Atomic**: the batch is stored whole or not at all; 201 comes only after commit.
+* **Errors** are RFC 7807 `application/problem+json`; a 400 lists every bad field with a JSON
+  pointer and the sample index. 413: too many bytes (also after gzip) or samples; 429: over the
+  token's rate, wait `Retry-After` seconds.
+"""
+
+_number = {"type": "number"}
+_nullable_number = {"type": ["number", "null"]}
+_time = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601 with a time zone (UTC, Z)",
+}
+
+SHARE_SCHEMA = {
+    "type": "object",
+    "required": ["energy_j"],
+    "properties": {
+        "energy_j": {
+            **_number,
+            "minimum": 0,
+            "description": "Joules of the window used by this share",
+        },
+        "method": {"type": "string", "enum": list(SHARE_METHODS), "default": "declared"},
+        "team": {"type": "string", "description": "Team slug in the token's organisation"},
+        "model": {
+            "type": "string",
+            "description": "Model key (free text, matched to the registry)",
+        },
+        "run": {"type": "string", "description": "Run key"},
+        "pid": {"type": "integer", "minimum": 0},
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 32},
+    },
+}
+
+SAMPLE_SCHEMA = {
+    "type": "object",
+    "required": ["device_uuid", "device_kind", "start", "end", "energy_j", "method"],
+    "properties": {
+        "device_uuid": {"type": "string", "maxLength": 200},
+        "device_kind": {"type": "string", "enum": list(DEVICE_KINDS)},
+        "start": _time,
+        "end": _time,
+        "energy_j": {**_number, "minimum": 0, "description": "Energy over the window, joules"},
+        "method": {"type": "string", "enum": list(METHODS)},
+        "power_avg_w": {**_nullable_number, "minimum": 0},
+        "power_peak_w": {**_nullable_number, "minimum": 0},
+        "util_busy": {
+            **_nullable_number,
+            "minimum": 0,
+            "maximum": 1,
+            "description": "Busy fraction",
+        },
+        "util_sm": {**_nullable_number, "minimum": 0, "maximum": 1, "description": "SM activity"},
+        "mem_used_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "mem_total_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "temperature_c": _nullable_number,
+        "idle_s": {**_nullable_number, "minimum": 0, "description": "Seconds with busy < 5 %"},
+        "shares": {"type": "array", "items": SHARE_SCHEMA, "maxItems": 64},
+    },
+}
+
+BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["schema_version", "host", "samples"],
+    "properties": {
+        "schema_version": {"type": "integer", "enum": list(SUPPORTED_VERSIONS)},
+        "host": {
+            "type": "object",
+            "required": ["hostname"],
+            "properties": {
+                "hostname": {"type": "string", "maxLength": 255},
+                "agent_version": {"type": "string"},
+                "site": {"type": "string", "description": "Site name hint"},
+                "clock": _time,
+                "spool_depth": {"type": "integer", "minimum": 0},
+                "dropped_windows": {"type": "integer", "minimum": 0},
+                "source_errors": {"type": "array", "items": {"type": "string"}},
+                "devices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["uuid", "kind"],
+                        "properties": {
+                            "uuid": {"type": "string"},
+                            "kind": {"type": "string", "enum": list(DEVICE_KINDS)},
+                            "model": {"type": "string"},
+                            "power_limit_w": _nullable_number,
+                        },
+                    },
+                },
+            },
+        },
+        "samples": {"type": "array", "items": SAMPLE_SCHEMA},
+    },
+}
+
+RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "batch_id": {"type": "integer"},
+        "host_id": {"type": "integer"},
+        "accepted": {"type": "integer", "description": "New samples stored"},
+        "duplicates": {
+            "type": "integer",
+            "description": "Samples already stored (same device+start)",
+        },
+        "clock_skew_s": _nullable_number,
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string"},
+                    "code": {"type": "string"},
+                    "detail": {"type": "string"},
+                    "sample_index": {"type": ["integer", "null"]},
+                },
+            },
+        },
+    },
+}

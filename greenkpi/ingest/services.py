@@ -1,0 +1,284 @@
+"""Ingest one batch: idempotency, tenant scoping, host/device registration, one atomic write."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from greenkpi.ingest import writers
+from greenkpi.ingest.models import IngestBatch
+from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
+from greenkpi_schema import Batch, FieldError, Limits, ValidationFailed, parse_batch
+
+
+@dataclass
+class IngestResult:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before with a different body (HTTP 422)."""
+
+
+def server_limits() -> Limits:
+    return Limits(
+        max_samples=settings.INGEST_MAX_SAMPLES,
+        max_window_s=settings.INGEST_MAX_WINDOW_S,
+        max_future_s=settings.INGEST_MAX_FUTURE_S,
+        max_age_s=settings.INGEST_MAX_AGE_DAYS * 86400,
+    )
+
+
+def fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def ingest_batch(
+    *,
+    token: CollectorToken,
+    idempotency_key: str,
+    body: bytes,
+    data: Any,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate and store a decoded batch. Raises ValidationFailed (400) or IdempotencyConflict (422).
+
+    Replays of a stored key are answered from the stored response *before* validation, so a batch
+    that was accepted stays accepted even when its windows have since aged past the limits.
+    """
+    now = now or timezone.now()
+    digest = fingerprint(body)
+    stored = _stored_answer(token, idempotency_key, digest)
+    if stored is not None:
+        return stored
+    batch = parse_batch(data, now=now, limits=server_limits())
+    teams = _resolve_teams(token, batch)
+    with transaction.atomic():
+        batch_id = _claim_key(token, idempotency_key, digest, now)
+        if batch_id is None:
+            # A concurrent request with this key committed first (we waited on its row lock).
+            stored = _stored_answer(token, idempotency_key, digest)
+            assert stored is not None
+            return stored
+        host = _register_host(token, batch, now)
+        devices = _register_devices(host, batch, now)
+        sample_rows, share_rows = _rows(batch, devices, teams, batch_id)
+        accepted, duplicates = writers.write_samples(sample_rows, share_rows)
+        skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
+        body_out: dict[str, Any] = {
+            "batch_id": batch_id,
+            "host_id": host.pk,
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "clock_skew_s": round(skew, 3) if skew is not None else None,
+            "warnings": _warnings(batch, skew),
+        }
+        IngestBatch.objects.filter(pk=batch_id).update(
+            host=host,
+            host_clock=batch.host.clock,
+            sample_count=len(batch.samples),
+            accepted=accepted,
+            duplicates=duplicates,
+            status_code=201,
+            response=body_out,
+        )
+    return IngestResult(status=201, body=body_out)
+
+
+def _stored_answer(token: CollectorToken, key: str, digest: str) -> IngestResult | None:
+    row = (
+        IngestBatch.objects.filter(organisation_id=token.organisation_id, idempotency_key=key)
+        .values("fingerprint", "status_code", "response")
+        .first()
+    )
+    if row is None:
+        return None
+    if row["fingerprint"] != digest:
+        raise IdempotencyConflict(key)
+    return IngestResult(
+        status=row["status_code"],
+        body=row["response"],
+        replayed=True,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+def _claim_key(token: CollectorToken, key: str, digest: str, now: datetime) -> int | None:
+    """Insert the batch row; None if another transaction holds or committed this key.
+
+    On PostgreSQL the INSERT waits for a concurrent holder of the same key to finish, so concurrent
+    replays are answered after the first commits, and exactly one of them writes.
+    """
+    table = IngestBatch._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (organisation_id, token_id, idempotency_key, fingerprint, received_at, "
+            f"sample_count, accepted, duplicates, status_code, response) "
+            f"VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 201, %s) "
+            f"ON CONFLICT (organisation_id, idempotency_key) DO NOTHING RETURNING id",
+            [token.organisation_id, token.pk, key, digest, now, "{}"],
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _resolve_teams(token: CollectorToken, batch: Batch) -> dict[str, int]:
+    """Team slugs named in shares → ids, only within the token's organisation."""
+    wanted = {share.team for sample in batch.samples for share in sample.shares if share.team}
+    if not wanted:
+        return {}
+    found = dict(
+        Team.objects.filter(organisation_id=token.organisation_id, slug__in=wanted).values_list(
+            "slug", "id"
+        )
+    )
+    missing = wanted - found.keys()
+    if missing:
+        errors = [
+            FieldError(
+                f"/samples/{i}/shares/{j}/team",
+                "unknown_team",
+                f"no team {share.team!r} in this organisation",
+                i,
+            )
+            for i, sample in enumerate(batch.samples)
+            for j, share in enumerate(sample.shares)
+            if share.team in missing
+        ]
+        raise ValidationFailed(errors[:100])
+    return found
+
+
+def _register_host(token: CollectorToken, batch: Batch, now: datetime) -> Host:
+    facts = batch.host
+    host = Host.objects.filter(
+        organisation_id=token.organisation_id, hostname=facts.hostname
+    ).first()
+    if host is None:
+        Host.objects.bulk_create(
+            [
+                Host(
+                    organisation_id=token.organisation_id,
+                    hostname=facts.hostname,
+                    default_team_id=token.default_team_id,
+                    site_id=token.default_site_id,
+                    first_seen=now,
+                )
+            ],
+            ignore_conflicts=True,  # two first batches of a new host may race
+        )
+        host = Host.objects.get(organisation_id=token.organisation_id, hostname=facts.hostname)
+    updates: dict[str, Any] = {
+        "last_seen": now,
+        "collector_version": facts.agent_version,
+        "clock_skew_s": (now - facts.clock).total_seconds() if facts.clock else None,
+        "spool_depth": facts.spool_depth,
+        "source_errors": facts.source_errors,
+    }
+    if facts.dropped_windows is not None:
+        updates["dropped_windows"] = facts.dropped_windows
+    if facts.site:
+        site_id = (
+            Site.objects.filter(organisation_id=token.organisation_id, name=facts.site)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if site_id is not None:
+            updates["site_id"] = site_id
+    Host.objects.filter(pk=host.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(host, name, value)
+    return host
+
+
+def _register_devices(host: Host, batch: Batch, now: datetime) -> dict[str, int]:
+    """uuid → device id for every device the batch mentions, creating unknown ones."""
+    facts = {d.uuid: d for d in batch.host.devices}
+    kinds = {s.device_uuid: s.device_kind for s in batch.samples}
+    for uuid, info in facts.items():
+        kinds.setdefault(uuid, info.kind)
+    known = dict(Device.objects.filter(host=host, uuid__in=kinds.keys()).values_list("uuid", "id"))
+    missing = [uuid for uuid in kinds if uuid not in known]
+    if missing:
+        Device.objects.bulk_create(
+            [
+                Device(
+                    host=host,
+                    uuid=uuid,
+                    kind=kinds[uuid],
+                    model_name=facts[uuid].model if uuid in facts else "",
+                    power_limit_w=facts[uuid].power_limit_w if uuid in facts else None,
+                    first_seen=now,
+                )
+                for uuid in missing
+            ],
+            ignore_conflicts=True,
+        )
+        known.update(Device.objects.filter(host=host, uuid__in=missing).values_list("uuid", "id"))
+    for uuid, info in facts.items():
+        if info.model or info.power_limit_w is not None:
+            Device.objects.filter(pk=known[uuid]).exclude(
+                model_name=info.model, power_limit_w=info.power_limit_w
+            ).update(model_name=info.model, power_limit_w=info.power_limit_w)
+    Device.objects.filter(pk__in=known.values()).update(last_seen=now)
+    return known
+
+
+def _rows(
+    batch: Batch, devices: dict[str, int], teams: dict[str, int], batch_id: int
+) -> tuple[list[tuple], list[tuple]]:
+    samples: list[tuple] = []
+    shares: list[tuple] = []
+    append_sample, append_share = samples.append, shares.append
+    for s in batch.samples:
+        device_id = devices[s.device_uuid]
+        append_sample(
+            (
+                device_id,
+                s.start,
+                s.end,
+                s.energy_j,
+                s.method,
+                s.power_avg_w,
+                s.power_peak_w,
+                s.util_busy,
+                s.util_sm,
+                s.mem_used_bytes,
+                s.mem_total_bytes,
+                s.temperature_c,
+                s.idle_s,
+                batch_id,
+            )
+        )
+        for position, share in enumerate(s.shares):
+            append_share(
+                (
+                    device_id,
+                    s.start,
+                    position,
+                    teams.get(share.team) if share.team else None,
+                    share.model or "",
+                    share.run or "",
+                    share.pid,
+                    share.energy_j,
+                    share.method,
+                    share.tags,
+                )
+            )
+    return samples, shares
+
+
+def _warnings(batch: Batch, skew: float | None) -> list[str]:
+    warnings = []
+    if skew is not None and abs(skew) > settings.CLOCK_SKEW_WARN_S:
+        warnings.append(f"host clock differs from the server's by {skew:.0f} s; check NTP")
+    return warnings

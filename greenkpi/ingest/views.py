@@ -1,0 +1,148 @@
+"""The collector ingestion endpoint. DRF handles auth, throttling and the schema; the body is
+parsed with orjson and validated by greenkpi_schema, which is ~30x faster than DRF serializers."""
+
+from __future__ import annotations
+
+import zlib
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from greenkpi.ingest import openapi
+from greenkpi.ingest.auth import (
+    CollectorTokenAuthentication,
+    CollectorTokenRateThrottle,
+    HasCollectorToken,
+)
+from greenkpi.ingest.problems import problem
+from greenkpi.ingest.services import IdempotencyConflict, ingest_batch
+from greenkpi_schema import ValidationFailed
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BadEncoding(Exception):
+    pass
+
+
+def read_body(request: HttpRequest, limit: int) -> bytes:
+    """The request body, gunzipped if needed, never holding more than ``limit`` bytes of either."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Content-Length {declared} exceeds {limit} bytes")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyTooLarge(f"body exceeds {limit} bytes")
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise BadEncoding(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BadEncoding(f"the gzip body is corrupt: {exc}") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise BadEncoding("the gzip body is truncated")
+    return body
+
+
+def json_response(body: dict, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def too_large(detail: str) -> HttpResponse:
+    return problem(
+        413, "too-large", "Batch too large", detail + "; split the batch and resend the parts"
+    )
+
+
+class IngestView(APIView):
+    authentication_classes = [CollectorTokenAuthentication]
+    permission_classes = [HasCollectorToken]
+    throttle_classes = [CollectorTokenRateThrottle]
+
+    @extend_schema(
+        operation_id="ingest_batch",
+        summary="Post a batch of measurement windows (collector token)",
+        description=openapi.INGEST_DESCRIPTION,
+        request={"application/json": openapi.BATCH_SCHEMA},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="A unique id per batch (e.g. a UUID); a retry sends the same key.",
+            ),
+            OpenApiParameter(
+                "Content-Encoding", str, OpenApiParameter.HEADER, description="gzip or omitted"
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(
+                openapi.RESULT_SCHEMA, description="Stored (or replayed: same answer)"
+            ),
+            400: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Invalid batch; see errors[]"),
+            401: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Missing or bad token"),
+            413: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Too many bytes or samples"),
+            422: OpenApiResponse(
+                openapi.PROBLEM_SCHEMA, description="Key reused with another body"
+            ),
+            429: OpenApiResponse(
+                openapi.PROBLEM_SCHEMA, description="Rate limited; see Retry-After"
+            ),
+        },
+        tags=["ingest"],
+    )
+    def post(self, request: Request) -> HttpResponse:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key or len(key) > 200 or not key.isprintable():
+            return problem(
+                400,
+                "idempotency-key",
+                "Idempotency-Key required",
+                "send an Idempotency-Key header (1-200 printable characters, e.g. a UUID) per batch",
+            )
+        try:
+            body = read_body(request._request, settings.INGEST_MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return too_large(str(exc))
+        except BadEncoding as exc:
+            return problem(400, "encoding", "Unreadable body", str(exc))
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return problem(400, "json", "Malformed JSON", str(exc))
+        try:
+            result = ingest_batch(token=request.auth, idempotency_key=key, body=body, data=data)
+        except ValidationFailed as exc:
+            if exc.errors[0].code == "too_many_samples":
+                return too_large(exc.errors[0].message)
+            return problem(
+                400,
+                "invalid-batch",
+                "Invalid batch",
+                f"{len(exc.errors)} problem(s); nothing was stored",
+                errors=exc.errors,
+            )
+        except IdempotencyConflict:
+            return problem(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different body; use a new key per batch",
+            )
+        return json_response(result.body, result.status, result.headers)

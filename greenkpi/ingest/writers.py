@@ -1,0 +1,162 @@
+"""Bulk writes of validated samples: binary COPY on PostgreSQL, bulk INSERT on SQLite.
+
+Both return how many samples were new and how many already existed (same device and window start),
+and write the shares of new samples only, so a replay under a new idempotency key changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from greenkpi.ingest.models import Sample, SampleShare
+
+SampleRow = tuple[Any, ...]  # in SAMPLE_COLUMNS order
+ShareRow = tuple[Any, ...]  # in SHARE_COLUMNS order
+
+SAMPLE_COLUMNS = (
+    "device_id",
+    "window_start",
+    "window_end",
+    "energy_j",
+    "method",
+    "power_avg_w",
+    "power_peak_w",
+    "util_busy",
+    "util_sm",
+    "mem_used_bytes",
+    "mem_total_bytes",
+    "temperature_c",
+    "idle_s",
+    "batch_id",
+)
+SAMPLE_PG_TYPES = (
+    "int8",
+    "timestamptz",
+    "timestamptz",
+    "float8",
+    "text",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int8",
+    "int8",
+    "float8",
+    "float8",
+    "int8",
+)
+SHARE_COLUMNS = (
+    "device_id",
+    "window_start",
+    "position",
+    "team_id",
+    "model_key",
+    "run_key",
+    "pid",
+    "energy_j",
+    "method",
+    "tags",
+)
+SHARE_PG_TYPES = (
+    "int8",
+    "timestamptz",
+    "int2",
+    "int8",
+    "text",
+    "text",
+    "int4",
+    "float8",
+    "text",
+    "jsonb",
+)
+
+
+def write_samples(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
+    """Store new samples and their shares inside the caller's transaction: (accepted, duplicates)."""
+    if not samples:
+        return 0, 0
+    if connection.vendor == "postgresql":
+        return _write_postgres(samples, shares)
+    return _write_generic(samples, shares)
+
+
+def _write_postgres(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
+    import psycopg
+
+    sample_table = Sample._meta.db_table
+    share_table = SampleShare._meta.db_table
+    connection.ensure_connection()
+    raw = connection.connection
+    columns = ", ".join(SAMPLE_COLUMNS)
+    # Optimistic path: almost every batch is new, and COPY straight into the table is the fastest
+    # write PostgreSQL has. A duplicate aborts it; then we merge through a temporary table.
+    try:
+        with transaction.atomic(), raw.cursor() as cur:
+            _copy(cur, sample_table, SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
+            accepted_keys = None
+    except psycopg.errors.UniqueViolation:
+        with raw.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS ingest_sample_stage "
+                f"(LIKE {sample_table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            cur.execute("TRUNCATE ingest_sample_stage")
+            _copy(cur, "ingest_sample_stage", SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
+            cur.execute(
+                f"INSERT INTO {sample_table} ({columns}) SELECT {columns} FROM ingest_sample_stage "
+                f"ON CONFLICT (device_id, window_start) DO NOTHING RETURNING device_id, window_start"
+            )
+            accepted_keys = set(cur.fetchall())
+    if accepted_keys is None:
+        new_shares = shares
+        accepted = len(samples)
+    else:
+        new_shares = [s for s in shares if (s[0], s[1]) in accepted_keys]
+        accepted = len(accepted_keys)
+    if new_shares:
+        with raw.cursor() as cur:
+            _copy(cur, share_table, SHARE_COLUMNS, SHARE_PG_TYPES, new_shares)
+    return accepted, len(samples) - accepted
+
+
+def _copy(
+    cur: Any, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    jsonb_at = [i for i, t in enumerate(types) if t == "jsonb"]
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(types))
+        if jsonb_at:
+            for row in rows:
+                row = list(row)
+                for i in jsonb_at:
+                    row[i] = Jsonb(row[i])
+                copy.write_row(row)
+        else:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _write_generic(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
+    device_ids = {row[0] for row in samples}
+    starts = [row[1] for row in samples]
+    existing: set[tuple[int, datetime]] = set(
+        Sample.objects.filter(
+            device_id__in=device_ids, window_start__gte=min(starts), window_start__lte=max(starts)
+        ).values_list("device_id", "window_start")
+    )
+    new = [row for row in samples if (row[0], row[1]) not in existing]
+    Sample.objects.bulk_create(
+        [Sample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in new], batch_size=500
+    )
+    new_shares = [s for s in shares if (s[0], s[1]) not in existing]
+    SampleShare.objects.bulk_create(
+        [SampleShare(**dict(zip(SHARE_COLUMNS, row, strict=True))) for row in new_shares],
+        batch_size=500,
+    )
+    return len(new), len(samples) - len(new)

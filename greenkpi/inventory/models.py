@@ -1,0 +1,223 @@
+"""Who owns what: organisations, teams, people, sites, hosts, devices and collector tokens."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Organisation(models.Model):
+    """A tenant. Every other row belongs to exactly one organisation, directly or through a parent."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Team(models.Model):
+    """A group that owns budgets, models and runs; collectors attribute energy to it by slug."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "slug"], name="team_slug_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    MANAGER = "manager", "Manager"
+    ADMIN = "admin", "Admin"
+
+
+class Membership(models.Model):
+    """A user's role in one team, or in the whole organisation when ``team`` is empty."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, null=True, blank=True, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organisation", "team"], name="membership_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "organisation"],
+                condition=models.Q(team__isnull=True),
+                name="org_membership_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} of {self.team or self.organisation}"
+
+
+class Site(models.Model):
+    """A data centre or office: its grid zone sets the carbon intensity, its PUE the overhead."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="sites")
+    name = models.CharField(max_length=200)
+    grid_zone = models.CharField(
+        max_length=32,
+        help_text="Electricity Maps zone or ISO 3166 country code, e.g. FR, DE, US-CAL-CISO",
+    )
+    pue = models.FloatField(
+        default=1.5,
+        validators=[MinValueValidator(1.0), MaxValueValidator(4.0)],
+        help_text="Power usage effectiveness: facility energy / IT energy (1.0 = no overhead).",
+    )
+    latitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-90), MaxValueValidator(90)]
+    )
+    longitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-180), MaxValueValidator(180)]
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "name"], name="site_name_unique_per_org"
+            ),
+            models.CheckConstraint(condition=models.Q(pue__gte=1.0), name="site_pue_at_least_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.grid_zone})"
+
+
+class Host(models.Model):
+    """A machine running a collector; registered on its first batch."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="hosts")
+    site = models.ForeignKey(
+        Site, on_delete=models.SET_NULL, null=True, blank=True, related_name="hosts"
+    )
+    default_team = models.ForeignKey(
+        Team,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="default_hosts",
+        help_text="Receives the energy no process claimed (unattributed).",
+    )
+    hostname = models.CharField(max_length=255)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    collector_version = models.CharField(max_length=64, blank=True)
+    clock_skew_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Server receive time minus the host's clock at its last batch.",
+    )
+    spool_depth = models.PositiveIntegerField(null=True, blank=True)
+    dropped_windows = models.PositiveBigIntegerField(default=0)
+    source_errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["hostname"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "hostname"], name="hostname_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+
+class DeviceKind(models.TextChoices):
+    GPU = "gpu", "GPU"
+    CPU = "cpu", "CPU package"
+    DRAM = "dram", "DRAM"
+    HOST = "host", "Whole host"
+
+
+class Device(models.Model):
+    """One measured component of a host. Embodied carbon is amortised over its lifetime."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="devices")
+    kind = models.CharField(max_length=8, choices=DeviceKind.choices)
+    uuid = models.CharField(
+        max_length=200, help_text="Vendor UUID (GPU) or the collector's stable id."
+    )
+    model_name = models.CharField(max_length=200, blank=True)
+    power_limit_w = models.FloatField(null=True, blank=True)
+    embodied_kgco2e = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Manufacturing footprint; empty = the default for its kind.",
+    )
+    lifetime_years = models.FloatField(default=4.0, validators=[MinValueValidator(0.5)])
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "kind", "uuid"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "uuid"], name="device_uuid_unique_per_host")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.kind}:{self.model_name or self.uuid}"
+
+
+class CollectorToken(models.Model):
+    """A write-only credential for collectors: it can post measurements and nothing else.
+
+    Only a SHA-256 hash of the secret is stored (the secret is 190+ random bits, so a slow
+    password hash would only cost CPU on every request); the prefix identifies it in lists.
+    """
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="collector_tokens"
+    )
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    default_team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True)
+    default_site = models.ForeignKey(Site, on_delete=models.SET_NULL, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
