@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import CharField, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from greenkpi.ingest import writers
@@ -282,3 +284,18 @@ def _warnings(batch: Batch, skew: float | None) -> list[str]:
     if skew is not None and abs(skew) > settings.CLOCK_SKEW_WARN_S:
         warnings.append(f"host clock differs from the server's by {skew:.0f} s; check NTP")
     return warnings
+
+
+def idempotency_keys_expire(*, now: datetime | None = None) -> int:
+    """Drop the stored answers of old batches; the samples' natural key still deduplicates them.
+
+    The batch rows stay (samples point at them for provenance); only their key is released.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.INGEST_IDEMPOTENCY_DAYS)
+    stale = IngestBatch.objects.filter(received_at__lt=cutoff).exclude(
+        idempotency_key__startswith="expired:"
+    )
+    return stale.update(
+        idempotency_key=Concat(Value("expired:"), Cast("id", CharField())), response={}
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -73,6 +75,7 @@ def token_create(
     default_team: Team | None = None,
     default_site: Site | None = None,
     created_by: AbstractBaseUser | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[CollectorToken, str]:
     """A new collector token. The secret string is returned once and never stored."""
     for scoped in (default_team, default_site):
@@ -87,6 +90,7 @@ def token_create(
         default_team=default_team,
         default_site=default_site,
         created_by=created_by,
+        expires_at=expires_at,
     )
     return token, value
 

@@ -1,0 +1,58 @@
+# Two commands matter: `make demo` (everything local, no server needed) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+# The PostgreSQL + Redis layer of `make test` runs when DATABASE_URL points at PostgreSQL.
+PG_URL := $(filter postgres%,$(DATABASE_URL))
+
+.PHONY: install demo test test-sqlite test-postgres lint fmt migrate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,collector]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --verbosity 0
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py collectstatic --noinput --verbosity 0
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo
+	env -u DATABASE_URL -u REDIS_URL PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
+
+test: test-sqlite test-postgres
+
+# Fast layer: SQLite in memory, Celery eager; no server needed.
+test-sqlite: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not postgres and not redis" -q
+
+# Real-service layer: the whole suite on PostgreSQL, Redis and real worker/server processes.
+test-postgres: install
+ifneq ($(PG_URL),)
+	$(PY) -m pytest -q
+else
+	@echo "test-postgres: skipped (set DATABASE_URL=postgres://... and REDIS_URL=redis://... to run it)"
+	@test "$(CI)" != "true" || (echo "CI=true needs DATABASE_URL=postgres://..." && exit 1)
+endif
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	env -u DATABASE_URL $(PY) manage.py makemigrations --check --dry-run
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: install
+	$(PY) manage.py migrate
+
+bench: install
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/cache var/celery-broker var/staticfiles

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+
+from greenkpi.inventory import services
+from greenkpi.inventory.models import (
+    CollectorToken,
+    Device,
+    Host,
+    Membership,
+    Organisation,
+    Site,
+    Team,
+)
+
+
+class TeamInline(admin.TabularInline):
+    model = Team
+    extra = 0
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [TeamInline]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "organisation")
+    list_filter = ("organisation",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organisation", "team", "role")
+    list_filter = ("organisation", "role")
+    search_fields = ("user__username", "team__name")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "organisation", "grid_zone", "pue")
+    list_filter = ("organisation", "grid_zone")
+
+
+class DeviceInline(admin.TabularInline):
+    model = Device
+    extra = 0
+    fields = (
+        "kind",
+        "uuid",
+        "model_name",
+        "power_limit_w",
+        "embodied_kgco2e",
+        "lifetime_years",
+        "last_seen",
+    )
+    readonly_fields = ("uuid", "last_seen")
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = (
+        "hostname",
+        "organisation",
+        "site",
+        "default_team",
+        "last_seen",
+        "collector_version",
+        "clock_skew_s",
+    )
+    list_filter = ("organisation", "site")
+    search_fields = ("hostname",)
+    readonly_fields = (
+        "first_seen",
+        "last_seen",
+        "collector_version",
+        "clock_skew_s",
+        "spool_depth",
+        "dropped_windows",
+        "source_errors",
+    )
+    inlines = [DeviceInline]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "kind",
+        "model_name",
+        "power_limit_w",
+        "embodied_kgco2e",
+        "lifetime_years",
+        "last_seen",
+    )
+    list_filter = ("kind", "host__organisation")
+    search_fields = ("uuid", "model_name", "host__hostname")
+
+
+class CollectorTokenForm(forms.ModelForm):
+    class Meta:
+        model = CollectorToken
+        fields = ("organisation", "name", "default_team", "default_site", "expires_at")
+
+    def clean(self):
+        data = super().clean()
+        org = data.get("organisation")
+        for name in ("default_team", "default_site"):
+            scoped = data.get(name)
+            if org and scoped and scoped.organisation_id != org.pk:
+                self.add_error(name, "belongs to another organisation")
+        return data
+
+
+@admin.register(CollectorToken)
+class CollectorTokenAdmin(admin.ModelAdmin):
+    """Shows the prefix only; the secret appears once, in the message after creation."""
+
+    form = CollectorTokenForm
+
+    list_display = (
+        "name",
+        "prefix",
+        "organisation",
+        "default_team",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("organisation",)
+    fields = (
+        "organisation",
+        "name",
+        "default_team",
+        "default_site",
+        "expires_at",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, secret = services.token_create(
+            organisation=obj.organisation,
+            name=obj.name,
+            default_team=obj.default_team,
+            default_site=obj.default_site,
+            created_by=request.user,
+            expires_at=obj.expires_at,
+        )
+        obj.pk = token.pk
+        obj.prefix = token.prefix
+        messages.warning(
+            request, f"Collector token created. Copy it now, it will not be shown again: {secret}"
+        )
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            services.token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")

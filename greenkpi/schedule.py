@@ -1,0 +1,14 @@
+"""The one beat schedule. Every entry has an expiry, so a backlog after downtime never piles up
+runs of the same periodic job (reference/reliability-and-ecosystem.md, A4)."""
+
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict] = {
+    "ingest-expire-idempotency-keys": {
+        "task": "greenkpi.ingest.tasks.expire_idempotency_keys",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 30 * 60},
+    },
+}

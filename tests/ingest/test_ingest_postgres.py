@@ -1,0 +1,158 @@
+"""What only a real PostgreSQL can show: COPY, concurrent replays, commit-before-2xx."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import orjson
+import pytest
+from django.db import connection, connections
+from django.test import Client
+
+from greenkpi.ingest import writers
+from greenkpi.ingest.models import IngestBatch, Sample, SampleShare
+from greenkpi.inventory.models import Device, Host
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _require_postgres():
+    assert connection.vendor == "postgresql", "this layer runs with DATABASE_URL=postgres://..."
+
+
+def post(secret: str, body: bytes, key: str):
+    response = Client().post(
+        "/api/v1/ingest/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    connections.close_all()  # each thread has its own connection; leave none open
+    return response
+
+
+def run_concurrently(count: int, target) -> list:
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = target(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def test_concurrent_replays_of_one_key_write_once_and_all_get_the_same_answer(
+    acme_token, make_batch
+):
+    _, secret = acme_token
+    body = orjson.dumps(
+        make_batch(devices=4, windows=50, shares=[{"energy_j": 12000.0, "team": "vision"}])
+    )
+    responses = run_concurrently(8, lambda i: post(secret, body, "the-key"))
+    assert [r.status_code for r in responses] == [201] * 8
+    answers = {orjson.dumps(r.json(), option=orjson.OPT_SORT_KEYS) for r in responses}
+    assert len(answers) == 1
+    assert sum(1 for r in responses if "Idempotent-Replayed" not in r) == 1
+    assert Sample.objects.count() == 200
+    assert SampleShare.objects.count() == 200
+    assert IngestBatch.objects.count() == 1
+
+
+def test_concurrent_overlapping_batches_under_different_keys_store_each_window_once(
+    acme_token, make_batch
+):
+    _, secret = acme_token
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    body = orjson.dumps(make_batch(devices=2, windows=100, start=start))
+    responses = run_concurrently(6, lambda i: post(secret, body, f"key-{i}"))
+    assert [r.status_code for r in responses] == [201] * 6
+    assert sum(r.json()["accepted"] for r in responses) == 200
+    assert sum(r.json()["duplicates"] for r in responses) == 5 * 200
+    assert Sample.objects.count() == 200
+    assert Host.objects.count() == 1
+    assert Device.objects.count() == 2
+
+
+def test_a_new_host_posting_concurrently_is_registered_once(acme_token, make_batch):
+    from datetime import UTC, datetime, timedelta
+
+    _, secret = acme_token
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    bodies = [
+        orjson.dumps(make_batch(hostname="fresh", start=base + timedelta(minutes=10 * i)))
+        for i in range(5)
+    ]
+    responses = run_concurrently(5, lambda i: post(secret, bodies[i], str(uuid.uuid4())))
+    assert [r.status_code for r in responses] == [201] * 5
+    assert Host.objects.filter(hostname="fresh").count() == 1
+    assert Sample.objects.count() == 30
+
+
+def test_a_failure_mid_batch_leaves_nothing_behind(acme_token, make_batch, monkeypatch):
+    """Samples are COPYed, then the shares COPY fails: no host, device, batch, sample or share."""
+    _, secret = acme_token
+    real_copy = writers._copy
+
+    def failing_copy(cur, table, *args):
+        if table == SampleShare._meta.db_table:
+            raise RuntimeError("disk full (injected)")
+        return real_copy(cur, table, *args)
+
+    monkeypatch.setattr(writers, "_copy", failing_copy)
+    body = orjson.dumps(make_batch(shares=[{"energy_j": 12000.0, "team": "vision"}]))
+    client = Client(raise_request_exception=False)
+    response = client.post(
+        "/api/v1/ingest/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    assert response.status_code == 500
+    assert (Host.objects.count(), Device.objects.count(), IngestBatch.objects.count()) == (0, 0, 0)
+    assert (Sample.objects.count(), SampleShare.objects.count()) == (0, 0)
+    # The collector retries the same batch: it is stored whole.
+    monkeypatch.setattr(writers, "_copy", real_copy)
+    assert post(secret, body, "k").status_code == 201
+    assert (Sample.objects.count(), SampleShare.objects.count()) == (6, 6)
+
+
+def test_the_duplicate_fallback_keeps_shares_of_new_windows_only(acme_token, make_batch):
+    from datetime import datetime
+
+    _, secret = acme_token
+    shares = [
+        {"energy_j": 8000.0, "team": "vision", "run": "a"},
+        {"energy_j": 4000.0, "team": "nlp", "run": "b"},
+    ]
+    first = make_batch(devices=1, windows=2, shares=shares)
+    post(secret, orjson.dumps(first), "1")
+    overlap = make_batch(
+        devices=1,
+        windows=3,
+        start=datetime.fromisoformat(first["samples"][0]["start"]),
+        shares=shares,
+    )
+    response = post(secret, orjson.dumps(overlap), "2")
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (1, 2)
+    assert SampleShare.objects.count() == 6
+    assert Sample.objects.filter(batch_id=response.json()["batch_id"]).count() == 1
+
+
+def test_the_sample_table_has_the_brin_index_for_time_ranges():
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'ingest_sample'")
+        definitions = " ".join(row[0] for row in cur.fetchall())
+    assert "USING brin (window_start)" in definitions
