@@ -21,6 +21,10 @@ demo: install
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --verbosity 0
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py collectstatic --noinput --verbosity 0
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo
+	@echo ""
+	@echo "  GreenKPI demo: http://127.0.0.1:$(PORT)/   (admin: http://127.0.0.1:$(PORT)/admin/)"
+	@echo "  Log in as admin / greenkpi-demo (or vision-lead, nlp-viewer; same password). Ctrl-C stops it."
+	@echo ""
 	env -u DATABASE_URL -u REDIS_URL PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
 
 test: test-sqlite test-postgres
