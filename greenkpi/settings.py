@@ -42,8 +42,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "greenkpi.inventory",
     "greenkpi.ingest",
+    "greenkpi.carbon",
+    "greenkpi.kpis",
 ]
 
 MIDDLEWARE = [
@@ -175,6 +178,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Energy and carbon of machine-learning work: ingestion, registry and KPIs.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from the installed package, not a CDN: self-hosters may be offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Mail ---------------------------------------------------------------------------------

@@ -27,6 +27,20 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _plain_static_files():
+    """Tests don't run collectstatic, so serve static files unhashed (production uses the manifest)."""
+    from django.test import override_settings
+
+    with override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    ):
+        yield
+
+
 @pytest.fixture
 def acme(db):
     from greenkpi.inventory.services import organisation_create, site_create, team_create

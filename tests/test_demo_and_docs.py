@@ -1,0 +1,55 @@
+"""The first things a newcomer touches: the demo organisation and the API docs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.core.management import call_command
+from django.db.models import Sum
+
+from greenkpi.ingest.models import Sample, SampleShare
+from greenkpi.inventory.models import Host, Organisation
+
+
+def test_the_demo_simulates_a_plausible_organisation(db):
+    now = datetime(2026, 11, 18, 12, tzinfo=UTC)
+    from greenkpi.demo.simulation import load_demo
+
+    result = load_demo(days=3, now=now)
+    org = result["organisation"]
+    assert result["token"].startswith("gkc_")
+    assert org.teams.count() == 4
+    assert {s.grid_zone for s in org.sites.all()} == {"FR", "DE", "PL"}
+    silent = Host.objects.get(hostname="gpu-warsaw-03")
+    assert (now - silent.last_seen).days == 2
+    gpu = Sample.objects.filter(device__kind="gpu")
+    # Power stays within each GPU's idle..limit envelope.
+    for sample in gpu.select_related("device")[:500]:
+        assert 10 <= sample.power_avg_w <= sample.device.power_limit_w
+    # Training hosts run hot, the idle pool stays cold.
+    busy = gpu.filter(device__host__hostname="gpu-warsaw-01", util_busy__gt=0.8).count()
+    idle_pool = gpu.filter(device__host__hostname="gpu-frankfurt-03", util_busy__lt=0.05).count()
+    assert busy > 0
+    assert idle_pool > 0.8 * gpu.filter(device__host__hostname="gpu-frankfurt-03").count()
+    # Attributed energy never exceeds measured energy.
+    assert (
+        SampleShare.objects.aggregate(e=Sum("energy_j"))["e"]
+        <= gpu.aggregate(e=Sum("energy_j"))["e"]
+    )
+
+
+def test_loading_the_demo_twice_is_harmless(db):
+    call_command("load_demo", "--days", "1")
+    count = Sample.objects.count()
+    call_command("load_demo", "--days", "1")
+    assert Sample.objects.count() == count
+    assert Organisation.objects.filter(slug="demo").count() == 1
+
+
+def test_every_endpoint_is_in_the_openapi_schema_and_the_docs_page_is_self_hosted(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "/api/v1/ingest/" in schema["paths"]
+    assert "collectorToken" in schema["components"]["securitySchemes"]
+    page = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in page
+    assert "cdn" not in page.lower()
