@@ -45,8 +45,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "greenkpi.inventory",
     "greenkpi.ingest",
-    "greenkpi.carbon",
-    "greenkpi.kpis",
 ]
 
 MIDDLEWARE = [
