@@ -1,0 +1,152 @@
+"""Wiring: build the sources a config asks for, then run sampler and sender until SIGTERM.
+
+The sampler runs in a thread, the sender in the main thread, each with its own SQLite
+connection to the spool. SIGTERM/SIGINT set ``stop``: the sender finishes the send in flight,
+the sampler spools the last partial window, and the sender gets ``shutdown_grace_s`` to send it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from greenkpi_collector.attribution import Registry
+from greenkpi_collector.config import Config, ConfigError
+from greenkpi_collector.sampler import Sampler
+from greenkpi_collector.sender import Sender
+from greenkpi_collector.sources.base import Source, SourceUnavailable
+from greenkpi_collector.sources.host import EstimateSource, HostLoad, cpu_model
+from greenkpi_collector.spool import Spool
+from greenkpi_collector.transport import Transport
+from greenkpi_schema import DeviceInfo, HostFacts
+
+log = logging.getLogger("greenkpi_collector")
+
+
+def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
+    """(sources, plain-words notes on what is not measured and why, whether RAPL is used)."""
+    sources: list[Source] = []
+    notes: list[str] = []
+    if config.gpu != "off":
+        try:
+            from greenkpi_collector.sources.nvml import NvmlSource, load_pynvml
+
+            if config.gpu == "sim":
+                from greenkpi_collector.sources.sim import from_environment
+
+                sources.append(NvmlSource(from_environment(config.sim_gpus, config.sim_scenario)))
+            else:
+                sources.append(NvmlSource(load_pynvml()))
+        except SourceUnavailable as exc:
+            if config.gpu != "auto":
+                raise
+            notes.append(f"no GPU energy: {exc}")
+    rapl = False
+    if config.cpu in ("auto", "rapl"):
+        try:
+            from greenkpi_collector.sources.rapl import RaplSource
+
+            sources.append(RaplSource(Path(config.rapl_root), cpu_model()))
+            rapl = True
+        except SourceUnavailable as exc:
+            if config.cpu == "rapl":
+                raise
+            notes.append(f"no RAPL: {exc}; CPU/DRAM energy is estimated")
+    if config.cpu == "estimate" or (config.cpu == "auto" and not rapl):
+        sources.append(EstimateSource(config.cpu_tdp_w))
+    return sources, notes, rapl
+
+
+class Agent:
+    def __init__(self, config: Config, sources: list[Source] | None = None) -> None:
+        if not config.server:
+            raise ConfigError("no server: set --server, GREENKPI_SERVER or server in the TOML")
+        config.token()  # fail at start-up, in plain words, rather than at the first send
+        self.config = config
+        self.stop = threading.Event()
+        if sources is None:
+            sources, notes, rapl = build_sources(config)
+        else:
+            notes, rapl = [], False
+        if not sources:
+            raise SourceUnavailable("nothing to measure: every source is off or unavailable")
+        self.sources = sources
+        self.devices: list[DeviceInfo] = [d for s in sources for d in s.devices()]
+        registry_dir = Path(config.registry_dir)
+        try:
+            registry_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(registry_dir, 0o1777)  # like /tmp: any job may register, only as itself
+        except OSError as exc:
+            notes.append(f"registry {registry_dir} not writable by jobs ({exc.strerror})")
+        quota = int(config.spool_max_mb * 2**20)
+        self.sampler = Sampler(
+            sources=sources,
+            spool=Spool(config.spool_path, quota),
+            registry=Registry(registry_dir),
+            host_load=HostLoad() if rapl else None,
+            interval_s=config.sample_interval_s,
+            window_s=config.window_s,
+            max_resume_gap_s=config.max_resume_gap_s,
+            notes=notes,
+        )
+        self.sender = Sender(
+            spool=Spool(config.spool_path, quota),
+            transport=Transport(config.server, config.token, config.timeout_s, config.ca_file),
+            facts=self.facts,
+            max_samples=config.batch_max_samples,
+            backoff_base_s=config.backoff_base_s,
+            backoff_cap_s=config.backoff_cap_s,
+            wake=self.sampler.wake,
+        )
+
+    def facts(self) -> HostFacts:
+        from datetime import UTC, datetime
+
+        return HostFacts(
+            hostname=self.config.hostname,
+            site=self.config.site,
+            clock=datetime.now(UTC),
+            source_errors=self.sampler.take_errors(),
+            devices=list(self.devices),
+        )
+
+    def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        self.stop.set()
+        self.sampler.wake.set()  # the sender may be idling on the wake event
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        log.info(
+            "collecting %d device(s) every %.2f s into %.0f s windows; spool %s",
+            len(self.devices),
+            self.config.sample_interval_s,
+            self.config.window_s,
+            self.config.spool_path,
+        )
+        for note in self.sampler.notes:
+            log.warning("%s", note)
+        thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler")
+        thread.start()
+        try:
+            self.sender.run(self.stop)
+        finally:
+            self.stop.set()
+            thread.join(timeout=max(5.0, 3 * self.config.sample_interval_s))
+            deadline = time.monotonic() + self.config.shutdown_grace_s
+            try:
+                self.sender.drain(deadline)
+            except Exception:
+                log.exception("final send failed; the spool keeps it for next time")
+            stats = self.sender.spool.stats()
+            log.info("stopped; %d sample(s) wait in the spool", stats.depth)
+            self.sampler.spool.close()
+            self.sender.spool.close()
+            for source in self.sources:
+                source.close()
+        return 0

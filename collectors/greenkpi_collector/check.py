@@ -1,0 +1,131 @@
+"""``greenkpi-collector check``: what this host can measure, and why not where it cannot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from greenkpi_collector.attribution import Registry
+from greenkpi_collector.config import Config, ConfigError
+from greenkpi_collector.sources.base import SourceUnavailable
+from greenkpi_collector.spool import Spool
+from greenkpi_collector.transport import Transport
+
+SKEW_WARN_S = 60.0
+
+
+def run_check(config: Config, say: Callable[[str], None] = print) -> int:
+    """Print one line per capability; exit status 0 when something is measured and the server
+    accepts our token, 1 otherwise."""
+    measured = False
+    problems = 0
+    say(f"host: {config.hostname}")
+    if config.gpu == "off":
+        say("GPU: off (gpu = off)")
+    else:
+        try:
+            from greenkpi_collector.sources.nvml import NvmlSource, load_pynvml
+
+            if config.gpu == "sim":
+                from greenkpi_collector.sources.sim import from_environment
+
+                nvml = NvmlSource(from_environment(config.sim_gpus, config.sim_scenario))
+            else:
+                nvml = NvmlSource(load_pynvml())
+            for gpu in nvml.gpus:
+                how = "energy counter" if gpu.has_counter else "power readings (no energy counter)"
+                mig = f", MIG with {gpu.mig_instances} instances" if gpu.mig else ""
+                nvml.read()
+                clock = f", SM clock {gpu.sm_clock_mhz:.0f} MHz" if gpu.sm_clock_mhz else ""
+                limit = f", limit {gpu.power_limit_w:.0f} W" if gpu.power_limit_w else ""
+                say(f"GPU: {gpu.uuid} {gpu.name}: {how}{mig}{limit}{clock}")
+            for error in nvml.errors():
+                say(f"GPU note: {error}")
+            nvml.close()
+            measured = True
+        except SourceUnavailable as exc:
+            say(f"GPU: not measured: {exc}")
+    if config.cpu == "off":
+        say("CPU/DRAM: off (cpu = off)")
+    elif config.cpu == "estimate":
+        say("CPU/DRAM: estimated from TDP x load (cpu = estimate)")
+        measured = True
+    else:
+        try:
+            from greenkpi_collector.sources.rapl import RaplSource
+
+            rapl = RaplSource(Path(config.rapl_root))
+            say("CPU/DRAM: RAPL counters: " + ", ".join(d.uuid for d in rapl.domains))
+            measured = True
+        except SourceUnavailable as exc:
+            if config.cpu == "rapl":
+                say(f"CPU/DRAM: not measured: {exc}")
+            else:
+                say(f"CPU/DRAM: estimated from TDP x load, because: {exc}")
+                measured = True
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        say(
+            f"host load: CPU {psutil.cpu_percent(interval=0.1):.0f} %, memory "
+            f"{(vm.total - vm.available) / 2**30:.1f} of {vm.total / 2**30:.1f} GiB"
+        )
+    except Exception as exc:  # psutil missing or /proc unreadable
+        say(f"host load: unavailable: {exc}")
+    problems += _check_spool(config, say)
+    registry = Registry(Path(config.registry_dir))
+    registry.refresh()
+    writable = os.access(config.registry_dir, os.W_OK)
+    say(
+        f"attribution registry: {config.registry_dir} "
+        f"({'writable' if writable else 'NOT writable by this user'}), "
+        f"{len(registry.claims())} running job(s) registered"
+    )
+    problems += _check_server(config, say)
+    if not measured:
+        say("verdict: nothing can be measured on this host")
+        return 1
+    say("verdict: ready" if not problems else f"verdict: {problems} problem(s) above")
+    return 0 if not problems else 1
+
+
+def _check_spool(config: Config, say: Callable[[str], None]) -> int:
+    try:
+        spool = Spool(config.spool_path)
+        stats = spool.stats()
+        spool.close()
+    except Exception as exc:
+        say(f"spool: cannot open {config.spool_path}: {exc}")
+        return 1
+    say(
+        f"spool: {config.spool_path}: {stats.depth} sample(s) waiting, "
+        f"{stats.dead_batches} dead batch(es), {stats.dropped_windows} dropped"
+    )
+    return 0
+
+
+def _check_server(config: Config, say: Callable[[str], None]) -> int:
+    if not config.server:
+        say("server: not configured (--server or GREENKPI_SERVER)")
+        return 1
+    try:
+        token = config.token
+        token()
+    except ConfigError as exc:
+        say(f"token: {exc}")
+        return 1
+    if config.token_file and os.stat(config.token_file).st_mode & 0o044:
+        say(f"token: warning: {config.token_file} is readable by others (chmod 600)")
+    verdict, skew = Transport(config.server, token, config.timeout_s, config.ca_file).probe()
+    if verdict.startswith("unreachable"):
+        say(f"server: {config.server} {verdict}")
+        return 1
+    say(f"server: {config.server} reachable; token: {verdict}")
+    problems = 0 if verdict == "ok" else 1
+    if skew is not None:
+        flag = " - fix NTP: windows may be refused" if abs(skew) > SKEW_WARN_S else ""
+        say(f"clock: this host differs from the server by {-skew:+.1f} s{flag}")
+        problems += abs(skew) > SKEW_WARN_S
+    return problems
