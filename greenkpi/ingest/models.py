@@ -102,3 +102,47 @@ class SampleShare(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.window_start} #{self.position}: {self.energy_j:.1f} J"
+
+
+class CodeCarbonRun(models.Model):
+    """Where one CodeCarbon run (``run_id``) stands, so its cumulative posts become window deltas.
+
+    CodeCarbon's HTTP output posts the run's totals since the tracker started. We keep the last
+    totals and the end of the last stored window; the next post stores only the difference, for
+    the window between the two. The row is locked (SELECT ... FOR UPDATE) while a post is handled,
+    so two concurrent posts of one run cannot both compute a delta from the same previous totals.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    run_id = models.CharField(max_length=150)
+    project_name = models.CharField(max_length=200, blank=True)
+    experiment_id = models.CharField(max_length=200, blank=True)
+    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, related_name="+")
+    utc_offset_s = models.IntegerField(
+        null=True,
+        help_text="Inferred UTC offset of the client's naive local timestamps (local - UTC).",
+    )
+    last_timestamp = models.DateTimeField(null=True, help_text="End (UTC) of the last stored post.")
+    last_duration_s = models.FloatField(default=0.0)
+    last_cpu_energy_kwh = models.FloatField(default=0.0)
+    last_gpu_energy_kwh = models.FloatField(default=0.0)
+    last_ram_energy_kwh = models.FloatField(default=0.0)
+    posts = models.PositiveIntegerField(default=0, help_text="Posts that stored a window.")
+    ignored_posts = models.PositiveIntegerField(
+        default=0, help_text="Replayed or out-of-order posts (stored nothing)."
+    )
+    resets = models.PositiveIntegerField(
+        default=0, help_text="Posts whose totals went down (a restarted run reusing its run_id)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "run_id"], name="codecarbon_run_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"codecarbon run {self.run_id} ({self.project_name})"
