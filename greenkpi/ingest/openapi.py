@@ -18,7 +18,7 @@ Stores a batch of measurement windows from one host. Authenticate with a collect
 """
 
 _number = {"type": "number"}
-_nullable_number = {"type": ["number", "null"]}
+_nullable_number = {"type": "number", "nullable": True}
 _time = {
     "type": "string",
     "format": "date-time",
@@ -65,8 +65,8 @@ SAMPLE_SCHEMA = {
             "description": "Busy fraction",
         },
         "util_sm": {**_nullable_number, "minimum": 0, "maximum": 1, "description": "SM activity"},
-        "mem_used_bytes": {"type": ["integer", "null"], "minimum": 0},
-        "mem_total_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "mem_used_bytes": {"type": "integer", "nullable": True, "minimum": 0},
+        "mem_total_bytes": {"type": "integer", "nullable": True, "minimum": 0},
         "temperature_c": _nullable_number,
         "idle_s": {**_nullable_number, "minimum": 0, "description": "Seconds with busy < 5 %"},
         "shares": {"type": "array", "items": SHARE_SCHEMA, "maxItems": 64},
@@ -138,7 +138,7 @@ PROBLEM_SCHEMA = {
                     "pointer": {"type": "string"},
                     "code": {"type": "string"},
                     "detail": {"type": "string"},
-                    "sample_index": {"type": ["integer", "null"]},
+                    "sample_index": {"type": "integer", "nullable": True},
                 },
             },
         },
