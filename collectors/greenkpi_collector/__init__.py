@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from greenkpi_collector.track import track
+    from greenkpi_collector.tracking import track
 
 __all__ = ["__version__", "track"]
 
@@ -20,7 +20,7 @@ __all__ = ["__version__", "track"]
 def __getattr__(name: str) -> Any:
     # Lazy: `import greenkpi_collector` in a training script must stay cheap.
     if name == "track":
-        from greenkpi_collector.track import track
+        from greenkpi_collector.tracking import track
 
         return track
     raise AttributeError(name)

@@ -30,26 +30,38 @@ def _add_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = 
 
 
 def parser() -> argparse.ArgumentParser:
+    # No abbreviations: `--token X` must not silently become `--token-file X`.
     p = argparse.ArgumentParser(
         prog="greenkpi-collector",
+        allow_abbrev=False,
         description="Measure GPU, CPU and DRAM energy and send it to GreenKPI. The token comes "
         "from GREENKPI_TOKEN or a token file, never from the command line.",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    _add_options(sub.add_parser("run", help="measure and send until stopped (SIGTERM)"))
-    _add_options(sub.add_parser("check", help="say what can be measured here, and why not"))
-    spool = sub.add_parser("spool", help="show what waits to be sent, and dead letters")
+    _add_options(
+        sub.add_parser("run", allow_abbrev=False, help="measure and send until stopped (SIGTERM)")
+    )
+    _add_options(
+        sub.add_parser(
+            "check", allow_abbrev=False, help="say what can be measured here, and why not"
+        )
+    )
+    spool = sub.add_parser(
+        "spool", allow_abbrev=False, help="show what waits to be sent, and dead letters"
+    )
     _add_options(spool, ["state_dir", "log_level"])
     spool.add_argument("--json", action="store_true", help="machine-readable output")
     spool.add_argument("--requeue-dead", action="store_true", help="send dead letters again")
-    wrap = sub.add_parser("wrap", help="run a command with its GPU energy attributed")
+    wrap = sub.add_parser(
+        "wrap", allow_abbrev=False, help="run a command with its GPU energy attributed"
+    )
     wrap.add_argument("--team", required=True, help="team slug in GreenKPI")
     wrap.add_argument("--model", help="model name")
     wrap.add_argument("--run", dest="run_id", help="run id")
     wrap.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
     wrap.add_argument("--registry-dir", help="env GREENKPI_REGISTRY_DIR")
     wrap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and arguments")
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", allow_abbrev=False, help="print the version")
     return p
 
 
@@ -96,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "wrap":
-        from greenkpi_collector.track import wrap
+        from greenkpi_collector.tracking import wrap
 
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
