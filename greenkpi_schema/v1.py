@@ -304,9 +304,22 @@ def _parse_samples(
     max_window = timedelta(seconds=limits.max_window_s)
     seen: set[tuple[str, datetime]] = set()
     samples: list[Sample] = []
+    # (start string, end string) -> (start, end, length in s) for windows that passed every window
+    # check; a batch repeats each window once per device, so most samples skip parsing entirely.
+    windows: dict[tuple[str, str], tuple[datetime, datetime, float]] = {}
+    window_check = (latest, earliest, max_window)
     for i, raw in enumerate(raw_samples):
         if len(errors) >= MAX_ERRORS:
             break
+        fast = _fast_sample(raw, windows, window_check, limits.max_window_s)
+        if fast is not None:
+            key = (fast.device_uuid, fast.start)
+            if key not in seen:
+                seen.add(key)
+                samples.append(fast)
+                continue
+        # Anything the fast path is unsure about (including a duplicate) takes the full path below,
+        # which decides exactly as before and names every problem.
         base = f"/samples/{i}"
         if not isinstance(raw, dict):
             errors.append(FieldError(base, "type", "a sample must be an object", i))
@@ -442,6 +455,175 @@ def _parse_samples(
             )
         )
     return samples
+
+
+def _fast_sample(
+    raw: Any,
+    windows: dict[tuple[str, str], tuple[datetime, datetime, float]],
+    window_check: tuple[datetime, datetime, timedelta],
+    max_idle_s: float,
+) -> Sample | None:
+    """The Sample for a raw sample that is valid in every respect, or None to take the full path.
+
+    Same rules as the loop in _parse_samples, written as straight-line type and range tests with no
+    error bookkeeping: ~4x cheaper per sample. It never rejects anything itself; None only means
+    "let the exact path decide", so accepted batches and error reports are unchanged.
+    """
+    if type(raw) is not dict:
+        return None
+    get = raw.get
+    uuid = get("device_uuid")
+    if type(uuid) is not str or not uuid or len(uuid) > MAX_KEY_LEN:
+        return None
+    kind = get("device_kind")
+    method = get("method")
+    if kind not in DEVICE_KINDS or method not in METHODS:
+        return None
+    energy = get("energy_j")
+    if (type(energy) is not float and type(energy) is not int) or not 0 <= energy < _ENERGY_MAX_J:
+        return None
+    start_s = get("start")
+    end_s = get("end")
+    if type(start_s) is not str or type(end_s) is not str:
+        return None
+    window = windows.get((start_s, end_s))
+    if window is None:
+        window = _fast_window(start_s, end_s, window_check)
+        if window is None:
+            return None
+        windows[start_s, end_s] = window
+    # Optional numbers, unrolled (see _OPTIONAL_FLOATS for the ranges).
+    power_avg = get("power_avg_w")
+    if power_avg is not None:
+        if (type(power_avg) is not float and type(power_avg) is not int) or not (
+            0.0 <= power_avg <= _POWER_MAX_W
+        ):
+            return None
+        power_avg = float(power_avg)
+    power_peak = get("power_peak_w")
+    if power_peak is not None:
+        if (type(power_peak) is not float and type(power_peak) is not int) or not (
+            0.0 <= power_peak <= _POWER_MAX_W
+        ):
+            return None
+        power_peak = float(power_peak)
+    util_busy = get("util_busy")
+    if util_busy is not None:
+        if (type(util_busy) is not float and type(util_busy) is not int) or not (
+            0.0 <= util_busy <= 1.0
+        ):
+            return None
+        util_busy = float(util_busy)
+    util_sm = get("util_sm")
+    if util_sm is not None:
+        if (type(util_sm) is not float and type(util_sm) is not int) or not 0.0 <= util_sm <= 1.0:
+            return None
+        util_sm = float(util_sm)
+    temperature = get("temperature_c")
+    if temperature is not None:
+        if (type(temperature) is not float and type(temperature) is not int) or not (
+            _TEMP_RANGE_C[0] <= temperature <= _TEMP_RANGE_C[1]
+        ):
+            return None
+        temperature = float(temperature)
+    mem_used = get("mem_used_bytes")
+    if mem_used is not None and (type(mem_used) is not int or not 0 <= mem_used < _INT_MAX):
+        return None
+    mem_total = get("mem_total_bytes")
+    if mem_total is not None and (type(mem_total) is not int or not 0 <= mem_total < _INT_MAX):
+        return None
+    idle = get("idle_s")
+    if idle is not None:
+        if (
+            (type(idle) is not float and type(idle) is not int)
+            or not 0 <= idle <= max_idle_s
+            or idle > window[2] + 1e-6
+        ):
+            return None
+        idle = float(idle)
+    shares_raw = get("shares")
+    shares: list[Share] = []
+    if shares_raw is not None:
+        parsed = _fast_shares(shares_raw, energy)
+        if parsed is None:
+            return None
+        shares = parsed
+    return Sample(
+        uuid,
+        kind,
+        window[0],
+        window[1],
+        float(energy),
+        method,
+        power_avg,
+        power_peak,
+        util_busy,
+        util_sm,
+        mem_used,
+        mem_total,
+        temperature,
+        idle,
+        shares,
+    )
+
+
+def _fast_window(
+    start_s: str, end_s: str, check: tuple[datetime, datetime, timedelta]
+) -> tuple[datetime, datetime, float] | None:
+    """(start, end, length in s) if the window passes every check of _parse_samples, else None."""
+    start = _parse_time(start_s)
+    end = _parse_time(end_s)
+    if type(start) is str or type(end) is str:
+        return None
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    latest, earliest, max_window = check
+    if end <= start or end - start > max_window or end > latest or start < earliest:
+        return None
+    return start, end, (end - start).total_seconds()
+
+
+def _fast_shares(raw: Any, energy: float) -> list[Share] | None:
+    """The shares if every one is valid and they sum to the window's energy, else None."""
+    if type(raw) is not list or len(raw) > MAX_SHARES:
+        return None
+    shares: list[Share] = []
+    total = 0.0
+    for item in raw:
+        if type(item) is not dict:
+            return None
+        get = item.get
+        share_energy = get("energy_j")
+        if (
+            type(share_energy) is not float and type(share_energy) is not int
+        ) or not 0 <= share_energy < _ENERGY_MAX_J:
+            return None
+        method = get("method", "declared")
+        if method not in SHARE_METHODS:
+            return None
+        pid = get("pid")
+        if pid is not None and (type(pid) is not int or pid < 0):
+            return None
+        tags = get("tags") or {}
+        if type(tags) is not dict or len(tags) > MAX_TAGS:
+            return None
+        for k, v in tags.items():
+            if type(k) is not str or type(v) is not str or len(k) > 100 or len(v) > MAX_KEY_LEN:
+                return None
+        team = get("team")
+        if team is not None and (type(team) is not str or not team or len(team) > MAX_KEY_LEN):
+            return None
+        model = get("model")
+        if model is not None and (type(model) is not str or not model or len(model) > MAX_KEY_LEN):
+            return None
+        run = get("run")
+        if run is not None and (type(run) is not str or not run or len(run) > MAX_KEY_LEN):
+            return None
+        share_energy = float(share_energy)
+        total += share_energy
+        shares.append(Share(share_energy, method, team, model, run, pid, tags))
+    if shares and abs(total - energy) > max(1e-6 * energy, 1e-3):
+        return None
+    return shares
 
 
 def _parse_shares(
