@@ -104,6 +104,9 @@ class Sender:
             body = outcome.body or {}
             for warning in body.get("warnings") or []:
                 log.warning("server: %s", warning)
+            if outcome.headers.get("idempotent-replayed") == "true":
+                # The last run died after the server stored this batch but before our delete.
+                log.info("batch %s was already stored (idempotent replay)", item.key)
             log.debug("sent %d samples: %s", item.samples, body)
             return 0.0
         if kind == "too_large" and item.samples > 1:

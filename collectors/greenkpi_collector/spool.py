@@ -71,7 +71,10 @@ class Spool:
         self.path = path
         self.quota_bytes = quota_bytes
         self.unpersisted_drops = 0  # drops we could not even record (disk full)
-        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        # Each Spool is used by one thread at a time, but may be created and closed by another.
+        self.db = sqlite3.connect(
+            str(path), timeout=30, isolation_level=None, check_same_thread=False
+        )
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed window survives power loss too, not only a process crash.
         self.db.execute("PRAGMA synchronous=FULL")
