@@ -1,0 +1,45 @@
+"""The shipped deployment files parse and agree with the collector's own rules."""
+
+from __future__ import annotations
+
+import configparser
+
+import yaml
+from gkc_helpers import REPO
+from greenkpi_collector.config import load
+
+DEPLOY = REPO / "deploy"
+
+
+def test_the_systemd_unit_keeps_the_spool_and_allows_a_clean_stop() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / "greenkpi-collector.service")
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("greenkpi-collector run")  # no token on argv
+    assert service["StateDirectory"] == "greenkpi-collector"
+    assert int(service["TimeoutStopSec"]) > 10 + 5  # timeout_s + shutdown_grace_s
+    assert service["Restart"] == "on-failure"
+
+
+def test_the_example_toml_is_a_valid_config() -> None:
+    config = load({"config": str(DEPLOY / "systemd" / "greenkpi-collector.toml.example")}, {})
+    assert config.server == "https://greenkpi.example.org" and config.token_file
+
+
+def test_the_daemonset_runs_on_gpu_nodes_with_the_token_from_a_secret() -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "greenkpi-collector.yaml").read_text()))
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] > 15 and spec["hostPID"] is True
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    (container,) = spec["containers"]
+    assert container["args"] == ["run"]
+    assert not any("token" in a for a in container["args"])
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["token"]["secret"]["defaultMode"] == 0o400
+    assert volumes["state"]["hostPath"]["path"] == "/var/lib/greenkpi-collector"
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["collector.toml"]
+    import tomllib
+
+    assert tomllib.loads(config)["token_file"] == "/var/run/secrets/greenkpi/token"
