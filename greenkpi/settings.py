@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "greenkpi.inventory",
     "greenkpi.ingest",
+    "greenkpi.dashboard",
 ]
 
 MIDDLEWARE = [

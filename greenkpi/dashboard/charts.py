@@ -1,0 +1,71 @@
+"""Every chart is served twice from one frame: as Plotly JSON for the page, and as CSV.
+
+A chart view resolves its scope, calls its selector once and hands the frame either to its figure
+builder or to the CSV writer, so the file a user downloads is exactly what the chart drew from.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pandas as pd
+from django.http import HttpResponse
+
+from greenkpi.dashboard.figures import Figure
+
+FORMATS = ("json", "csv")
+
+
+@dataclass(frozen=True)
+class Chart:
+    """How one chart turns its selector's frame into a figure, and which columns its CSV has."""
+
+    key: str
+    build: Callable[[pd.DataFrame], Figure]
+    csv_columns: tuple[str, ...]
+
+
+def _typed_array(values: np.ndarray) -> object:
+    """Plotly.js's base64 typed-array form: ~16 bytes a point instead of ~45 as JSON text.
+
+    Times become epoch milliseconds (the builders declare their time axes as dates); other
+    numbers float32, which keeps 7 significant digits, more than any watt or percent reading.
+    """
+    if values.dtype.kind == "M":
+        millis = values.astype("datetime64[ms]").astype(np.int64).astype("<f8")
+        return {"dtype": "f8", "bdata": base64.b64encode(millis.tobytes()).decode()}
+    if values.dtype.kind in "fiu":
+        return {"dtype": "f4", "bdata": base64.b64encode(values.astype("<f4").tobytes()).decode()}
+    return values.tolist()
+
+
+def encode_figure(figure: Figure) -> bytes:
+    """The figure as compact JSON for Plotly.js (builders keep plain numpy arrays, for tests)."""
+    data = [
+        {k: _typed_array(v) if isinstance(v, np.ndarray) else v for k, v in trace.items()}
+        for trace in figure["data"]
+    ]
+    return orjson.dumps({**figure, "data": data}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def figure_response(figure: Figure) -> HttpResponse:
+    return HttpResponse(encode_figure(figure), content_type="application/json")
+
+
+def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -> HttpResponse:
+    out = frame.loc[:, list(columns)]
+    # ISO 8601 with an explicit Z: spreadsheets and scripts must not guess the timezone.
+    body = out.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def respond(chart: Chart, frame: pd.DataFrame, fmt: str, filename_stem: str) -> HttpResponse:
+    if fmt == "csv":
+        return csv_response(frame, chart.csv_columns, f"{filename_stem}.csv")
+    return figure_response(chart.build(frame))

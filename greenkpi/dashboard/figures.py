@@ -1,0 +1,148 @@
+"""Figure builders: pure functions from a selector's DataFrame to a Plotly figure dict.
+
+No Django, no I/O, so they are tested alone. Plain dicts rather than graph_objects: validation
+would cost more than building. Times are tz-naive UTC datetime64 (never a tz-aware index: ~130x
+slower to serialise, reference/performance-limits.md section 7); every axis names its unit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greenkpi.dashboard.downsample import lttb_indices
+
+Figure = dict[str, Any]
+
+MAX_POINTS_PER_TRACE = 2_000
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#000000")
+NO_DATA = "No measurements in this period"
+
+
+def _layout(*, x_title: str, y_title: str, empty: bool, **extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "margin": {"l": 64, "r": 16, "t": 16, "b": 56},
+        "xaxis": {"title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.2},
+        "hovermode": "x unified",
+        "font": {"family": "system-ui, sans-serif", "size": 13},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        **extra,
+    }
+    if "(UTC)" in x_title:
+        # Declared, not guessed: times reach the browser as epoch milliseconds (charts.py).
+        layout["xaxis"]["type"] = "date"
+    if empty:
+        layout["annotations"] = [
+            {
+                "text": NO_DATA,
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"size": 15},
+            }
+        ]
+        layout["xaxis"]["showticklabels"] = layout["yaxis"]["showticklabels"] = False
+    return layout
+
+
+def _naive_utc(values: pd.Series) -> np.ndarray:
+    """datetime64[ns] without a timezone, whatever the column held."""
+    stamps = pd.to_datetime(values, utc=True)
+    return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def energy_by_team_daily(frame: pd.DataFrame) -> Figure:
+    """Stacked bars: energy per UTC day, one colour per team (largest consumer at the bottom)."""
+    traces = []
+    if len(frame):
+        order = frame.groupby("team", sort=False)["energy_kwh"].sum().sort_values(ascending=False)
+        for i, team in enumerate(order.index):
+            rows = frame[frame["team"] == team]
+            traces.append(
+                {
+                    "type": "bar",
+                    "name": team,
+                    "x": _naive_utc(rows["day"]),
+                    "y": rows["energy_kwh"].to_numpy(dtype=np.float64),
+                    "marker": {"color": PALETTE[i % len(PALETTE)]},
+                    "hovertemplate": "%{y:,.2f} kWh<extra>%{fullData.name}</extra>",
+                }
+            )
+    return {
+        "data": traces,
+        "layout": _layout(
+            x_title="Day (UTC)", y_title="Energy (kWh)", empty=not traces, barmode="stack"
+        ),
+    }
+
+
+def _device_lines(
+    frame: pd.DataFrame, column: str, *, unit: str, max_points: int
+) -> list[dict[str, Any]]:
+    traces = []
+    for i, (device, rows) in enumerate(frame.groupby("device", sort=True)):
+        rows = rows[rows[column].notna()]
+        if rows.empty:
+            continue
+        x = _naive_utc(rows["time_utc"])
+        y = rows[column].to_numpy(dtype=np.float64)
+        keep = lttb_indices(x.astype("int64"), y, max_points)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": device,
+                "x": x[keep],
+                "y": y[keep],
+                "line": {"width": 1.5, "color": PALETTE[i % len(PALETTE)]},
+                "hovertemplate": f"%{{y:,.1f}} {unit}<extra>%{{fullData.name}}</extra>",
+            }
+        )
+    return traces
+
+
+def host_power(frame: pd.DataFrame, *, max_points: int = MAX_POINTS_PER_TRACE) -> Figure:
+    """Average power per device over time, at most ``max_points`` per device (LTTB)."""
+    traces = _device_lines(frame, "power_w", unit="W", max_points=max_points)
+    return {
+        "data": traces,
+        "layout": _layout(x_title="Time (UTC)", y_title="Power (W)", empty=not traces),
+    }
+
+
+def host_utilization(frame: pd.DataFrame, *, max_points: int = MAX_POINTS_PER_TRACE) -> Figure:
+    """Busy fraction per device (0-100 %) over time, at most ``max_points`` per device."""
+    traces = _device_lines(frame, "util_pct", unit="%", max_points=max_points)
+    layout = _layout(x_title="Time (UTC)", y_title="Busy (%)", empty=not traces)
+    layout["yaxis"]["range"] = [0, 100]
+    return {"data": traces, "layout": layout}
+
+
+def team_energy_by_model(frame: pd.DataFrame) -> Figure:
+    """Horizontal bars: energy per model over the period, largest on top."""
+    traces = []
+    if len(frame):
+        totals = frame.groupby("model")["energy_kwh"].sum().sort_values()
+        traces.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": "Energy",
+                "x": totals.to_numpy(dtype=np.float64),
+                "y": totals.index.to_list(),
+                "marker": {"color": PALETTE[0]},
+                "hovertemplate": "%{y}: %{x:,.2f} kWh<extra></extra>",
+            }
+        )
+    layout = _layout(x_title="Energy (kWh)", y_title="Model", empty=not traces)
+    layout["yaxis"]["automargin"] = True
+    layout["hovermode"] = "closest"
+    return {"data": traces, "layout": layout}

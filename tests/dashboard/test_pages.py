@@ -1,0 +1,213 @@
+"""What each page shows, its empty states, and how many queries it may run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from greenkpi.inventory.models import CollectorToken, Host, Team
+
+pytestmark = pytest.mark.django_db
+
+# Session + user + memberships + teams + the page's own reads. A page whose count grows with the
+# number of hosts, devices or teams fails these bounds as soon as the fixture has a few of each.
+MAX_QUERIES = {
+    "/": 8,
+    "/fleet/": 7,
+    "/teams/": 7,
+    "/settings/tokens/": 6,
+    "/charts/energy-by-team.json": 6,
+    "/charts/energy-by-team.csv": 6,
+}
+
+
+@pytest.mark.parametrize("url", list(MAX_QUERIES))
+@pytest.mark.parametrize("who", ["alice", "nina"])
+def test_pages_run_a_bounded_number_of_queries(
+    client, fleet, people, who, url, django_assert_max_num_queries
+):
+    client.force_login(people[who])
+    with django_assert_max_num_queries(MAX_QUERIES[url]):
+        response = client.get(url)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/hosts/{h}/", "/hosts/{h}/power.json", "/hosts/{h}/utilization.csv"]
+)
+def test_host_pages_run_a_bounded_number_of_queries(
+    client, fleet, people, path, django_assert_max_num_queries
+):
+    client.force_login(people["victor"])
+    with django_assert_max_num_queries(7):
+        response = client.get(path.format(h=fleet.hosts["shared-1"].pk))
+    assert response.status_code == 200
+
+
+def test_team_pages_run_a_bounded_number_of_queries(
+    client, fleet, people, django_assert_max_num_queries
+):
+    client.force_login(people["nina"])
+    team = Team.objects.get(slug="nlp")
+    for url in (f"/teams/{team.pk}/", f"/teams/{team.pk}/models.json"):
+        with django_assert_max_num_queries(6):
+            assert client.get(url).status_code == 200
+
+
+def test_the_fleet_page_does_not_query_per_host(
+    client, fleet, people, make_batch, post_batch, acme_token, django_assert_max_num_queries
+):
+    for i in range(6):
+        post_batch(acme_token[1], make_batch(hostname=f"extra-{i}", devices=3, windows=1))
+    client.force_login(people["alice"])
+    with django_assert_max_num_queries(MAX_QUERIES["/fleet/"]):
+        response = client.get("/fleet/")
+    assert len(response.context["hosts"]) == 9
+
+
+def test_the_fleet_flags_silent_and_skewed_hosts_and_shows_the_method(client, fleet, people):
+    Host.objects.filter(hostname="vision-1").update(
+        last_seen=timezone.now() - timedelta(minutes=11), clock_skew_s=-75.0
+    )
+    client.force_login(people["alice"])
+    response = client.get("/fleet/")
+    rows = {row.host.hostname: row for row in response.context["hosts"]}
+    assert rows["vision-1"].silent and rows["vision-1"].skewed
+    assert not rows["nlp-1"].silent and not rows["nlp-1"].skewed
+    assert {d.last_method for d in rows["vision-1"].devices} == {"counter"}
+    html = response.content.decode()
+    assert "silent" in html and "skewed" in html and "counter" in html
+
+
+def test_the_host_page_shows_devices_and_links_its_charts_and_csvs(client, fleet, people):
+    host = fleet.hosts["vision-1"]
+    client.force_login(people["alice"])
+    html = client.get(f"/hosts/{host.pk}/?range=7d").content.decode()
+    assert "GPU-vision-1-0" in html and "NVIDIA H100 80GB HBM3" in html
+    assert f"/hosts/{host.pk}/power.json?range=7d" in html
+    assert f"/hosts/{host.pk}/power.csv?range=7d" in html
+    assert f"/hosts/{host.pk}/utilization.csv?range=7d" in html
+
+
+def test_the_host_csv_holds_power_in_watts_per_device(client, fleet, people):
+    client.force_login(people["alice"])
+    response = client.get(f"/hosts/{fleet.hosts['vision-1'].pk}/power.csv?range=24h")
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "time_utc,device_id,device,kind,power_w,power_peak_w,windows"
+    assert len(lines) == 1 + 2 * 3  # two GPUs, three windows in the last day
+    assert lines[1].split(",")[0].endswith("Z")
+    assert {line.split(",")[4] for line in lines[1:]} == {"200"}  # 12 kJ / 60 s
+
+
+def test_the_team_page_lists_energy_by_model_and_run(client, fleet, people):
+    team = Team.objects.get(slug="nlp")
+    client.force_login(people["nina"])
+    response = client.get(f"/teams/{team.pk}/models.csv?range=7d")
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "model,run,energy_kwh,first_window_utc,last_window_utc"
+    model, run, kwh, *_ = lines[1].split(",")
+    assert (model, run) == ("bert", "r1")
+    assert float(kwh) * 3600 == pytest.approx(27.0, rel=1e-4)  # 3 windows x 9 kJ
+    assert b"bert" in client.get(f"/teams/{team.pk}/").content
+
+
+def test_a_chart_json_is_a_plotly_figure_with_units_on_its_axes(client, fleet, people):
+    client.force_login(people["alice"])
+    figure = client.get("/charts/energy-by-team.json?range=7d").json()
+    assert {t["name"] for t in figure["data"]} == {"Vision", "NLP"}
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Energy (kWh)"
+    assert figure["layout"]["xaxis"]["title"]["text"] == "Day (UTC)"
+
+
+def test_a_bad_range_is_a_400_that_says_why(client, fleet, people):
+    client.force_login(people["alice"])
+    for query in ("range=5y", "from=yesterday", "from=2025-02-01&to=2025-01-01"):
+        response = client.get(f"/?{query}")
+        assert response.status_code == 400, query
+    assert client.get("/charts/energy-by-team.csv?range=5y").status_code == 400
+
+
+def test_an_empty_organisation_shows_the_install_command_and_a_token_button(
+    client, acme, people, settings
+):
+    settings.SITE_URL = "https://greenkpi.example.org"
+    client.force_login(people["alice"])
+    html = client.get("/").content.decode()
+    assert "greenkpi-collector run --server https://greenkpi.example.org" in html
+    assert "Create collector token" in html
+    html = client.get("/fleet/").content.decode()
+    assert "greenkpi-collector run --server https://greenkpi.example.org" in html
+
+
+def test_viewers_get_the_command_but_no_token_button(client, acme, people):
+    client.force_login(people["victor"])
+    html = client.get("/").content.decode()
+    assert "greenkpi-collector run" in html
+    assert "Create collector token" not in html
+    assert "Ask a manager" in html
+
+
+def test_creating_a_token_shows_it_once_and_stores_only_its_hash(client, acme, people):
+    client.force_login(people["alice"])
+    response = client.post(
+        "/settings/tokens/?org=acme", {"name": "lab", "default_team": acme.nlp.pk}
+    )
+    assert response.status_code == 200
+    secret = response.context["secret"]
+    assert secret.startswith("gkc_") and secret in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    token = CollectorToken.objects.get(name="lab")
+    assert token.default_team == acme.nlp and token.created_by == people["alice"]
+    assert secret not in token.secret_hash
+    assert secret not in client.get("/settings/tokens/").content.decode()
+
+
+def test_a_team_manager_can_only_create_tokens_for_the_teams_they_manage(client, acme, people):
+    client.force_login(people["nina"])
+    refused = client.post("/settings/tokens/", {"name": "x", "default_team": acme.vision.pk})
+    assert "secret" not in refused.context or refused.context["secret"] is None
+    no_team = client.post("/settings/tokens/", {"name": "x"})
+    assert no_team.context["secret"] is None
+    ok = client.post("/settings/tokens/", {"name": "x", "default_team": acme.nlp.pk})
+    assert ok.context["secret"]
+    assert list(CollectorToken.objects.values_list("default_team__slug", flat=True)) == ["nlp"]
+
+
+def test_a_viewer_cannot_create_a_token(client, acme, people):
+    client.force_login(people["victor"])
+    assert client.post("/settings/tokens/", {"name": "x"}).status_code == 404
+    assert not CollectorToken.objects.exists()
+
+
+def test_the_token_list_of_a_team_manager_shows_only_their_teams_tokens(
+    client, acme, people, acme_token
+):
+    from greenkpi.inventory.services import token_create
+
+    token_create(organisation=acme, name="nlp-token", default_team=acme.nlp)
+    client.force_login(people["nina"])
+    names = [t.name for t in client.get("/settings/tokens/").context["tokens"]]
+    assert names == ["nlp-token"]  # acme_token defaults to vision
+
+
+def test_login_page_logs_in_and_logout_returns_to_it(client, people):
+    response = client.get("/accounts/login/")
+    assert response.status_code == 200 and b"Log in to GreenKPI" in response.content
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": people["password"]}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/"
+    response = client.post("/accounts/logout/", {"next": "/accounts/login/"})
+    assert response["Location"] == "/accounts/login/"
+
+
+def test_the_org_switcher_appears_only_with_several_organisations(client, acme, globex, people):
+    from greenkpi.inventory.services import membership_set
+
+    client.force_login(people["alice"])
+    assert b'name="org"' not in client.get("/fleet/").content
+    membership_set(user=people["alice"], organisation=globex, team=None, role="viewer")
+    html = client.get("/fleet/").content.decode()
+    assert 'id="org-switch"' in html and "Globex" in html
