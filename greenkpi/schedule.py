@@ -11,4 +11,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=17),
         "options": {"expires": 30 * 60},
     },
+    # Late or fresh samples mark (organisation, hour) windows dirty; this recomputes them. Expires
+    # before the next run is due, so a backlog after downtime runs once, not once per missed tick.
+    "kpis-recompute-dirty-windows": {
+        "task": "greenkpi.kpis.tasks.recompute_dirty_windows",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 4 * 60},
+    },
 }

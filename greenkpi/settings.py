@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "greenkpi.inventory",
     "greenkpi.ingest",
+    "greenkpi.carbon",
+    "greenkpi.kpis",
     "greenkpi.dashboard",
 ]
 

@@ -93,6 +93,16 @@ def ingest_batch(
             status_code=201,
             response=body_out,
         )
+        if accepted:
+            from greenkpi.kpis.services import windows_mark_dirty
+
+            # New (possibly late) samples: their rollup windows are recomputed by the KPI engine.
+            # One upsert per batch, committed with the samples.
+            windows_mark_dirty(
+                organisation_id=token.organisation_id,
+                window_starts=[s.start for s in batch.samples],
+                now=now,
+            )
     return IngestResult(status=201, body=body_out)
 
 

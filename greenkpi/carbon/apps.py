@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CarbonConfig(AppConfig):
+    name = "greenkpi.carbon"
+    verbose_name = "Carbon accounting"

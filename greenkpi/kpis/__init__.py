@@ -1,0 +1,1 @@
+"""KPI engine: hourly rollups (the only writer), the KPI registry and its pure pandas formulas."""

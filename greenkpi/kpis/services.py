@@ -1,0 +1,268 @@
+"""Writes of the KPI engine: mark windows dirty, recompute (replace) windows, record runs.
+
+The only writer of HourlyRollup. A recompute replaces every row of its (organisation, hour) window
+inside one transaction, so re-runs, overlaps, late data and backfills all converge on the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from greenkpi.ingest.models import Sample
+from greenkpi.kpis import rollup
+from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow, RunStatus
+
+log = logging.getLogger(__name__)
+
+# A claim must outlive the slowest recompute of one window (seconds for 1,000 GPUs); after it
+# lapses another worker may take the window over, so a killed worker never blocks it for long.
+DEFAULT_LEASE_S = 900
+# Errors worth retrying: the database went away or refused us for a moment.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+RUN_RETENTION = timedelta(days=30)
+
+
+class ClaimLost(Exception):
+    """Our lease lapsed and another worker claimed the window: our rows must not be committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    status: str  # "done", "busy" (claimed by someone else) or "failed"
+    rows: int = 0
+    error: str = ""
+
+
+def hour_floor(moment: datetime) -> datetime:
+    """The start of the UTC hour containing ``moment``."""
+    return datetime.fromtimestamp(int(moment.timestamp()) // 3600 * 3600, UTC)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def windows_mark_dirty(
+    *, organisation_id: int, window_starts: Iterable[datetime], now: datetime | None = None
+) -> int:
+    """Mark the hours of these sample windows dirty for recompute; one statement per call.
+
+    Called by ingest inside its transaction, so the mark commits with the samples. Bumping
+    ``version`` (rather than setting a flag) tells a recompute that started earlier that its
+    result is already stale. Hours are locked in sorted order so concurrent batches never deadlock.
+    """
+    hours = sorted({hour_floor(start) for start in set(window_starts)})
+    if not hours:
+        return 0
+    now = now or timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    table = RollupWindow._meta.db_table
+    values = ", ".join(["(%s, %s, 1, 0, %s, '', 0, 0, 0, '')"] * len(hours))
+    params: list[object] = []
+    for hour in hours:
+        params += [organisation_id, adapt(hour), adapt(now)]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (organisation_id, hour, version, computed_version, marked_at, "
+            f"claimed_by, rows, duration_ms, failures, last_error) VALUES {values} "
+            f"ON CONFLICT (organisation_id, hour) DO UPDATE SET "
+            f"version = {table}.version + 1, marked_at = excluded.marked_at",
+            params,
+        )
+    return len(hours)
+
+
+def window_recompute(
+    *,
+    organisation_id: int,
+    hour: datetime,
+    lease_s: float = DEFAULT_LEASE_S,
+    worker: str = "",
+    now: Callable[[], datetime] = timezone.now,
+) -> WindowResult:
+    """Claim the window, rebuild its rows and replace the stored ones in one transaction.
+
+    Returns "busy" without touching anything when another worker holds the claim. Transient
+    database errors propagate (the caller retries); others are recorded on the window, which is
+    pushed back with a growing delay instead of failing every run.
+    """
+    hour = hour_floor(hour)
+    RollupWindow.objects.get_or_create(organisation_id=organisation_id, hour=hour)
+    token = uuid.uuid4().hex
+    started = now()
+    claimed = (
+        RollupWindow.objects.filter(organisation_id=organisation_id, hour=hour)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=started))
+        .update(claimed_until=started + timedelta(seconds=lease_s), claimed_by=token)
+    )
+    if not claimed:
+        return WindowResult("busy")
+    # Read the version after claiming and before reading samples: data that commits later bumps
+    # the version past it, so the window stays dirty and is recomputed again.
+    version = RollupWindow.objects.filter(organisation_id=organisation_id, hour=hour).values_list(
+        "version", flat=True
+    )[0]
+    mine = RollupWindow.objects.filter(organisation_id=organisation_id, hour=hour, claimed_by=token)
+    t0 = time.monotonic()
+    try:
+        rows = rollup.build_rows(organisation_id=organisation_id, hour=hour, now=started)
+        with transaction.atomic():
+            HourlyRollup.objects.filter(organisation_id=organisation_id, hour=hour).delete()
+            HourlyRollup.objects.bulk_create(rows, batch_size=2000)
+            released = mine.update(
+                computed_version=version,
+                claimed_until=None,
+                claimed_by="",
+                computed_at=now(),
+                rows=len(rows),
+                duration_ms=int((time.monotonic() - t0) * 1000),
+                failures=0,
+                last_error="",
+            )
+            if not released:
+                raise ClaimLost(f"window {organisation_id}@{hour:%Y-%m-%dT%H} was taken over")
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # anything else is this window's problem: record it, move on
+        log.exception("recompute of org %s hour %s failed", organisation_id, hour)
+        failures = F("failures") + 1
+        backoff = min(60 * 2 ** min(mine.values_list("failures", flat=True).first() or 0, 6), 3600)
+        mine.update(
+            claimed_until=now() + timedelta(seconds=backoff),
+            claimed_by="",
+            failures=failures,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        return WindowResult("failed", error=f"{type(exc).__name__}: {exc}")
+    return WindowResult("done", rows=len(rows))
+
+
+def dirty_windows(*, limit: int, now: datetime) -> list[tuple[int, datetime]]:
+    """Dirty, unclaimed windows, oldest first (late data for old hours is not starved)."""
+    return list(
+        RollupWindow.objects.filter(version__gt=F("computed_version"))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("hour", "organisation_id")
+        .values_list("organisation_id", "hour")[:limit]
+    )
+
+
+def run_start(*, kind: str, worker: str = "") -> RecomputeRun:
+    """Record a run; earlier runs of its kind still "running" past the task time limit were lost."""
+    now = timezone.now()
+    limit = timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", 3600))
+    RecomputeRun.objects.filter(
+        kind=kind, status=RunStatus.RUNNING, started_at__lt=now - limit
+    ).update(status=RunStatus.ABANDONED, finished_at=now)
+    RecomputeRun.objects.filter(started_at__lt=now - RUN_RETENTION).delete()
+    return RecomputeRun.objects.create(kind=kind, started_at=now, worker=worker or worker_name())
+
+
+def run_finish(
+    run: RecomputeRun, *, done: int, failed: int, rows: int, error: str = "", crashed: bool = False
+) -> RecomputeRun:
+    run.finished_at = timezone.now()
+    run.duration_s = (run.finished_at - run.started_at).total_seconds()
+    run.windows_done, run.windows_failed, run.rows_written = done, failed, rows
+    if crashed:
+        run.status = RunStatus.FAILED
+    else:
+        run.status = RunStatus.PARTIAL if failed else RunStatus.OK
+    run.error = error[:5000]
+    run.save()
+    return run
+
+
+def windows_recompute(
+    *,
+    windows: Iterable[tuple[int, datetime]],
+    kind: str,
+    lease_s: float = DEFAULT_LEASE_S,
+    progress: Callable[[int], None] | None = None,
+) -> RecomputeRun:
+    """Recompute the given windows, recording the run; transient errors end the run and re-raise."""
+    run = run_start(kind=kind)
+    done = failed = rows = 0
+    errors: list[str] = []
+    try:
+        for organisation_id, hour in windows:
+            result = window_recompute(
+                organisation_id=organisation_id, hour=hour, lease_s=lease_s, worker=run.worker
+            )
+            if result.status == "done":
+                done += 1
+                rows += result.rows
+            elif result.status == "failed":
+                failed += 1
+                errors.append(f"org {organisation_id} {hour:%Y-%m-%dT%H}Z: {result.error}")
+            if progress is not None:
+                progress(1)
+    except Exception as exc:
+        run_finish(run, done=done, failed=failed, rows=rows, error=repr(exc), crashed=True)
+        raise
+    return run_finish(run, done=done, failed=failed, rows=rows, error="\n".join(errors[:20]))
+
+
+def windows_recompute_dirty(
+    *, limit: int = 500, lease_s: float = DEFAULT_LEASE_S, kind: str = "periodic"
+) -> RecomputeRun:
+    """The periodic job: recompute up to ``limit`` dirty windows."""
+    windows = dirty_windows(limit=limit, now=timezone.now())
+    return windows_recompute(windows=windows, kind=kind, lease_s=lease_s)
+
+
+def backfill_windows(
+    *, start: datetime, end: datetime, organisation_ids: Iterable[int] | None = None
+) -> list[tuple[int, datetime]]:
+    """Mark dirty every window in [start, end) that has samples or rollup rows; return them."""
+    start, end = hour_floor(start), end
+    samples = Sample.objects.filter(window_start__gte=start, window_start__lt=end)
+    rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
+    if organisation_ids is not None:
+        ids = list(organisation_ids)
+        samples = samples.filter(device__host__organisation_id__in=ids)
+        rollups = rollups.filter(organisation_id__in=ids)
+    found = set(
+        samples.annotate(h=TruncHour("window_start"))
+        .values_list("device__host__organisation_id", "h")
+        .distinct()
+    )
+    found |= set(rollups.values_list("organisation_id", "hour").distinct())
+    by_org: dict[int, list[datetime]] = {}
+    for organisation_id, hour in found:
+        by_org.setdefault(organisation_id, []).append(hour)
+    for organisation_id, hours in by_org.items():
+        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
+    return sorted(((o, hour_floor(h)) for o, h in found), key=lambda w: (w[1], w[0]))
+
+
+def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: datetime) -> int:
+    """After new grid data for ``zones`` in [start, end] (inclusive hours): mark dirty the windows
+    whose rollups used a site in those zones, so their carbon is recomputed."""
+    found = (
+        HourlyRollup.objects.filter(
+            site__grid_zone__in=[z.upper() for z in zones], hour__gte=start, hour__lte=end
+        )
+        .values_list("organisation_id", "hour")
+        .distinct()
+    )
+    by_org: dict[int, list[datetime]] = {}
+    for organisation_id, hour in found:
+        by_org.setdefault(organisation_id, []).append(hour)
+    return sum(
+        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
+        for organisation_id, hours in by_org.items()
+    )
