@@ -1,7 +1,7 @@
 """Collector overhead: a real `greenkpi-collector run` at 1 Hz over 8 simulated GPUs (plus the
 psutil CPU/DRAM estimate) posting to a local 201-answering server, for a bounded time.
 
-    python collectors/bench/collector_overhead.py [--seconds 60] [--window-s 10]
+    python bench/collector_overhead.py [--seconds 60] [--window-s 10]
 
 Prints `collector_cpu_percent: X` (of one core, after a warm-up) and `collector_rss_mb: Y` last.
 Target (issue 3): <= 0.5 % and <= 60 MB.
