@@ -56,5 +56,7 @@ def test_every_endpoint_is_in_the_openapi_schema_and_the_docs_page_is_self_hoste
 
 
 def test_the_openapi_schema_is_valid_openapi_3(db, tmp_path):
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
     assert "/api/v1/ingest/:" in (tmp_path / "schema.yaml").read_text()
