@@ -16,7 +16,7 @@ from django.utils import timezone
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
-from greenkpi_schema import Batch, FieldError, Limits, ValidationFailed, parse_batch
+from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
 
 
 @dataclass
@@ -170,8 +170,23 @@ def _resolve_teams(token: CollectorToken, batch: Batch) -> dict[str, int]:
     return found
 
 
+# Device.last_seen is bookkeeping at minute resolution (like a token's last_used_at): refreshing it
+# on every batch would rewrite every device row of the host, and lock them, once per request.
+DEVICE_LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
 def _register_host(token: CollectorToken, batch: Batch, now: datetime) -> Host:
+    """The batch's host, created on first sight, with the facts of this batch recorded."""
     facts = batch.host
+    updates: dict[str, Any] = {
+        "last_seen": now,
+        "collector_version": facts.agent_version,
+        "clock_skew_s": (now - facts.clock).total_seconds() if facts.clock else None,
+        "spool_depth": facts.spool_depth,
+        "source_errors": facts.source_errors,
+    }
+    if connection.vendor == "postgresql":
+        return _upsert_host_postgres(token, facts, updates, now)
     host = Host.objects.filter(
         organisation_id=token.organisation_id, hostname=facts.hostname
     ).first()
@@ -189,13 +204,6 @@ def _register_host(token: CollectorToken, batch: Batch, now: datetime) -> Host:
             ignore_conflicts=True,  # two first batches of a new host may race
         )
         host = Host.objects.get(organisation_id=token.organisation_id, hostname=facts.hostname)
-    updates: dict[str, Any] = {
-        "last_seen": now,
-        "collector_version": facts.agent_version,
-        "clock_skew_s": (now - facts.clock).total_seconds() if facts.clock else None,
-        "spool_depth": facts.spool_depth,
-        "source_errors": facts.source_errors,
-    }
     if facts.dropped_windows is not None:
         updates["dropped_windows"] = facts.dropped_windows
     if facts.site:
@@ -212,14 +220,84 @@ def _register_host(token: CollectorToken, batch: Batch, now: datetime) -> Host:
     return host
 
 
+def _upsert_host_postgres(
+    token: CollectorToken, facts: HostFacts, updates: dict[str, Any], now: datetime
+) -> Host:
+    """One round trip instead of two or three: INSERT ... ON CONFLICT DO UPDATE ... RETURNING.
+
+    Same result as the ORM path: a new host gets the token's default team and site (unless the
+    batch names a known site), first_seen = now; every batch records its facts; a site hint
+    replaces the site only when the organisation has a site of that name. Two first batches of a
+    new host serialise on the unique (organisation, hostname) key.
+    """
+    from psycopg.types.json import Jsonb
+
+    table = Host._meta.db_table
+    site_table = Site._meta.db_table
+    fields = Host._meta.concrete_fields
+    columns = ", ".join(f.column for f in fields)
+    site_sql = "NULL::bigint"
+    site_params: list[Any] = []
+    if facts.site:
+        site_sql = f"(SELECT id FROM {site_table} WHERE organisation_id = %s AND name = %s)"
+        site_params = [token.organisation_id, facts.site]
+    sql = (
+        f"INSERT INTO {table} AS h (organisation_id, hostname, default_team_id, site_id, "
+        f"first_seen, last_seen, collector_version, clock_skew_s, spool_depth, dropped_windows, "
+        f"source_errors) "
+        f"VALUES (%s, %s, %s, COALESCE({site_sql}, %s), %s, %s, %s, %s, %s, COALESCE(%s, 0), %s) "
+        f"ON CONFLICT (organisation_id, hostname) DO UPDATE SET "
+        f"last_seen = EXCLUDED.last_seen, collector_version = EXCLUDED.collector_version, "
+        f"clock_skew_s = EXCLUDED.clock_skew_s, spool_depth = EXCLUDED.spool_depth, "
+        f"source_errors = EXCLUDED.source_errors, "
+        f"dropped_windows = COALESCE(%s, h.dropped_windows), "
+        f"site_id = COALESCE({site_sql}, h.site_id) "
+        f"RETURNING {columns}"
+    )
+    params = [
+        token.organisation_id,
+        facts.hostname,
+        token.default_team_id,
+        *site_params,
+        token.default_site_id,
+        now,
+        updates["last_seen"],
+        updates["collector_version"],
+        updates["clock_skew_s"],
+        updates["spool_depth"],
+        facts.dropped_windows,
+        Jsonb(updates["source_errors"]),
+        facts.dropped_windows,
+        *site_params,
+    ]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+    host = Host.from_db(connection.alias, [f.attname for f in fields], row)
+    # A raw cursor skips the model fields' converters (jsonb arrives as text): use what we wrote.
+    for name, value in updates.items():
+        setattr(host, name, value)
+    return host
+
+
 def _register_devices(host: Host, batch: Batch, now: datetime) -> dict[str, int]:
-    """uuid → device id for every device the batch mentions, creating unknown ones."""
+    """uuid → device id for every device the batch mentions, creating unknown ones.
+
+    In the steady state (known devices, unchanged facts, last_seen fresh) this is one SELECT:
+    model and power limit are compared here rather than with one UPDATE per device, and last_seen
+    is refreshed only when older than DEVICE_LAST_SEEN_RESOLUTION.
+    """
     facts = {d.uuid: d for d in batch.host.devices}
     kinds = {s.device_uuid: s.device_kind for s in batch.samples}
     for uuid, info in facts.items():
         kinds.setdefault(uuid, info.kind)
-    known = dict(Device.objects.filter(host=host, uuid__in=kinds.keys()).values_list("uuid", "id"))
-    missing = [uuid for uuid in kinds if uuid not in known]
+    current = {
+        uuid: (pk, model_name, power_limit_w, last_seen)
+        for uuid, pk, model_name, power_limit_w, last_seen in Device.objects.filter(
+            host=host, uuid__in=kinds.keys()
+        ).values_list("uuid", "id", "model_name", "power_limit_w", "last_seen")
+    }
+    missing = [uuid for uuid in kinds if uuid not in current]
     if missing:
         Device.objects.bulk_create(
             [
@@ -235,14 +313,29 @@ def _register_devices(host: Host, batch: Batch, now: datetime) -> dict[str, int]
             ],
             ignore_conflicts=True,
         )
-        known.update(Device.objects.filter(host=host, uuid__in=missing).values_list("uuid", "id"))
-    for uuid, info in facts.items():
-        if info.model or info.power_limit_w is not None:
-            Device.objects.filter(pk=known[uuid]).exclude(
-                model_name=info.model, power_limit_w=info.power_limit_w
-            ).update(model_name=info.model, power_limit_w=info.power_limit_w)
-    Device.objects.filter(pk__in=known.values()).update(last_seen=now)
-    return known
+        current.update(
+            (uuid, (pk, model_name, power_limit_w, last_seen))
+            for uuid, pk, model_name, power_limit_w, last_seen in Device.objects.filter(
+                host=host, uuid__in=missing
+            ).values_list("uuid", "id", "model_name", "power_limit_w", "last_seen")
+        )
+    stale_before = now - DEVICE_LAST_SEEN_RESOLUTION
+    touch: list[int] = []
+    for uuid, (pk, model_name, power_limit_w, last_seen) in current.items():
+        info = facts.get(uuid)
+        if (
+            info is not None
+            and (info.model or info.power_limit_w is not None)
+            and (model_name != info.model or power_limit_w != info.power_limit_w)
+        ):
+            Device.objects.filter(pk=pk).update(
+                model_name=info.model, power_limit_w=info.power_limit_w, last_seen=now
+            )
+        elif last_seen is None or last_seen < stale_before:
+            touch.append(pk)
+    if touch:
+        Device.objects.filter(pk__in=touch).update(last_seen=now)
+    return {uuid: row[0] for uuid, row in current.items()}
 
 
 def _rows(
