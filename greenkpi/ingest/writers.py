@@ -6,10 +6,12 @@ and write the shares of new samples only, so a replay under a new idempotency ke
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 
 from greenkpi.ingest.models import Sample, SampleShare
@@ -126,20 +128,25 @@ def _write_postgres(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) ->
 def _copy(
     cur: Any, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[tuple]
 ) -> None:
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import set_json_dumps
 
-    jsonb_at = [i for i, t in enumerate(types) if t == "jsonb"]
+    if "jsonb" in types:
+        # jsonb values go to the binary dumper as they are, serialised by orjson on this cursor:
+        # wrapping each in Jsonb() and encoding with stdlib json was ~25% of the share COPY's cost.
+        set_json_dumps(_json_dumps, context=cur)
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
-        if jsonb_at:
-            for row in rows:
-                row = list(row)
-                for i in jsonb_at:
-                    row[i] = Jsonb(row[i])
-                copy.write_row(row)
-        else:
-            for row in rows:
-                copy.write_row(row)
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
+def _json_dumps(value: Any) -> bytes:
+    """orjson, or stdlib json for what orjson refuses (e.g. non-string keys), as Jsonb did."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode()
 
 
 def _write_generic(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
