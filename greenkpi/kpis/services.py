@@ -121,7 +121,7 @@ def window_recompute(
         rows = rollup.build_rows(organisation_id=organisation_id, hour=hour, now=started)
         with transaction.atomic():
             HourlyRollup.objects.filter(organisation_id=organisation_id, hour=hour).delete()
-            HourlyRollup.objects.bulk_create(rows, batch_size=2000)
+            rollup.write_rows(rows)
             released = mine.update(
                 computed_version=version,
                 claimed_until=None,

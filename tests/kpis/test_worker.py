@@ -186,7 +186,8 @@ def test_a_worker_killed_mid_rollup_leaves_the_old_rows_and_the_rerun_gives_exac
             with connection.cursor() as cur:
                 cur.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event = 'advisory' AND query LIKE 'INSERT INTO %%kpis_hourlyrollup%%'"
+                    "AND wait_event = 'advisory' AND (query LIKE 'INSERT INTO %%kpis_hourlyrollup%%' "
+                    "OR query LIKE 'COPY kpis_hourlyrollup%%')"
                 )
                 row = cur.fetchone()
             return row[0] if row else None

@@ -1,0 +1,210 @@
+"""Rollup benchmark: the full hourly rollup versus a bare SQL GROUP BY over the same rows.
+
+    .venv/bin/python bench/rollup.py [--gpus 1000] [--hours 24] [--repeat 3] [--share-every 0]
+
+What it does (issue 4, "Benchmark: bench/rollup.py"):
+
+1. (Re)creates the PostgreSQL database ``greenkpi_bench_rollup`` and migrates it.
+2. Creates one organisation (site FR, PUE 1.3, a tariff) with ``--gpus`` GPUs on hosts of 10, and
+   generates one-minute samples for ``--hours`` hours in SQL (1,000 GPUs x 24 h = 1.44 M rows),
+   with varying energy, busy and SM fractions and idle seconds. ``--share-every N`` gives every
+   N-th GPU two attribution shares per window (0 = none, as the issue's fleet).
+3. Times the full rollup of every window (``kpis.services.windows_recompute``: claim, one GROUP BY
+   per window, carbon/cost factors, delete + insert in one transaction, run record), ``--repeat``
+   times (it replaces, so every repeat does the same work), and checks the rollup's energy equals
+   the samples' energy.
+4. Times ``SELECT device_id, date_trunc('hour', window_start), sum(energy_j) ... GROUP BY 1, 2``
+   over the same rows, fetching every result row, ``--repeat`` times.
+
+Prints the medians as the last three lines: ``rollup_s``, ``groupby_s``, ``rollup_vs_groupby_ratio``
+(target <= 3). Both share the machine, so compare the ratio, not absolute times across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "greenkpi_bench_rollup"
+DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-rollup-var")
+GPUS_PER_HOST = 10
+
+
+def recreate_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    env = {**os.environ, "DATABASE_URL": DB_URL, "GREENKPI_VAR_DIR": VAR_DIR}
+    env.pop("REDIS_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+
+
+def setup_django() -> None:
+    os.environ["DATABASE_URL"] = DB_URL
+    os.environ["GREENKPI_VAR_DIR"] = VAR_DIR
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "greenkpi.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def populate(*, gpus: int, hours: int, start: datetime, share_every: int) -> int:
+    """Inventory through the ORM, samples generated inside PostgreSQL; returns the org id."""
+    from django.db import connection
+
+    from greenkpi.carbon.models import ElectricityTariff
+    from greenkpi.ingest.models import IngestBatch
+    from greenkpi.inventory.models import Device, Host
+    from greenkpi.inventory.services import organisation_create, site_create, team_create
+
+    org = organisation_create(name="Bench", slug="bench")
+    teams = [team_create(organisation=org, name=n, slug=n) for n in ("vision", "nlp", "speech")]
+    site = site_create(organisation=org, name="paris", grid_zone="FR", pue=1.3)
+    ElectricityTariff.objects.create(
+        site=site, valid_from=start - timedelta(days=1), price_per_kwh=0.2, currency="EUR"
+    )
+    hosts = Host.objects.bulk_create(
+        [
+            Host(organisation=org, site=site, hostname=f"node-{h:04d}", default_team=teams[h % 3])
+            for h in range((gpus + GPUS_PER_HOST - 1) // GPUS_PER_HOST)
+        ]
+    )
+    Device.objects.bulk_create(
+        [
+            Device(host=hosts[g // GPUS_PER_HOST], kind="gpu", uuid=f"GPU-{g:05d}")
+            for g in range(gpus)
+        ]
+    )
+    batch = IngestBatch.objects.create(organisation=org, idempotency_key="bench", fingerprint="-")
+    with connection.cursor() as cur:
+        # One row per GPU and minute; values vary with the device and the minute, deterministically.
+        cur.execute(
+            """
+            INSERT INTO ingest_sample (device_id, window_start, window_end, energy_j, method,
+                power_avg_w, power_peak_w, util_busy, util_sm, mem_used_bytes, mem_total_bytes,
+                temperature_c, idle_s, batch_id)
+            SELECT d.id, t, t + interval '60 seconds',
+                   e, 'counter', e / 60, e / 50, u, u * 0.6, 10737418240, 85899345920, 60,
+                   CASE WHEN u < 0.05 THEN 60 ELSE 0 END, %s
+            FROM (SELECT id FROM inventory_device WHERE host_id IN
+                    (SELECT id FROM inventory_host WHERE organisation_id = %s)) d
+            CROSS JOIN generate_series(%s::timestamptz, %s::timestamptz - interval '1 minute',
+                                       interval '1 minute') t
+            CROSS JOIN LATERAL (SELECT ((d.id * 7 + extract(epoch FROM t)::bigint / 60) %% 100)
+                                       / 100.0 AS u) uu
+            CROSS JOIN LATERAL (SELECT 6000 + 30000 * u AS e) ee
+            ORDER BY t, d.id
+            """,
+            [batch.pk, org.pk, start, start + timedelta(hours=hours)],
+        )
+        if share_every:
+            # Two shares per window for every N-th GPU: 70 % to a model run, 30 % unattributed.
+            cur.execute(
+                """
+                INSERT INTO ingest_sampleshare (device_id, window_start, position, team_id,
+                    model_key, run_key, pid, energy_j, method, tags)
+                SELECT s.device_id, s.window_start, p.pos,
+                       CASE WHEN p.pos = 0 THEN %s END,
+                       CASE WHEN p.pos = 0 THEN 'llama-7b' ELSE '' END,
+                       CASE WHEN p.pos = 0 THEN 'run-1' ELSE '' END, NULL,
+                       s.energy_j * CASE WHEN p.pos = 0 THEN 0.7 ELSE 0.3 END,
+                       CASE WHEN p.pos = 0 THEN 'utilization' ELSE 'unattributed' END, '{}'
+                FROM ingest_sample s CROSS JOIN (VALUES (0), (1)) p(pos)
+                WHERE s.device_id %% %s = 0
+                """,
+                [teams[1].pk, share_every],
+            )
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return org.pk
+
+
+def time_rollup(org_id: int, start: datetime, hours: int) -> float:
+    from greenkpi.kpis import services
+
+    windows = [(org_id, start + timedelta(hours=h)) for h in range(hours)]
+    services.windows_mark_dirty(organisation_id=org_id, window_starts=[w[1] for w in windows])
+    t0 = time.perf_counter()
+    run = services.windows_recompute(windows=windows, kind="bench")
+    elapsed = time.perf_counter() - t0
+    assert run.windows_done == hours and run.windows_failed == 0, run.error
+    return elapsed
+
+
+def time_groupby() -> tuple[float, int]:
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        rows = conn.execute(
+            "SELECT device_id, date_trunc('hour', window_start), sum(energy_j) "
+            "FROM ingest_sample GROUP BY 1, 2"
+        ).fetchall()
+        return time.perf_counter() - t0, len(rows)
+
+
+def check(org_id: int, gpus: int, hours: int) -> None:
+    from django.db.models import Sum
+
+    from greenkpi.ingest.models import Sample
+    from greenkpi.kpis.models import HourlyRollup
+
+    rolled = HourlyRollup.objects.filter(organisation_id=org_id).aggregate(e=Sum("energy_kwh"))["e"]
+    raw = Sample.objects.aggregate(e=Sum("energy_j"))["e"] / 3.6e6
+    assert abs(rolled - raw) <= 1e-9 * raw, (rolled, raw)
+    devices = HourlyRollup.objects.filter(organisation_id=org_id).values("device_id").distinct()
+    assert devices.count() == gpus
+    assert HourlyRollup.objects.values("hour").distinct().count() == hours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gpus", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--share-every", type=int, default=0)
+    args = parser.parse_args()
+
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    print(f"database {DB_NAME}: migrating", flush=True)
+    recreate_database()
+    setup_django()
+    t0 = time.perf_counter()
+    org_id = populate(gpus=args.gpus, hours=args.hours, start=start, share_every=args.share_every)
+    with psycopg.connect(DB_URL) as conn:
+        samples = conn.execute("SELECT count(*) FROM ingest_sample").fetchone()[0]
+        shares = conn.execute("SELECT count(*) FROM ingest_sampleshare").fetchone()[0]
+    print(f"generated {samples:,} samples, {shares:,} shares in {time.perf_counter() - t0:.1f} s")
+
+    rollups = []
+    for i in range(args.repeat):
+        rollups.append(time_rollup(org_id, start, args.hours))
+        print(f"rollup run {i + 1}: {rollups[-1]:.3f} s", flush=True)
+    check(org_id, args.gpus, args.hours)
+    groupbys = []
+    for i in range(args.repeat):
+        elapsed, rows = time_groupby()
+        groupbys.append(elapsed)
+        print(f"group-by run {i + 1}: {elapsed:.3f} s ({rows:,} rows)", flush=True)
+
+    rollup_s, groupby_s = statistics.median(rollups), statistics.median(groupbys)
+    print(f"rollup_s: {rollup_s:.3f}")
+    print(f"groupby_s: {groupby_s:.3f}")
+    print(f"rollup_vs_groupby_ratio: {rollup_s / groupby_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
