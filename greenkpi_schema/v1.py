@@ -30,6 +30,7 @@ _ENERGY_MAX_J = 1e15  # a petajoule in one window is a corrupt counter, not a me
 _POWER_MAX_W = 1e7
 _TEMP_RANGE_C = (-100.0, 300.0)
 _INT_MAX = 2**62
+PID_MAX = 2**31  # stored as a 32-bit integer; Linux caps PIDs at 2**22
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,7 +602,7 @@ def _fast_shares(raw: Any, energy: float) -> list[Share] | None:
         if method not in SHARE_METHODS:
             return None
         pid = get("pid")
-        if pid is not None and (type(pid) is not int or pid < 0):
+        if pid is not None and (type(pid) is not int or not 0 <= pid < PID_MAX):
             return None
         tags = get("tags") or {}
         if type(tags) is not dict or len(tags) > MAX_TAGS:
@@ -658,8 +659,10 @@ def _parse_shares(
             )
             continue
         pid = item.get("pid")
-        if pid is not None and (type(pid) is not int or pid < 0):
-            errors.append(FieldError(f"{pointer}/pid", "type", "must be a non-negative integer", i))
+        if pid is not None and (type(pid) is not int or not 0 <= pid < PID_MAX):
+            errors.append(
+                FieldError(f"{pointer}/pid", "type", "must be a process id (0 <= pid < 2**31)", i)
+            )
             continue
         tags = item.get("tags") or {}
         if (

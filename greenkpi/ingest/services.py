@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import CharField, Value
@@ -17,6 +18,7 @@ from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
 from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
+from greenkpi_schema.fast_v1 import DecodedBatch, decode_batch_fast
 
 
 @dataclass
@@ -40,6 +42,27 @@ def server_limits() -> Limits:
     )
 
 
+# A batch as v1.parse_batch builds it, or as the msgspec fast path decodes it (same attributes).
+AnyBatch = Batch | DecodedBatch
+
+
+class MalformedJSON(ValueError):
+    """The body is not JSON (HTTP 400)."""
+
+
+def decode_batch(body: bytes, *, now: datetime) -> AnyBatch:
+    """A validated batch from raw JSON bytes: the C fast path, or v1's full error report."""
+    limits = server_limits()
+    decoded = decode_batch_fast(body, now=now, limits=limits)
+    if decoded is not None:
+        return decoded
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(str(exc)) from None
+    return parse_batch(data, now=now, limits=limits)
+
+
 def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
@@ -49,32 +72,64 @@ def ingest_batch(
     token: CollectorToken,
     idempotency_key: str,
     body: bytes,
-    data: Any,
+    data: Any = None,
     now: datetime | None = None,
+    sent_at: datetime | None = None,
 ) -> IngestResult:
     """Validate and store a decoded batch. Raises ValidationFailed (400) or IdempotencyConflict (422).
 
-    Replays of a stored key are answered from the stored response *before* validation, so a batch
-    that was accepted stays accepted even when its windows have since aged past the limits.
+    The happy path costs no look-up of the key: claiming it (an INSERT ... ON CONFLICT) tells
+    whether it was used, and only then is the stored answer read.
     """
     now = now or timezone.now()
     digest = fingerprint(body)
-    stored = _stored_answer(token, idempotency_key, digest)
-    if stored is not None:
-        return stored
-    batch = parse_batch(data, now=now, limits=server_limits())
-    teams = _resolve_teams(token, batch)
+    try:
+        batch = (
+            decode_batch(body, now=now)
+            if data is None
+            else parse_batch(data, now=now, limits=server_limits())
+        )
+        teams = _resolve_teams(token, batch)
+    except (ValidationFailed, MalformedJSON):
+        # A replay of an accepted batch is answered as the first time, even if its windows
+        # have since aged past the limits (or a team was renamed).
+        stored = _stored_answer(token, idempotency_key, digest)
+        if stored is not None:
+            return stored
+        raise
+    if sent_at is not None:
+        # A retried body carries the clock of its first attempt; X-Sent-At is this attempt's.
+        batch.host.clock = sent_at
+    try:
+        return _store(token, idempotency_key, digest, batch, teams, now, merge=False)
+    except writers.DuplicateWindows:
+        # Some windows were stored before (under another key): merge, keeping only new ones.
+        return _store(token, idempotency_key, digest, batch, teams, now, merge=True)
+
+
+def _store(
+    token: CollectorToken,
+    key: str,
+    digest: str,
+    batch: AnyBatch,
+    teams: dict[str, int],
+    now: datetime,
+    *,
+    merge: bool,
+) -> IngestResult:
+    """One transaction: claim the key, register host and devices, write, record the answer."""
     with transaction.atomic():
-        batch_id = _claim_key(token, idempotency_key, digest, now)
+        batch_id = _claim_key(token, key, digest, now)
         if batch_id is None:
-            # A concurrent request with this key committed first (we waited on its row lock).
-            stored = _stored_answer(token, idempotency_key, digest)
+            # The key is taken: a replay, or a concurrent request that committed first (the
+            # INSERT waited on its row lock). Answer as it was answered, or refuse another body.
+            stored = _stored_answer(token, key, digest)
             assert stored is not None
             return stored
         host = _register_host(token, batch, now)
         devices = _register_devices(host, batch, now)
         sample_rows, share_rows = _rows(batch, devices, teams, batch_id)
-        accepted, duplicates = writers.write_samples(sample_rows, share_rows)
+        accepted, duplicates = writers.write_samples(sample_rows, share_rows, merge=merge)
         skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
         body_out: dict[str, Any] = {
             "batch_id": batch_id,
@@ -143,7 +198,7 @@ def _claim_key(token: CollectorToken, key: str, digest: str, now: datetime) -> i
     return row[0] if row else None
 
 
-def _resolve_teams(token: CollectorToken, batch: Batch) -> dict[str, int]:
+def _resolve_teams(token: CollectorToken, batch: AnyBatch) -> dict[str, int]:
     """Team slugs named in shares → ids, only within the token's organisation."""
     wanted = {share.team for sample in batch.samples for share in sample.shares if share.team}
     if not wanted:
@@ -175,7 +230,7 @@ def _resolve_teams(token: CollectorToken, batch: Batch) -> dict[str, int]:
 DEVICE_LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
-def _register_host(token: CollectorToken, batch: Batch, now: datetime) -> Host:
+def _register_host(token: CollectorToken, batch: AnyBatch, now: datetime) -> Host:
     """The batch's host, created on first sight, with the facts of this batch recorded."""
     facts = batch.host
     updates: dict[str, Any] = {
@@ -280,7 +335,7 @@ def _upsert_host_postgres(
     return host
 
 
-def _register_devices(host: Host, batch: Batch, now: datetime) -> dict[str, int]:
+def _register_devices(host: Host, batch: AnyBatch, now: datetime) -> dict[str, int]:
     """uuid → device id for every device the batch mentions, creating unknown ones.
 
     In the steady state (known devices, unchanged facts, last_seen fresh) this is one SELECT:
@@ -339,7 +394,7 @@ def _register_devices(host: Host, batch: Batch, now: datetime) -> dict[str, int]
 
 
 def _rows(
-    batch: Batch, devices: dict[str, int], teams: dict[str, int], batch_id: int
+    batch: AnyBatch, devices: dict[str, int], teams: dict[str, int], batch_id: int
 ) -> tuple[list[tuple], list[tuple]]:
     samples: list[tuple] = []
     shares: list[tuple] = []
@@ -382,7 +437,7 @@ def _rows(
     return samples, shares
 
 
-def _warnings(batch: Batch, skew: float | None) -> list[str]:
+def _warnings(batch: AnyBatch, skew: float | None) -> list[str]:
     warnings = []
     if skew is not None and abs(skew) > settings.CLOCK_SKEW_WARN_S:
         warnings.append(f"host clock differs from the server's by {skew:.0f} s; check NTP")

@@ -4,6 +4,7 @@ parsed with orjson and validated by greenkpi_schema, which is ~30x faster than D
 from __future__ import annotations
 
 import zlib
+from datetime import datetime
 
 import orjson
 from django.conf import settings
@@ -19,7 +20,7 @@ from greenkpi.ingest.auth import (
     HasCollectorToken,
 )
 from greenkpi.ingest.problems import problem
-from greenkpi.ingest.services import IdempotencyConflict, ingest_batch
+from greenkpi.ingest.services import IdempotencyConflict, MalformedJSON, ingest_batch
 from greenkpi_schema import ValidationFailed
 
 
@@ -54,6 +55,17 @@ def read_body(request: HttpRequest, limit: int) -> bytes:
     if not inflater.eof:
         raise BadEncoding("the gzip body is truncated")
     return body
+
+
+def sent_at_header(value: str | None) -> datetime | None:
+    """The collector's X-Sent-At (ISO 8601, aware), or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def json_response(body: dict, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -123,11 +135,14 @@ class IngestView(APIView):
         except BadEncoding as exc:
             return problem(400, "encoding", "Unreadable body", str(exc))
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            result = ingest_batch(
+                token=request.auth,
+                idempotency_key=key,
+                body=body,
+                sent_at=sent_at_header(request.headers.get("X-Sent-At")),
+            )
+        except MalformedJSON as exc:
             return problem(400, "json", "Malformed JSON", str(exc))
-        try:
-            result = ingest_batch(token=request.auth, idempotency_key=key, body=body, data=data)
         except ValidationFailed as exc:
             if exc.errors[0].code == "too_many_samples":
                 return too_large(exc.errors[0].message)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection
 
 from greenkpi.ingest.models import Sample, SampleShare
 
@@ -77,30 +77,44 @@ SHARE_PG_TYPES = (
 )
 
 
-def write_samples(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
-    """Store new samples and their shares inside the caller's transaction: (accepted, duplicates)."""
+class DuplicateWindows(Exception):
+    """The optimistic COPY met a stored window; the caller reruns its transaction with merge=True."""
+
+
+def write_samples(
+    samples: Sequence[SampleRow], shares: Sequence[ShareRow], *, merge: bool = False
+) -> tuple[int, int]:
+    """Store new samples and their shares inside the caller's transaction: (accepted, duplicates).
+
+    On PostgreSQL the default is an optimistic COPY straight into the table, the fastest write it
+    has; a duplicate window aborts the transaction with DuplicateWindows, and the caller reruns it
+    with ``merge=True``. No savepoint guards the COPY: that would cost two round trips on every
+    batch to save a rerun on the rare one that overlaps.
+    """
     if not samples:
         return 0, 0
     if connection.vendor == "postgresql":
-        return _write_postgres(samples, shares)
+        return _write_postgres(samples, shares, merge=merge)
     return _write_generic(samples, shares)
 
 
-def _write_postgres(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
+def _write_postgres(
+    samples: Sequence[SampleRow], shares: Sequence[ShareRow], *, merge: bool
+) -> tuple[int, int]:
     import psycopg
 
     sample_table = Sample._meta.db_table
-    share_table = SampleShare._meta.db_table
     connection.ensure_connection()
     raw = connection.connection
     columns = ", ".join(SAMPLE_COLUMNS)
-    # Optimistic path: almost every batch is new, and COPY straight into the table is the fastest
-    # write PostgreSQL has. A duplicate aborts it; then we merge through a temporary table.
-    try:
-        with transaction.atomic(), raw.cursor() as cur:
-            _copy(cur, sample_table, SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
-            accepted_keys = None
-    except psycopg.errors.UniqueViolation:
+    if not merge:
+        try:
+            with raw.cursor() as cur:
+                _copy(cur, sample_table, SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
+        except psycopg.errors.UniqueViolation as exc:
+            raise DuplicateWindows from exc
+        new_shares, accepted = shares, len(samples)
+    else:
         with raw.cursor() as cur:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS ingest_sample_stage "
@@ -113,15 +127,11 @@ def _write_postgres(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) ->
                 f"ON CONFLICT (device_id, window_start) DO NOTHING RETURNING device_id, window_start"
             )
             accepted_keys = set(cur.fetchall())
-    if accepted_keys is None:
-        new_shares = shares
-        accepted = len(samples)
-    else:
         new_shares = [s for s in shares if (s[0], s[1]) in accepted_keys]
         accepted = len(accepted_keys)
     if new_shares:
         with raw.cursor() as cur:
-            _copy(cur, share_table, SHARE_COLUMNS, SHARE_PG_TYPES, new_shares)
+            _copy(cur, SampleShare._meta.db_table, SHARE_COLUMNS, SHARE_PG_TYPES, new_shares)
     return accepted, len(samples) - accepted
 
 

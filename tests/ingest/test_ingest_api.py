@@ -402,3 +402,24 @@ class TestAuthentication:
 
     def test_the_api_schema_is_public_documentation(self, client):
         assert client.get("/api/schema/").status_code == 200
+
+
+class TestClockSkew:
+    def test_skew_is_measured_from_x_sent_at_when_a_retry_carries_an_old_body_clock(
+        self, acme_token, post_batch, make_batch
+    ):
+        _, secret = acme_token
+        batch = make_batch()
+        batch["host"]["clock"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        response = post_batch(secret, batch, HTTP_X_SENT_AT=datetime.now(UTC).isoformat())
+        assert abs(response.json()["clock_skew_s"]) < 30
+        assert response.json()["warnings"] == []
+        assert abs(Host.objects.get().clock_skew_s) < 30
+
+    def test_a_host_clock_an_hour_off_is_flagged(self, acme_token, post_batch, make_batch):
+        _, secret = acme_token
+        batch = make_batch()
+        batch["host"]["clock"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        body = post_batch(secret, batch).json()
+        assert 3590 < body["clock_skew_s"] < 3700
+        assert "NTP" in body["warnings"][0]
