@@ -25,7 +25,7 @@ demo: install
 	@echo "  GreenKPI demo: http://127.0.0.1:$(PORT)/   (admin: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "  Log in as admin / greenkpi-demo (or vision-lead, nlp-viewer; same password). Ctrl-C stops it."
 	@echo ""
-	env -u DATABASE_URL -u REDIS_URL PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
+	env -u DATABASE_URL -u REDIS_URL GREENKPI_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
 
 test: test-sqlite test-postgres
 
