@@ -18,4 +18,17 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Alert rules every minute (`for` durations are counted in these ticks); expires before the
+    # next tick so a stalled beat never queues a pile of evaluations.
+    "alerts-evaluate-rules": {
+        "task": "greenkpi.alerts.tasks.evaluate_rules",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    # Outbox rows whose send message was lost (broker restart) are re-dispatched, still sent once.
+    "alerts-sweep-outbox": {
+        "task": "greenkpi.alerts.tasks.sweep_outbox",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
 }

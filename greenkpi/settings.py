@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "greenkpi.ingest",
     "greenkpi.carbon",
     "greenkpi.kpis",
+    "greenkpi.alerts",
     "greenkpi.dashboard",
 ]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import pandas as pd
-from django.db.models import F
+from django.db.models import F, Q, Sum, Value
 
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow
 
@@ -75,3 +75,68 @@ def dirty_window_count(*, organisation_id: int | None = None) -> int:
     if organisation_id is not None:
         windows = windows.filter(organisation_id=organisation_id)
     return windows.count()
+
+
+# Per-hour sums of the metrics a budget can be set on (columns of hourly_totals).
+BUDGET_METRIC_COLUMNS = ("energy_kwh", "co2e_kg", "allocated_gpu_h", "cost", "uncosted_energy_kwh")
+
+
+def hourly_totals(
+    *,
+    organisation_id: int,
+    start: datetime,
+    end: datetime,
+    team_id: int | None = None,
+    model_key: str | None = None,
+    currency: str = "",
+) -> pd.DataFrame:
+    """Per-hour totals of one organisation (optionally one team or model) in [start, end).
+
+    One GROUP BY in the database (a year of hours is at most 8,784 rows). ``co2e_kg`` is the SCI
+    numerator (location-based operational + embodied), as the ``co2e`` KPI; ``cost`` sums only
+    rows priced in ``currency`` and ``uncosted_energy_kwh`` is the facility energy that was not
+    (no tariff or another currency). Columns: hour (aware UTC) and BUDGET_METRIC_COLUMNS.
+    """
+    rows = HourlyRollup.objects.filter(
+        organisation_id=organisation_id, hour__gte=start, hour__lt=end
+    )
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
+    if model_key is not None:
+        rows = rows.filter(model_key=model_key)
+    # Annotations get a "t_" prefix: a name equal to a column would shadow it in the filters.
+    if currency:
+        priced = Q(cost__isnull=False, currency=currency)
+        money = {
+            "t_cost": Sum("cost", filter=priced, default=0.0),
+            "t_uncosted_energy_kwh": Sum("facility_energy_kwh", filter=~priced, default=0.0),
+        }
+    else:  # not a cost budget: nothing is priced in "no currency"
+        money = {"t_cost": Value(0.0), "t_uncosted_energy_kwh": Sum("facility_energy_kwh")}
+    sums = (
+        rows.values("hour")
+        .annotate(
+            t_energy_kwh=Sum("energy_kwh"),
+            t_co2e_kg=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
+            t_allocated_gpu_h=Sum("allocated_gpu_h"),
+            **money,
+        )
+        .order_by("hour")
+    )
+    columns = ["hour", *BUDGET_METRIC_COLUMNS]
+    return pd.DataFrame.from_records(
+        [(r["hour"], *(r[f"t_{c}"] for c in BUDGET_METRIC_COLUMNS)) for r in sums],
+        columns=columns,
+    ).astype(dict.fromkeys(BUDGET_METRIC_COLUMNS, "float64"))
+
+
+def first_rollup_hour(
+    *, organisation_id: int, team_id: int | None = None, model_key: str | None = None
+) -> datetime | None:
+    """The first hour this organisation (team, model) has rollups for: the age of its history."""
+    rows = HourlyRollup.objects.filter(organisation_id=organisation_id)
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
+    if model_key is not None:
+        rows = rows.filter(model_key=model_key)
+    return rows.order_by("hour").values_list("hour", flat=True).first()

@@ -1,0 +1,42 @@
+"""Email through Django's mail framework: a text part and an HTML alternative from templates."""
+
+from __future__ import annotations
+
+import smtplib
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from greenkpi.alerts.channels.base import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from greenkpi.alerts.models import Channel, Notification
+
+
+class EmailNotifier:
+    def send(self, *, notification: Notification, channel: Channel) -> None:
+        recipients = list(notification.recipients)
+        if not recipients:
+            raise PermanentError("no recipients (no addresses and no managers with an email)")
+        context = {"payload": notification.payload, "site_url": settings.SITE_URL}
+        message = EmailMultiAlternatives(
+            subject=f"[GreenKPI] {notification.payload['title']}",
+            body=render_to_string("alerts/notification.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=recipients,
+            headers={"X-GreenKPI-Notification": str(notification.pk)},
+        )
+        message.attach_alternative(
+            render_to_string("alerts/notification.html", context), "text/html"
+        )
+        try:
+            message.send(fail_silently=False)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise PermanentError(f"recipients refused: {exc.recipients}") from exc
+        except smtplib.SMTPResponseException as exc:
+            error = TransientError if 400 <= exc.smtp_code < 500 else PermanentError
+            raise error(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+        except (smtplib.SMTPException, OSError) as exc:  # connection refused, reset, timeout
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,243 @@
+"""What each rule kind observes now: the label sets whose condition holds, and those that cannot be
+judged for lack of data (held in their state, never resolved by silence). Reads only.
+
+Labels always carry ``rule`` (its id) and ``kind``; a fingerprint hashes organisation, rule and the
+sorted labels, so the same host or team is the same alert from one evaluation to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+
+from greenkpi.alerts import selectors
+from greenkpi.alerts.lifecycle import Observation
+from greenkpi.alerts.models import AlertRule, RuleKind
+from greenkpi.alerts.periods import hour_floor
+from greenkpi.inventory.models import Device, Host, Team
+from greenkpi.kpis import formulas
+from greenkpi.kpis.selectors import rollup_frame
+
+# A GPU counts as allocated for the whole idle window when reported for at least this share of it.
+IDLE_COVERAGE_MIN = 0.9
+
+
+@dataclass
+class Evaluation:
+    """Observations of one rule now; ``team_of`` gives each fingerprint's owning team (visibility)."""
+
+    observed: dict[str, Observation] = field(default_factory=dict)
+    unknown: set[str] = field(default_factory=set)
+    team_of: dict[str, int | None] = field(default_factory=dict)
+
+    def add(
+        self,
+        rule: AlertRule,
+        labels: dict[str, str],
+        *,
+        team_id: int | None,
+        active: bool | None,
+        value: float | None = None,
+        summary: str = "",
+        annotations: dict[str, object] | None = None,
+    ) -> None:
+        """Record one label set: active True (condition holds), False (clear), None (no data)."""
+        full = {"rule": str(rule.pk), "kind": rule.kind, **labels}
+        fp = fingerprint(rule.organisation_id, rule.pk, full)
+        self.team_of[fp] = team_id
+        if active is None:
+            self.unknown.add(fp)
+        elif active:
+            self.observed[fp] = Observation(fp, full, value, summary, annotations or {})
+
+
+def fingerprint(organisation_id: int, rule_id: int, labels: dict[str, str]) -> str:
+    raw = orjson.dumps([organisation_id, rule_id, labels], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def evaluate(rule: AlertRule, *, now: datetime) -> Evaluation:
+    return EVALUATORS[RuleKind(rule.kind)](rule, now)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f} %"
+
+
+def _budget_threshold(rule: AlertRule, now: datetime) -> Evaluation:
+    budget = rule.budget
+    status = selectors.budget_status(budget=budget, now=now)
+    out = Evaluation()
+    notes = _completeness(status)
+    for crossing in status.forecast.crossings:
+        if crossing.threshold_pct not in budget.thresholds_pct:
+            continue
+        reached = crossing.reached
+        summary = (
+            f"Budget {budget.name!r} at {_pct(status.consumed_share)} of {budget.amount:g} "
+            f"{status.unit} for {status.period_label} ({status.consumed:.4g} {status.unit}): "
+            f"{crossing.threshold_pct} % crossed by {crossing.at:%Y-%m-%d %H:%M}Z"
+            if reached
+            else ""
+        )
+        # Under the threshold with data missing is "unknown", not "under budget".
+        active = True if reached else (False if status.complete else None)
+        out.add(
+            rule,
+            {"budget": str(budget.pk), "threshold": str(crossing.threshold_pct)},
+            team_id=budget.team_id,
+            active=active,
+            value=status.consumed,
+            summary=summary,
+            annotations=notes,
+        )
+    return out
+
+
+def _budget_forecast(rule: AlertRule, now: datetime) -> Evaluation:
+    budget = rule.budget
+    status = selectors.budget_status(budget=budget, now=now)
+    at = status.crossing_at
+    when = f"reached {at:%Y-%m-%d %H:%M}Z" if at else "not reached this period"
+    summary = (
+        f"Budget {budget.name!r} forecast {status.forecast_total:.4g} {status.unit} "
+        f"({_pct(status.forecast_share)}) by the end of {status.period_label} at "
+        f"{status.forecast.rate_per_day:.4g} {status.unit}/day; 100 % {when}"
+    )
+    out = Evaluation()
+    exceeds = status.forecast.exceeds
+    out.add(
+        rule,
+        {"budget": str(budget.pk)},
+        team_id=budget.team_id,
+        active=True if exceeds else (False if status.complete else None),
+        value=status.forecast_total,
+        summary=summary,
+        annotations=_completeness(status),
+    )
+    return out
+
+
+def _completeness(status: selectors.BudgetStatus) -> dict[str, object]:
+    if status.complete:
+        return {"complete": True}
+    return {
+        "complete": False,
+        "silent_hosts": list(status.silent_hosts),
+        "incomplete_since": status.incomplete_since.isoformat()
+        if status.incomplete_since
+        else None,
+        "pending_recompute_hours": status.pending_recompute_hours,
+        "uncosted_energy_kwh": status.uncosted_energy_kwh,
+    }
+
+
+def _teams(rule: AlertRule) -> list[Team]:
+    if rule.team_id:
+        return [rule.team]
+    return list(Team.objects.filter(organisation_id=rule.organisation_id).order_by("pk"))
+
+
+def _low_utilization(rule: AlertRule, now: datetime) -> Evaluation:
+    as_of = hour_floor(now)
+    start = as_of - timedelta(hours=rule.utilization_window_h)
+    teams = _teams(rule)
+    frame = rollup_frame(
+        organisation_id=rule.organisation_id, start=start, end=as_of, team_ids=[t.pk for t in teams]
+    )
+    util = formulas.gpu_utilization(frame, by=["team_id"]).set_index("team_id")
+    out = Evaluation()
+    for team in teams:
+        known = float(util["util_known_gpu_h"].get(team.pk, 0.0)) if len(util) else 0.0
+        if known <= 0:  # no GPU readings: nothing to judge (a team without GPUs is not idle)
+            out.add(rule, {"team": team.slug}, team_id=team.pk, active=None)
+            continue
+        avg = float(util.at[team.pk, "avg_gpu_utilization"])
+        out.add(
+            rule,
+            {"team": team.slug},
+            team_id=team.pk,
+            active=avg < rule.utilization_floor,
+            value=avg,
+            summary=(
+                f"Team {team.name} GPU utilization {_pct(avg)} over the last "
+                f"{rule.utilization_window_h} h ({known:.3g} GPU-h measured), under the "
+                f"{_pct(rule.utilization_floor)} floor"
+            ),
+        )
+    return out
+
+
+def _idle_gpu(rule: AlertRule, now: datetime) -> Evaluation:
+    as_of = hour_floor(now)
+    frame = rollup_frame(
+        organisation_id=rule.organisation_id,
+        start=as_of - timedelta(hours=rule.idle_hours),
+        end=as_of,
+        team_ids=[rule.team_id] if rule.team_id else None,
+    )
+    frame = frame[frame["device_kind"] == "gpu"]
+    out = Evaluation()
+    if frame.empty:
+        return out
+    per_device = frame.groupby("device_id")[["allocated_gpu_h", "idle_gpu_h"]].sum()
+    owner = (
+        frame.groupby(["device_id", "team_id"], dropna=True)["allocated_gpu_h"].sum().reset_index()
+    )
+    top_team = owner.sort_values("allocated_gpu_h").groupby("device_id")["team_id"].last()
+    idle = per_device[
+        (per_device["allocated_gpu_h"] >= IDLE_COVERAGE_MIN * rule.idle_hours)
+        & (per_device["idle_gpu_h"] >= rule.idle_share_min * per_device["allocated_gpu_h"])
+    ]
+    names = {
+        d.pk: (d.host.hostname, d.uuid)
+        for d in Device.objects.filter(pk__in=list(idle.index)).select_related("host")
+    }
+    for device_id, row in idle.iterrows():
+        hostname, uuid = names.get(int(device_id), ("?", str(device_id)))
+        team = top_team.get(device_id)
+        share = row["idle_gpu_h"] / row["allocated_gpu_h"]
+        out.add(
+            rule,
+            {"host": hostname, "device": uuid},
+            team_id=None if team is None else int(team),
+            active=True,
+            value=float(row["idle_gpu_h"]),
+            summary=f"GPU {uuid} on {hostname} idle {_pct(share)} of the last {rule.idle_hours} h",
+        )
+    return out
+
+
+def _collector_silent(rule: AlertRule, now: datetime) -> Evaluation:
+    hosts = Host.objects.filter(organisation_id=rule.organisation_id, last_seen__isnull=False)
+    if rule.team_id:
+        hosts = hosts.filter(default_team_id=rule.team_id)
+    out = Evaluation()
+    cutoff = now - timedelta(minutes=rule.silent_minutes)
+    for host in hosts.filter(last_seen__lt=cutoff).order_by("hostname"):
+        silent_min = (now - host.last_seen).total_seconds() / 60
+        out.add(
+            rule,
+            {"host": host.hostname},
+            team_id=host.default_team_id,
+            active=True,
+            value=silent_min,
+            summary=(
+                f"Collector on {host.hostname} silent for {silent_min:.0f} min (last data "
+                f"{host.last_seen:%Y-%m-%d %H:%M}Z): its hours are incomplete, not zero"
+            ),
+        )
+    return out
+
+
+EVALUATORS: dict[RuleKind, Callable[[AlertRule, datetime], Evaluation]] = {
+    RuleKind.BUDGET_THRESHOLD: _budget_threshold,
+    RuleKind.BUDGET_FORECAST: _budget_forecast,
+    RuleKind.LOW_UTILIZATION: _low_utilization,
+    RuleKind.IDLE_GPU: _idle_gpu,
+    RuleKind.COLLECTOR_SILENT: _collector_silent,
+}

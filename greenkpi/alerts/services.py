@@ -1,0 +1,203 @@
+"""Writes people make: budgets, silences, acknowledgements, channels. Keyword-only and typed; the
+admin, pages and commands call these. Who may do what (docs/alerts.md):
+
+* budgets and silences: organisation managers/admins anywhere in their organisation; team managers
+  for their own teams only (a team manager's silence must name one of their teams);
+* acknowledging an alert: anyone who can see it;
+* letting a webhook reach private networks: superusers only (it opens the server's own network).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from greenkpi.alerts.forecast import DEFAULT_THRESHOLDS_PCT
+from greenkpi.alerts.models import Alert, Budget, BudgetScope, Channel, Silence
+from greenkpi.inventory.models import Membership, Organisation, Role, Team
+
+MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
+MAX_SILENCE = timedelta(days=90)
+
+
+def _roles(user: AbstractBaseUser, organisation_id: int) -> dict[int | None, str]:
+    """team id (None = organisation-wide) -> role of ``user`` in that organisation."""
+    return dict(
+        Membership.objects.filter(user=user, organisation_id=organisation_id).values_list(
+            "team_id", "role"
+        )
+    )
+
+
+def can_manage(user: AbstractBaseUser, organisation_id: int, team_id: int | None) -> bool:
+    """Org managers/admins manage everything in the organisation; team managers their team."""
+    if user.is_superuser:
+        return True
+    roles = _roles(user, organisation_id)
+    if roles.get(None) in MANAGING_ROLES:
+        return True
+    return team_id is not None and roles.get(team_id) in MANAGING_ROLES
+
+
+def can_see(user: AbstractBaseUser, organisation_id: int, team_id: int | None) -> bool:
+    if user.is_superuser:
+        return True
+    roles = _roles(user, organisation_id)
+    return None in roles or (team_id is not None and team_id in roles)
+
+
+def budget_create(
+    *,
+    organisation: Organisation,
+    user: AbstractBaseUser,
+    name: str,
+    metric: str,
+    period: str,
+    amount: float,
+    team: Team | None = None,
+    model_key: str = "",
+    currency: str = "",
+    thresholds_pct: Sequence[int] = DEFAULT_THRESHOLDS_PCT,
+) -> Budget:
+    """A budget on the organisation, a team (``team``) or a model (``model_key``)."""
+    if team is not None and model_key:
+        raise ValidationError("a budget is on a team or on a model, not both")
+    scope = (
+        BudgetScope.TEAM if team else BudgetScope.MODEL if model_key else BudgetScope.ORGANISATION
+    )
+    if not can_manage(user, organisation.pk, team.pk if team else None):
+        raise PermissionDenied("only managers may set budgets")
+    budget = Budget(
+        organisation=organisation,
+        name=name,
+        scope=scope,
+        team=team,
+        model_key=model_key,
+        metric=metric,
+        period=period,
+        amount=amount,
+        currency=currency.upper(),
+        thresholds_pct=sorted(set(thresholds_pct)),
+        created_by=user,
+    )
+    budget.full_clean()
+    budget.save()
+    return budget
+
+
+def budget_update(
+    *,
+    budget: Budget,
+    user: AbstractBaseUser,
+    name: str | None = None,
+    amount: float | None = None,
+    period: str | None = None,
+    thresholds_pct: Sequence[int] | None = None,
+    currency: str | None = None,
+) -> Budget:
+    """Change what a budget allows; its scope and metric are fixed (make a new budget instead)."""
+    if not can_manage(user, budget.organisation_id, budget.team_id):
+        raise PermissionDenied("only managers may change budgets")
+    changes: dict[str, object] = {
+        "name": name,
+        "amount": amount,
+        "period": period,
+        "thresholds_pct": sorted(set(thresholds_pct)) if thresholds_pct is not None else None,
+        "currency": currency.upper() if currency is not None else None,
+    }
+    for field, value in changes.items():
+        if value is not None:
+            setattr(budget, field, value)
+    budget.updated_at = timezone.now()
+    budget.full_clean()
+    budget.save()
+    return budget
+
+
+def alert_acknowledge(*, alert: Alert, user: AbstractBaseUser) -> Alert:
+    """Mark an open alert as being handled: it stays firing but repeats stop (resolve still sent)."""
+    if not can_see(user, alert.organisation_id, alert.team_id):
+        raise PermissionDenied("no such alert")
+    now = timezone.now()
+    updated = Alert.objects.filter(
+        pk=alert.pk, state__in=["pending", "firing"], acknowledged_at__isnull=True
+    ).update(acknowledged_by=user, acknowledged_at=now)
+    alert.refresh_from_db()
+    if not updated and alert.acknowledged_at is None:
+        raise ValidationError("only open alerts can be acknowledged")
+    return alert
+
+
+def silence_create(
+    *,
+    organisation: Organisation,
+    user: AbstractBaseUser,
+    matchers: Mapping[str, str],
+    ends_at: datetime,
+    comment: str = "",
+    starts_at: datetime | None = None,
+) -> Silence:
+    """Mute notifications of alerts matching every label in ``matchers`` until ``ends_at``."""
+    starts_at = starts_at or timezone.now()
+    clean = {str(k): str(v) for k, v in matchers.items()}
+    if not clean:
+        raise ValidationError("a silence needs at least one label matcher")
+    if ends_at <= starts_at or ends_at - starts_at > MAX_SILENCE:
+        raise ValidationError(
+            f"a silence ends after it starts and lasts at most {MAX_SILENCE.days} days"
+        )
+    team_id = None
+    if "team" in clean:
+        team_id = (
+            Team.objects.filter(organisation=organisation, slug=clean["team"])
+            .values_list("pk", flat=True)
+            .first()
+        )
+    if not can_manage(user, organisation.pk, team_id):
+        raise PermissionDenied("only managers may silence alerts (team managers: name your team)")
+    return Silence.objects.create(
+        organisation=organisation,
+        matchers=clean,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        comment=comment,
+        created_by=user,
+    )
+
+
+def channel_create(
+    *,
+    organisation: Organisation,
+    user: AbstractBaseUser,
+    name: str,
+    kind: str,
+    url: str = "",
+    addresses: Sequence[str] = (),
+    notify_team_managers: bool = True,
+    body_format: str = Channel.BodyFormat.STANDARD,
+    allow_private_network: bool = False,
+) -> Channel:
+    """An email or webhook channel; a webhook URL is checked (SSRF) before it is saved."""
+    if not can_manage(user, organisation.pk, None):
+        raise PermissionDenied("only organisation managers may add channels")
+    if allow_private_network and not user.is_superuser:
+        raise PermissionDenied("only a superuser may let a webhook reach private networks")
+    channel = Channel(
+        organisation=organisation,
+        name=name,
+        kind=kind,
+        url=url,
+        addresses="\n".join(addresses),
+        notify_team_managers=notify_team_managers,
+        body_format=body_format,
+        allow_private_network=allow_private_network,
+    )
+    with transaction.atomic():
+        channel.full_clean()  # resolves and checks the URL; generates the signing secret
+        channel.save()
+    return channel

@@ -1,0 +1,52 @@
+"""Celery tasks of the alerts app: thin, idempotent, acks_late.
+
+Database hiccups are retried with backoff (autoretry); a transient delivery error is retried after
+the row's own backoff (``next_attempt_at``), permanent ones are recorded on the row. Work a task
+dispatches goes to the queue the task itself came from, so a dedicated alerts queue keeps it all.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+
+from greenkpi.alerts import evaluation, outbox
+from greenkpi.kpis.services import TRANSIENT_ERRORS
+
+_RETRY = {
+    "bind": True,
+    "acks_late": True,
+    "ignore_result": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+# Delivery retries stay far below the broker's visibility timeout (2 h): the longest backoff is 1 h.
+DELIVERY_RETRIES = 10
+
+
+def _queue(task: Task) -> str | None:
+    info = task.request.delivery_info or {}
+    return info.get("routing_key") or None
+
+
+@shared_task(**_RETRY)
+def evaluate_rules(self: Task) -> int:
+    """Periodic: evaluate every enabled rule; returns the RecomputeRun id."""
+    return evaluation.rules_evaluate(queue=_queue(self)).pk
+
+
+@shared_task(**_RETRY)
+def send_notification(self: Task, notification_id: str) -> str:
+    """Send one outbox row (claimed, so a duplicate message sends nothing)."""
+    result = outbox.notification_send(notification_id=notification_id)
+    if result.status == "retry" and self.request.retries < DELIVERY_RETRIES:
+        raise self.retry(countdown=result.retry_in_s, max_retries=DELIVERY_RETRIES)
+    return result.status
+
+
+@shared_task(**_RETRY)
+def sweep_outbox(self: Task) -> int:
+    """Periodic: re-dispatch rows a lost broker message left unsent; returns how many."""
+    return outbox.notifications_sweep(queue=_queue(self))

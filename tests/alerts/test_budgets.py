@@ -1,0 +1,197 @@
+"""Budget status from rollups (hand-worked), completeness, visibility and the budget services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from greenkpi.alerts import selectors, services
+from greenkpi.alerts.models import BudgetScope
+
+H = timedelta(hours=1)
+NOW = datetime(2026, 5, 11, 0, 30, tzinfo=UTC)
+MAY8 = datetime(2026, 5, 8, tzinfo=UTC)
+
+
+@pytest.fixture
+def nlp_history(acme, globex, rollups):
+    """72 h of NLP use at 0.5 kWh/h from May 8 on one host; Vision and Globex use more beside it."""
+    nlp_host = rollups.host(acme, "gpu-nlp-1", team=acme.nlp, last_seen=NOW - timedelta(minutes=2))
+    vision_host = rollups.host(acme, "gpu-vision-1", team=acme.vision, last_seen=NOW)
+    globex_host = rollups.host(globex, "gx-1", team=globex.research, last_seen=NOW)
+    nlp, vision, gx = rollups.gpu(nlp_host), rollups.gpu(vision_host), rollups.gpu(globex_host)
+    for i in range(72):
+        hour = MAY8 + i * H
+        rollups.add(
+            acme,
+            hour,
+            device=nlp,
+            team=acme.nlp,
+            energy_kwh=0.5,
+            allocated_gpu_h=1.0,
+            cost=0.1,
+            currency="EUR",
+            model_key="llama-ft",
+        )
+        rollups.add(
+            acme, hour, device=vision, team=acme.vision, energy_kwh=9.0, allocated_gpu_h=1.0
+        )
+        rollups.add(globex, hour, device=gx, team=globex.research, energy_kwh=100.0)
+    return nlp_host
+
+
+def nlp_budget(acme, people, **kw):
+    fields = {"name": "NLP energy", "metric": "energy_kwh", "period": "month", "amount": 100.0}
+    return services.budget_create(
+        organisation=acme, user=people["nina"], team=acme.nlp, **fields | kw
+    )
+
+
+def test_team_budget_status_matches_the_hand_worked_figures(acme, people, nlp_history):
+    budget = nlp_budget(acme, people)
+    status = selectors.budget_status(budget=budget, now=NOW)
+    assert status.forecast.as_of == datetime(2026, 5, 11, tzinfo=UTC)
+    assert status.consumed == pytest.approx(36.0)  # 72 h x 0.5 kWh, Vision's 9 kWh/h not counted
+    assert status.consumed_share == pytest.approx(0.36)
+    assert status.forecast.rate_window_h == 72  # history starts May 8: a young scope
+    assert status.forecast.rate_per_day == pytest.approx(12.0)
+    assert status.forecast_total == pytest.approx(36 + 0.5 * 504)  # 288 kWh
+    assert status.crossing_at == datetime(2026, 5, 16, 8, tzinfo=UTC)  # 64 / 0.5 = 128 h
+    crossings = {c.threshold_pct: c.at for c in status.forecast.crossings}
+    assert crossings == {
+        50: datetime(2026, 5, 12, 4, tzinfo=UTC),  # 14 / 0.5 = 28 h
+        80: datetime(2026, 5, 14, 16, tzinfo=UTC),  # 44 / 0.5 = 88 h
+        100: datetime(2026, 5, 16, 8, tzinfo=UTC),
+    }
+    assert status.thresholds_reached == ()
+    assert status.complete and status.period_label == "2026-05" and status.unit == "kWh"
+
+
+def test_model_organisation_gpu_hour_and_cost_budgets_read_their_own_scope(
+    acme, globex, people, nlp_history
+):
+    alice, gary = people["alice"], people["gary"]
+    model = services.budget_create(
+        organisation=acme,
+        user=alice,
+        name="llama",
+        metric="gpu_h",
+        period="quarter",
+        amount=1000,
+        model_key="llama-ft",
+    )
+    assert model.scope == BudgetScope.MODEL
+    assert selectors.budget_status(budget=model, now=NOW).consumed == pytest.approx(72.0)
+    org = services.budget_create(
+        organisation=acme, user=alice, name="all", metric="energy_kwh", period="year", amount=10_000
+    )
+    assert selectors.budget_status(budget=org, now=NOW).consumed == pytest.approx(72 * 9.5)
+    cost = services.budget_create(
+        organisation=acme,
+        user=alice,
+        name="eur",
+        metric="cost",
+        period="month",
+        amount=50,
+        currency="eur",
+    )
+    status = selectors.budget_status(budget=cost, now=NOW)
+    assert status.consumed == pytest.approx(7.2)  # only NLP's rows have a EUR price
+    assert status.uncosted_energy_kwh == pytest.approx(72 * 9.0)  # Vision's energy has none
+    assert not status.complete and status.unit == "EUR"
+    globex_budget = services.budget_create(
+        organisation=globex, user=gary, name="gx", metric="energy_kwh", period="month", amount=1e6
+    )
+    assert selectors.budget_status(budget=globex_budget, now=NOW).consumed == pytest.approx(7200.0)
+
+
+def test_a_silent_host_makes_the_status_incomplete_not_under_budget(acme, people, nlp_history):
+    budget = nlp_budget(acme, people)
+    nlp_history.last_seen = NOW - timedelta(minutes=40)
+    nlp_history.save()
+    status = selectors.budget_status(budget=budget, now=NOW)
+    assert not status.complete
+    assert status.silent_hosts == ("gpu-nlp-1",)
+    assert status.incomplete_since == NOW - timedelta(minutes=40)
+
+
+def test_hours_awaiting_recompute_make_the_status_incomplete(acme, people, nlp_history):
+    from greenkpi.kpis.services import windows_mark_dirty
+
+    budget = nlp_budget(acme, people)
+    windows_mark_dirty(organisation_id=acme.pk, window_starts=[MAY8 + 5 * H])
+    status = selectors.budget_status(budget=budget, now=NOW)
+    assert status.pending_recompute_hours == 1 and not status.complete
+
+
+def test_who_may_set_and_see_budgets(acme, globex, people, nlp_history):
+    nina, victor, gary, alice = people["nina"], people["victor"], people["gary"], people["alice"]
+    team_budget = nlp_budget(acme, people)
+    with pytest.raises(PermissionDenied):
+        services.budget_create(
+            organisation=acme,
+            user=victor,
+            team=acme.vision,
+            name="v",
+            metric="gpu_h",
+            period="month",
+            amount=1,
+        )
+    with pytest.raises(PermissionDenied):  # a team manager cannot budget the whole organisation
+        services.budget_create(
+            organisation=acme, user=nina, name="o", metric="gpu_h", period="month", amount=1
+        )
+    with pytest.raises(PermissionDenied):
+        services.budget_create(
+            organisation=acme, user=gary, name="g", metric="gpu_h", period="month", amount=1
+        )
+    org_budget = services.budget_create(
+        organisation=acme, user=alice, name="o", metric="co2e_kg", period="year", amount=5
+    )
+    visible = selectors.budgets_visible
+    assert list(visible(organisation_id=acme.pk, team_ids=[acme.nlp.pk], org_wide=False)) == [
+        team_budget
+    ]
+    assert list(visible(organisation_id=acme.pk, team_ids=[acme.vision.pk], org_wide=False)) == []
+    assert set(visible(organisation_id=acme.pk, team_ids=[], org_wide=True)) == {
+        team_budget,
+        org_budget,
+    }
+    assert list(visible(organisation_id=globex.pk, team_ids=[], org_wide=True)) == []
+    statuses = selectors.budget_statuses(
+        organisation_id=acme.pk, team_ids=[acme.nlp.pk], org_wide=False, now=NOW
+    )
+    assert [s.budget for s in statuses] == [team_budget]
+
+
+def test_budget_validation_and_update(acme, people):
+    nina = people["nina"]
+    with pytest.raises(ValidationError):
+        nlp_budget(acme, people, amount=-1)
+    with pytest.raises(ValidationError):
+        nlp_budget(acme, people, metric="cost")  # no currency
+    with pytest.raises(ValidationError):
+        nlp_budget(acme, people, thresholds_pct=[0])
+    with pytest.raises(ValidationError):
+        services.budget_create(
+            organisation=acme,
+            user=nina,
+            team=acme.nlp,
+            model_key="m",
+            name="both",
+            metric="gpu_h",
+            period="month",
+            amount=1,
+        )
+    budget = nlp_budget(acme, people)
+    assert budget.thresholds_pct == [50, 80, 100]
+    with time_machine.travel(NOW, tick=False):
+        updated = services.budget_update(
+            budget=budget, user=nina, amount=250.0, thresholds_pct=[90, 75]
+        )
+    assert (updated.amount, updated.thresholds_pct, updated.updated_at) == (250.0, [75, 90], NOW)
+    with pytest.raises(PermissionDenied):
+        services.budget_update(budget=budget, user=people["victor"], amount=1.0)
