@@ -151,6 +151,10 @@ class CollectorTokenAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A token never moves between organisations: revoke it and create another.
+        return (*self.readonly_fields, "organisation") if obj else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
