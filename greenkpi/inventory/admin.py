@@ -113,7 +113,7 @@ class CollectorTokenForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        org = data.get("organisation")
+        org = data.get("organisation") or getattr(self.instance, "organisation", None)
         for name in ("default_team", "default_site"):
             scoped = data.get(name)
             if org and scoped and scoped.organisation_id != org.pk:

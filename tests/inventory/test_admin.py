@@ -66,3 +66,14 @@ def test_revoking_from_the_admin_locks_the_collector_out(admin_client, acme_toke
         {"action": "revoke", "_selected_action": [token.pk]},
     )
     assert collector_token_authenticate(secret) is None
+
+
+def test_editing_a_token_cannot_point_it_at_another_orgs_team(admin_client, acme_token, globex):
+    token, _ = acme_token
+    response = admin_client.post(
+        f"/admin/inventory/collectortoken/{token.pk}/change/",
+        {"name": token.name, "default_team": globex.research.pk},
+    )
+    assert "belongs to another organisation" in response.content.decode()
+    token.refresh_from_db()
+    assert token.default_team.organisation_id == token.organisation_id
