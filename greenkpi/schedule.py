@@ -18,6 +18,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Retraining need and retrain efficiency of every model (workloads). Hourly is enough: the
+    # evidence is evaluations and drift reports that arrive hours or days apart.
+    "workloads-recompute-retraining": {
+        "task": "greenkpi.workloads.tasks.recompute_retraining",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 30 * 60},
+    },
     # Alert rules every minute (`for` durations are counted in these ticks); expires before the
     # next tick so a stalled beat never queues a pile of evaluations.
     "alerts-evaluate-rules": {

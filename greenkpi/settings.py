@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "greenkpi.carbon",
     "greenkpi.kpis",
     "greenkpi.alerts",
+    "greenkpi.workloads",
     "greenkpi.dashboard",
 ]
 

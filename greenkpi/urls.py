@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("greenkpi.ingest.urls")),
+    path("api/v1/", include("greenkpi.workloads.urls")),
     path("", include("greenkpi.dashboard.urls")),
 ]

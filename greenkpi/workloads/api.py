@@ -1,0 +1,536 @@
+"""The registry API under /api/v1/models/: one class per operation, nested input/output
+serializers, logic in services and selectors (access rules in ``access``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
+from greenkpi.workloads import access, selectors, services
+from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
+
+TAGS = ["models"]
+
+
+class RegistryApi(APIView):
+    """Session (people) or collector token (training jobs: write-only)."""
+
+    authentication_classes = [CollectorTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [CollectorTokenRateThrottle]
+
+    def valid(self, serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+        serializer = serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+def _refused(exc: services.RegistryError) -> ValidationError:
+    return ValidationError({"detail": str(exc)})
+
+
+def _version(model: MLModel, name: str | None, *, default_deployed: bool) -> ModelVersion | None:
+    if not name:
+        return selectors.deployed_version(model=model) if default_deployed else None
+    version = model.versions.filter(version=name).first()
+    if version is None:
+        raise ValidationError({"version": f"unknown version {name!r}; register it first"})
+    return version
+
+
+class PolicySerializer(serializers.Serializer):
+    primary_metric = serializers.CharField(max_length=100, required=False)
+    higher_is_better = serializers.BooleanField(required=False)
+    metric_floor = serializers.FloatField(required=False, allow_null=True)
+    max_age_days = serializers.FloatField(required=False, min_value=0.01)
+    min_retrain_interval_days = serializers.FloatField(required=False, min_value=0)
+    persistence_evaluations = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    need_watch = serializers.FloatField(required=False, min_value=0, max_value=1)
+    need_enter = serializers.FloatField(required=False, min_value=0, max_value=1)
+    need_exit = serializers.FloatField(required=False, min_value=0, max_value=1)
+    min_gain_per_kgco2e = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    min_gain = serializers.FloatField(required=False)
+
+
+class AssessmentSerializer(serializers.Serializer):
+    verdict = serializers.CharField()
+    need = serializers.FloatField()
+    perf_score = serializers.FloatField()
+    drift_score = serializers.FloatField()
+    age_score = serializers.FloatField()
+    metric_value = serializers.FloatField(allow_null=True)
+    baseline_value = serializers.FloatField(allow_null=True)
+    age_days = serializers.FloatField(allow_null=True)
+    need_active = serializers.BooleanField()
+    streak = serializers.IntegerField()
+    days_since_retrain = serializers.FloatField(allow_null=True)
+    expected_energy_kwh = serializers.FloatField(allow_null=True)
+    expected_kgco2e = serializers.FloatField(allow_null=True)
+    expected_gain = serializers.FloatField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+    computed_at = serializers.DateTimeField()
+    verdict_since = serializers.DateTimeField()
+
+
+class ModelOutput(PolicySerializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.slug")
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ModelsApi(RegistryApi):
+    class ModelsInput(serializers.Serializer):
+        org = serializers.SlugField(required=False, help_text="Organisation slug (people in many).")
+        team = serializers.SlugField()
+        key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' model key.")
+        name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+        description = serializers.CharField(required=False, default="", allow_blank=True)
+        policy = PolicySerializer(required=False)
+
+    class ModelsCreated(serializers.Serializer):
+        id = serializers.IntegerField()
+        team = serializers.CharField()
+        key = serializers.CharField()
+        created = serializers.BooleanField()
+
+    @extend_schema(operation_id="models_list", tags=TAGS, responses=ModelOutput(many=True))
+    def get(self, request: Request) -> Response:
+        access.forbid_collector_reads(request)
+        scope = access.access_for(request, request.query_params.get("org") or None)
+        models = selectors.models_visible(
+            organisation_id=scope.organisation.pk, team_ids=scope.readable_team_ids
+        )
+        return Response(ModelOutput(models, many=True).data)
+
+    @extend_schema(
+        operation_id="models_register",
+        summary="Register a model (idempotent: the same team and key return the existing one)",
+        tags=TAGS,
+        request=ModelsInput,
+        responses={200: ModelsCreated, 201: ModelsCreated},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.valid(self.ModelsInput, request.data)
+        team = access.team_for_write(request, team_slug=data["team"], org_slug=data.get("org"))
+        owner = None if isinstance(request.auth, access.CollectorToken) else request.user
+        try:
+            model, created = services.model_register(
+                team=team,
+                key=data["key"],
+                name=data["name"],
+                description=data["description"],
+                owner=owner,
+                policy=dict(data.get("policy") or {}),
+            )
+        except services.RegistryError as exc:
+            raise _refused(exc) from None
+        body = {"id": model.pk, "team": team.slug, "key": model.key, "created": created}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ModelDetailApi(RegistryApi):
+    class ModelDetailOutput(ModelOutput):
+        versions = serializers.SerializerMethodField()
+        assessment = serializers.SerializerMethodField()
+
+        def get_versions(self, model: MLModel) -> list[dict[str, Any]]:
+            return [
+                {
+                    "version": v.version,
+                    "status": v.status,
+                    "baseline_value": v.baseline_value,
+                    "trained_at": v.trained_at,
+                    "deployed_at": v.deployed_at,
+                }
+                for v in model.versions.all()
+            ]
+
+        def get_assessment(self, model: MLModel) -> dict[str, Any] | None:
+            row = getattr(model, "assessment", None)
+            return AssessmentSerializer(row).data if row is not None else None
+
+    @extend_schema(operation_id="models_retrieve", tags=TAGS, responses=ModelDetailOutput)
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        return Response(self.ModelDetailOutput(model).data)
+
+
+class VersionsApi(RegistryApi):
+    class VersionsInput(serializers.Serializer):
+        version = serializers.CharField(max_length=100)
+        baseline_value = serializers.FloatField(required=False, allow_null=True, default=None)
+        trained_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        deploy = serializers.BooleanField(required=False, default=False)
+
+    class VersionsOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        version = serializers.CharField()
+        status = serializers.CharField()
+        created = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="models_versions_register",
+        summary="Register (and optionally deploy) a version",
+        tags=TAGS,
+        request=VersionsInput,
+        responses={200: VersionsOutput, 201: VersionsOutput},
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=True)
+        data = self.valid(self.VersionsInput, request.data)
+        version, created = services.version_register(model=model, **data)
+        body = {"id": version.pk, "version": version.version, "status": version.status}
+        return Response(
+            {**body, "created": created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class RunsApi(RegistryApi):
+    class RunsInput(serializers.Serializer):
+        key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' run key.")
+        kind = serializers.ChoiceField(choices=RunKind.choices)
+        started_at = serializers.DateTimeField(required=False, default=None)
+        version = serializers.CharField(required=False, default="", allow_blank=True)
+        functional_unit = serializers.CharField(
+            max_length=50, required=False, default="", allow_blank=True
+        )
+        recurrence = serializers.CharField(
+            max_length=100, required=False, default="", allow_blank=True
+        )
+        mlflow_run_id = serializers.CharField(
+            max_length=100, required=False, default="", allow_blank=True
+        )
+
+    class RunsOpened(serializers.Serializer):
+        id = serializers.IntegerField()
+        key = serializers.CharField()
+        status = serializers.CharField()
+        created = serializers.BooleanField()
+
+    class RunsOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        key = serializers.CharField()
+        kind = serializers.CharField()
+        status = serializers.CharField()
+        version = serializers.CharField(allow_null=True)
+        started_at = serializers.DateTimeField()
+        ended_at = serializers.DateTimeField(allow_null=True)
+        recurrence = serializers.CharField()
+        mlflow_run_id = serializers.CharField()
+        functional_unit = serializers.CharField()
+        functional_units = serializers.FloatField(allow_null=True)
+        energy_kwh = serializers.FloatField()
+        kgco2e = serializers.FloatField(help_text="Operational (location-based) + embodied.")
+        gpu_hours = serializers.FloatField()
+        hosts = serializers.IntegerField()
+        devices = serializers.IntegerField()
+        sci_kgco2e_per_unit = serializers.FloatField(allow_null=True)
+
+    @extend_schema(operation_id="models_runs_list", tags=TAGS, responses=RunsOutput(many=True))
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        rows = []
+        for run, totals in selectors.runs_with_totals(model=model):
+            units = run.functional_units
+            rows.append(
+                {
+                    "id": run.pk,
+                    "key": run.key,
+                    "kind": run.kind,
+                    "status": run.status,
+                    "version": run.version.version if run.version else None,
+                    "started_at": run.started_at,
+                    "ended_at": run.ended_at,
+                    "recurrence": run.recurrence,
+                    "mlflow_run_id": run.mlflow_run_id,
+                    "functional_unit": run.functional_unit,
+                    "functional_units": units,
+                    "energy_kwh": totals.energy_kwh,
+                    "kgco2e": totals.kgco2e,
+                    "gpu_hours": totals.gpu_hours,
+                    "hosts": totals.hosts,
+                    "devices": totals.devices,
+                    "sci_kgco2e_per_unit": totals.kgco2e / units if units else None,
+                }
+            )
+        return Response(self.RunsOutput(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="models_runs_open",
+        summary="Open a run (idempotent by key: a retry returns the same run)",
+        tags=TAGS,
+        request=RunsInput,
+        responses={200: RunsOpened, 201: RunsOpened},
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=True)
+        data = self.valid(self.RunsInput, request.data)
+        version = _version(model, data.pop("version"), default_deployed=False)
+        run, created = services.run_open(model=model, version=version, **data)
+        body = {"id": run.pk, "key": run.key, "status": run.status, "created": created}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def _run(model: MLModel, run_id: int) -> Run:
+    run = model.runs.filter(pk=run_id).first()
+    if run is None:
+        raise Http404("no such run")
+    return run
+
+
+class ProducedVersionSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=100)
+    baseline_value = serializers.FloatField(required=False, allow_null=True, default=None)
+    deploy = serializers.BooleanField(required=False, default=False)
+
+
+class RunCloseApi(RegistryApi):
+    class RunCloseInput(serializers.Serializer):
+        status = serializers.ChoiceField(
+            choices=[c for c in RunStatus.choices if c[0] != RunStatus.RUNNING],
+            required=False,
+            default=RunStatus.SUCCEEDED,
+        )
+        ended_at = serializers.DateTimeField(required=False, default=None)
+        functional_units = serializers.FloatField(
+            required=False, allow_null=True, default=None, min_value=0
+        )
+        functional_unit = serializers.CharField(
+            max_length=50, required=False, default="", allow_blank=True
+        )
+        produced_version = ProducedVersionSerializer(required=False, allow_null=True, default=None)
+
+    class RunCloseOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        key = serializers.CharField()
+        status = serializers.CharField()
+        produced_version = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        operation_id="models_runs_close",
+        summary="Close a run with its outcome and functional-unit count (SCI's R)",
+        tags=TAGS,
+        request=RunCloseInput,
+        responses=RunCloseOutput,
+    )
+    def post(self, request: Request, model_id: int, run_id: int) -> Response:
+        model = access.model_for(request, model_id, write=True)
+        run = _run(model, run_id)
+        data = self.valid(self.RunCloseInput, request.data)
+        produced = data.pop("produced_version")
+        try:
+            run = services.run_close(run=run, **data)
+        except services.RegistryError as exc:
+            raise _refused(exc) from None
+        version = None
+        if produced:
+            version, _ = services.version_register(
+                model=model, trained_at=run.ended_at, trained_by=run, **produced
+            )
+        body = {
+            "id": run.pk,
+            "key": run.key,
+            "status": run.status,
+            "produced_version": version.version if version else None,
+        }
+        return Response(body)
+
+
+class EvaluationsApi(RegistryApi):
+    class EvaluationsInput(serializers.Serializer):
+        metric = serializers.CharField(max_length=100)
+        value = serializers.FloatField()
+        higher_is_better = serializers.BooleanField(required=False, default=True)
+        version = serializers.CharField(
+            required=False, default="", allow_blank=True, help_text="Default: the deployed one."
+        )
+        run = serializers.IntegerField(required=False, allow_null=True, default=None)
+        window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        window_end = serializers.DateTimeField()
+        labelled = serializers.BooleanField(
+            required=False, default=True, help_text="False: estimated without labels (CBPE ...)."
+        )
+        samples = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, default=None
+        )
+
+    class EvaluationsOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        metric = serializers.CharField()
+        value = serializers.FloatField()
+        version = serializers.CharField(source="version.version", allow_null=True, default=None)
+        window_start = serializers.DateTimeField(allow_null=True)
+        window_end = serializers.DateTimeField()
+        labelled = serializers.BooleanField()
+        higher_is_better = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="models_evaluations_list", tags=TAGS, responses=EvaluationsOutput(many=True)
+    )
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        rows = model.evaluations.select_related("version").order_by("window_end", "pk")
+        return Response(self.EvaluationsOutput(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="models_evaluations_create",
+        summary="Post an evaluation (labelled or estimated) of a version over a window",
+        tags=TAGS,
+        request=EvaluationsInput,
+        responses={201: EvaluationsOutput},
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=True)
+        data = self.valid(self.EvaluationsInput, request.data)
+        data["version"] = _version(model, data["version"], default_deployed=True)
+        data["run"] = _run(model, data["run"]) if data["run"] is not None else None
+        try:
+            row = services.evaluation_create(model=model, **data)
+        except services.RegistryError as exc:
+            raise _refused(exc) from None
+        return Response(self.EvaluationsOutput(row).data, status=status.HTTP_201_CREATED)
+
+
+class DriftReportsApi(RegistryApi):
+    class DriftReportsFeature(serializers.Serializer):
+        feature = serializers.CharField(max_length=200)
+        statistic = serializers.CharField(
+            max_length=20, required=False, default="js", help_text="psi, js, wasserstein or yours"
+        )
+        value = serializers.FloatField(required=False, allow_null=True, default=None)
+        threshold = serializers.FloatField(
+            required=False, allow_null=True, default=None, min_value=0
+        )
+        importance = serializers.FloatField(
+            required=False, allow_null=True, default=None, min_value=0
+        )
+        reference_counts = serializers.ListField(
+            child=serializers.FloatField(min_value=0),
+            required=False,
+            allow_null=True,
+            default=None,
+            max_length=1000,
+        )
+        current_counts = serializers.ListField(
+            child=serializers.FloatField(min_value=0),
+            required=False,
+            allow_null=True,
+            default=None,
+            max_length=1000,
+        )
+        bin_edges = serializers.ListField(
+            child=serializers.FloatField(), required=False, allow_null=True, default=None
+        )
+
+    class DriftReportsInput(serializers.Serializer):
+        version = serializers.CharField(required=False, default="", allow_blank=True)
+        window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        window_end = serializers.DateTimeField()
+        features = serializers.ListField(
+            child=serializers.DictField(), min_length=1, max_length=500
+        )
+
+    class DriftReportsFeatureOutput(serializers.Serializer):
+        feature = serializers.CharField()
+        statistic = serializers.CharField()
+        value = serializers.FloatField()
+        threshold = serializers.FloatField()
+        importance = serializers.FloatField(allow_null=True)
+        computed_by_server = serializers.BooleanField()
+
+    class DriftReportsOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        score = serializers.FloatField(help_text="Importance-weighted drift score, 0..1.")
+        window_end = serializers.DateTimeField()
+        features = serializers.SerializerMethodField()
+
+        def get_features(self, report: Any) -> list[dict[str, Any]]:
+            return DriftReportsApi.DriftReportsFeatureOutput(report.features.all(), many=True).data
+
+    @extend_schema(
+        operation_id="models_drift_reports_create",
+        summary="Post a drift report: per feature a statistic, or histograms the server scores",
+        tags=TAGS,
+        request=DriftReportsInput,
+        responses={201: DriftReportsOutput},
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=True)
+        data = self.valid(self.DriftReportsInput, request.data)
+        features = [
+            services.FeatureInput(**self.valid(self.DriftReportsFeature, raw))
+            for raw in data["features"]
+        ]
+        version = _version(model, data["version"], default_deployed=True)
+        try:
+            report = services.drift_report_create(
+                model=model,
+                version=version,
+                window_start=data["window_start"],
+                window_end=data["window_end"],
+                features=features,
+            )
+        except services.RegistryError as exc:
+            raise _refused(exc) from None
+        return Response(self.DriftReportsOutput(report).data, status=status.HTTP_201_CREATED)
+
+
+class RetrainingApi(RegistryApi):
+    class RetrainingOutcome(serializers.Serializer):
+        run = serializers.CharField(source="run.key")
+        previous_version = serializers.CharField(source="previous_version.version", default=None)
+        new_version = serializers.CharField(source="new_version.version", default=None)
+        metric = serializers.CharField()
+        value_before = serializers.FloatField()
+        value_after = serializers.FloatField()
+        gain = serializers.FloatField()
+        energy_kwh = serializers.FloatField()
+        kgco2e = serializers.FloatField()
+        gain_per_kwh = serializers.FloatField(allow_null=True)
+        gain_per_kgco2e = serializers.FloatField(allow_null=True)
+        flagged = serializers.BooleanField()
+        reason = serializers.CharField()
+
+    class RetrainingChange(serializers.Serializer):
+        previous = serializers.CharField()
+        verdict = serializers.CharField()
+        need = serializers.FloatField()
+        changed_at = serializers.DateTimeField()
+
+    class RetrainingOutput(serializers.Serializer):
+        assessment = AssessmentSerializer(allow_null=True)
+        history = serializers.ListField(child=serializers.DictField())
+        retrains = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        operation_id="models_retraining",
+        summary="Retraining need (verdict and its components), verdict history, retrain efficiency",
+        tags=TAGS,
+        responses=RetrainingOutput,
+    )
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        row = getattr(model, "assessment", None)
+        return Response(
+            {
+                "assessment": AssessmentSerializer(row).data if row is not None else None,
+                "history": self.RetrainingChange(
+                    selectors.verdict_history(model=model), many=True
+                ).data,
+                "retrains": self.RetrainingOutcome(selectors.outcomes(model=model), many=True).data,
+            }
+        )

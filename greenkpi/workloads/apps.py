@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WorkloadsConfig(AppConfig):
+    name = "greenkpi.workloads"
+    verbose_name = "ML models, runs, evaluations and retraining need"

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from greenkpi.workloads import api
+
+urlpatterns = [
+    path("models/", api.ModelsApi.as_view(), name="models"),
+    path("models/<int:model_id>/", api.ModelDetailApi.as_view(), name="model-detail"),
+    path("models/<int:model_id>/versions/", api.VersionsApi.as_view(), name="model-versions"),
+    path("models/<int:model_id>/runs/", api.RunsApi.as_view(), name="model-runs"),
+    path(
+        "models/<int:model_id>/runs/<int:run_id>/close/",
+        api.RunCloseApi.as_view(),
+        name="model-run-close",
+    ),
+    path(
+        "models/<int:model_id>/evaluations/", api.EvaluationsApi.as_view(), name="model-evaluations"
+    ),
+    path("models/<int:model_id>/drift-reports/", api.DriftReportsApi.as_view(), name="model-drift"),
+    path("models/<int:model_id>/retraining/", api.RetrainingApi.as_view(), name="model-retraining"),
+]
