@@ -16,6 +16,7 @@ import pandas as pd
 from django.http import HttpResponse
 
 from greenkpi.dashboard.figures import Figure
+from greenkpi.dashboard.periods import Period
 
 FORMATS = ("json", "csv")
 
@@ -25,8 +26,9 @@ class Chart:
     """How one chart turns its selector's frame into a figure, and which columns its CSV has."""
 
     key: str
-    build: Callable[[pd.DataFrame], Figure]
+    build: Callable[..., Figure]
     csv_columns: tuple[str, ...]
+    time_axis: bool = True  # drawn over the whole period (x_range), so gaps show as gaps
 
 
 def _typed_array(values: np.ndarray) -> object:
@@ -65,7 +67,11 @@ def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -
     return response
 
 
-def respond(chart: Chart, frame: pd.DataFrame, fmt: str, filename_stem: str) -> HttpResponse:
+def respond(
+    chart: Chart, frame: pd.DataFrame, fmt: str, filename_stem: str, period: Period
+) -> HttpResponse:
     if fmt == "csv":
         return csv_response(frame, chart.csv_columns, f"{filename_stem}.csv")
+    if chart.time_axis:
+        return figure_response(chart.build(frame, x_range=(period.start, period.end)))
     return figure_response(chart.build(frame))

@@ -7,6 +7,7 @@ slower to serialise, reference/performance-limits.md section 7); every axis name
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from greenkpi.dashboard.downsample import lttb_indices
 
 Figure = dict[str, Any]
+TimeRange = tuple[datetime, datetime]
 
 MAX_POINTS_PER_TRACE = 2_000
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -22,7 +24,9 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#9
 NO_DATA = "No measurements in this period"
 
 
-def _layout(*, x_title: str, y_title: str, empty: bool, **extra: Any) -> dict[str, Any]:
+def _layout(
+    *, x_title: str, y_title: str, empty: bool, x_span: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "margin": {"l": 64, "r": 16, "t": 16, "b": 56},
         "xaxis": {"title": {"text": x_title}},
@@ -37,6 +41,8 @@ def _layout(*, x_title: str, y_title: str, empty: bool, **extra: Any) -> dict[st
     if "(UTC)" in x_title:
         # Declared, not guessed: times reach the browser as epoch milliseconds (charts.py).
         layout["xaxis"]["type"] = "date"
+    if x_span is not None:
+        layout["xaxis"]["range"] = x_span
     if empty:
         layout["annotations"] = [
             {
@@ -53,13 +59,25 @@ def _layout(*, x_title: str, y_title: str, empty: bool, **extra: Any) -> dict[st
     return layout
 
 
+def _span(x_range: TimeRange | None, *, daily: bool = False) -> list[str] | None:
+    """The x-axis range as naive UTC ISO strings: the whole period, so a gap reads as a gap."""
+    if x_range is None:
+        return None
+    start, end = (t.astimezone(UTC).replace(tzinfo=None) for t in x_range)
+    if daily:  # whole bars: half a day either side of the first and the last day's midnight
+        half = timedelta(hours=12)
+        start = datetime.combine(start.date(), time.min) - half
+        end = datetime.combine((end - timedelta(microseconds=1)).date(), time.min) + half
+    return [start.isoformat(), end.isoformat()]
+
+
 def _naive_utc(values: pd.Series) -> np.ndarray:
     """datetime64[ns] without a timezone, whatever the column held."""
     stamps = pd.to_datetime(values, utc=True)
     return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def energy_by_team_daily(frame: pd.DataFrame) -> Figure:
+def energy_by_team_daily(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:
     """Stacked bars: energy per UTC day, one colour per team (largest consumer at the bottom)."""
     traces = []
     if len(frame):
@@ -79,7 +97,11 @@ def energy_by_team_daily(frame: pd.DataFrame) -> Figure:
     return {
         "data": traces,
         "layout": _layout(
-            x_title="Day (UTC)", y_title="Energy (kWh)", empty=not traces, barmode="stack"
+            x_title="Day (UTC)",
+            y_title="Energy (kWh)",
+            empty=not traces,
+            x_span=_span(x_range, daily=True),
+            barmode="stack",
         ),
     }
 
@@ -109,19 +131,33 @@ def _device_lines(
     return traces
 
 
-def host_power(frame: pd.DataFrame, *, max_points: int = MAX_POINTS_PER_TRACE) -> Figure:
+def host_power(
+    frame: pd.DataFrame,
+    *,
+    x_range: TimeRange | None = None,
+    max_points: int = MAX_POINTS_PER_TRACE,
+) -> Figure:
     """Average power per device over time, at most ``max_points`` per device (LTTB)."""
     traces = _device_lines(frame, "power_w", unit="W", max_points=max_points)
     return {
         "data": traces,
-        "layout": _layout(x_title="Time (UTC)", y_title="Power (W)", empty=not traces),
+        "layout": _layout(
+            x_title="Time (UTC)", y_title="Power (W)", empty=not traces, x_span=_span(x_range)
+        ),
     }
 
 
-def host_utilization(frame: pd.DataFrame, *, max_points: int = MAX_POINTS_PER_TRACE) -> Figure:
+def host_utilization(
+    frame: pd.DataFrame,
+    *,
+    x_range: TimeRange | None = None,
+    max_points: int = MAX_POINTS_PER_TRACE,
+) -> Figure:
     """Busy fraction per device (0-100 %) over time, at most ``max_points`` per device."""
     traces = _device_lines(frame, "util_pct", unit="%", max_points=max_points)
-    layout = _layout(x_title="Time (UTC)", y_title="Busy (%)", empty=not traces)
+    layout = _layout(
+        x_title="Time (UTC)", y_title="Busy (%)", empty=not traces, x_span=_span(x_range)
+    )
     layout["yaxis"]["range"] = [0, 100]
     return {"data": traces, "layout": layout}
 

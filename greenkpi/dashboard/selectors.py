@@ -249,11 +249,13 @@ def host_series(host: Host, period: Period) -> pd.DataFrame:
 
 def _device_labels(frame: pd.DataFrame) -> list[str]:
     # "GPU …9c41d2e0 · NVIDIA H100": the uuid (its tail when long) tells identical models apart.
-    return [
-        f"{kind.upper()} {uuid if len(uuid) <= 16 else '…' + uuid[-8:]}"
-        + (f" · {model}" if model else "")
-        for kind, uuid, model in zip(frame["kind"], frame["uuid"], frame["model"], strict=True)
-    ]
+    labels = []
+    for kind, uuid, model in zip(frame["kind"], frame["uuid"], frame["model"], strict=True):
+        short = uuid if len(uuid) <= 16 else "…" + uuid[-8:]
+        # NVML uuids already start with "GPU-": don't say GPU twice.
+        name = short if uuid.upper().startswith(kind.upper()) else f"{kind.upper()} {short}"
+        labels.append(f"{name} · {model}" if model else name)
+    return labels
 
 
 def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:

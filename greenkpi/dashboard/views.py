@@ -38,7 +38,9 @@ HOST_UTILIZATION = Chart(
     figures.host_utilization,
     ("time_utc", "device_id", "device", "kind", "util_pct", "windows"),
 )
-TEAM_MODELS = Chart("models", figures.team_energy_by_model, tuple(selectors.TEAM_RUN_COLUMNS))
+TEAM_MODELS = Chart(
+    "models", figures.team_energy_by_model, tuple(selectors.TEAM_RUN_COLUMNS), time_axis=False
+)
 HOST_CHARTS = {chart.key: chart for chart in (HOST_POWER, HOST_UTILIZATION)}
 
 
@@ -116,7 +118,7 @@ def energy_by_team_chart(request: HttpRequest, fmt: str) -> HttpResponse:
     period = period_from_query(request.GET, default="30d")
     teams = _teams_filter(request, scope)
     energy = selectors.team_energy_daily(scope, period, [t.pk for t in teams] or None)
-    return respond(ENERGY_BY_TEAM, energy, fmt, f"energy-by-team-{scope.organisation.slug}")
+    return respond(ENERGY_BY_TEAM, energy, fmt, f"energy-by-team-{scope.organisation.slug}", period)
 
 
 @dashboard_view
@@ -154,7 +156,7 @@ def host_chart(request: HttpRequest, host_id: int, chart: str, fmt: str) -> Http
     _, host_obj = host_for(request.user, host_id)
     period = period_from_query(request.GET, default="24h")
     frame = selectors.host_series(host_obj, period)
-    return respond(HOST_CHARTS[chart], frame, fmt, f"{chart}-{host_obj.hostname}")
+    return respond(HOST_CHARTS[chart], frame, fmt, f"{chart}-{host_obj.hostname}", period)
 
 
 @dashboard_view
@@ -195,7 +197,9 @@ def team_models_chart(request: HttpRequest, team_id: int, fmt: str) -> HttpRespo
     scope, team_obj = team_for(request.user, team_id)
     period = period_from_query(request.GET, default="30d")
     frame = selectors.team_energy_by_run(team_obj, period)
-    return respond(TEAM_MODELS, frame, fmt, f"models-{scope.organisation.slug}-{team_obj.slug}")
+    return respond(
+        TEAM_MODELS, frame, fmt, f"models-{scope.organisation.slug}-{team_obj.slug}", period
+    )
 
 
 @never_cache  # the page may carry a secret shown once

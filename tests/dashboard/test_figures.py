@@ -178,3 +178,15 @@ def test_team_models_are_horizontal_bars_summed_over_runs():
     (trace,) = figures.team_energy_by_model(frame)["data"]
     assert trace["orientation"] == "h"
     assert dict(zip(trace["y"], trace["x"], strict=True)) == {"gpt": 0.5, "bert": 3.0}
+
+
+def test_time_charts_span_the_whole_period_so_a_silent_host_shows_as_a_gap():
+    from datetime import UTC, datetime
+
+    period = (datetime(2025, 3, 1, 6, tzinfo=UTC), datetime(2025, 3, 3, 6, tzinfo=UTC))
+    power = figures.host_power(host_frame(10), x_range=period)
+    assert power["layout"]["xaxis"]["range"] == ["2025-03-01T06:00:00", "2025-03-03T06:00:00"]
+    daily = figures.energy_by_team_daily(
+        pd.DataFrame(columns=["day", "team", "energy_kwh"]), x_range=period
+    )
+    assert daily["layout"]["xaxis"]["range"] == ["2025-02-28T12:00:00", "2025-03-03T12:00:00"]

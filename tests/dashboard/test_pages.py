@@ -211,3 +211,21 @@ def test_the_org_switcher_appears_only_with_several_organisations(client, acme, 
     membership_set(user=people["alice"], organisation=globex, team=None, role="viewer")
     html = client.get("/fleet/").content.decode()
     assert 'id="org-switch"' in html and "Globex" in html
+
+
+def test_the_shown_collector_commands_are_accepted_by_the_collectors_own_parser():
+    """A contract with collectors/: the empty-state lines must parse, flag for flag."""
+    import shlex
+
+    from greenkpi_collector.cli import parser
+
+    from greenkpi.dashboard.onboarding import collector_commands
+
+    lines = [
+        line for line in collector_commands("https://gk.example") if "greenkpi-collector " in line
+    ]
+    assert [shlex.split(line)[2] for line in lines] == ["check", "run"]
+    for line in lines:
+        args = parser().parse_args(shlex.split(line)[2:])
+        assert args.server == "https://gk.example"
+        assert args.token_file == "/etc/greenkpi-collector/token"
