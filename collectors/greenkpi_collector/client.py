@@ -3,7 +3,7 @@ evaluations and drift reports from a training or serving script.
 
 Standard library only (http.client via the collector's ``Transport``); never imports Django. It
 uses the collector token, which the server lets *write* to the registry of its organisation and
-read nothing (docs/retraining.md, section 6). Keys are the same strings ``track()`` attributes
+read nothing (docs/retraining.md, section 7). Keys are the same strings ``track()`` attributes
 energy to, so a run's energy and carbon come from the collector's measurements.
 """
 

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
-from greenkpi.workloads import access, selectors, services
+from greenkpi.workloads import access, lifecycle, selectors, services
 from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
 
 TAGS = ["models"]
@@ -532,5 +532,38 @@ class RetrainingApi(RegistryApi):
                     selectors.verdict_history(model=model), many=True
                 ).data,
                 "retrains": self.RetrainingOutcome(selectors.outcomes(model=model), many=True).data,
+            }
+        )
+
+
+class CarbonApi(RegistryApi):
+    class CarbonOutput(serializers.Serializer):
+        by_version = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="kWh and kgCO2e per version and phase (training, retraining, inference ...)",
+        )
+        sci = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="SCI (kgCO2e per functional unit) of each finished inference run, by end",
+        )
+
+    @extend_schema(
+        operation_id="models_carbon",
+        summary="Lifecycle energy and carbon per version and phase, SCI per unit over time",
+        tags=TAGS,
+        responses=CarbonOutput,
+    )
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        runs = selectors.run_frame(model=model)
+        by_version = lifecycle.by_version_and_phase(runs)
+        sci = lifecycle.sci_over_time(runs)
+        return Response(
+            {
+                "by_version": by_version.to_dict(orient="records"),
+                "sci": [
+                    {**row, "ended_at": row["ended_at"].isoformat()}
+                    for row in sci.to_dict(orient="records")
+                ],
             }
         )

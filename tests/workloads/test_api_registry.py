@@ -160,5 +160,6 @@ def test_the_schema_documents_the_registry(client):
         "/api/v1/models/{model_id}/evaluations/",
         "/api/v1/models/{model_id}/drift-reports/",
         "/api/v1/models/{model_id}/retraining/",
+        "/api/v1/models/{model_id}/carbon/",
     ):
         assert path in paths, path

@@ -33,7 +33,7 @@ def test_people_read_only_the_models_of_teams_they_see(person, as_person, acme_m
     caller = as_person(person)
     for team, expected in zip(("vision", "nlp"), READ[person], strict=True):
         model = acme_models[team]
-        for path in ("", "runs/", "evaluations/", "retraining/"):
+        for path in ("", "runs/", "evaluations/", "retraining/", "carbon/"):
             response = caller.get(f"models/{model.pk}/{path}")
             assert response.status_code == expected, (person, team, path, response.content)
 
@@ -53,7 +53,7 @@ def test_a_collector_token_writes_in_its_organisation_and_reads_nothing(
     caller = as_token(acme_token)
     for model in acme_models.values():
         assert caller.post(f"models/{model.pk}/evaluations/", EVAL).status_code == 201
-        for path in ("", "runs/", "evaluations/", "retraining/"):
+        for path in ("", "runs/", "evaluations/", "retraining/", "carbon/"):
             response = caller.get(f"models/{model.pk}/{path}")
             assert response.status_code == 403, path
             assert "write-only" in response.json()["detail"]

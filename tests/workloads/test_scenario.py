@@ -179,3 +179,8 @@ def test_decay_watch_recommend_retrain_recover(
     assert body["assessment"]["verdict"] == "healthy"
     assert body["retrains"][0]["gain_per_kwh"] == pytest.approx(0.08 / RUN_KWH)
     assert [h["verdict"] for h in body["history"]] == ["healthy", "watch", "recommended", "healthy"]
+
+    carbon = as_person("nina").get(f"models/{model_id}/carbon/").json()["by_version"]
+    phases = {(r["version"], r["phase"]): r["energy_kwh"] for r in carbon}
+    assert phases[("1", "training")] == pytest.approx(RUN_KWH)
+    assert phases[("2", "retraining")] == pytest.approx(RUN_KWH)
