@@ -58,8 +58,22 @@ def figure_response(figure: Figure) -> HttpResponse:
     return HttpResponse(encode_figure(figure), content_type="application/json")
 
 
+# A cell starting with one of these is run as a formula by spreadsheets; model and run names come
+# from collectors, so a hostile job name must not execute on a sustainability officer's laptop.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -> HttpResponse:
-    out = frame.loc[:, list(columns)]
+    out = frame.loc[:, list(columns)].copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_defuse)
     # ISO 8601 with an explicit Z: spreadsheets and scripts must not guess the timezone.
     body = out.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")

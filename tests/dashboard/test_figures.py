@@ -190,3 +190,17 @@ def test_time_charts_span_the_whole_period_so_a_silent_host_shows_as_a_gap():
         pd.DataFrame(columns=["day", "team", "energy_kwh"]), x_range=period
     )
     assert daily["layout"]["xaxis"]["range"] == ["2025-02-28T12:00:00", "2025-03-03T12:00:00"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_defused():
+    from greenkpi.dashboard.charts import csv_response
+
+    frame = pd.DataFrame(
+        {"model": ['=HYPERLINK("http://evil")', "bert", "@SUM(A1)"], "energy_kwh": [-1.5, 2.0, 3.0]}
+    )
+    body = csv_response(frame, ("model", "energy_kwh"), "x.csv").content.decode()
+    assert body.splitlines()[1:] == [
+        '"\'=HYPERLINK(""http://evil"")",-1.5',
+        "bert,2",
+        "'@SUM(A1),3",
+    ]
