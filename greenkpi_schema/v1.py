@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -326,12 +326,12 @@ def _parse_samples(
             errors.append(FieldError(base, "type", "a sample must be an object", i))
             continue
         before = len(errors)
-        uuid = raw.get("device_uuid")
+        uuid: Any = raw.get("device_uuid")
         if type(uuid) is not str or not uuid or len(uuid) > MAX_KEY_LEN:
             errors.append(
                 FieldError(f"{base}/device_uuid", "required", "must be a non-empty string", i)
             )
-        kind = raw.get("device_kind")
+        kind: Any = raw.get("device_kind")
         if kind not in DEVICE_KINDS:
             errors.append(
                 FieldError(
@@ -343,7 +343,7 @@ def _parse_samples(
             errors.append(
                 FieldError(f"{base}/method", "choice", f"must be one of {', '.join(METHODS)}", i)
             )
-        energy = raw.get("energy_j")
+        energy: Any = raw.get("energy_j")
         if type(energy) not in (int, float):
             errors.append(FieldError(f"{base}/energy_j", "type", "must be a number (joules)", i))
         elif not 0 <= energy < _ENERGY_MAX_J:
@@ -431,7 +431,7 @@ def _parse_samples(
             shares = _parse_shares(shares_raw, energy, base, i, errors)
         if len(errors) > before:
             continue
-        key = (uuid, start)
+        key = (uuid, cast(datetime, start))  # start parsed: no error was recorded
         if key in seen:
             errors.append(
                 FieldError(
@@ -449,7 +449,7 @@ def _parse_samples(
                 device_kind=kind,
                 start=start,  # type: ignore[arg-type]
                 end=end,  # type: ignore[arg-type]
-                energy_j=float(energy),  # type: ignore[arg-type]
+                energy_j=float(energy),
                 method=method,  # type: ignore[arg-type]
                 shares=shares,
                 **values,
@@ -644,7 +644,7 @@ def _parse_shares(
         if not isinstance(item, dict):
             errors.append(FieldError(pointer, "type", "a share must be an object", i))
             continue
-        share_energy = item.get("energy_j")
+        share_energy: Any = item.get("energy_j")
         if type(share_energy) not in (int, float) or not 0 <= share_energy < _ENERGY_MAX_J:
             errors.append(
                 FieldError(f"{pointer}/energy_j", "range", "must be a finite number >= 0", i)
