@@ -49,6 +49,13 @@ from typing import Any
 import orjson
 import psycopg
 
+from greenkpi.ingest.columns import (
+    SAMPLE_COLUMNS,
+    SAMPLE_PG_TYPES,
+    SHARE_COLUMNS,
+    SHARE_PG_TYPES,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -61,62 +68,7 @@ MODELS = ("resnet50", "llama-7b", "whisper-large", "bert-base", "vit-h14")
 GPUS_PER_HOST = 10
 WINDOW_S = 60
 
-SAMPLE_COLUMNS = (
-    "device_id",
-    "window_start",
-    "window_end",
-    "energy_j",
-    "method",
-    "power_avg_w",
-    "power_peak_w",
-    "util_busy",
-    "util_sm",
-    "mem_used_bytes",
-    "mem_total_bytes",
-    "temperature_c",
-    "idle_s",
-    "batch_id",
-)
-SAMPLE_TYPES = (
-    "int8",
-    "timestamptz",
-    "timestamptz",
-    "float8",
-    "text",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "int8",
-    "int8",
-    "float8",
-    "float8",
-    "int8",
-)
-SHARE_COLUMNS = (
-    "device_id",
-    "window_start",
-    "position",
-    "team_id",
-    "model_key",
-    "run_key",
-    "pid",
-    "energy_j",
-    "method",
-    "tags",
-)
-SHARE_TYPES = (
-    "int8",
-    "timestamptz",
-    "int2",
-    "int8",
-    "text",
-    "text",
-    "int4",
-    "float8",
-    "text",
-    "jsonb",
-)
+SAMPLE_TYPES, SHARE_TYPES = SAMPLE_PG_TYPES, SHARE_PG_TYPES
 
 
 def log(message: str) -> None:

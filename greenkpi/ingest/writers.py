@@ -14,67 +14,11 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from greenkpi.ingest.columns import SAMPLE_COLUMNS, SAMPLE_PG_TYPES, SHARE_COLUMNS, SHARE_PG_TYPES
 from greenkpi.ingest.models import Sample, SampleShare
 
 SampleRow = tuple[Any, ...]  # in SAMPLE_COLUMNS order
 ShareRow = tuple[Any, ...]  # in SHARE_COLUMNS order
-
-SAMPLE_COLUMNS = (
-    "device_id",
-    "window_start",
-    "window_end",
-    "energy_j",
-    "method",
-    "power_avg_w",
-    "power_peak_w",
-    "util_busy",
-    "util_sm",
-    "mem_used_bytes",
-    "mem_total_bytes",
-    "temperature_c",
-    "idle_s",
-    "batch_id",
-)
-SAMPLE_PG_TYPES = (
-    "int8",
-    "timestamptz",
-    "timestamptz",
-    "float8",
-    "text",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "int8",
-    "int8",
-    "float8",
-    "float8",
-    "int8",
-)
-SHARE_COLUMNS = (
-    "device_id",
-    "window_start",
-    "position",
-    "team_id",
-    "model_key",
-    "run_key",
-    "pid",
-    "energy_j",
-    "method",
-    "tags",
-)
-SHARE_PG_TYPES = (
-    "int8",
-    "timestamptz",
-    "int2",
-    "int8",
-    "text",
-    "text",
-    "int4",
-    "float8",
-    "text",
-    "jsonb",
-)
 
 
 class DuplicateWindows(Exception):
