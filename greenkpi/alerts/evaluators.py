@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from greenkpi.alerts import selectors
+from greenkpi.alerts import retraining, selectors
 from greenkpi.alerts.lifecycle import Observation
 from greenkpi.alerts.models import AlertRule, RuleKind
 from greenkpi.alerts.periods import hour_floor
 from greenkpi.inventory.models import Device, Host, Team
 from greenkpi.kpis import formulas
 from greenkpi.kpis.selectors import rollup_frame
+from greenkpi.workloads.selectors import retraining_alert_candidates
 
 # A GPU counts as allocated for the whole idle window when reported for at least this share of it.
 IDLE_COVERAGE_MIN = 0.9
@@ -234,10 +235,42 @@ def _collector_silent(rule: AlertRule, now: datetime) -> Evaluation:
     return out
 
 
+def _retraining_need(rule: AlertRule, now: datetime) -> Evaluation:
+    """Models whose stored verdict is *recommended* or *overdue*; one alert per model.
+
+    Polled like every other kind (not driven by the ``verdict_changed`` signal): the lifecycle is
+    level-based, so ``for``, repeats, silences and resolution need the current state each tick, and
+    a missed signal (a worker killed after commit) would otherwise lose or never resolve an alert.
+    A model back at healthy / watch is no longer a candidate: its alert resolves.
+    """
+    rows = retraining_alert_candidates(organisation_id=rule.organisation_id)
+    if rule.team_id:
+        rows = rows.filter(model__team_id=rule.team_id)
+    out = Evaluation()
+    for row in rows:
+        model = row.model
+        labels = {"rule": str(rule.pk), "kind": rule.kind, "team": model.team.slug}
+        labels["model"] = f"{model.team.slug}/{model.key}"  # unique in the organisation
+        # The fingerprint is per model, without severity: recommended -> overdue is the same alert
+        # escalating (its labels and summary are refreshed), not a resolve and a new fire.
+        fp = fingerprint(rule.organisation_id, rule.pk, labels)
+        notes = retraining.annotations(row)
+        out.team_of[fp] = model.team_id
+        out.observed[fp] = Observation(
+            fp,
+            {**labels, "severity": str(notes["severity"])},
+            row.need,
+            retraining.summary(row),
+            notes,
+        )
+    return out
+
+
 EVALUATORS: dict[RuleKind, Callable[[AlertRule, datetime], Evaluation]] = {
     RuleKind.BUDGET_THRESHOLD: _budget_threshold,
     RuleKind.BUDGET_FORECAST: _budget_forecast,
     RuleKind.LOW_UTILIZATION: _low_utilization,
     RuleKind.IDLE_GPU: _idle_gpu,
     RuleKind.COLLECTOR_SILENT: _collector_silent,
+    RuleKind.RETRAINING_NEED: _retraining_need,
 }

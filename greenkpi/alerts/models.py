@@ -109,6 +109,7 @@ class RuleKind(models.TextChoices):
     LOW_UTILIZATION = "low_utilization", "Team GPU utilization under a floor"
     IDLE_GPU = "idle_gpu", "GPU allocated but idle"
     COLLECTOR_SILENT = "collector_silent", "Collector silent"
+    RETRAINING_NEED = "retraining_need", "Model retraining recommended or overdue"
 
 
 class Channel(models.Model):
