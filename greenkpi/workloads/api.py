@@ -567,3 +567,101 @@ class CarbonApi(RegistryApi):
                 ],
             }
         )
+
+
+class AdviceOptionSerializer(serializers.Serializer):
+    site = serializers.CharField()
+    start_hour_utc = serializers.IntegerField(source="start_hour")
+    kgco2e = serializers.FloatField(help_text="Estimated operational kgCO2e of the run there")
+
+
+class AdviceMeasuredSerializer(serializers.Serializer):
+    before_runs = serializers.ListField(child=serializers.CharField())
+    before_placement = serializers.DictField()
+    after_runs = serializers.ListField(child=serializers.CharField())
+    after_placement = serializers.DictField()
+    before_kgco2e_per_kwh = serializers.FloatField()
+    after_kgco2e_per_kwh = serializers.FloatField()
+    after_energy_kwh = serializers.FloatField()
+    saving_kgco2e = serializers.FloatField()
+    saving_pct = serializers.FloatField(allow_null=True)
+
+
+class AdviceSeriesSerializer(serializers.Serializer):
+    recurrence = serializers.CharField()
+    runs = serializers.IntegerField()
+    reference_run = serializers.CharField(allow_null=True)
+    site = serializers.CharField(allow_null=True)
+    start_hour_utc = serializers.IntegerField(allow_null=True)
+    energy_kwh_by_hour = serializers.ListField(child=serializers.FloatField())
+    hourly = serializers.BooleanField(help_text="False: no hourly series at the run's site")
+    current = AdviceOptionSerializer(allow_null=True)
+    best = AdviceOptionSerializer(allow_null=True)
+    saving_kgco2e = serializers.FloatField(allow_null=True)
+    saving_pct = serializers.FloatField(allow_null=True)
+    best_by_site = AdviceOptionSerializer(many=True)
+    at_current_site = AdviceOptionSerializer(many=True)
+    sites_skipped = serializers.DictField(child=serializers.CharField())
+    measured = AdviceMeasuredSerializer(allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+def _advice_record(item: selectors.RecurrenceAdvice) -> dict[str, Any]:
+    advised = item.advice
+    measured = None
+    if item.move is not None and item.measured is not None:
+        before, after = item.move
+        measured = {
+            "before_runs": [m.run_key for m in before],
+            "before_placement": {"site": before[0].site, "start_hour_utc": before[0].start_hour},
+            "after_runs": [m.run_key for m in after],
+            "after_placement": {"site": after[0].site, "start_hour_utc": after[0].start_hour},
+            "before_kgco2e_per_kwh": item.measured.before_kg_per_kwh,
+            "after_kgco2e_per_kwh": item.measured.after_kg_per_kwh,
+            "after_energy_kwh": item.measured.after_energy_kwh,
+            "saving_kgco2e": item.measured.saving_kgco2e,
+            "saving_pct": item.measured.saving_pct,
+        }
+    return {
+        "recurrence": item.recurrence,
+        "runs": item.runs,
+        "reference_run": item.reference_run,
+        "site": item.site,
+        "start_hour_utc": item.start_hour,
+        "energy_kwh_by_hour": item.energy_kwh_by_hour,
+        "hourly": item.hourly,
+        "current": advised.current if advised else None,
+        "best": advised.best if advised else None,
+        "saving_kgco2e": advised.saving_kgco2e if advised else None,
+        "saving_pct": advised.saving_pct if advised else None,
+        "best_by_site": advised.by_site if advised else [],
+        "at_current_site": advised.at_current_site if advised else [],
+        "sites_skipped": item.sites_skipped,
+        "measured": measured,
+        "notes": item.notes,
+    }
+
+
+class AdviceApi(RegistryApi):
+    class AdviceOutput(serializers.Serializer):
+        model = serializers.IntegerField()
+        history_days = serializers.IntegerField()
+        series = AdviceSeriesSerializer(many=True)
+
+    @extend_schema(
+        operation_id="models_advice",
+        summary="Carbon-aware advice for recurring runs: least-carbon start hours and sites, "
+        "estimated and measured savings",
+        tags=TAGS,
+        responses=AdviceOutput,
+    )
+    def get(self, request: Request, model_id: int) -> Response:
+        model = access.model_for(request, model_id, write=False)
+        days = selectors.ADVICE_HISTORY_DAYS
+        items = selectors.carbon_advice(model=model, history_days=days)
+        data = {
+            "model": model.pk,
+            "history_days": days,
+            "series": [_advice_record(i) for i in items],
+        }
+        return Response(self.AdviceOutput(data).data)

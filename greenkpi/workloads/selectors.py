@@ -7,14 +7,19 @@ changes it when its window is recomputed.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from django.db.models import QuerySet, Sum
 
+from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.inventory.models import Device, Site
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.workloads import advice
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
     DriftReport,
@@ -219,3 +224,172 @@ def run_frame(*, model: MLModel) -> pd.DataFrame:
         "embodied_kgco2e",
     ]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+# --- Carbon-aware advice for recurring runs (maths in ``advice``, docs/carbon-advice.md) ---
+
+ADVICE_HISTORY_DAYS = 28
+NO_HOURLY = (
+    "no imported hourly series for this grid zone: the annual fallback is one figure for every "
+    "hour, so it gives no hourly advice"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrenceAdvice:
+    """Advice for one recurring job (``Run.recurrence``) of a model."""
+
+    recurrence: str
+    runs: int
+    reference_run: str | None  # the latest measured occurrence, whose hourly energy is replayed
+    site: str | None
+    start_hour: int | None  # UTC
+    energy_kwh_by_hour: list[float]
+    hourly: bool  # False: the current site has no hourly series (no advice)
+    advice: advice.Advice | None
+    sites_skipped: dict[str, str]  # site -> why it is not compared
+    move: tuple[list[advice.RunMeasure], list[advice.RunMeasure]] | None
+    measured: advice.MeasuredSaving | None
+    notes: list[str]
+
+
+def _hardware(device_ids: Iterable[int]) -> set[tuple[str, str]]:
+    """What the run needs elsewhere: its GPU kinds and models, or its device kinds without GPUs."""
+    used = set(Device.objects.filter(pk__in=list(device_ids)).values_list("kind", "model_name"))
+    gpus = {(kind, name) for kind, name in used if kind == "gpu"}
+    return gpus or {(kind, "") for kind, _ in used}
+
+
+def _sites_with(organisation_id: int, needed: set[tuple[str, str]]) -> list[Site]:
+    present: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    rows = Device.objects.filter(host__organisation_id=organisation_id, host__site__isnull=False)
+    for site_id, kind, name in rows.values_list("host__site_id", "kind", "model_name"):
+        present[site_id] |= {(kind, name), (kind, "")}
+    ids = [s for s, have in present.items() if needed <= have]
+    return list(Site.objects.filter(pk__in=ids).order_by("name"))
+
+
+def carbon_advice(
+    *, model: MLModel, now: datetime | None = None, history_days: int = ADVICE_HISTORY_DAYS
+) -> list[RecurrenceAdvice]:
+    """Per recurrence of ``model``: where and when its latest occurrence would have emitted least
+    over the last ``history_days`` of hourly grid data, and what the latest move measurably saved."""
+    now = now or datetime.now(UTC)
+    runs = list(
+        model.runs.exclude(recurrence="")
+        .filter(status=RunStatus.SUCCEEDED, ended_at__isnull=False, started_at__lt=now)
+        .order_by("recurrence", "started_at", "pk")
+    )
+    per_hour = (
+        _model_rollups(model)
+        .filter(run_key__in=[r.key for r in runs])
+        .values("run_key", "hour", "site_id", "device_id")
+        .annotate(kwh=Sum("energy_kwh"), kg=Sum("operational_location_kgco2e"))
+    )
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in per_hour:
+        rows[row["run_key"]].append(row)
+    site_names = dict(
+        Site.objects.filter(organisation_id=model.team.organisation_id).values_list("pk", "name")
+    )
+    out = []
+    for recurrence in sorted({r.recurrence for r in runs}):
+        series = [r for r in runs if r.recurrence == recurrence]
+        out.append(
+            _recurrence_advice(
+                model, recurrence, series, rows, site_names, now, history_days=history_days
+            )
+        )
+    return out
+
+
+def _measure(run: Run, rows: list[dict[str, Any]], site_names: dict[int, str]) -> advice.RunMeasure:
+    by_site: dict[int | None, float] = defaultdict(float)
+    for row in rows:
+        by_site[row["site_id"]] += row["kwh"] or 0.0
+    main = max(by_site, key=lambda s: by_site[s]) if by_site else None  # a run spans one site
+    return advice.RunMeasure(
+        run_key=run.key,
+        site=site_names.get(main, "") if main is not None else "",
+        start_hour=run.started_at.astimezone(UTC).hour,
+        energy_kwh=sum(by_site.values()),
+        operational_kgco2e=sum(row["kg"] or 0.0 for row in rows),
+    )
+
+
+def _recurrence_advice(
+    model: MLModel,
+    recurrence: str,
+    series: list[Run],
+    rows: dict[str, list[dict[str, Any]]],
+    site_names: dict[int, str],
+    now: datetime,
+    *,
+    history_days: int,
+) -> RecurrenceAdvice:
+    measured_runs = [
+        m
+        for m in (_measure(r, rows.get(r.key, []), site_names) for r in series)
+        if m.energy_kwh > 0 and m.site
+    ]
+    move = advice.split_at_move(measured_runs)
+    saved = advice.measured_saving(*move) if move else None
+    notes: list[str] = []
+    empty = RecurrenceAdvice(
+        recurrence, len(series), None, None, None, [], False, None, {}, move, saved, notes
+    )
+    if not measured_runs:
+        notes.append("no finished occurrence measured at a site yet")
+        return empty
+    reference = measured_runs[-1]
+    run = next(r for r in series if r.key == reference.run_key)
+    start = run.started_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    profile: dict[int, float] = defaultdict(float)
+    for row in rows[run.key]:
+        profile[int((row["hour"] - start).total_seconds() // 3600)] += row["kwh"] or 0.0
+    energy = [profile.get(k, 0.0) for k in range(max(profile) + 1)] if profile else []
+    sites = _sites_with(
+        model.team.organisation_id, _hardware(row["device_id"] for row in rows[run.key])
+    )
+    since = now - timedelta(days=history_days)
+    hourly = defaultdict(list)
+    for zone, hour, g in GridIntensityHourly.objects.filter(
+        zone__in={s.grid_zone for s in sites}, hour__gte=since, hour__lt=now
+    ).values_list("zone", "hour", "intensity_lifecycle_g_per_kwh"):
+        hourly[zone].append((hour.astimezone(UTC), g))
+    candidates, skipped = [], {}
+    for site in sites:
+        if not hourly.get(site.grid_zone):
+            skipped[site.name] = NO_HOURLY
+            continue
+        means = advice.hour_of_day_means(hourly[site.grid_zone])
+        candidates.append(advice.SiteSeries(site.name, site.grid_zone, site.pue, means))
+    advised = advice.advise(
+        energy_kwh=energy,
+        current_site=reference.site,
+        current_hour=reference.start_hour,
+        sites=candidates,
+    )
+    has_hourly = reference.site not in skipped and advised.current is not None
+    if not has_hourly:
+        notes.append(f"{reference.site}: {NO_HOURLY}")
+    notes.append(
+        "estimated: the reference run's measured hourly IT energy replayed at each start hour "
+        f"against the mean intensity per UTC hour of day over the last {history_days} days; "
+        "other sites only where the same hardware is; operational carbon only (embodied is "
+        "the same wherever and whenever it runs)"
+    )
+    return RecurrenceAdvice(
+        recurrence=recurrence,
+        runs=len(series),
+        reference_run=run.key,
+        site=reference.site,
+        start_hour=reference.start_hour,
+        energy_kwh_by_hour=energy,
+        hourly=has_hourly,
+        advice=advised,
+        sites_skipped=skipped,
+        move=move,
+        measured=saved,
+        notes=notes,
+    )

@@ -18,4 +18,5 @@ urlpatterns = [
     path("models/<int:model_id>/drift-reports/", api.DriftReportsApi.as_view(), name="model-drift"),
     path("models/<int:model_id>/retraining/", api.RetrainingApi.as_view(), name="model-retraining"),
     path("models/<int:model_id>/carbon/", api.CarbonApi.as_view(), name="model-carbon"),
+    path("models/<int:model_id>/advice/", api.AdviceApi.as_view(), name="model-advice"),
 ]
