@@ -65,7 +65,8 @@ def build_payload(
                 "resolved_at": _iso(a.resolved_at),
                 "repeat": a.repeat,
             }
-            for a in alerts
+            # Listed in reading order, not by fingerprint hash: stable for people and for tests.
+            for a in sorted(alerts, key=lambda a: (a.summary, a.fingerprint))
         ],
         "created_at": _iso(created_at),
         "url": url,
