@@ -239,6 +239,18 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
     return rows
 
 
+def window_insert(*, organisation_id: int, hour: datetime, now: datetime) -> int:
+    """Insert the window's rollup rows (the caller deleted the old ones); returns the row count.
+    PostgreSQL does it in one statement (``rollup_pg``); other backends build rows here."""
+    if connection.vendor == "postgresql":
+        from greenkpi.kpis import rollup_pg  # imports this module
+
+        return rollup_pg.window_insert(organisation_id=organisation_id, hour=hour, now=now)
+    rows = build_rows(organisation_id=organisation_id, hour=hour, now=now)
+    write_rows(rows)
+    return len(rows)
+
+
 def write_rows(rows: list[dict[str, Any]]) -> None:
     """Insert rollup rows inside the caller's transaction: COPY on PostgreSQL (a window of 1,000
     GPUs is ~1,000 rows x 37 columns; COPY takes a tenth of a multi-row INSERT), else bulk_create."""

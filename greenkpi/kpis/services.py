@@ -118,16 +118,16 @@ def window_recompute(
     mine = RollupWindow.objects.filter(organisation_id=organisation_id, hour=hour, claimed_by=token)
     t0 = time.monotonic()
     try:
-        rows = rollup.build_rows(organisation_id=organisation_id, hour=hour, now=started)
+        # Read, priced and written in one transaction (on PostgreSQL one INSERT ... SELECT).
         with transaction.atomic():
             HourlyRollup.objects.filter(organisation_id=organisation_id, hour=hour).delete()
-            rollup.write_rows(rows)
+            rows = rollup.window_insert(organisation_id=organisation_id, hour=hour, now=started)
             released = mine.update(
                 computed_version=version,
                 claimed_until=None,
                 claimed_by="",
                 computed_at=now(),
-                rows=len(rows),
+                rows=rows,
                 duration_ms=int((time.monotonic() - t0) * 1000),
                 failures=0,
                 last_error="",
@@ -147,7 +147,7 @@ def window_recompute(
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         return WindowResult("failed", error=f"{type(exc).__name__}: {exc}")
-    return WindowResult("done", rows=len(rows))
+    return WindowResult("done", rows=rows)
 
 
 def dirty_windows(*, limit: int, now: datetime) -> list[tuple[int, datetime]]:
