@@ -1,14 +1,93 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
+from greenkpi.carbon.services import ImportFailed, grid_hourly_import_csv
+
+# A year of hourly rows for a few zones is ~1 MB; refuse anything far larger before reading it.
+UPLOAD_MAX_BYTES = 20 * 1024 * 1024
+
+
+class HourlyUploadForm(forms.Form):
+    file = forms.FileField(help_text="Electricity Maps hourly (or finer) CSV export.")
+    zone = forms.CharField(
+        max_length=32, required=False, help_text="Zone id when the file has no 'Zone Id' column."
+    )
+    source = forms.CharField(max_length=150, initial="Electricity Maps CSV export")
+    recompute = forms.BooleanField(
+        required=False, initial=True, help_text="Mark the rollup windows of these hours dirty."
+    )
+
+    def clean_file(self) -> str:
+        upload = self.cleaned_data["file"]
+        if upload.size > UPLOAD_MAX_BYTES:
+            raise forms.ValidationError(f"The file is over {UPLOAD_MAX_BYTES // 2**20} MiB.")
+        try:
+            return bytes(upload.read()).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError(f"The file is not UTF-8 text ({exc.reason}).") from exc
 
 
 @admin.register(GridIntensityHourly)
 class GridIntensityHourlyAdmin(admin.ModelAdmin):
     list_display = ("zone", "hour", "intensity_lifecycle_g_per_kwh", "renewable_share", "estimated")
     list_filter = ("zone", "estimated")
+
+    def get_urls(self) -> list[URLPattern]:
+        upload = path(
+            "upload/",
+            self.admin_site.admin_view(self.upload_view),
+            name="carbon_gridintensityhourly_upload",
+        )
+        return [upload, *super().get_urls()]
+
+    def upload_view(self, request: HttpRequest) -> HttpResponse:
+        """The import command's parser behind a form: all rows or none, errors by line number."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = HourlyUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = grid_hourly_import_csv(
+                    text=form.cleaned_data["file"],
+                    zone=form.cleaned_data["zone"] or None,
+                    source=form.cleaned_data["source"],
+                )
+            except ImportFailed as exc:
+                for error in exc.errors:
+                    form.add_error("file", error)
+            else:
+                marked = 0
+                if form.cleaned_data["recompute"] and result.first_hour and result.last_hour:
+                    # imported here: kpis depends on carbon, not the other way at import time
+                    from greenkpi.kpis.services import windows_mark_dirty_for_zones
+
+                    marked = windows_mark_dirty_for_zones(
+                        zones=result.zones, start=result.first_hour, end=result.last_hour
+                    )
+                self.message_user(
+                    request,
+                    f"{result.hours_written} hours for {', '.join(sorted(result.zones))} imported "
+                    f"({result.first_hour:%Y-%m-%d %H:00} to {result.last_hour:%Y-%m-%d %H:00} "
+                    f"UTC); {marked} rollup window(s) marked for recompute.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:carbon_gridintensityhourly_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Upload hourly grid intensity (CSV)",
+            "form": form,
+        }
+        return TemplateResponse(
+            request, "admin/carbon/gridintensityhourly/upload.html", context, status=200
+        )
 
 
 @admin.register(MarketFactor)
