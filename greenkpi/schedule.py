@@ -25,6 +25,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=41),
         "options": {"expires": 30 * 60},
     },
+    # Live grid intensity (Electricity Maps), a no-op without ELECTRICITYMAPS_API_KEY. Hourly:
+    # the API publishes hourly and each run fetches the last 24 h, so a missed run heals itself.
+    "carbon-fetch-live-intensity": {
+        "task": "greenkpi.carbon.tasks.fetch_live_intensity",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 30 * 60},
+    },
     # Alert rules every minute (`for` durations are counted in these ticks); expires before the
     # next tick so a stalled beat never queues a pile of evaluations.
     "alerts-evaluate-rules": {

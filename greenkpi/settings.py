@@ -149,6 +149,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 
+# --- Live grid intensity (docs/carbon-data.md): optional, nothing is fetched without a key ---
+ELECTRICITYMAPS_API_KEY = env_str("ELECTRICITYMAPS_API_KEY", "")
+ELECTRICITYMAPS_URL = env_str("ELECTRICITYMAPS_URL", "https://api.electricitymap.org/v3")
+
 # --- Ingestion limits (docs/api.md) ----------------------------------------------------------
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 INGEST_MAX_SAMPLES = env_int("INGEST_MAX_SAMPLES", 10_000, minimum=1)
