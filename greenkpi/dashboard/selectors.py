@@ -133,6 +133,16 @@ def overview(scope: Scope, period: Period, energy: pd.DataFrame) -> Overview:
 
 
 @dataclass(frozen=True)
+class DeviceGroup:
+    """Identical devices of one host, e.g. 4 x GPU NVIDIA H100 measured by counter."""
+
+    count: int
+    kind: str
+    model: str
+    method: str
+
+
+@dataclass(frozen=True)
 class HostHealth:
     """One fleet row: the host, its devices (each with ``last_method``) and what needs attention."""
 
@@ -141,6 +151,18 @@ class HostHealth:
     silent: bool
     skewed: bool
     error_count: int
+
+    @property
+    def device_groups(self) -> list[DeviceGroup]:
+        counts: dict[tuple[str, str, str], int] = {}
+        for d in self.devices:
+            key = (
+                d.get_kind_display(),
+                d.model_name or d.uuid,
+                getattr(d, "last_method", "") or "",
+            )
+            counts[key] = counts.get(key, 0) + 1
+        return [DeviceGroup(n, kind, model, method) for (kind, model, method), n in counts.items()]
 
 
 def _devices_with_method() -> Prefetch:
@@ -251,7 +273,7 @@ def _device_labels(frame: pd.DataFrame) -> list[str]:
     # "GPU …9c41d2e0 · NVIDIA H100": the uuid (its tail when long) tells identical models apart.
     labels = []
     for kind, uuid, model in zip(frame["kind"], frame["uuid"], frame["model"], strict=True):
-        short = uuid if len(uuid) <= 16 else "…" + uuid[-8:]
+        short = uuid if len(uuid) <= 24 else "…" + uuid[-8:]
         # NVML uuids already start with "GPU-": don't say GPU twice.
         name = short if uuid.upper().startswith(kind.upper()) else f"{kind.upper()} {short}"
         labels.append(f"{name} · {model}" if model else name)

@@ -229,3 +229,15 @@ def test_the_shown_collector_commands_are_accepted_by_the_collectors_own_parser(
         args = parser().parse_args(shlex.split(line)[2:])
         assert args.server == "https://gk.example"
         assert args.token_file == "/etc/greenkpi-collector/token"
+
+
+def test_the_fleet_groups_identical_devices_of_a_host(client, fleet, people):
+    client.force_login(people["alice"])
+    rows = {row.host.hostname: row for row in client.get("/fleet/").context["hosts"]}
+    (group,) = rows["vision-1"].device_groups
+    assert (group.count, group.kind, group.model, group.method) == (
+        2,
+        "GPU",
+        "NVIDIA H100 80GB HBM3",
+        "counter",
+    )
