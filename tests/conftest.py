@@ -42,6 +42,17 @@ def _plain_static_files():
 
 
 @pytest.fixture
+def redis_url() -> str:
+    """The real-service layer's Redis; this layer also needs PostgreSQL for worker processes."""
+    from django.db import connection
+
+    assert connection.vendor == "postgresql", "this layer runs with DATABASE_URL=postgres://..."
+    url = os.environ.get("REDIS_URL", "")
+    assert url.startswith("redis"), "this layer runs with REDIS_URL=redis://..."
+    return url
+
+
+@pytest.fixture
 def acme(db):
     from greenkpi.inventory.services import organisation_create, site_create, team_create
 

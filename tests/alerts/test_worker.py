@@ -4,17 +4,15 @@ notification."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
+from testsupport.celery_workers import forget_queue, start_worker, stop
+from testsupport.celery_workers import wait_for as wait_until
 
 from greenkpi.alerts.channels import webhook
 from greenkpi.alerts.models import AlertRule, Channel, Notification, RuleKind, new_webhook_secret
@@ -33,60 +31,16 @@ DEADLINE_S = 60
 
 
 @pytest.fixture
-def redis_url() -> str:
-    assert connection.vendor == "postgresql", "this layer runs with DATABASE_URL=postgres://..."
-    url = os.environ.get("REDIS_URL", "")
-    assert url.startswith("redis"), "this layer runs with REDIS_URL=redis://..."
-    return url
-
-
-@pytest.fixture
 def worker(tmp_path, redis_url):
     """A solo worker on a queue of this test's own, against the live test database."""
-    import redis
-
-    queue = f"alerts-test-{uuid.uuid4().hex[:12]}"
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": redis_url,
-        "GREENKPI_VAR_DIR": str(tmp_path / "var"),
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-    }
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "greenkpi", "worker", "--pool=solo"),
-                *("-Q", queue, "--loglevel=INFO", "--without-heartbeat", "--without-gossip"),
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    process.queue, process.log_path = queue, log_path
+    process = start_worker(tmp_path, redis_url, f"alerts-test-{uuid.uuid4().hex[:12]}")
     yield process
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    redis.Redis.from_url(redis_url).delete(queue)
+    stop(process)
+    forget_queue(redis_url, process.queue)
 
 
 def wait_for(predicate, what: str, worker) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.log_path.read_text()[-3000:]}")
+    wait_until(predicate, what, worker.log_path.parent)
 
 
 def test_an_evaluation_on_a_real_worker_fires_and_the_webhook_gets_one_signed_notification(

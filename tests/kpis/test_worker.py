@@ -3,18 +3,20 @@ SIGKILLed in the middle of a rollup: the rerun must give exactly the right rows.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import psycopg
 import pytest
 from django.db import connection
+from testsupport.celery_workers import (
+    forget_queue,
+    live_database_url,
+    start_worker,
+    stop,
+    wait_for,
+)
 
 from greenkpi.celery import app
 from greenkpi.kpis import services
@@ -32,87 +34,15 @@ HOLD_KEY = 4_242_001  # advisory lock the test-only trigger waits on
 
 
 @pytest.fixture
-def redis_url() -> str:
-    assert connection.vendor == "postgresql", "this layer runs with DATABASE_URL=postgres://..."
-    url = os.environ.get("REDIS_URL", "")
-    assert url.startswith("redis"), "this layer runs with REDIS_URL=redis://..."
-    return url
-
-
-@pytest.fixture
 def queue(redis_url):
     """A queue of this test's own, so no other worker takes its tasks and none of ours leak."""
     name = f"kpi-test-{uuid.uuid4().hex[:12]}"
     yield name
-    _forget_queue(redis_url, name)
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    forget_queue(redis_url, name)
 
 
 def _dsn() -> str:
-    return _database_url().replace("postgres://", "postgresql://", 1)
-
-
-def start_worker(tmp_path: Path, redis_url: str, queue: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),  # the live test database, not the configured one
-        "REDIS_URL": redis_url,
-        "GREENKPI_VAR_DIR": str(tmp_path / "var"),
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-    }
-    log = open(tmp_path / f"worker-{queue}.log", "ab")  # noqa: SIM115 (lives with the process)
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "greenkpi", "worker", "--pool=solo"),
-            *("-Q", queue, "--loglevel=INFO", "--without-heartbeat", "--without-gossip"),
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
-
-
-def wait_for(predicate, what: str, tmp_path: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))
-    pytest.fail(f"timed out waiting for {what}; worker logs:\n{logs}")
-
-
-def _forget_queue(redis_url: str, queue: str) -> None:
-    """Drop the queue and any message a killed worker left unacknowledged on it."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.delete(queue)
-    for tag, raw in client.hgetall("unacked").items():
-        try:
-            message = orjson.loads(raw)[0]
-        except (orjson.JSONDecodeError, IndexError, TypeError):
-            continue
-        if message.get("properties", {}).get("delivery_info", {}).get("routing_key") == queue:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
+    return live_database_url().replace("postgres://", "postgresql://", 1)
 
 
 def window(org, hour) -> RollupWindow:

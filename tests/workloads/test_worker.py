@@ -3,16 +3,12 @@ accuracy decayed is assessed *retrain recommended* by the worker, and the run is
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from testsupport.celery_workers import start_worker, stop, wait_for
 
 from greenkpi.celery import app
 from greenkpi.kpis.models import RecomputeRun
@@ -30,14 +26,6 @@ DEADLINE_S = 60
 
 
 @pytest.fixture
-def redis_url() -> str:
-    assert connection.vendor == "postgresql", "this layer runs with DATABASE_URL=postgres://..."
-    url = os.environ.get("REDIS_URL", "")
-    assert url.startswith("redis"), "this layer runs with REDIS_URL=redis://..."
-    return url
-
-
-@pytest.fixture
 def queue(redis_url):
     """A queue of this test's own, so no other worker takes its task and none of ours leak."""
     import redis
@@ -45,51 +33,6 @@ def queue(redis_url):
     name = f"workloads-test-{uuid.uuid4().hex[:12]}"
     yield name
     redis.Redis.from_url(redis_url).delete(name)
-
-
-def start_worker(tmp_path: Path, redis_url: str, queue: str) -> subprocess.Popen:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    env = {
-        **os.environ,
-        # the live test database, not the configured one
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": redis_url,
-        "GREENKPI_VAR_DIR": str(tmp_path / "var"),
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-    }
-    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 (lives with the process)
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "greenkpi", "worker", "--pool=solo"),
-            *("-Q", queue, "--loglevel=INFO", "--without-heartbeat", "--without-gossip"),
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
-
-
-def wait_for(predicate, what: str, tmp_path: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = (tmp_path / "worker.log").read_text()[-3000:]
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{logs}")
 
 
 def test_the_retraining_recompute_runs_on_a_real_worker(
