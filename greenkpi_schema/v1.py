@@ -725,6 +725,19 @@ def batch_to_json(batch: Batch) -> dict[str, Any]:
     }
 
 
+# A sample's optional measurements, in wire order (omitted from the JSON when None).
+OPTIONAL_MEASUREMENTS = (
+    "power_avg_w",
+    "power_peak_w",
+    "util_busy",
+    "util_sm",
+    "mem_used_bytes",
+    "mem_total_bytes",
+    "temperature_c",
+    "idle_s",
+)
+
+
 def sample_to_json(sample: Sample) -> dict[str, Any]:
     out: dict[str, Any] = {
         "device_uuid": sample.device_uuid,
@@ -734,16 +747,7 @@ def sample_to_json(sample: Sample) -> dict[str, Any]:
         "energy_j": sample.energy_j,
         "method": sample.method,
     }
-    for name in (
-        "power_avg_w",
-        "power_peak_w",
-        "util_busy",
-        "util_sm",
-        "mem_used_bytes",
-        "mem_total_bytes",
-        "temperature_c",
-        "idle_s",
-    ):
+    for name in OPTIONAL_MEASUREMENTS:
         value = getattr(sample, name)
         if value is not None:
             out[name] = value

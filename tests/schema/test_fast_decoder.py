@@ -9,6 +9,7 @@ import orjson
 
 from greenkpi_schema import Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import decode_batch_fast
+from greenkpi_schema.v1 import OPTIONAL_MEASUREMENTS
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_samples=50, max_window_s=120, max_future_s=600, max_age_s=86400)
@@ -19,14 +20,7 @@ SAMPLE_FIELDS = (
     "end",
     "energy_j",
     "method",
-    "power_avg_w",
-    "power_peak_w",
-    "util_busy",
-    "util_sm",
-    "mem_used_bytes",
-    "mem_total_bytes",
-    "temperature_c",
-    "idle_s",
+    *OPTIONAL_MEASUREMENTS,
 )
 ODD_VALUES = [
     None,
