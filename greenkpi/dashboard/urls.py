@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from greenkpi.dashboard import views
+from greenkpi.dashboard import views, views_budgets, views_carbon, views_models
 
 
 class FormatConverter:
@@ -35,4 +35,8 @@ urlpatterns = [
     path("teams/<int:team_id>/", views.team, name="team"),
     path("teams/<int:team_id>/models.<fmt:fmt>", views.team_models_chart, name="team-models"),
     path("settings/tokens/", views.tokens, name="tokens"),
+    # Each area keeps its routes beside its views.
+    *views_models.urlpatterns,
+    *views_budgets.urlpatterns,
+    *views_carbon.urlpatterns,
 ]

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
@@ -18,12 +13,10 @@ from greenkpi.dashboard import figures, selectors
 from greenkpi.dashboard.charts import Chart, respond
 from greenkpi.dashboard.forms import TokenCreateForm
 from greenkpi.dashboard.onboarding import collector_commands
-from greenkpi.dashboard.periods import PRESETS, BadPeriod, Period, period_from_query
-from greenkpi.dashboard.scoping import NoOrganisation, Scope, host_for, scope_for, team_for
-from greenkpi.inventory.models import Team
+from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
+from greenkpi.dashboard.periods import period_from_query
+from greenkpi.dashboard.scoping import host_for, scope_for, team_for
 from greenkpi.inventory.services import token_create
-
-View = Callable[..., HttpResponse]
 
 ENERGY_BY_TEAM = Chart(
     "energy-by-team", figures.energy_by_team_daily, tuple(selectors.TEAM_DAILY_COLUMNS)
@@ -44,68 +37,20 @@ TEAM_MODELS = Chart(
 HOST_CHARTS = {chart.key: chart for chart in (HOST_POWER, HOST_UTILIZATION)}
 
 
-def dashboard_view(view: View) -> View:
-    """Login required; a user without organisation gets a page saying so; a bad range a 400."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except NoOrganisation:
-            return render(request, "dashboard/no_organisation.html")
-        except BadPeriod as exc:
-            return render(request, "dashboard/bad_request.html", {"reason": str(exc)}, status=400)
-
-    return wrapper
-
-
-def _teams_filter(request: HttpRequest, scope: Scope) -> list[Team]:
-    """``?team=slug`` (repeatable), each a visible team of the scope; unknown → 404."""
-    return [scope.team_by_slug(slug) for slug in dict.fromkeys(request.GET.getlist("team"))]
-
-
-def _page(
-    request: HttpRequest, scope: Scope, period: Period | None, **context: Any
-) -> dict[str, Any]:
-    """What the base layout needs: scope, period links and the query that keeps them."""
-    org = {"org": scope.organisation.slug}
-    base: dict[str, Any] = {
-        "scope": scope,
-        "org_query": urlencode(org),
-        "server_url": settings.SITE_URL,
-    }
-    if period is not None:
-        keep = [(k, v) for k, v in request.GET.lists() if k not in ("range", "from", "to")]
-        base["period"] = period
-        base["period_links"] = [
-            (key, f"?{urlencode([*keep, ('range', [key])], doseq=True)}") for key in PRESETS
-        ]
-        base["period_hidden"] = keep
-    return {**base, **context}
-
-
-def _chart_query(scope: Scope, period: Period, teams: list[Team] | None = None) -> str:
-    params: dict[str, Any] = {"org": scope.organisation.slug, **period.query()}
-    if teams:
-        params["team"] = [t.slug for t in teams]
-    return urlencode(params, doseq=True)
-
-
 @dashboard_view
 def overview(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
-    teams = _teams_filter(request, scope)
+    teams = teams_filter(request, scope)
     energy = selectors.team_energy_daily(scope, period, [t.pk for t in teams] or None)
-    context = _page(
+    context = page_context(
         request,
         scope,
         period,
         tiles=selectors.overview(scope, period, energy),
         selected_teams={t.pk for t in teams},
         all_teams_href=f"?{urlencode({'org': scope.organisation.slug, **period.query()})}",
-        chart_query=_chart_query(scope, period, teams),
+        chart_query=chart_query(scope, period, teams),
         commands=collector_commands(settings.SITE_URL),
         token_form=TokenCreateForm(scope=scope) if scope.can_manage_tokens else None,
     )
@@ -116,7 +61,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def energy_by_team_chart(request: HttpRequest, fmt: str) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
-    teams = _teams_filter(request, scope)
+    teams = teams_filter(request, scope)
     energy = selectors.team_energy_daily(scope, period, [t.pk for t in teams] or None)
     return respond(ENERGY_BY_TEAM, energy, fmt, f"energy-by-team-{scope.organisation.slug}", period)
 
@@ -124,7 +69,7 @@ def energy_by_team_chart(request: HttpRequest, fmt: str) -> HttpResponse:
 @dashboard_view
 def fleet(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    context = _page(
+    context = page_context(
         request,
         scope,
         None,
@@ -139,7 +84,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
 def host(request: HttpRequest, host_id: int) -> HttpResponse:
     scope, host_obj = host_for(request.user, host_id)
     period = period_from_query(request.GET, default="24h")
-    context = _page(
+    context = page_context(
         request,
         scope,
         period,
@@ -164,7 +109,7 @@ def teams(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
     energy = selectors.team_energy_daily(scope, period)
-    context = _page(
+    context = page_context(
         request,
         scope,
         period,
@@ -179,7 +124,7 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
     scope, team_obj = team_for(request.user, team_id)
     period = period_from_query(request.GET, default="30d")
     runs = selectors.team_energy_by_run(team_obj, period)
-    context = _page(
+    context = page_context(
         request,
         scope,
         period,
@@ -187,7 +132,7 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
         runs=runs.head(100).itertuples(index=False),
         run_count=len(runs),
         chart_query=urlencode(period.query()),
-        energy_query=_chart_query(scope, period, [team_obj]),
+        energy_query=chart_query(scope, period, [team_obj]),
     )
     return render(request, "dashboard/team.html", context)
 
@@ -219,7 +164,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             created_by=request.user,
         )
         form = TokenCreateForm(scope=scope)
-    context = _page(
+    context = page_context(
         request,
         scope,
         None,
