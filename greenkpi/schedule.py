@@ -18,6 +18,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Daily rollups of the days whose hourly windows were recomputed since their last refresh
+    # (kpis/daily.py); a cheap no-op when nothing changed.
+    "kpis-refresh-daily-rollups": {
+        "task": "greenkpi.kpis.daily.refresh_stale_days",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 4 * 60},
+    },
     # Retraining need and retrain efficiency of every model (workloads). Hourly is enough: the
     # evidence is evaluations and drift reports that arrive hours or days apart.
     "workloads-recompute-retraining": {

@@ -140,3 +140,111 @@ class RecomputeRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
+class DailyRollup(models.Model):
+    """HourlyRollup summed per organisation x UTC day x owner (team, model, run) x site x device kind.
+
+    What pages read for ranges of days to months: a year of 2,000 GPUs is ~17.5 M hourly rows but
+    only the owners' distinct combinations per day here. Written only by ``kpis.daily``, which
+    replaces every row of an (organisation, day) at once from HourlyRollup (never increments), so
+    it always equals the sum of the day's hourly rows. Shares are kept as their kWh numerators and
+    denominators (``renewable_kwh`` / ``renewable_known_kwh``) so a share over any set of rows is
+    re-derived exactly; intensities likewise are kgCO2e / facility kWh. ``currency`` is part of the
+    key, so ``cost`` never sums two currencies.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="The UTC day.")
+    team = models.ForeignKey(
+        Team, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    model_key = models.CharField(max_length=200, blank=True)
+    run_key = models.CharField(max_length=200, blank=True)
+    site = models.ForeignKey(
+        Site, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    device_kind = models.CharField(max_length=8)
+    currency = models.CharField(max_length=3, blank=True)
+
+    hours = models.PositiveIntegerField(help_text="Distinct hours with rows.")
+    devices = models.PositiveIntegerField(help_text="Distinct devices with rows.")
+    samples = models.PositiveBigIntegerField()
+    covered_s = models.FloatField()
+    energy_kwh = models.FloatField()
+    estimated_energy_kwh = models.FloatField()
+    facility_energy_kwh = models.FloatField()
+    allocated_gpu_h = models.FloatField()
+    busy_gpu_h = models.FloatField()
+    util_known_gpu_h = models.FloatField()
+    idle_gpu_h = models.FloatField()
+    idle_energy_kwh = models.FloatField()
+    sm_active_gpu_h = models.FloatField()
+    sm_known_gpu_h = models.FloatField()
+    operational_location_kgco2e = models.FloatField()
+    operational_market_kgco2e = models.FloatField()
+    embodied_kgco2e = models.FloatField()
+    renewable_kwh = models.FloatField(help_text="sum of renewable_share x facility kWh, where known.")
+    renewable_known_kwh = models.FloatField(
+        help_text="Facility kWh whose renewable share is known."
+    )
+    cost = models.FloatField(
+        null=True, help_text="Σ cost of the priced hours; empty = none priced."
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organisation", "day"], name="daily_org_day_idx"),
+            models.Index(fields=["organisation", "team", "day"], name="daily_org_team_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} team {self.team_id} {self.model_key}: {self.energy_kwh:.3f} kWh"
+
+
+class DailyHostTeam(models.Model):
+    """The teams that had rollup rows on each host on one UTC day (refreshed with DailyRollup).
+
+    Lets scoping show a team the hosts it computed on without scanning shares or hourly rows.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    host = models.ForeignKey(
+        Host, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    team = models.ForeignKey(
+        Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organisation", "day"], name="daily_host_team_day_idx"),
+            models.Index(fields=["team", "host"], name="daily_host_team_team_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} host {self.host_id} team {self.team_id}"
+
+
+class DailyWindow(models.Model):
+    """When an (organisation, UTC day) of DailyRollup was last rebuilt from HourlyRollup.
+
+    A day is stale while one of its hourly windows was recomputed after ``refreshed_at``
+    (see ``kpis.daily.stale_days``).
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    refreshed_at = models.DateTimeField()
+    rows = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["organisation", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "day"], name="daily_window_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"org {self.organisation_id} {self.day} refreshed {self.refreshed_at:%H:%M:%S}"

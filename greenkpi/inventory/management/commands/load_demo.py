@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from greenkpi.demo.simulation import DEMO_PASSWORD, DEMO_SLUG, load_demo
 from greenkpi.inventory.models import Organisation
+from greenkpi.kpis import daily as daily_rollups
 from greenkpi.kpis import services as kpi_services
 
 
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             organisation_ids=[org.pk],
         )
         run = kpi_services.windows_recompute(windows=windows, kind="backfill")
+        daily_rollups.days_refresh_stale(limit=10_000)  # the days pages read for long ranges
         self.stdout.write(
             f"Rollups: {run.windows_done} window(s), {run.windows_failed} failed. "
             f"Users admin / vision-lead / nlp-viewer, password {DEMO_PASSWORD}."

@@ -1,0 +1,303 @@
+"""Daily rollups: HourlyRollup summed per organisation x UTC day x owner x site x device kind.
+
+Decoupled from the hourly recompute: a day is rebuilt (replaced, never incremented) from its
+hourly rows whenever one of its hourly windows was recomputed after the day's last refresh
+(``stale_days``). On PostgreSQL a refresh is one INSERT ... SELECT per run of consecutive days;
+elsewhere (SQLite, the fast test layer) the same sums come through the ORM, and a test holds the two
+paths equal. Pages read ``daily_frame`` for ranges of whole days (docs/kpis.md, "Daily rollups").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+
+import pandas as pd
+from celery import shared_task
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from greenkpi.kpis.models import (
+    DailyHostTeam,
+    DailyRollup,
+    DailyWindow,
+    HourlyRollup,
+    RecomputeRun,
+    RollupWindow,
+    RunStatus,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_KIND = "daily"
+# A window recomputed this shortly before a day's refresh may have committed after the refresh
+# read its snapshot; such a day counts as stale once more (one extra, cheap refresh).
+SETTLE = timedelta(seconds=120)
+# Days per INSERT ... SELECT: bounds one transaction's size during a year-long backfill.
+DAYS_PER_STATEMENT = 31
+
+KEY_COLUMNS = ("team_id", "model_key", "run_key", "site_id", "device_kind", "currency")
+SUMMED_COLUMNS = (
+    "samples",
+    "covered_s",
+    "energy_kwh",
+    "estimated_energy_kwh",
+    "facility_energy_kwh",
+    "allocated_gpu_h",
+    "busy_gpu_h",
+    "util_known_gpu_h",
+    "idle_gpu_h",
+    "idle_energy_kwh",
+    "sm_active_gpu_h",
+    "sm_known_gpu_h",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+    "embodied_kgco2e",
+)
+VALUE_COLUMNS = (
+    "hours",
+    "devices",
+    *SUMMED_COLUMNS,
+    "renewable_kwh",
+    "renewable_known_kwh",
+    "cost",
+)
+DAILY_COLUMNS = ("day", *KEY_COLUMNS, *VALUE_COLUMNS)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, dtime.min, tzinfo=UTC)
+
+
+def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Sorted days as [first, last] runs of consecutive days, each at most DAYS_PER_STATEMENT long."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if runs and day - runs[-1][1] == timedelta(days=1):
+            first = runs[-1][0]
+            if (day - first).days < DAYS_PER_STATEMENT:
+                runs[-1] = (first, day)
+                continue
+        runs.append((day, day))
+    return runs
+
+
+def _insert_pg(organisation_id: int, first: date, last: date) -> int:
+    daily, hourly = DailyRollup._meta.db_table, HourlyRollup._meta.db_table
+    hosts = DailyHostTeam._meta.db_table
+    sums = ", ".join(f"SUM({c})" for c in SUMMED_COLUMNS)
+    params = [organisation_id, day_start(first), day_start(last + timedelta(days=1))]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+INSERT INTO {daily} (organisation_id, day, {", ".join(KEY_COLUMNS)}, {", ".join(VALUE_COLUMNS)})
+SELECT organisation_id, (hour AT TIME ZONE 'UTC')::date, {", ".join(KEY_COLUMNS)},
+       COUNT(DISTINCT hour), COUNT(DISTINCT device_id), {sums},
+       COALESCE(SUM(renewable_share * facility_energy_kwh), 0),
+       COALESCE(SUM(CASE WHEN renewable_share IS NOT NULL THEN facility_energy_kwh END), 0),
+       SUM(cost)
+FROM {hourly}
+WHERE organisation_id = %s AND hour >= %s AND hour < %s
+GROUP BY organisation_id, 2, {", ".join(KEY_COLUMNS)}""",
+            params,
+        )
+        rows = cur.rowcount
+        cur.execute(
+            f"""
+INSERT INTO {hosts} (organisation_id, day, host_id, team_id)
+SELECT DISTINCT organisation_id, (hour AT TIME ZONE 'UTC')::date, host_id, team_id
+FROM {hourly}
+WHERE organisation_id = %s AND hour >= %s AND hour < %s AND team_id IS NOT NULL""",
+            params,
+        )
+    return rows
+
+
+def _insert_orm(organisation_id: int, first: date, last: date) -> int:
+    hourly = HourlyRollup.objects.filter(
+        organisation_id=organisation_id,
+        hour__gte=day_start(first),
+        hour__lt=day_start(last + timedelta(days=1)),
+    ).annotate(d=TruncDate("hour", tzinfo=UTC))
+    known = Q(renewable_share__isnull=False)
+    # Annotations get an "s_" prefix: a name equal to a model field is refused by the ORM.
+    groups = (
+        hourly.values("d", *KEY_COLUMNS)
+        .annotate(
+            s_hours=Count("hour", distinct=True),
+            s_devices=Count("device_id", distinct=True),
+            **{f"s_{c}": Sum(c) for c in SUMMED_COLUMNS},
+            s_renewable_kwh=Sum(
+                F("renewable_share") * F("facility_energy_kwh"), filter=known, default=0.0
+            ),
+            s_renewable_known_kwh=Sum("facility_energy_kwh", filter=known, default=0.0),
+            s_cost=Sum("cost"),
+        )
+        .order_by()
+    )
+    rows = [
+        DailyRollup(
+            organisation_id=organisation_id,
+            day=g["d"],
+            **{c: g[c] for c in KEY_COLUMNS},
+            **{c: g[f"s_{c}"] for c in VALUE_COLUMNS},
+        )
+        for g in groups
+    ]
+    DailyRollup.objects.bulk_create(rows, batch_size=2000)
+    pairs = hourly.filter(team_id__isnull=False).values_list("d", "host_id", "team_id").distinct()
+    DailyHostTeam.objects.bulk_create(
+        [
+            DailyHostTeam(organisation_id=organisation_id, day=d, host_id=h, team_id=t)
+            for d, h, t in pairs.order_by()
+        ],
+        batch_size=2000,
+    )
+    return len(rows)
+
+
+def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | None = None) -> int:
+    """Rebuild the DailyRollup rows of these (organisation, UTC day) units from HourlyRollup.
+
+    Each run of consecutive days is replaced in one transaction (delete + insert), and the days'
+    DailyWindow records when: the refresh time is taken before reading, so a window recomputed
+    while we read stays newer than it and keeps its day stale. ``use_sql`` picks the path
+    (default: INSERT ... SELECT on PostgreSQL, ORM elsewhere). Returns the rows written.
+    """
+    if use_sql is None:
+        use_sql = connection.vendor == "postgresql"
+    insert = _insert_pg if use_sql else _insert_orm
+    total = 0
+    for first, last in _runs(days):
+        refreshed_at = timezone.now()
+        t0 = time.monotonic()
+        with transaction.atomic():
+            span = {"organisation_id": organisation_id, "day__gte": first, "day__lte": last}
+            DailyRollup.objects.filter(**span).delete()
+            DailyHostTeam.objects.filter(**span).delete()
+            rows = insert(organisation_id, first, last)
+            # Rows per day, for the admin (one GROUP BY over what was just written).
+            per_day = dict(
+                DailyRollup.objects.filter(**span)
+                .values("day")
+                .annotate(n=Count("pk"))
+                .values_list("day", "n")
+                .order_by()
+            )
+            count = (last - first).days + 1
+            elapsed_ms = int((time.monotonic() - t0) * 1000)
+            DailyWindow.objects.bulk_create(
+                [
+                    DailyWindow(
+                        organisation_id=organisation_id,
+                        day=day,
+                        refreshed_at=refreshed_at,
+                        rows=per_day.get(day, 0),
+                        duration_ms=elapsed_ms // count,
+                    )
+                    for day in (first + timedelta(days=i) for i in range(count))
+                ],
+                update_conflicts=True,
+                unique_fields=["organisation", "day"],
+                update_fields=["refreshed_at", "rows", "duration_ms"],
+            )
+        total += rows
+    return total
+
+
+def rollup_days(*, organisation_id: int, start: datetime, end: datetime) -> list[date]:
+    """UTC days in [start, end) that have hourly rows or daily rows (a backfill refreshes these)."""
+    hourly = (
+        HourlyRollup.objects.filter(organisation_id=organisation_id, hour__gte=start, hour__lt=end)
+        .annotate(d=TruncDate("hour", tzinfo=UTC))
+        .values_list("d", flat=True)
+        .distinct()
+        .order_by()
+    )
+    daily = (
+        DailyRollup.objects.filter(
+            organisation_id=organisation_id, day__gte=start.date(), day__lt=end.date()
+        )
+        .values_list("day", flat=True)
+        .distinct()
+        .order_by()
+    )
+    return sorted(set(hourly) | set(daily))
+
+
+def stale_days(*, limit: int = 400) -> list[tuple[int, date]]:
+    """(organisation, day) units with an hourly window recomputed after the day's last refresh
+    (or never refreshed), oldest first."""
+    day = TruncDate("hour", tzinfo=UTC)
+    fresh = DailyWindow.objects.filter(
+        organisation_id=OuterRef("organisation_id"),
+        day=OuterRef("d"),
+        refreshed_at__gt=OuterRef("computed_at") + SETTLE,
+    )
+    found = (
+        RollupWindow.objects.filter(computed_at__isnull=False)
+        .annotate(d=day)
+        .filter(~Exists(fresh))
+        .values_list("organisation_id", "d")
+        .distinct()
+        .order_by("d", "organisation_id")
+    )
+    return list(found[:limit])
+
+
+def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRun:
+    """The periodic job (and the end of a backfill): refresh every stale day, recording the run."""
+    run = RecomputeRun.objects.create(kind=kind, started_at=timezone.now())
+    done = rows = 0
+    try:
+        by_org: dict[int, list[date]] = {}
+        for organisation_id, day in stale_days(limit=limit):
+            by_org.setdefault(organisation_id, []).append(day)
+        for organisation_id, days in by_org.items():
+            rows += days_refresh(organisation_id=organisation_id, days=days)
+            done += len(days)
+        run.status = RunStatus.OK
+    except Exception as exc:
+        log.exception("daily rollup refresh failed")
+        run.status, run.error = RunStatus.FAILED, repr(exc)[:5000]
+        raise
+    finally:
+        run.finished_at = timezone.now()
+        run.duration_s = (run.finished_at - run.started_at).total_seconds()
+        run.windows_done, run.rows_written = done, rows
+        run.save()
+    return run
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def refresh_stale_days(limit: int = 400) -> int:
+    """Periodic: rebuild the daily rollups of stale days (idempotent: a day is replaced whole)."""
+    return days_refresh_stale(limit=limit).pk
+
+
+def daily_frame(
+    organisation_id: int,
+    start_day: date,
+    end_day: date,
+    team_ids: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """DailyRollup rows of one organisation for days in [start_day, end_day) (end exclusive).
+
+    ``day`` comes as naive datetime64 (midnight UTC), like rollup_frame's ``hour``.
+    """
+    rows = DailyRollup.objects.filter(
+        organisation_id=organisation_id, day__gte=start_day, day__lt=end_day
+    )
+    if team_ids is not None:
+        rows = rows.filter(team_id__in=list(team_ids))
+    frame = pd.DataFrame.from_records(
+        list(rows.values_list(*DAILY_COLUMNS)), columns=list(DAILY_COLUMNS)
+    )
+    frame["day"] = pd.to_datetime(frame["day"])
+    frame["cost"] = frame["cost"].astype("float64")
+    return frame
