@@ -27,8 +27,9 @@ class BudgetAdmin(admin.ModelAdmin):
         "metric",
         "amount",
         "period",
+        "forecast_method",
     )
-    list_filter = ("organisation", "metric", "period", "scope")
+    list_filter = ("organisation", "metric", "period", "scope", "forecast_method")
     readonly_fields = ("created_by", "created_at", "updated_at")
 
     def save_model(self, request: HttpRequest, obj: Budget, form, change: bool) -> None:

@@ -104,10 +104,15 @@ def _budget_forecast(rule: AlertRule, now: datetime) -> Evaluation:
     status = selectors.budget_status(budget=budget, now=now)
     at = status.crossing_at
     when = f"reached {at:%Y-%m-%d %H:%M}Z" if at else "not reached this period"
+    how = (
+        "with the weekday profile of the last 4 weeks"
+        if status.forecast_method == "weekday_profile"
+        else f"at {status.forecast.rate_per_day:.4g} {status.unit}/day"
+    )
     summary = (
         f"Budget {budget.name!r} forecast {status.forecast_total:.4g} {status.unit} "
-        f"({_pct(status.forecast_share)}) by the end of {status.period_label} at "
-        f"{status.forecast.rate_per_day:.4g} {status.unit}/day; 100 % {when}"
+        f"({_pct(status.forecast_share)}) by the end of {status.period_label} {how}; "
+        f"100 % {when}"
     )
     out = Evaluation()
     exceeds = status.forecast.exceeds

@@ -13,6 +13,19 @@ Django, no I/O. The method is written out with a worked example in docs/alerts.m
 * A threshold already reached is dated by the end of the hour in which the running sum reached it;
   one not yet reached is dated as_of + (target - consumed) / rate_per_h, or None when that falls
   after the period end (or the rate is 0).
+
+A second method, the **weekday profile** (``method="weekday_profile"``), replaces the flat rate by
+one rate per weekday, because ML work is busy Monday to Friday and quiet at weekends:
+
+* ``profile[w]`` = the mean daily total over the complete UTC days of weekday ``w`` (0 = Monday) in
+  the last ``PROFILE_WEEKS`` (4) weeks before as_of's day, counting only days on or after the first
+  whole day of data; a weekday with no such day falls back to ``rate_per_h`` x 24.
+* Every future hour h in [as_of, period_end) is expected to use ``profile[weekday(h)] / 24``
+  (flat within a day: the profile knows days, not hours); the forecast is consumed + their sum and a
+  crossing is dated where the running sum reaches the target, interpolated within the hour.
+
+``choose_method`` picks the profile when the scope has at least ``PROFILE_MIN_HISTORY`` (14 days)
+of history, else the recent rate; a budget may force either. Each forecast records its method.
 """
 
 from __future__ import annotations
@@ -20,11 +33,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 HOUR = timedelta(hours=1)
 RATE_WINDOW = timedelta(days=7)
 MIN_RATE_WINDOW = timedelta(hours=24)
 DEFAULT_THRESHOLDS_PCT = (50, 80, 100)
+DAY = timedelta(days=1)
+PROFILE_WEEKS = 4
+PROFILE_MIN_HISTORY = timedelta(days=14)
+
+
+class Method(StrEnum):
+    """How a forecast extrapolates (``Budget.forecast_method`` adds ``auto``)."""
+
+    RECENT_RATE = "recent_rate"
+    WEEKDAY_PROFILE = "weekday_profile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +74,11 @@ class BudgetForecast:
     rate_per_h: float
     forecast: float
     crossings: tuple[Crossing, ...]
+    # Added after the first release (keep defaults: callers build and read these positionally).
+    method: str = Method.RECENT_RATE
+    # Weekday profile only: expected kWh (unit) per day, Monday first, and the days behind each.
+    weekday_profile: tuple[float, ...] = ()
+    weekday_profile_days: tuple[int, ...] = ()
 
     @property
     def rate_per_day(self) -> float:
@@ -95,19 +124,39 @@ def budget_forecast(
     as_of: datetime,
     thresholds_pct: Sequence[int] = DEFAULT_THRESHOLDS_PCT,
     first_data: datetime | None = None,
+    method: str = Method.RECENT_RATE,
 ) -> BudgetForecast:
     """Consumption to ``as_of``, forecast to ``period_end`` and threshold crossings (see module).
 
-    ``hourly`` must cover [min(period_start, as_of - 7 d), as_of); hours without data may be
-    missing (they count as zero). ``first_data`` is the first hour the scope ever had data (for a
-    young scope's rate); default: the first hour in ``hourly``.
+    ``hourly`` must cover [min(period_start, as_of - 7 d), as_of) (the weekday profile: from
+    as_of's day - 4 weeks); hours without data may be missing (they count as zero). ``first_data``
+    is the first hour the scope ever had data (for a young scope's rate); default: the first hour
+    in ``hourly``.
     """
     if amount <= 0:
         raise ValueError("a budget amount must be positive")
+    method = Method(method)
     as_of = min(max(as_of, period_start), period_end)
     in_period = sorted((h, v) for h, v in hourly.items() if period_start <= h < as_of)
     consumed = sum(v for _, v in in_period)
     rate_per_h, window_h = trailing_rate_per_h(hourly, as_of=as_of, first_data=first_data)
+    if method is Method.WEEKDAY_PROFILE:
+        profile, days = weekday_profile(
+            hourly, as_of=as_of, first_data=first_data, fallback_per_day=rate_per_h * 24
+        )
+        return _profile_forecast(
+            amount=amount,
+            period_start=period_start,
+            period_end=period_end,
+            as_of=as_of,
+            consumed=consumed,
+            in_period=in_period,
+            rate_per_h=rate_per_h,
+            window_h=window_h,
+            profile=profile,
+            days=days,
+            thresholds_pct=thresholds_pct,
+        )
     hours_left = (period_end - as_of) / HOUR
     forecast = consumed + rate_per_h * hours_left
     crossings = []
@@ -146,3 +195,103 @@ def _crossing(
         return Crossing(pct, target, None, reached=False)
     at = as_of + timedelta(hours=(target - consumed) / rate_per_h)
     return Crossing(pct, target, at if at <= period_end else None, reached=False)
+
+
+def choose_method(requested: str, *, as_of: datetime, first_data: datetime | None) -> Method:
+    """``auto``: the weekday profile once the scope has 14 days of history, else the recent rate."""
+    if requested != "auto":
+        return Method(requested)
+    if first_data is not None and as_of - first_data >= PROFILE_MIN_HISTORY:
+        return Method.WEEKDAY_PROFILE
+    return Method.RECENT_RATE
+
+
+def day_floor(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def weekday_profile(
+    hourly: Mapping[datetime, float],
+    *,
+    as_of: datetime,
+    first_data: datetime | None = None,
+    weeks: int = PROFILE_WEEKS,
+    fallback_per_day: float = 0.0,
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """(mean daily total per weekday, Monday first; complete days behind each) over the last
+    ``weeks`` weeks of whole UTC days before as_of's day (see module)."""
+    end = day_floor(as_of)
+    start = end - timedelta(weeks=weeks)
+    first = first_data if first_data is not None else min(hourly, default=None)
+    if first is not None:
+        first_day = day_floor(first)
+        if first_day < first:  # data began mid-day: that day is partial, not a sample
+            first_day += DAY
+        start = max(start, first_day)
+    totals: dict[datetime, float] = {}
+    day = start
+    while day < end:
+        totals[day] = 0.0
+        day += DAY
+    for hour, value in hourly.items():
+        day = day_floor(hour)
+        if day in totals:
+            totals[day] += value
+    sums = [0.0] * 7
+    counts = [0] * 7
+    for day, total in totals.items():
+        sums[day.weekday()] += total
+        counts[day.weekday()] += 1
+    profile = tuple(sums[w] / counts[w] if counts[w] else fallback_per_day for w in range(7))
+    return profile, tuple(counts)
+
+
+def _profile_forecast(
+    *,
+    amount: float,
+    period_start: datetime,
+    period_end: datetime,
+    as_of: datetime,
+    consumed: float,
+    in_period: Sequence[tuple[datetime, float]],
+    rate_per_h: float,
+    window_h: float,
+    profile: tuple[float, ...],
+    days: tuple[int, ...],
+    thresholds_pct: Sequence[int],
+) -> BudgetForecast:
+    # Expected use of every hour left, flat within its day.
+    future: list[tuple[datetime, float]] = []
+    hour = as_of
+    while hour < period_end:
+        future.append((hour, profile[hour.weekday()] / 24))
+        hour += HOUR
+    forecast = consumed + sum(v for _, v in future)
+    crossings = []
+    for pct in sorted(set(thresholds_pct)):
+        target = amount * pct / 100
+        if consumed >= target:
+            crossings.append(_crossing(pct, target, in_period, consumed, 0.0, as_of, period_end))
+            continue
+        at = None
+        running = consumed
+        for start, per_h in future:
+            if per_h > 0 and running + per_h >= target:
+                at = start + timedelta(hours=(target - running) / per_h)
+                break
+            running += per_h
+        crossings.append(Crossing(pct, target, at, reached=False))
+    return BudgetForecast(
+        amount=amount,
+        period_start=period_start,
+        period_end=period_end,
+        as_of=as_of,
+        consumed=consumed,
+        rate_window_h=window_h,
+        rate_per_h=rate_per_h,
+        forecast=forecast,
+        crossings=tuple(crossings),
+        method=Method.WEEKDAY_PROFILE,
+        weekday_profile=profile,
+        weekday_profile_days=days,
+    )

@@ -32,6 +32,12 @@ class BudgetScope(models.TextChoices):
     MODEL = "model", "Model"
 
 
+class ForecastMethod(models.TextChoices):
+    AUTO = "auto", "Automatic (weekday profile with 14 days of history, else recent rate)"
+    RECENT_RATE = "recent_rate", "Recent rate (trailing 7 days, linear)"
+    WEEKDAY_PROFILE = "weekday_profile", "Weekday profile (mean per weekday over 4 weeks)"
+
+
 def default_thresholds() -> list[int]:
     return list(DEFAULT_THRESHOLDS_PCT)
 
@@ -56,6 +62,13 @@ class Budget(models.Model):
     amount = models.FloatField(help_text="In the metric's unit (the currency for cost).")
     currency = models.CharField(max_length=3, blank=True, help_text="Cost budgets only.")
     thresholds_pct = models.JSONField(default=default_thresholds)
+    forecast_method = models.CharField(
+        max_length=16,
+        choices=ForecastMethod.choices,
+        default=ForecastMethod.AUTO,
+        help_text="auto: the weekday profile once the scope has 14 days of history, else the "
+        "recent 7-day rate (docs/alerts.md, Forecast).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

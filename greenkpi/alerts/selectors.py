@@ -67,6 +67,11 @@ class BudgetStatus:
         return self.forecast.forecast_share
 
     @property
+    def forecast_method(self) -> str:
+        """``recent_rate`` or ``weekday_profile``: which method produced this forecast."""
+        return self.forecast.method
+
+    @property
     def crossing_at(self) -> datetime | None:
         """When 100 % was or will be reached (None: not within this period at today's rate)."""
         crossing = self.forecast.crossing(100)
@@ -105,7 +110,13 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
     period_start, period_end = period_bounds(budget.period, now)
     as_of = hour_floor(now)
     scope = _scope_filter(budget)
+    first_data = first_rollup_hour(organisation_id=budget.organisation_id, **scope)
+    method = forecast.choose_method(budget.forecast_method, as_of=as_of, first_data=first_data)
     rate_start = min(period_start, as_of - forecast.RATE_WINDOW)
+    if method is forecast.Method.WEEKDAY_PROFILE:
+        rate_start = min(
+            rate_start, forecast.day_floor(as_of) - timedelta(weeks=forecast.PROFILE_WEEKS)
+        )
     frame = hourly_totals(
         organisation_id=budget.organisation_id,
         start=rate_start,
@@ -123,7 +134,8 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
         period_end=period_end,
         as_of=as_of,
         thresholds_pct=sorted({*budget.thresholds_pct, 100}),  # the crossing date is 100 %'s
-        first_data=first_rollup_hour(organisation_id=budget.organisation_id, **scope),
+        first_data=first_data,
+        method=method,
     )
     in_period = frame[frame["hour"] >= period_start]
     uncosted = (

@@ -63,6 +63,7 @@ def budget_create(
     model_key: str = "",
     currency: str = "",
     thresholds_pct: Sequence[int] = DEFAULT_THRESHOLDS_PCT,
+    forecast_method: str = "auto",
 ) -> Budget:
     """A budget on the organisation, a team (``team``) or a model (``model_key``)."""
     if team is not None and model_key:
@@ -83,6 +84,7 @@ def budget_create(
         amount=amount,
         currency=currency.upper(),
         thresholds_pct=sorted(set(thresholds_pct)),
+        forecast_method=forecast_method,
         created_by=user,
     )
     budget.full_clean()
@@ -99,6 +101,7 @@ def budget_update(
     period: str | None = None,
     thresholds_pct: Sequence[int] | None = None,
     currency: str | None = None,
+    forecast_method: str | None = None,
 ) -> Budget:
     """Change what a budget allows; its scope and metric are fixed (make a new budget instead)."""
     if not can_manage(user, budget.organisation_id, budget.team_id):
@@ -109,6 +112,7 @@ def budget_update(
         "period": period,
         "thresholds_pct": sorted(set(thresholds_pct)) if thresholds_pct is not None else None,
         "currency": currency.upper() if currency is not None else None,
+        "forecast_method": forecast_method,
     }
     for field, value in changes.items():
         if value is not None:

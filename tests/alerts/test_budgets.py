@@ -195,3 +195,28 @@ def test_budget_validation_and_update(acme, people):
     assert (updated.amount, updated.thresholds_pct, updated.updated_at) == (250.0, [75, 90], NOW)
     with pytest.raises(PermissionDenied):
         services.budget_update(budget=budget, user=people["victor"], amount=1.0)
+
+
+def test_the_status_records_its_forecast_method_auto_picks_the_profile_after_two_weeks(
+    acme, people, rollups
+):
+    """Weekdays 1 kWh/h, weekends nothing, since Mon April 20: 3 weeks of history at May 11."""
+    host = rollups.host(acme, "gpu-p", team=acme.nlp, last_seen=NOW)
+    gpu = rollups.gpu(host)
+    hour = datetime(2026, 4, 20, tzinfo=UTC)
+    while hour < datetime(2026, 5, 11, tzinfo=UTC):
+        if hour.weekday() < 5:
+            rollups.add(acme, hour, device=gpu, team=acme.nlp, energy_kwh=1.0)
+        hour += H
+    auto = nlp_budget(acme, people, amount=1000.0)
+    status = selectors.budget_status(budget=auto, now=NOW)
+    assert status.forecast_method == "weekday_profile"
+    assert status.forecast.weekday_profile == pytest.approx((24, 24, 24, 24, 24, 0, 0))
+    assert status.forecast.weekday_profile_days == (3,) * 7
+    # May consumed: 6 weekdays (Fri May 1, May 4-8) x 24 = 144; May 11-29 has 15 weekdays: 360
+    assert status.consumed == pytest.approx(144.0)
+    assert status.forecast_total == pytest.approx(144.0 + 15 * 24)
+    flat = services.budget_update(budget=auto, user=people["nina"], forecast_method="recent_rate")
+    status = selectors.budget_status(budget=flat, now=NOW)
+    assert status.forecast_method == "recent_rate"
+    assert status.forecast_total == pytest.approx(144.0 + 120 / 168 * 504)  # 5/7 kWh/h x 21 d

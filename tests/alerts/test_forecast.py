@@ -110,3 +110,79 @@ def test_with_no_consumption_nothing_is_forecast_or_crossed():
     assert all(c.at is None and not c.reached for c in result.crossings)
     with pytest.raises(ValueError, match="positive"):
         budget_forecast({}, amount=0, period_start=MAY, period_end=JUNE, as_of=at(11, 0))
+
+
+# --- Weekday profile: docs/alerts.md, "Forecast: weekday profile, worked example" -------------
+
+
+def june_series() -> dict[datetime, float]:
+    """From May 1: weekdays 2 kWh/h (48 kWh/day), weekends 0.5 kWh/h (12 kWh/day); Mon-Thu
+    June 22-25 busier at 3 kWh/h (72 kWh/day). Up to Fri June 26 00:00."""
+    series = {}
+    hour = MAY
+    while hour < datetime(2026, 6, 26, tzinfo=UTC):
+        busy = datetime(2026, 6, 22, tzinfo=UTC) <= hour < datetime(2026, 6, 26, tzinfo=UTC)
+        series[hour] = 3.0 if busy else (2.0 if hour.weekday() < 5 else 0.5)
+        hour += H
+    return series
+
+
+def test_the_weekday_profile_worked_example():
+    from greenkpi.alerts.forecast import Method, choose_method
+
+    july = datetime(2026, 7, 1, tzinfo=UTC)
+    as_of = datetime(2026, 6, 26, tzinfo=UTC)  # a Friday
+    assert choose_method("auto", as_of=as_of, first_data=MAY) is Method.WEEKDAY_PROFILE
+    result = budget_forecast(
+        june_series(),
+        amount=1200.0,
+        period_start=JUNE,
+        period_end=july,
+        as_of=as_of,
+        thresholds_pct=[50, 80, 100],
+        first_data=MAY,
+        method="weekday_profile",
+    )
+    assert result.method == "weekday_profile"
+    # 15 weekdays x 48 + 4 busy weekdays x 72 + 6 weekend days x 12
+    assert result.consumed == pytest.approx(1080.0)
+    # Mon-Thu: (48 + 48 + 48 + 72) / 4 = 54; Fri 48; Sat, Sun 12 (May 29 - June 25)
+    assert result.weekday_profile == pytest.approx((54, 54, 54, 54, 48, 12, 12))
+    assert result.weekday_profile_days == (4,) * 7
+    # Fri 48 + Sat 12 + Sun 12 + Mon 54 + Tue 54 = 180 kWh to come
+    assert result.forecast == pytest.approx(1260.0)
+    # 1,200 kWh: 1,152 by Mon June 29 00:00, then 48 / 2.25 kWh/h = 21 h 20 min
+    assert result.crossing(100).at == datetime(2026, 6, 29, 21, 20, tzinfo=UTC)
+    assert result.crossing(80).reached and result.crossing(50).reached
+
+    flat = budget_forecast(
+        june_series(),
+        amount=1200.0,
+        period_start=JUNE,
+        period_end=july,
+        as_of=as_of,
+        first_data=MAY,
+    )
+    # The recent rate: (48 + 12 + 12 + 4 x 72) / 168 h = 2.142857 kWh/h over 120 h left
+    assert flat.method == "recent_rate"
+    assert flat.forecast == pytest.approx(1080 + 360 / 168 * 120)  # 1,337.1 kWh
+    assert flat.crossing(100).at == datetime(2026, 6, 28, 8, tzinfo=UTC)  # 120 / 2.142857 = 56 h
+
+
+def test_auto_uses_the_recent_rate_under_two_weeks_and_a_profile_falls_back_per_weekday():
+    from greenkpi.alerts.forecast import Method, choose_method, weekday_profile
+
+    as_of = datetime(2026, 5, 11, tzinfo=UTC)
+    assert choose_method("auto", as_of=as_of, first_data=MAY) is Method.RECENT_RATE  # 10 days
+    assert choose_method("auto", as_of=as_of, first_data=None) is Method.RECENT_RATE
+    assert choose_method("weekday_profile", as_of=as_of, first_data=None) is (
+        Method.WEEKDAY_PROFILE
+    )
+    # Data from Wed May 6 13:00: that day is partial and not a sample; Thu-Sun one day each,
+    # Mon-Wed none (fallback to the recent rate x 24).
+    series = {datetime(2026, 5, 6, 13, tzinfo=UTC) + i * H: 1.0 for i in range(107)}
+    profile, days = weekday_profile(
+        series, as_of=as_of, first_data=datetime(2026, 5, 6, 13, tzinfo=UTC), fallback_per_day=7.0
+    )
+    assert days == (0, 0, 0, 1, 1, 1, 1)
+    assert profile == (7.0, 7.0, 7.0, 24.0, 24.0, 24.0, 24.0)
