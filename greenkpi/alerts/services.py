@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from greenkpi.alerts.forecast import DEFAULT_THRESHOLDS_PCT
-from greenkpi.alerts.models import Alert, Budget, BudgetScope, Channel, Silence
+from greenkpi.alerts.models import Alert, AlertRule, Budget, BudgetScope, Channel, Silence
 from greenkpi.inventory.models import Membership, Organisation, Role, Team
 
 MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
@@ -205,3 +205,121 @@ def channel_create(
         channel.full_clean()  # resolves and checks the URL; generates the signing secret
         channel.save()
     return channel
+
+
+# --- Rules and per-alert silences from the dashboard (appended by the budgets/alerts pages) ---
+
+RULE_PARAMS = (
+    "utilization_floor",
+    "utilization_window_h",
+    "idle_hours",
+    "silent_minutes",
+    "for_s",
+    "keep_firing_s",
+    "repeat_interval_s",
+)
+
+
+def _rule_owner_team_id(rule: AlertRule) -> int | None:
+    """The team whose managers may change a rule: its budget's team, else its own team filter
+    (None: the organisation, so only organisation managers)."""
+    if rule.budget_id is not None:
+        return rule.budget.team_id if rule.budget else None
+    return rule.team_id
+
+
+def _rule_save(rule: AlertRule, user: AbstractBaseUser, channels: Sequence[Channel] | None) -> None:
+    if not can_manage(user, rule.organisation_id, _rule_owner_team_id(rule)):
+        raise PermissionDenied("only managers of the rule's team may change it")
+    if channels is not None and any(c.organisation_id != rule.organisation_id for c in channels):
+        raise ValidationError({"channels": "a channel of another organisation"})
+    with transaction.atomic():
+        rule.full_clean(exclude=["claimed_until", "claimed_by", "last_evaluated_at", "last_error"])
+        rule.save()
+        if channels is not None:
+            rule.channels.set(channels)
+
+
+def rule_create(
+    *,
+    organisation: Organisation,
+    user: AbstractBaseUser,
+    name: str,
+    kind: str,
+    budget: Budget | None = None,
+    team: Team | None = None,
+    enabled: bool = True,
+    channels: Sequence[Channel] = (),
+    **params: float | int,
+) -> AlertRule:
+    """A rule on a budget (budget kinds) or on the organisation's teams/hosts (``team`` narrows).
+
+    ``params`` are AlertRule's tuning fields (RULE_PARAMS); unknown names are refused."""
+    unknown = set(params) - set(RULE_PARAMS)
+    if unknown:
+        raise ValidationError(f"unknown rule parameters: {', '.join(sorted(unknown))}")
+    rule = AlertRule(
+        organisation=organisation,
+        name=name,
+        kind=kind,
+        budget=budget,
+        team=team,
+        enabled=enabled,
+        **params,
+    )
+    _rule_save(rule, user, list(channels))
+    return rule
+
+
+def rule_update(
+    *,
+    rule: AlertRule,
+    user: AbstractBaseUser,
+    channels: Sequence[Channel] | None = None,
+    **changes: object,
+) -> AlertRule:
+    """Change a rule's name, enabled flag, team, budget or tuning; its kind is fixed. The user
+    must manage the rule both before and after the change (no moving a rule out of reach)."""
+    allowed = {"name", "enabled", "team", "budget", *RULE_PARAMS}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError(f"cannot change: {', '.join(sorted(unknown))}")
+    if not can_manage(user, rule.organisation_id, _rule_owner_team_id(rule)):
+        raise PermissionDenied("only managers of the rule's team may change it")
+    for field, value in changes.items():
+        setattr(rule, field, value)
+    _rule_save(rule, user, None if channels is None else list(channels))
+    return rule
+
+
+def alert_silence(
+    *,
+    alert: Alert,
+    user: AbstractBaseUser,
+    duration: timedelta,
+    comment: str = "",
+    whole_rule: bool = False,
+) -> Silence:
+    """Silence one alert (all its labels) or every alert of its rule for ``duration``.
+
+    Managers of the alert's team may do it (organisation managers for alerts without a team).
+    Unlike ``silence_create`` the matchers come from the alert itself, so a team manager can
+    silence a budget alert whose labels carry no team.
+    """
+    if not can_manage(user, alert.organisation_id, alert.team_id):
+        raise PermissionDenied("only managers of the alert's team may silence it")
+    if not timedelta(0) < duration <= MAX_SILENCE:
+        raise ValidationError(f"a silence lasts more than 0 s and at most {MAX_SILENCE.days} days")
+    labels = {str(k): str(v) for k, v in alert.labels.items()}
+    if whole_rule:
+        keep = ("rule", "budget")
+        labels = {k: v for k, v in labels.items() if k in keep}
+    now = timezone.now()
+    return Silence.objects.create(
+        organisation_id=alert.organisation_id,
+        matchers=labels,
+        starts_at=now,
+        ends_at=now + duration,
+        comment=comment,
+        created_by=user,
+    )

@@ -1,0 +1,342 @@
+"""Reads behind the budget and alert pages: visible budgets with their status, the burn-up frame of
+one budget, alert rules, open / recently resolved alerts and active silences, all through a Scope.
+
+The numbers themselves come from ``greenkpi.alerts.selectors`` (budget_status: consumption,
+forecast, crossings, completeness), so a page, an alert and its notification never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from greenkpi.alerts import forecast
+from greenkpi.alerts import selectors as alert_selectors
+from greenkpi.alerts.lifecycle import State
+from greenkpi.alerts.models import Alert, AlertRule, Budget, BudgetScope, Channel, Metric, Silence
+from greenkpi.dashboard.scoping import Scope
+from greenkpi.kpis.selectors import hourly_totals
+
+RECENTLY_RESOLVED = timedelta(days=7)
+RECENT_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One budget as the list and detail pages show it."""
+
+    status: alert_selectors.BudgetStatus
+    colour: str  # "ok", "warn" (forecast over the amount) or "over" (amount already used)
+    method: str  # how the forecast was made, in words
+    manageable: bool
+
+    @property
+    def budget(self) -> Budget:
+        return self.status.budget
+
+    @property
+    def consumed_pct(self) -> float:
+        return self.status.consumed_share * 100
+
+    @property
+    def forecast_pct(self) -> float:
+        return self.status.forecast_share * 100
+
+    @property
+    def crossing_reached(self) -> bool:
+        crossing = self.status.forecast.crossing(100)
+        return bool(crossing and crossing.reached)
+
+
+def can_manage_budget(scope: Scope, budget: Budget) -> bool:
+    """Org managers manage every budget; team managers their teams' budgets (no query)."""
+    return scope.manages_org or (
+        budget.team_id is not None and budget.team_id in scope.managed_team_ids
+    )
+
+
+def can_manage_team(scope: Scope, team_id: int | None) -> bool:
+    """Whether the user may act on something owned by ``team_id`` (None: the organisation)."""
+    return scope.manages_org or (team_id is not None and team_id in scope.managed_team_ids)
+
+
+def status_colour(status: alert_selectors.BudgetStatus) -> str:
+    """Red once the amount is used, amber when the forecast passes it, green otherwise."""
+    if status.consumed_share >= 1.0:
+        return "over"
+    if status.forecast.exceeds:
+        return "warn"
+    return "ok"
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def forecast_method(status: alert_selectors.BudgetStatus) -> str:
+    """The method that produced the forecast, with the numbers it used, in one line."""
+    fc = status.forecast
+    if fc.method == forecast.Method.WEEKDAY_PROFILE and fc.weekday_profile:
+        days = ", ".join(
+            f"{day} {value:.3g}" for day, value in zip(WEEKDAYS, fc.weekday_profile, strict=False)
+        )
+        return f"weekday profile (4-week mean): {days} {status.unit}/day"
+    return f"recent rate: trailing {fc.rate_window_h:g} h, {fc.rate_per_day:.4g} {status.unit}/day"
+
+
+def budgets_visible(scope: Scope) -> QuerySet[Budget]:
+    return alert_selectors.budgets_visible(
+        organisation_id=scope.organisation.pk, team_ids=scope.team_ids, org_wide=scope.org_wide
+    )
+
+
+def budget_for(scope: Scope, budget_id: int) -> Budget:
+    """A budget the user may see, else 404 (another team's or tenant's looks like none at all)."""
+    budget = budgets_visible(scope).filter(pk=budget_id).first()
+    if budget is None:
+        raise Http404("no such budget")
+    return budget
+
+
+def budget_row(scope: Scope, budget: Budget, now: datetime | None = None) -> BudgetRow:
+    status = alert_selectors.budget_status(budget=budget, now=now)
+    return BudgetRow(
+        status=status,
+        colour=status_colour(status),
+        method=forecast_method(status),
+        manageable=can_manage_budget(scope, budget),
+    )
+
+
+def budget_rows(scope: Scope, now: datetime | None = None) -> list[BudgetRow]:
+    """Every visible budget with its status: one query for the list, four per budget."""
+    now = now or timezone.now()
+    return [budget_row(scope, b, now) for b in budgets_visible(scope)]
+
+
+# --- The burn-up chart of one budget ---------------------------------------------------------
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def budget_burn(row: BudgetRow, now: datetime | None = None) -> pd.DataFrame:
+    """Cumulative consumption at each UTC day's end of the current period, then the forecast.
+
+    Rows: the period start (0), each day end up to ``as_of`` (the last whole hour, as the status),
+    ``as_of`` itself, and the period end (forecast only). Columns (CSV order): ``time_utc`` (naive
+    UTC), ``day_consumed`` (the day's use, measured rows only), ``cumulative`` (measured),
+    ``forecast_cumulative`` (from ``as_of`` to the period end), ``budget``, one
+    ``threshold_<p>pct`` per threshold, and ``unit``. Figure extras go in ``frame.attrs``: unit,
+    amount, thresholds, the 100 % crossing, the method and the alert intervals to shade.
+    Two queries: hourly totals of the period, and the budget's alerts that fired in it.
+    """
+    budget, status = row.budget, row.status
+    fc = status.forecast
+    now = now or timezone.now()
+    period_start, period_end, as_of = fc.period_start, fc.period_end, fc.as_of
+    hourly = hourly_totals(
+        organisation_id=budget.organisation_id,
+        start=period_start,
+        end=as_of,
+        currency=budget.currency if budget.metric == Metric.COST else "",
+        team_id=budget.team_id if budget.scope == BudgetScope.TEAM else None,
+        model_key=budget.model_key if budget.scope == BudgetScope.MODEL else None,
+    )
+    column = alert_selectors.METRIC_COLUMN[Metric(budget.metric)]
+    # Day ends from the period start to as_of: the use of [day, day + 1) is plotted at day + 1.
+    days = pd.date_range(_naive(period_start), _naive(as_of), freq="D")
+    ends = [*days[1:].to_pydatetime()]
+    if not ends or ends[-1] != _naive(as_of):
+        ends.append(_naive(as_of))
+    if len(hourly):
+        hours = pd.to_datetime(hourly["hour"], utc=True).dt.tz_localize(None)
+        # Which day end each hour counts towards: the first end strictly after the hour.
+        slot = np.searchsorted(np.array(ends, dtype="datetime64[ns]"), hours.to_numpy(), "right")
+        per_end = pd.Series(hourly[column].to_numpy(), index=slot).groupby(level=0).sum()
+        day_values = [float(per_end.get(i, 0.0)) for i in range(len(ends))]
+    else:
+        day_values = [0.0] * len(ends)
+    cumulative = np.cumsum(day_values)
+    nan = float("nan")
+    times = [_naive(period_start), *ends, _naive(period_end)]
+    day_consumed = [nan, *day_values, nan]
+    measured = [0.0, *cumulative.tolist(), nan]
+    forecast_col = [nan] * (len(times) - 2) + [fc.consumed, fc.forecast]
+    frame = pd.DataFrame(
+        {
+            "time_utc": pd.to_datetime(times),
+            "day_consumed": day_consumed,
+            "cumulative": measured,
+            "forecast_cumulative": forecast_col,
+            "budget": budget.amount,
+        }
+    )
+    thresholds = sorted(set(budget.thresholds_pct))
+    for pct in thresholds:
+        frame[f"threshold_{pct}pct"] = budget.amount * pct / 100
+    frame["unit"] = status.unit
+    crossing = fc.crossing(100)
+    frame.attrs.update(
+        unit=status.unit,
+        amount=budget.amount,
+        thresholds=thresholds,
+        period=(_naive(period_start), _naive(period_end)),
+        as_of=_naive(as_of),
+        crossing_at=_naive(crossing.at) if crossing and crossing.at else None,
+        crossing_reached=bool(crossing and crossing.reached),
+        method=row.method,
+        method_key=str(fc.method),
+        alert_intervals=alert_intervals(budget, period_start, period_end, now),
+    )
+    return frame
+
+
+def burn_csv_columns(frame: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(frame.columns)
+
+
+def alert_intervals(
+    budget: Budget, start: datetime, end: datetime, now: datetime
+) -> list[tuple[datetime, datetime, str]]:
+    """(fired, resolved or now, summary) of the budget's alerts that fired inside [start, end)."""
+    alerts = (
+        Alert.objects.filter(rule__budget=budget, fired_at__isnull=False, fired_at__lt=end)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=start))
+        .order_by("fired_at", "pk")
+        .values_list("fired_at", "resolved_at", "summary", "labels")
+    )
+    out = []
+    for fired, resolved, summary, labels in alerts:
+        what = f"{labels.get('threshold')} %" if labels.get("threshold") else "forecast"
+        out.append((_naive(max(fired, start)), _naive(resolved or now), summary or what))
+    return out
+
+
+def budget_alerts(budget: Budget, limit: int = 20) -> list[Alert]:
+    """The budget's most recent alerts (open and resolved), newest first."""
+    return list(
+        Alert.objects.filter(rule__budget=budget)
+        .select_related("rule", "acknowledged_by")
+        .order_by("-active_since", "-pk")[:limit]
+    )
+
+
+# --- Alerts, silences and rules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert: Alert
+    manageable: bool  # the user manages the alert's team (org managers: every alert)
+    duration: timedelta
+
+    @property
+    def duration_text(self) -> str:
+        """ "2 d 3 h", "4 h 10 min", "7 min": how long it has been open (or lasted)."""
+        minutes = max(int(self.duration.total_seconds() // 60), 0)
+        days, rest = divmod(minutes, 24 * 60)
+        hours, mins = divmod(rest, 60)
+        if days:
+            return f"{days} d {hours} h"
+        return f"{hours} h {mins} min" if hours else f"{mins} min"
+
+
+def _alerts_visible(scope: Scope) -> QuerySet[Alert]:
+    alerts = Alert.objects.filter(organisation=scope.organisation)
+    if not scope.org_wide:
+        alerts = alerts.filter(team_id__in=list(scope.team_ids))
+    return alerts
+
+
+def alert_for(scope: Scope, alert_id: int) -> Alert:
+    alert = _alerts_visible(scope).select_related("rule").filter(pk=alert_id).first()
+    if alert is None:
+        raise Http404("no such alert")
+    return alert
+
+
+def alerts_open(scope: Scope, now: datetime | None = None) -> list[AlertRow]:
+    """Open alerts (pending, firing and any other open state the alerts app adds), firing first."""
+    now = now or timezone.now()
+    rows = (
+        _alerts_visible(scope)
+        .filter(resolved_at__isnull=True)
+        .exclude(state=State.RESOLVED)
+        .select_related("rule", "team", "acknowledged_by")
+        .order_by("state", "-active_since", "pk")[: RECENT_LIMIT * 4]
+    )
+    return [
+        AlertRow(a, can_manage_team(scope, a.team_id), now - (a.fired_at or a.active_since))
+        for a in rows
+    ]
+
+
+def alerts_resolved_recently(scope: Scope, now: datetime | None = None) -> list[AlertRow]:
+    now = now or timezone.now()
+    rows = (
+        _alerts_visible(scope)
+        .filter(state=State.RESOLVED, resolved_at__gte=now - RECENTLY_RESOLVED)
+        .select_related("rule", "team")
+        .order_by("-resolved_at", "-pk")[:RECENT_LIMIT]
+    )
+    return [
+        AlertRow(a, False, (a.resolved_at or now) - (a.fired_at or a.active_since)) for a in rows
+    ]
+
+
+def silences_active(
+    scope: Scope, user_id: int | None = None, now: datetime | None = None
+) -> list[Silence]:
+    """Silences in force or scheduled. Team members see those naming one of their teams or
+    budgets, and their own; org-wide members all of the organisation's."""
+    now = now or timezone.now()
+    silences = list(
+        Silence.objects.filter(organisation=scope.organisation, ends_at__gt=now)
+        .select_related("created_by")
+        .order_by("ends_at", "pk")
+    )
+    if scope.org_wide:
+        return silences
+    slugs = {t.slug for t in scope.teams}
+    budgets = {str(pk) for pk in budgets_visible(scope).values_list("pk", flat=True)}
+    return [
+        s
+        for s in silences
+        if s.matchers.get("team") in slugs
+        or s.matchers.get("budget") in budgets
+        or (user_id is not None and s.created_by_id == user_id)
+    ]
+
+
+def rules_manageable(scope: Scope) -> QuerySet[AlertRule]:
+    """Rules the user may edit: all of the organisation for org managers; team managers those on
+    their teams or on their teams' budgets."""
+    rules = AlertRule.objects.filter(organisation=scope.organisation).select_related(
+        "budget", "team"
+    )
+    if not scope.manages_org:
+        managed = list(scope.managed_team_ids)
+        rules = rules.filter(Q(team_id__in=managed) | Q(budget__team_id__in=managed))
+    return rules.prefetch_related("channels").order_by("name", "pk")
+
+
+def rule_for(scope: Scope, rule_id: int) -> AlertRule:
+    rule = rules_manageable(scope).filter(pk=rule_id).first()
+    if rule is None:
+        raise Http404("no such rule")
+    return rule
+
+
+def budgets_manageable(scope: Scope) -> list[Budget]:
+    return [b for b in budgets_visible(scope) if can_manage_budget(scope, b)]
+
+
+def channels_of(scope: Scope) -> list[Channel]:
+    return list(Channel.objects.filter(organisation=scope.organisation).order_by("name", "pk"))
