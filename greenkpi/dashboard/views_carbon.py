@@ -1,8 +1,198 @@
 """Carbon and reports: CO2e (location and market), embodied, renewable share, cost, month over
-month per team; the monthly ESG report (CSV and printable); grid intensity by hour and best hours."""
+month per team; the monthly ESG report (CSV and printable); grid intensity by hour and best hours.
+
+Thin, like views.py: scope -> selectors (selectors_carbon*) -> render / figure / CSV.
+"""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+import pandas as pd
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import URLPattern, path
+from django.utils.http import urlencode
 
-urlpatterns: list[URLPattern] = []
+from greenkpi.dashboard import figures_carbon
+from greenkpi.dashboard import selectors_carbon as sc
+from greenkpi.dashboard import selectors_carbon_grid as grid
+from greenkpi.dashboard import selectors_carbon_report as report
+from greenkpi.dashboard.charts import csv_response, figure_response
+from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
+from greenkpi.dashboard.periods import Period, period_from_query
+from greenkpi.dashboard.scoping import Scope, scope_for
+from greenkpi.inventory.models import Team
+
+RUN_COLUMNS = (
+    "team",
+    "model",
+    "run",
+    "site",
+    "start_hour_utc",
+    "energy_kwh",
+    "current_kgco2e",
+    "best_hour_here_utc",
+    "best_hour_here_kgco2e",
+    "best_site",
+    "best_site_hour_utc",
+    "best_anywhere_kgco2e",
+)
+
+
+def _inputs(request: HttpRequest) -> tuple[Scope, Period, list[Team], pd.DataFrame]:
+    scope = scope_for(request.user, request.GET.get("org"))
+    period = period_from_query(request.GET, default="30d")
+    teams = teams_filter(request, scope)
+    frame = sc.carbon_frame(scope, period.start, period.end, [t.pk for t in teams] or None)
+    return scope, period, teams, frame
+
+
+@dashboard_view
+def carbon(request: HttpRequest) -> HttpResponse:
+    scope, period, teams, frame = _inputs(request)
+    previous = sc.previous_period(period)
+    before = sc.carbon_frame(scope, previous.start, previous.end, [t.pk for t in teams] or None)
+    context = page_context(
+        request,
+        scope,
+        period,
+        summary=sc.summary(scope, frame, before, previous, picked=bool(teams)),
+        rows=sc.display_rows(sc.team_table(scope, frame)),
+        caption=sc.caption(frame),
+        grain=sc.series_grain(period),
+        selected_teams={t.pk for t in teams},
+        all_teams_href=f"?{urlencode({'org': scope.organisation.slug, **period.query()})}",
+        chart_query=chart_query(scope, period, teams),
+    )
+    return render(request, "dashboard/carbon.html", context)
+
+
+@dashboard_view
+def carbon_co2e_chart(request: HttpRequest, fmt: str) -> HttpResponse:
+    scope, period, _, frame = _inputs(request)
+    series = sc.co2e_series(scope, frame, period)
+    if fmt == "csv":
+        name = f"co2e-by-team-{scope.organisation.slug}.csv"
+        return csv_response(series, tuple(sc.SERIES_COLUMNS), name)
+    figure = figures_carbon.co2e_by_team(
+        series,
+        x_range=(period.start, period.end),
+        grain=sc.series_grain(period),
+        caption=sc.caption(frame),
+    )
+    return figure_response(figure)
+
+
+@dashboard_view
+def carbon_teams_csv(request: HttpRequest) -> HttpResponse:
+    scope, _, _, frame = _inputs(request)
+    table = sc.team_table(scope, frame)
+    return csv_response(
+        table, tuple(sc.TEAM_COLUMNS), f"carbon-by-team-{scope.organisation.slug}.csv"
+    )
+
+
+@dashboard_view
+def carbon_grid(request: HttpRequest) -> HttpResponse:
+    scope = scope_for(request.user, request.GET.get("org"))
+    period = period_from_query(request.GET, default="30d")
+    teams = teams_filter(request, scope)
+    profiles = grid.site_profiles(scope, period)
+    savings = grid.flexible_savings(scope, period, profiles, [t.pk for t in teams] or None)
+    context = page_context(
+        request,
+        scope,
+        period,
+        profiles=profiles,
+        savings=savings,
+        assumptions=grid.ASSUMPTIONS,
+        chart_query=chart_query(scope, period, teams),
+    )
+    return render(request, "dashboard/carbon_grid.html", context)
+
+
+@dashboard_view
+def carbon_grid_site(request: HttpRequest, site_id: int, fmt: str) -> HttpResponse:
+    scope = scope_for(request.user, request.GET.get("org"))
+    period = period_from_query(request.GET, default="30d")
+    profile = next((p for p in grid.site_profiles(scope, period) if p.site.pk == site_id), None)
+    if profile is None:
+        raise Http404("no such site")
+    frame = grid.profile_frame(profile)
+    if fmt == "csv":
+        name = f"grid-by-hour-{scope.organisation.slug}-{profile.site.name}.csv"
+        return csv_response(frame, tuple(grid.PROFILE_COLUMNS), name)
+    return figure_response(figures_carbon.grid_profile(frame, caption=profile.detail))
+
+
+@dashboard_view
+def carbon_grid_runs_csv(request: HttpRequest) -> HttpResponse:
+    scope = scope_for(request.user, request.GET.get("org"))
+    period = period_from_query(request.GET, default="30d")
+    teams = teams_filter(request, scope)
+    profiles = grid.site_profiles(scope, period)
+    savings = grid.flexible_savings(scope, period, profiles, [t.pk for t in teams] or None)
+    frame = grid.shifts_frame(savings)
+    return csv_response(frame, RUN_COLUMNS, f"flexible-runs-{scope.organisation.slug}.csv")
+
+
+def _report(request: HttpRequest) -> tuple[Scope, report.MonthlyReport]:
+    scope = scope_for(request.user, request.GET.get("org"))
+    month = sc.month_period(request.GET.get("month"))
+    return scope, report.monthly_report(scope, month)
+
+
+@dashboard_view
+def reports(request: HttpRequest) -> HttpResponse:
+    scope, monthly = _report(request)
+    month_query = urlencode(
+        {"org": scope.organisation.slug, "month": f"{monthly.month.start:%Y-%m}"}
+    )
+    context = page_context(
+        request,
+        scope,
+        None,
+        report=monthly,
+        rows=sc.display_rows(monthly.table),
+        month_query=month_query,
+    )
+    return render(request, "dashboard/report.html", context)
+
+
+@dashboard_view
+def report_csv(request: HttpRequest) -> HttpResponse:
+    scope, monthly = _report(request)
+    name = f"esg-report-{scope.organisation.slug}-{monthly.month.start:%Y-%m}.csv"
+    return csv_response(monthly.table, tuple(report.REPORT_COLUMNS), name)
+
+
+@dashboard_view
+def report_print(request: HttpRequest) -> HttpResponse:
+    scope, monthly = _report(request)
+    context = {"scope": scope, "report": monthly, "rows": sc.display_rows(monthly.table)}
+    return render(request, "dashboard/report_print.html", context)
+
+
+urlpatterns: list[URLPattern] = [
+    path("carbon/", carbon, name="carbon"),
+    # Formats spelled out: this module is imported before urls.py registers its converters.
+    path("carbon/co2e-by-team.json", carbon_co2e_chart, {"fmt": "json"}, name="carbon-co2e-json"),
+    path("carbon/co2e-by-team.csv", carbon_co2e_chart, {"fmt": "csv"}, name="carbon-co2e-csv"),
+    path("carbon/teams.csv", carbon_teams_csv, name="carbon-teams-csv"),
+    path("carbon/grid/", carbon_grid, name="carbon-grid"),
+    path(
+        "carbon/grid/sites/<int:site_id>.json",
+        carbon_grid_site,
+        {"fmt": "json"},
+        name="carbon-grid-site-json",
+    ),
+    path(
+        "carbon/grid/sites/<int:site_id>.csv",
+        carbon_grid_site,
+        {"fmt": "csv"},
+        name="carbon-grid-site-csv",
+    ),
+    path("carbon/grid/runs.csv", carbon_grid_runs_csv, name="carbon-grid-runs-csv"),
+    path("reports/", reports, name="reports"),
+    path("reports/report.csv", report_csv, name="report-csv"),
+    path("reports/print/", report_print, name="report-print"),
+]

@@ -1,0 +1,505 @@
+"""Reads behind the carbon page and the monthly ESG report: rollups summed in the database, then
+the KPI formulas of ``greenkpi.kpis.formulas`` (never re-derived here).
+
+The one database read is ``carbon_frame``: HourlyRollup summed per UTC day x team x site x PUE x
+intensity source x currency x methodology version (a few rows a day however many GPUs). Row-wise
+products that the formulas need are summed in SQL beside the sums (facility kWh x renewable share,
+idle kWh x intensity), and turned back into per-group factors, so each formula gives exactly what
+it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks this against hand-worked
+values). The report, the tiles, the chart and the per-team table all come from that frame.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.db.models import Case, F, FloatField, Q, Sum, Value, When
+from django.db.models.functions import TruncDate
+
+from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
+from greenkpi.dashboard.periods import BadPeriod, Period
+from greenkpi.dashboard.scoping import Scope
+from greenkpi.kpis import formulas
+from greenkpi.kpis.models import HourlyRollup
+
+UNASSIGNED = "(no team)"
+# Longer ranges are drawn per month: a year of days stacked by team is unreadable.
+DAILY_UP_TO = timedelta(days=92)
+
+SUMMED = (
+    "covered_s",
+    "energy_kwh",
+    "estimated_energy_kwh",
+    "facility_energy_kwh",
+    "allocated_gpu_h",
+    "busy_gpu_h",
+    "util_known_gpu_h",
+    "idle_gpu_h",
+    "idle_energy_kwh",
+    "sm_active_gpu_h",
+    "sm_known_gpu_h",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+    "embodied_kgco2e",
+)
+KEYS = (
+    "day",
+    "team_id",
+    "site_id",
+    "pue",
+    "intensity_source",
+    "currency",
+    "methodology_version",
+    "re_known",
+    "costed",
+)
+FRAME_COLUMNS = (
+    *KEYS,
+    *SUMMED,
+    "cost",
+    "renewable_share",
+    "intensity_g_per_kwh",
+)
+
+# The per-team table, its CSV and the report's rows (units in the names).
+TEAM_COLUMNS = [
+    "team_id",
+    "team",
+    "energy_kwh",
+    "facility_energy_kwh",
+    "pue_used",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+    "embodied_kgco2e",
+    "embodied_share",
+    "total_kgco2e",
+    "renewable_share",
+    "cost",
+    "currency",
+    "uncosted_energy_kwh",
+    "allocated_gpu_h",
+    "avg_gpu_utilization",
+    "idle_gpu_h",
+    "idle_kgco2e",
+    "estimated_share",
+    "hourly_intensity_share",
+    "annual_intensity_share",
+    "default_intensity_share",
+]
+SERIES_COLUMNS = [
+    "period_utc",
+    "team_id",
+    "team",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+    "embodied_kgco2e",
+]
+
+
+# --- the one rollup read ---------------------------------------------------------------------
+
+
+def carbon_frame(
+    scope: Scope, start: datetime, end: datetime, team_ids: Collection[int] | None = None
+) -> pd.DataFrame:
+    """Rollups of the visible teams (or the chosen subset) in [start, end), summed per group.
+
+    Rows without a team (hosts without a default team) count only for org-wide viewers who did not
+    pick teams, as on the overview. Columns: FRAME_COLUMNS; ``day`` is a naive UTC datetime.
+    """
+    wanted = scope.team_ids if team_ids is None else scope.team_ids & frozenset(team_ids)
+    who = Q(team_id__in=list(wanted))
+    if scope.org_wide and team_ids is None:
+        who |= Q(team_id__isnull=True)
+    rows = (
+        HourlyRollup.objects.filter(
+            who, organisation_id=scope.organisation.pk, hour__gte=start, hour__lt=end
+        )
+        .annotate(
+            day=TruncDate("hour", tzinfo=UTC),
+            re_known=Case(When(renewable_share__isnull=True, then=Value(0)), default=Value(1)),
+            costed=Case(When(cost__isnull=True, then=Value(0)), default=Value(1)),
+        )
+        .values(*KEYS)
+        .annotate(
+            # "s_" prefixes: an annotation named like a column would shadow it.
+            **{f"s_{c}": Sum(c) for c in SUMMED},
+            s_cost=Sum("cost"),
+            s_renewable_kwh=Sum(
+                F("facility_energy_kwh") * F("renewable_share"), output_field=FloatField()
+            ),
+            s_idle_i=Sum(
+                F("idle_energy_kwh") * F("intensity_g_per_kwh"), output_field=FloatField()
+            ),
+            s_facility_i=Sum(
+                F("facility_energy_kwh") * F("intensity_g_per_kwh"), output_field=FloatField()
+            ),
+        )
+        .order_by()
+    )
+    records = list(rows)
+    if not records:
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    raw = pd.DataFrame.from_records(records)
+    out = raw[list(KEYS)].copy()
+    for c in SUMMED:
+        out[c] = raw[f"s_{c}"].astype("float64").fillna(0.0)
+    out["day"] = pd.to_datetime(out["day"])
+    out["team_id"] = out["team_id"].astype("Int64")
+    out["site_id"] = out["site_id"].astype("Int64")
+    out["cost"] = raw["s_cost"].astype("float64").where(out["costed"] == 1)
+    facility = out["facility_energy_kwh"]
+    renewable = raw["s_renewable_kwh"].astype("float64")
+    out["renewable_share"] = (renewable / facility.where(facility > 0)).where(out["re_known"] == 1)
+    # The factor that makes formulas.idle_waste's idle kWh x PUE x I exact over the group: the
+    # idle-weighted intensity (PUE is a group key); the facility-weighted one when nothing idled.
+    idle = out["idle_energy_kwh"]
+    idle_i = raw["s_idle_i"].astype("float64") / idle.where(idle > 0)
+    facility_i = raw["s_facility_i"].astype("float64") / facility.where(facility > 0)
+    out["intensity_g_per_kwh"] = idle_i.fillna(facility_i).fillna(0.0)
+    return out[list(FRAME_COLUMNS)]
+
+
+# --- periods ---------------------------------------------------------------------------------
+
+
+def _month_start(day: date) -> datetime:
+    return datetime(day.year, day.month, 1, tzinfo=UTC)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
+
+
+def is_calendar_months(period: Period) -> bool:
+    start, end = period.start, period.end
+    return (
+        start == _month_start(start.date())
+        and end == _month_start(end.date())
+        and end > start
+        and not period.preset
+    )
+
+
+def previous_period(period: Period) -> Period:
+    """The period compared against: the previous calendar month(s) when the range is whole months
+    (month over month), else the equal-length period just before."""
+    if is_calendar_months(period):
+        months = (period.end.year - period.start.year) * 12 + period.end.month - period.start.month
+        return Period(start=_add_months(period.start, -months), end=period.start, preset="")
+    return Period(start=period.start - (period.end - period.start), end=period.start, preset="")
+
+
+def month_period(text: str | None, *, now: datetime | None = None) -> Period:
+    """``?month=YYYY-MM`` as a whole UTC month; default the last full month. Bad input → 400."""
+    now = now or datetime.now(UTC)
+    if not text:
+        start = _add_months(_month_start(now.date()), -1)
+    else:
+        try:
+            year_s, month_s = text.split("-")
+            if len(year_s) != 4 or len(month_s) != 2:
+                raise ValueError(text)
+            start = datetime(int(year_s), int(month_s), 1, tzinfo=UTC)
+        except ValueError as exc:
+            raise BadPeriod("month must be written YYYY-MM, e.g. 2026-03") from exc
+        if start > now:
+            raise BadPeriod("that month has not started yet")
+        if start.year < 2000:
+            raise BadPeriod("months before 2000 hold no data")
+    return Period(start=start, end=_add_months(start, 1), preset="")
+
+
+def month_hours(period: Period, now: datetime | None = None) -> float:
+    """Hours of the month that have passed (a month in progress counts up to now)."""
+    now = now or datetime.now(UTC)
+    return max(0.0, (min(period.end, now) - period.start).total_seconds() / 3600)
+
+
+# --- KPI tables ------------------------------------------------------------------------------
+
+
+def _source_shares(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Share of facility kWh computed with each intensity source (hourly / annual / default)."""
+    sources = [IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT]
+    work = frame.assign(
+        **{
+            f"{s}_kwh": frame["facility_energy_kwh"].where(frame["intensity_source"] == s, 0.0)
+            for s in sources
+        }
+    )
+    columns = [f"{s}_kwh" for s in sources]
+    sums = (
+        work.groupby(by, dropna=False)[columns].sum().reset_index()
+        if by
+        else pd.DataFrame({c: [float(work[c].sum())] for c in columns})
+    )
+    total = sums[columns].sum(axis=1)
+    for s in sources:
+        sums[f"{s}_intensity_share"] = sums[f"{s}_kwh"] / total.where(total > 0)
+    return sums.drop(columns=columns)
+
+
+def kpi_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Every figure of the table and the report per ``by`` group (empty ``by``: one total row),
+    each from its formula in kpis.formulas. Cost is one row per group and currency: a group with
+    two currencies (sites on two tariffs) gets its currencies joined and its cost left empty."""
+    parts = [
+        formulas.energy(frame, by),
+        formulas.co2e(frame, by),
+        formulas.renewable_share(frame, by)[[*by, "renewable_share"]],
+        formulas.gpu_utilization(frame, by)[[*by, "avg_gpu_utilization"]],
+        formulas.idle_waste(frame, by)[[*by, "idle_gpu_h", "idle_kgco2e", "allocated_gpu_h"]],
+        _source_shares(frame, by),
+        _cost_per_group(frame, by),
+    ]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.merge(part, on=by, how="outer") if by else pd.concat([out, part], axis=1)
+    out["pue_used"] = out["facility_energy_kwh"] / out["energy_kwh"].where(out["energy_kwh"] > 0)
+    out["embodied_share"] = out["embodied_kgco2e"] / out["total_kgco2e"].where(
+        out["total_kgco2e"] > 0
+    )
+    return out
+
+
+def _cost_per_group(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    costs = formulas.cost(frame, by)
+    uncosted = (
+        costs.groupby(by, dropna=False)["uncosted_energy_kwh"].sum().reset_index()
+        if by
+        else pd.DataFrame({"uncosted_energy_kwh": [float(costs["uncosted_energy_kwh"].sum())]})
+    )
+    priced = costs[costs["currency"] != ""]
+    if by:
+        money = (
+            priced.groupby(by, dropna=False)
+            .agg(cost=("cost", "sum"), currency=("currency", lambda c: "+".join(sorted(set(c)))))
+            .reset_index()
+        )
+        out = uncosted.merge(money, on=by, how="left")
+    else:
+        currencies = sorted(set(priced["currency"]))
+        out = uncosted.assign(
+            cost=[float(priced["cost"].sum()) if currencies else np.nan],
+            currency=["+".join(currencies)],
+        )
+    out["currency"] = out["currency"].fillna("")
+    out.loc[out["currency"].str.contains("+", regex=False), "cost"] = np.nan
+    return out
+
+
+def _team_names(scope: Scope, team_ids: pd.Series) -> list[str]:
+    names = {t.pk: t.name for t in scope.teams}
+    return [UNASSIGNED if pd.isna(t) else names.get(int(t), UNASSIGNED) for t in team_ids]
+
+
+def team_table(scope: Scope, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per team with data (TEAM_COLUMNS), largest location-based CO2e first."""
+    if frame.empty:
+        return pd.DataFrame(columns=TEAM_COLUMNS)
+    table = kpi_table(frame, ["team_id"])
+    table["team"] = _team_names(scope, table["team_id"])
+    table = table.sort_values(["total_kgco2e", "team"], ascending=[False, True])
+    return table[TEAM_COLUMNS].reset_index(drop=True)
+
+
+def co2e_series(scope: Scope, frame: pd.DataFrame, period: Period) -> pd.DataFrame:
+    """kgCO2e per UTC day (month for ranges over 92 days) and team: location, market, embodied."""
+    if frame.empty:
+        return pd.DataFrame(columns=SERIES_COLUMNS)
+    grain = "D" if period.end - period.start <= DAILY_UP_TO else "M"
+    work = frame.assign(period_utc=frame["day"].dt.to_period(grain).dt.start_time)
+    out = formulas.co2e(work, ["period_utc", "team_id"])
+    out["team"] = _team_names(scope, out["team_id"])
+    return out[SERIES_COLUMNS].sort_values(["period_utc", "team"]).reset_index(drop=True)
+
+
+def series_grain(period: Period) -> str:
+    return "day" if period.end - period.start <= DAILY_UP_TO else "month"
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One figure with its value in the previous period of equal length."""
+
+    key: str
+    label: str
+    value: float | None
+    previous: float | None
+    unit: str
+
+    @property
+    def change_rel(self) -> float | None:
+        # formulas.change_vs_previous's rule: NaN (shown as "new") from 0 or no data.
+        if self.value is None or self.previous is None or self.previous == 0:
+            return None
+        return (self.value - self.previous) / self.previous
+
+    @property
+    def change_pct(self) -> float | None:
+        rel = self.change_rel
+        return None if rel is None else rel * 100
+
+    @property
+    def display(self) -> tuple[float | None, str]:
+        """kg shown as t from 1,000 kg on (the CSV keeps kg)."""
+        if self.unit == "kgCO2e" and self.value is not None and abs(self.value) >= 1000:
+            return self.value / 1000, "tCO2e"
+        return self.value, self.unit
+
+
+@dataclass(frozen=True)
+class CarbonSummary:
+    tiles: list[Tile]
+    previous: Period
+    cost: list[Tile]  # one per currency (unit = currency); none without a tariff
+    uncosted_energy_kwh: float
+    sources: dict[str, float]  # intensity source -> share of facility kWh
+    methodology_versions: list[str]
+    current_methodology: str = METHODOLOGY_VERSION
+    scoped: bool = False  # totals are the sum of the user's teams, not the organisation's
+    empty: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+TILE_FIGURES = (
+    # key, label, column of kpi_table, unit
+    ("energy", "IT energy", "energy_kwh", "kWh"),
+    ("facility", "Facility energy (x PUE)", "facility_energy_kwh", "kWh"),
+    ("location", "CO2e, location-based", "operational_location_kgco2e", "kgCO2e"),
+    ("market", "CO2e, market-based", "operational_market_kgco2e", "kgCO2e"),
+    ("embodied", "Embodied CO2e", "embodied_kgco2e", "kgCO2e"),
+    ("embodied_share", "Embodied share of CO2e", "embodied_share", "%"),
+    ("renewable", "Renewable share (kWh-weighted)", "renewable_share", "%"),
+)
+
+
+def _value(table: pd.DataFrame, column: str) -> float | None:
+    if table.empty:
+        return None
+    value = float(table[column].iloc[0])
+    return None if np.isnan(value) else value
+
+
+def summary(
+    scope: Scope,
+    frame: pd.DataFrame,
+    previous_frame: pd.DataFrame,
+    previous: Period,
+    *,
+    picked: bool,
+) -> CarbonSummary:
+    """The tiles: each figure now and in ``previous`` (frames from carbon_frame)."""
+    now = kpi_table(frame, []) if not frame.empty else pd.DataFrame()
+    before = kpi_table(previous_frame, []) if not previous_frame.empty else pd.DataFrame()
+    tiles = []
+    for key, label, column, unit in TILE_FIGURES:
+        value, prev = _value(now, column), _value(before, column)
+        if unit == "%":
+            value = None if value is None else value * 100
+            prev = None if prev is None else prev * 100
+        tiles.append(Tile(key, label, value, prev, unit))
+    cost_now = formulas.cost(frame, []) if not frame.empty else pd.DataFrame(columns=["currency"])
+    cost_before = (
+        formulas.cost(previous_frame, [])
+        if not previous_frame.empty
+        else pd.DataFrame(columns=["currency", "cost"])
+    )
+    before_by = dict(zip(cost_before["currency"], cost_before["cost"], strict=True))
+    cost = [
+        Tile(f"cost-{cur}", "Electricity cost", float(c), before_by.get(cur), str(cur))
+        for cur, c in zip(cost_now.get("currency", []), cost_now.get("cost", []), strict=True)
+        if cur
+    ]
+    uncosted = float(cost_now["uncosted_energy_kwh"].sum()) if len(cost_now) else 0.0
+    shares = intensity_shares(frame)
+    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    notes = []
+    if len(versions) > 1 or (versions and versions != [METHODOLOGY_VERSION]):
+        notes.append(
+            f"figures were computed under methodology {', '.join(versions)}; the current is "
+            f"{METHODOLOGY_VERSION} (a backfill recomputes them)"
+        )
+    return CarbonSummary(
+        tiles=tiles,
+        previous=previous,
+        cost=cost,
+        uncosted_energy_kwh=uncosted,
+        sources=shares,
+        methodology_versions=versions,
+        scoped=not scope.org_wide or picked,
+        empty=frame.empty,
+        notes=notes,
+    )
+
+
+def intensity_shares(frame: pd.DataFrame) -> dict[str, float]:
+    """{intensity source: share of facility kWh} over the frame, sources with a share only."""
+    if frame.empty:
+        return {}
+    row = _source_shares(frame, []).iloc[0]
+    out = {}
+    for s in (IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT):
+        value = float(row[f"{s}_intensity_share"])
+        if not np.isnan(value) and value > 0:
+            out[s] = value
+    return out
+
+
+def caption(frame: pd.DataFrame) -> str:
+    """What a figure rests on: intensity sources by share of kWh, and the methodology."""
+    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    return (
+        f"Grid intensity: {source_label(intensity_shares(frame))} of facility kWh · "
+        f"methodology {', '.join(versions) or METHODOLOGY_VERSION}"
+    )
+
+
+SHARE_COLUMNS = (
+    "embodied_share",
+    "renewable_share",
+    "avg_gpu_utilization",
+    "estimated_share",
+    "hourly_intensity_share",
+    "annual_intensity_share",
+    "default_intensity_share",
+)
+
+
+def display_rows(table: pd.DataFrame) -> list[dict[str, object]]:
+    """Table rows for templates: NaN as None ("no data"), shares also as ``<name>_pct``."""
+    rows = []
+    for record in table.to_dict("records"):
+        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()}
+        for column in SHARE_COLUMNS:
+            if column in row:
+                value = row[column]
+                row[f"{column}_pct"] = None if value is None else float(value) * 100  # type: ignore[arg-type]
+        rows.append(row)
+    return rows
+
+
+def source_label(shares: dict[str, float]) -> str:
+    """'hourly measured 40 %, annual average 60 %' for a figure's caption."""
+    names = {
+        IntensitySource.HOURLY: "hourly measured",
+        IntensitySource.ANNUAL: "annual average (flat)",
+        IntensitySource.DEFAULT: "world average (zone unknown)",
+    }
+    if not shares:
+        return "no data"
+    return ", ".join(f"{names[s]} {v * 100:.0f} %" for s, v in shares.items())
+
+
+def days_in_month(period: Period) -> int:
+    return calendar.monthrange(period.start.year, period.start.month)[1]

@@ -1,0 +1,228 @@
+"""Reads behind the monthly ESG report (/reports/): per-team and total figures of one UTC month
+from ``selectors_carbon`` (the same frame and formulas as the carbon page), data completeness per
+host, and where the grid figures came from with their licences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from django.db.models import Count
+
+from greenkpi.carbon.annual import SOURCES, annual_for
+from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
+from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.dashboard import selectors_carbon as sc
+from greenkpi.dashboard.periods import Period
+from greenkpi.dashboard.scoping import Scope, hosts_visible
+from greenkpi.dashboard.selectors import SILENT_AFTER
+from greenkpi.inventory.models import Site
+from greenkpi.kpis.models import HourlyRollup
+
+REPORT_COLUMNS = [
+    "month",
+    "row",
+    "team",
+    "energy_kwh",
+    "facility_energy_kwh",
+    "pue_used",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+    "embodied_kgco2e",
+    "embodied_share",
+    "total_kgco2e",
+    "renewable_share",
+    "cost",
+    "currency",
+    "uncosted_energy_kwh",
+    "allocated_gpu_h",
+    "avg_gpu_utilization",
+    "idle_gpu_h",
+    "idle_kgco2e",
+    "estimated_share",
+    "hourly_intensity_share",
+    "annual_intensity_share",
+    "default_intensity_share",
+    "methodology_versions",
+]
+HOURLY_LICENCE = (
+    "Electricity Maps data: not open data; used under your organisation's licence with "
+    "Electricity Maps (docs/carbon-data.md)"
+)
+
+
+@dataclass(frozen=True)
+class HostCompleteness:
+    hostname: str
+    hours_with_data: int
+    hours_in_month: float
+    last_seen: datetime | None
+    silent: bool  # no batch for more than SILENT_AFTER (now)
+
+    @property
+    def share(self) -> float | None:
+        return self.hours_with_data / self.hours_in_month if self.hours_in_month else None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    site: str
+    zone: str
+    sources_used: list[str]  # intensity sources of this month's rows at the site
+    annual: str  # the annual figure's zone, year, basis and attribution (CC BY where it applies)
+    hourly: list[str]  # providers of the imported hourly hours used, with their licence
+
+
+@dataclass(frozen=True)
+class MonthlyReport:
+    month: Period
+    generated_at: datetime
+    table: pd.DataFrame  # REPORT_COLUMNS: one row per team, then the total row
+    scoped: bool
+    completeness: list[HostCompleteness]
+    provenance: list[Provenance]
+    methodology_versions: list[str]
+    current_methodology: str
+    hours_in_month: float
+
+    @property
+    def team_rows(self) -> list[dict[str, object]]:
+        return self.table[self.table["row"] == "team"].to_dict("records")
+
+    @property
+    def total(self) -> dict[str, object] | None:
+        rows = self.table[self.table["row"] == "total"].to_dict("records")
+        return rows[0] if rows else None
+
+    @property
+    def silent_hosts(self) -> list[HostCompleteness]:
+        return [h for h in self.completeness if h.silent or not h.hours_with_data]
+
+
+def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) -> MonthlyReport:
+    """The report of ``month`` for what the scope sees: its teams' rows and their sum."""
+    now = now or datetime.now(UTC)
+    frame = sc.carbon_frame(scope, month.start, month.end)
+    label = f"{month.start:%Y-%m}"
+    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    if frame.empty:
+        table = pd.DataFrame(columns=REPORT_COLUMNS)
+    else:
+        teams = sc.team_table(scope, frame).assign(row="team")
+        total = sc.kpi_table(frame, []).assign(
+            row="total", team="Organisation total" if scope.org_wide else "Total of your teams"
+        )
+        table = pd.concat([teams, total], ignore_index=True)
+        table["month"] = label
+        table["methodology_versions"] = " ".join(versions)
+        table = table[REPORT_COLUMNS]
+    hours = sc.month_hours(month, now)
+    return MonthlyReport(
+        month=month,
+        generated_at=now,
+        table=table,
+        scoped=not scope.org_wide,
+        completeness=completeness(scope, month, hours, now),
+        provenance=provenance(scope, month, frame),
+        methodology_versions=versions,
+        current_methodology=METHODOLOGY_VERSION,
+        hours_in_month=hours,
+    )
+
+
+def completeness(
+    scope: Scope, month: Period, hours_in_month: float, now: datetime
+) -> list[HostCompleteness]:
+    """Per visible host: distinct hours with rollup rows in the month / hours of the month. Two
+    queries; hosts with no hour at all are listed too (their collector was silent all month)."""
+    hosts = list(
+        hosts_visible(scope).order_by("hostname").values_list("pk", "hostname", "last_seen")
+    )
+    counted = dict(
+        HourlyRollup.objects.filter(
+            organisation_id=scope.organisation.pk,
+            hour__gte=month.start,
+            hour__lt=month.end,
+            host_id__in=[pk for pk, _, _ in hosts],
+        )
+        .values("host_id")
+        .annotate(n=Count("hour", distinct=True))
+        .values_list("host_id", "n")
+    )
+    return [
+        HostCompleteness(
+            hostname=name,
+            hours_with_data=int(counted.get(pk, 0)),
+            hours_in_month=hours_in_month,
+            last_seen=seen,
+            silent=seen is None or now - seen > SILENT_AFTER,
+        )
+        for pk, name, seen in hosts
+    ]
+
+
+def provenance(scope: Scope, month: Period, frame: pd.DataFrame) -> list[Provenance]:
+    """For each site the month's rows used: the zone, which intensity sources were applied, the
+    annual figure's attribution and the providers of the hourly hours. Two queries."""
+    site_ids = sorted({int(s) for s in frame["site_id"].dropna()}) if not frame.empty else []
+    sites = list(Site.objects.filter(organisation=scope.organisation, pk__in=site_ids))
+    used: dict[int, list[str]] = {}
+    for site_id, source in (
+        frame[["site_id", "intensity_source"]].drop_duplicates().itertuples(index=False)
+    ):
+        if not pd.isna(site_id):
+            used.setdefault(int(site_id), []).append(str(source))
+    hourly: dict[str, list[str]] = {}
+    for zone, source in (
+        GridIntensityHourly.objects.filter(
+            zone__in={s.grid_zone for s in sites}, hour__gte=month.start, hour__lt=month.end
+        )
+        .values_list("zone", "source")
+        .annotate(n=Count("pk"))
+        .values_list("zone", "source")
+        .order_by("zone", "source")
+    ):
+        text = source or "imported hourly series"
+        licence = (
+            HOURLY_LICENCE
+            if "electricity" in text.lower()
+            else "licence as agreed with the provider"
+        )
+        hourly.setdefault(zone, []).append(f"{text} — {licence}")
+    out = []
+    for site in sorted(sites, key=lambda s: s.name):
+        figure, _ = annual_for(site.grid_zone)
+        annual = (
+            f"{figure.zone} {figure.intensity_g_per_kwh:g} gCO2e/kWh ({figure.year}, "
+            f"{figure.basis}); {SOURCES.get(figure.source, figure.source)}"
+        )
+        sources = sorted(set(used.get(site.pk, [])))
+        out.append(
+            Provenance(
+                site=site.name,
+                zone=site.grid_zone,
+                sources_used=sources,
+                annual=annual,
+                hourly=hourly.get(site.grid_zone, []) if IntensitySource.HOURLY in sources else [],
+            )
+        )
+    if not frame.empty and frame["site_id"].isna().any():
+        world, _ = annual_for(None)
+        out.append(
+            Provenance(
+                site="(hosts without a site)",
+                zone="",
+                sources_used=[IntensitySource.DEFAULT],
+                annual=f"WORLD {world.intensity_g_per_kwh:g} gCO2e/kWh ({world.year}); "
+                f"{SOURCES.get(world.source, world.source)}",
+                hourly=[],
+            )
+        )
+    return out
+
+
+def report_csv_frame(report: MonthlyReport) -> pd.DataFrame:
+    """The report's table as written to CSV (shares as fractions 0..1, energy kWh, CO2e kg)."""
+    return report.table.replace({np.nan: None}) if len(report.table) else report.table

@@ -1,0 +1,523 @@
+"""The carbon page, grid insights and the monthly ESG report, checked against hand-worked figures.
+
+The story (time pinned at 2026-03-10 12:00 UTC): Acme's site paris-dc (zone FR, PUE 1.3) has a
+contract of 10 gCO2e/kWh (market-based) and a tariff of 0.20 EUR/kWh from 2026-01-01. Samples go in
+through the ingest API, then the hourly rollups are computed:
+
+- vision-1 (vision): 2 H100 x 3 windows of 60 s x 12,000 J on 2026-03-02 10:00, and 2 x 3 x 6,000 J
+  on 2026-02-15 10:00 (the previous month);
+- nlp-1 (nlp): 1 H100 x 3 windows x 36,000 J on 2026-03-02 10:00.
+Every window: busy 75 %, idle 5 s. No hourly grid data: FR annual 41.44 g/kWh, renewables 26.29 %.
+
+Worked by hand, March:
+  vision IT 6 x 12,000 J / 3.6e6 = 0.02 kWh; facility x 1.3 = 0.026 kWh
+         location 0.026 x 41.44 / 1000 = 0.00107744 kg; market 0.026 x 10 / 1000 = 0.00026 kg
+         embodied 2 GPUs x 150 kg x 180 s / (4 x 31,557,600 s) = 2 x 0.000213894 = 0.000427788 kg
+         cost 0.026 x 0.20 = 0.0052 EUR; GPU-h 6 x 60 / 3600 = 0.1; idle 6 x 5 / 3600 = 0.0083333
+         idle kWh 0.02 x 5/60 = 0.00166667; idle CO2e 0.00166667 x 1.3 x 0.04144 = 0.0000897867 kg
+  nlp    IT 3 x 36,000 / 3.6e6 = 0.03 kWh; facility 0.039 kWh; location 0.039 x 0.04144 = 0.00161616
+         market 0.00039; embodied 0.000213894; cost 0.0078 EUR; GPU-h 0.05; idle 0.00416667 GPU-h
+         idle kWh 0.0025; idle CO2e 0.0025 x 1.3 x 0.04144 = 0.00013468 kg
+  total  IT 0.05; facility 0.065; location 0.0026936; market 0.00065; embodied 0.000641682;
+         O + M = 0.003335282; embodied share 0.000641682 / 0.003335282 = 0.192393; cost 0.013 EUR
+February (vision only): IT 0.01, facility 0.013, location 0.00053872, cost 0.0026 EUR, so
+month over month: location +400 % for the organisation, +100 % for vision alone (victor).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+import time_machine
+
+from greenkpi.carbon.methodology import METHODOLOGY_VERSION
+from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
+from greenkpi.dashboard import selectors_carbon as sc
+from greenkpi.dashboard.periods import BadPeriod, Period
+from greenkpi.inventory.models import Site
+from greenkpi.inventory.services import site_create, token_create
+from greenkpi.kpis import services
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+MARCH = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+FEB = datetime(2026, 2, 15, 10, 0, tzinfo=UTC)
+MARCH_RANGE = "from=2026-03-01&to=2026-03-31"
+
+EMBODIED_GPU_180S = 150 * 180 / (4 * 31_557_600)  # 0.000213894 kg
+VISION = {
+    "energy_kwh": 0.02,
+    "facility_energy_kwh": 0.026,
+    "operational_location_kgco2e": 0.00107744,
+    "operational_market_kgco2e": 0.00026,
+    "embodied_kgco2e": 2 * EMBODIED_GPU_180S,
+    "renewable_share": 0.2629,
+    "cost": 0.0052,
+    "allocated_gpu_h": 0.1,
+    "idle_gpu_h": 30 / 3600,
+    "idle_kgco2e": 0.0000897867,
+}
+NLP = {
+    "energy_kwh": 0.03,
+    "facility_energy_kwh": 0.039,
+    "operational_location_kgco2e": 0.00161616,
+    "operational_market_kgco2e": 0.00039,
+    "embodied_kgco2e": EMBODIED_GPU_180S,
+    "renewable_share": 0.2629,
+    "cost": 0.0078,
+    "allocated_gpu_h": 0.05,
+    "idle_gpu_h": 15 / 3600,
+    "idle_kgco2e": 0.00013468,
+}
+
+
+def approx(value: float):
+    return pytest.approx(value, rel=1e-4)
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield NOW
+
+
+def recompute(org, start: datetime) -> None:
+    windows = services.backfill_windows(start=start, end=NOW, organisation_ids=[org.pk])
+    services.windows_recompute(windows=windows, kind="backfill")
+
+
+def send(post_batch, make_batch, secret, *, site: str = "paris-dc", **kwargs) -> None:
+    body = make_batch(**kwargs)
+    body["host"]["site"] = site
+    response = post_batch(secret, body)
+    assert response.status_code == 201, response.content
+
+
+@pytest.fixture
+def carbon(frozen, acme, globex, people, make_batch, post_batch):
+    """The story of the module docstring; returns the organisation."""
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    MarketFactor.objects.create(site=acme.paris, valid_from=since, intensity_g_per_kwh=10.0)
+    ElectricityTariff.objects.create(
+        site=acme.paris, valid_from=since, price_per_kwh=0.20, currency="EUR"
+    )
+    _, vision = token_create(organisation=acme, name="vision", default_team=acme.vision)
+    _, nlp = token_create(organisation=acme, name="nlp", default_team=acme.nlp)
+    send(post_batch, make_batch, vision, hostname="vision-1", devices=2, windows=3, start=MARCH)
+    send(
+        post_batch,
+        make_batch,
+        vision,
+        hostname="vision-1",
+        devices=2,
+        windows=3,
+        start=FEB,
+        energy_j=6000.0,
+    )
+    send(
+        post_batch,
+        make_batch,
+        nlp,
+        hostname="nlp-1",
+        devices=1,
+        windows=3,
+        start=MARCH,
+        energy_j=36000.0,
+    )
+    recompute(acme, FEB - timedelta(days=1))
+    return acme
+
+
+def tiles(response) -> dict[str, sc.Tile]:
+    return {tile.key: tile for tile in response.context["summary"].tiles}
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(client, carbon, people):
+    client.force_login(people["alice"])
+    response = client.get(f"/carbon/?{MARCH_RANGE}")
+    assert response.status_code == 200
+    t = tiles(response)
+    assert t["energy"].value == approx(0.05)
+    assert t["facility"].value == approx(0.065)
+    assert t["location"].value == approx(0.0026936)
+    assert t["market"].value == approx(0.00065)
+    assert t["embodied"].value == approx(3 * EMBODIED_GPU_180S)
+    assert t["embodied_share"].value == approx(19.2393)
+    assert t["renewable"].value == approx(26.29)
+    # February is the previous period: a whole month compared with the month before it.
+    summary = response.context["summary"]
+    assert (summary.previous.start, summary.previous.end) == (
+        datetime(2026, 2, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    assert t["location"].previous == approx(0.00053872)
+    assert t["location"].change_pct == approx(400.0)
+    assert t["energy"].change_pct == approx(400.0)  # 0.05 vs 0.01
+    [eur] = summary.cost
+    assert (eur.unit, eur.value, eur.previous) == ("EUR", approx(0.013), approx(0.0026))
+    assert summary.sources == {"annual": 1.0}
+    assert summary.methodology_versions == [METHODOLOGY_VERSION]
+    assert not summary.scoped
+    body = response.content.decode()
+    assert "annual average (flat) 100 %" in body and METHODOLOGY_VERSION in body
+    assert 'data-testid="scoped-note"' not in body
+
+
+def test_the_team_table_and_its_csv_hold_each_teams_hand_worked_figures(client, carbon, people):
+    client.force_login(people["alice"])
+    page = client.get(f"/carbon/?{MARCH_RANGE}")
+    assert [row["team"] for row in page.context["rows"]] == ["NLP", "Vision"]  # largest CO2e first
+    response = client.get(f"/carbon/teams.csv?{MARCH_RANGE}")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = {row["team"]: row for row in csv_rows(response)}
+    assert set(rows) == {"Vision", "NLP"}
+    for team, expected in (("Vision", VISION), ("NLP", NLP)):
+        for column, value in expected.items():
+            assert float(rows[team][column]) == approx(value), (team, column)
+        assert rows[team]["currency"] == "EUR"
+        assert float(rows[team]["pue_used"]) == approx(1.3)
+        assert float(rows[team]["avg_gpu_utilization"]) == approx(0.75)
+        assert float(rows[team]["annual_intensity_share"]) == approx(1.0)
+        assert float(rows[team]["estimated_share"]) == 0.0  # counters, nothing estimated
+
+
+def test_the_co2e_chart_stacks_teams_per_day_side_by_side_and_says_what_it_rests_on(
+    client, carbon, people
+):
+    client.force_login(people["alice"])
+    rows = csv_rows(client.get(f"/carbon/co2e-by-team.csv?{MARCH_RANGE}"))
+    assert [(r["period_utc"], r["team"]) for r in rows] == [
+        ("2026-03-02T00:00:00Z", "NLP"),
+        ("2026-03-02T00:00:00Z", "Vision"),
+    ]
+    assert float(rows[1]["operational_location_kgco2e"]) == approx(0.00107744)
+    assert float(rows[1]["operational_market_kgco2e"]) == approx(0.00026)
+    figure = orjson.loads(client.get(f"/carbon/co2e-by-team.json?{MARCH_RANGE}").content)
+    assert [(t["name"], t["xaxis"]) for t in figure["data"]] == [
+        ("NLP", "x"),
+        ("NLP", "x2"),
+        ("Vision", "x"),
+        ("Vision", "x2"),
+    ]
+    layout = figure["layout"]
+    assert layout["barmode"] == "stack"
+    assert layout["yaxis"]["title"]["text"] == "Operational CO2e (kgCO2e)"
+    assert "location-based" in layout["xaxis"]["title"]["text"]
+    assert "market-based" in layout["xaxis2"]["title"]["text"]
+    caption = layout["annotations"][0]["text"]
+    assert "annual average (flat) 100 %" in caption and METHODOLOGY_VERSION in caption
+
+
+def test_a_long_range_is_drawn_per_month(client, carbon, people):
+    client.force_login(people["alice"])
+    rows = csv_rows(client.get("/carbon/co2e-by-team.csv?from=2025-12-01&to=2026-03-31"))
+    assert {r["period_utc"] for r in rows} == {"2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"}
+
+
+def test_a_team_member_sees_their_teams_sum_and_is_told_so(client, carbon, people):
+    client.force_login(people["victor"])
+    response = client.get(f"/carbon/?{MARCH_RANGE}")
+    t = tiles(response)
+    assert t["location"].value == approx(0.00107744)
+    assert t["location"].change_pct == approx(100.0)  # vs 0.00053872 in February
+    assert response.context["summary"].scoped
+    assert 'data-testid="scoped-note"' in response.content.decode()
+    assert {r["team"] for r in csv_rows(client.get(f"/carbon/teams.csv?{MARCH_RANGE}"))} == {
+        "Vision"
+    }
+    assert client.get(f"/carbon/?{MARCH_RANGE}&team=nlp").status_code == 404
+
+
+def test_an_organisation_without_a_tariff_says_no_tariff(client, carbon, people):
+    client.force_login(people["gary"])
+    response = client.get("/carbon/")
+    assert response.status_code == 200
+    assert 'data-testid="tile-cost">no tariff' in response.content.decode()
+
+
+# --- the monthly report ----------------------------------------------------------------------
+
+
+def test_the_report_has_each_team_and_the_organisation_total(client, carbon, people):
+    client.force_login(people["alice"])
+    response = client.get("/reports/?month=2026-03")
+    assert response.status_code == 200
+    report = response.context["report"]
+    total = report.total
+    assert total["team"] == "Organisation total"
+    assert total["energy_kwh"] == approx(0.05)
+    assert total["operational_location_kgco2e"] == approx(0.0026936)
+    assert total["operational_market_kgco2e"] == approx(0.00065)
+    assert total["total_kgco2e"] == approx(0.003335282)
+    assert total["cost"] == approx(0.013) and total["currency"] == "EUR"
+    assert total["idle_kgco2e"] == approx(0.0000897867 + 0.00013468)
+    assert total["pue_used"] == approx(1.3)
+    assert [r["team"] for r in report.team_rows] == ["NLP", "Vision"]
+    # March up to 2026-03-10 12:00: 9.5 days = 228 hours; each host reported in one of them.
+    assert report.hours_in_month == 228
+    assert {(h.hostname, h.hours_with_data) for h in report.completeness} == {
+        ("vision-1", 1),
+        ("nlp-1", 1),
+    }
+    [paris] = report.provenance
+    assert (paris.site, paris.zone, paris.sources_used) == ("paris-dc", "FR", ["annual"])
+    assert "CC BY 4.0" in paris.annual and "41.44" in paris.annual
+
+
+def test_the_report_csv_writes_the_team_rows_then_the_total(client, carbon, people):
+    client.force_login(people["alice"])
+    response = client.get("/reports/report.csv?month=2026-03")
+    assert "esg-report-acme-2026-03.csv" in response["Content-Disposition"]
+    rows = csv_rows(response)
+    assert [(r["row"], r["team"]) for r in rows] == [
+        ("team", "NLP"),
+        ("team", "Vision"),
+        ("total", "Organisation total"),
+    ]
+    assert all(r["month"] == "2026-03" for r in rows)
+    assert all(r["methodology_versions"] == METHODOLOGY_VERSION for r in rows)
+    assert float(rows[2]["embodied_share"]) == approx(0.192393)
+    assert float(rows[2]["facility_energy_kwh"]) == approx(0.065)
+    for column, value in NLP.items():
+        assert float(rows[0][column]) == approx(value), column
+
+
+def test_the_report_defaults_to_the_last_full_month(client, carbon, people):
+    client.force_login(people["victor"])
+    response = client.get("/reports/")
+    report = response.context["report"]
+    assert report.month.start == datetime(2026, 2, 1, tzinfo=UTC)
+    assert report.hours_in_month == 28 * 24
+    assert report.total["team"] == "Total of your teams"
+    assert report.total["energy_kwh"] == approx(0.01)
+    assert 'data-testid="scoped-note"' in response.content.decode()
+
+
+@pytest.mark.parametrize("month", ["2026-13", "march", "2026-3", "2026-03-01", "2027-01"])
+def test_a_bad_month_is_a_400_that_says_why(client, carbon, people, month):
+    client.force_login(people["alice"])
+    for url in ("/reports/", "/reports/report.csv", "/reports/print/"):
+        response = client.get(url, {"month": month})
+        assert response.status_code == 400, (url, month)
+        assert b"month" in response.content
+
+
+def test_the_printable_report_has_no_navigation_and_leaves_sign_off_blank(client, carbon, people):
+    client.force_login(people["alice"])
+    response = client.get("/reports/print/?month=2026-03")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<nav" not in body and "Log out" not in body
+    assert "report-print.css" in body
+    assert 'data-testid="generated-at">2026-03-10 12:00 UTC' in body
+    assert "Ember" in body and "CC BY 4.0" in body
+    assert body.count("<td></td>") == 5  # prepared, reviewed, approved, date, signature
+    assert "Organisation total" in body
+
+
+# --- who sees what ---------------------------------------------------------------------------
+
+URLS = (
+    "/carbon/",
+    "/carbon/co2e-by-team.json",
+    "/carbon/co2e-by-team.csv",
+    "/carbon/teams.csv",
+    "/carbon/grid/",
+    "/carbon/grid/runs.csv",
+    "/reports/",
+    "/reports/report.csv",
+    "/reports/print/",
+)
+TEAMS_SEEN = {"alice": {"Vision", "NLP"}, "victor": {"Vision"}, "nina": {"NLP"}, "gary": set()}
+HOME = {"alice": "acme", "victor": "acme", "nina": "acme", "gary": "globex"}
+
+
+@pytest.mark.parametrize("who", ["alice", "victor", "nina", "gary"])
+def test_each_person_opens_every_carbon_page_and_sees_only_their_teams(client, carbon, people, who):
+    client.force_login(people[who])
+    for url in URLS:
+        assert client.get(url, {"month": "2026-03"}).status_code == 200, url
+        other = "globex" if HOME[who] == "acme" else "acme"
+        assert client.get(url, {"org": other}).status_code == 404, url
+    seen = {r["team"] for r in csv_rows(client.get(f"/carbon/teams.csv?{MARCH_RANGE}"))}
+    assert seen == TEAMS_SEEN[who]
+    chart = {r["team"] for r in csv_rows(client.get(f"/carbon/co2e-by-team.csv?{MARCH_RANGE}"))}
+    assert chart == TEAMS_SEEN[who]
+    report = csv_rows(client.get("/reports/report.csv?month=2026-03"))
+    assert {r["team"] for r in report if r["row"] == "team"} == TEAMS_SEEN[who]
+    if report:
+        total = next(r for r in report if r["row"] == "total")
+        teams = [r for r in report if r["row"] == "team"]
+        assert float(total["energy_kwh"]) == approx(sum(float(r["energy_kwh"]) for r in teams))
+
+
+def test_a_site_chart_of_another_organisation_is_not_found(client, carbon, people):
+    client.force_login(people["gary"])
+    assert client.get(f"/carbon/grid/sites/{carbon.paris.pk}.json").status_code == 404
+    client.force_login(people["victor"])
+    assert client.get(f"/carbon/grid/sites/{carbon.paris.pk}.csv").status_code == 200
+
+
+def test_anonymous_users_are_sent_to_log_in(client, carbon):
+    for url in URLS:
+        assert client.get(url).status_code == 302, url
+
+
+def test_pages_cost_a_bounded_number_of_queries(
+    client, carbon, people, django_assert_max_num_queries
+):
+    client.force_login(people["alice"])
+    with django_assert_max_num_queries(7):
+        client.get(f"/carbon/?{MARCH_RANGE}")
+    with django_assert_max_num_queries(6):
+        client.get(f"/carbon/co2e-by-team.json?{MARCH_RANGE}")
+    with django_assert_max_num_queries(9):
+        client.get("/reports/?month=2026-03")
+    with django_assert_max_num_queries(9):
+        client.get("/carbon/grid/")
+
+
+# --- grid insights ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def grid(frozen, acme, people, make_batch, post_batch):
+    """FR hourly data for 2026-03-02: 30, 40, 50 g/kWh at 03, 04, 05 UTC, 100 otherwise; site
+    oslo-dc (NO, PUE 1.1) has no hourly data (annual 28.11 g/kWh, flat). vision's training run
+    resnet/r1 used 2 x 3 x 12,000 J = 0.02 kWh at paris-dc, 2026-03-02 10:00.
+
+    By hand: as run 0.02 x 1.3 x 100 / 1000 = 0.0026 kg; at 03:00 in Paris 0.02 x 1.3 x 30 / 1000
+    = 0.00078 kg (saving 0.00182); at oslo-dc 0.02 x 1.1 x 28.11 / 1000 = 0.00061842 kg, the
+    cleanest option (saving 0.00198158)."""
+    from greenkpi.workloads.services import model_register, run_open
+
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    special = {3: 30.0, 4: 40.0, 5: 50.0}
+    GridIntensityHourly.objects.bulk_create(
+        GridIntensityHourly(
+            zone="FR",
+            hour=day + timedelta(hours=h),
+            intensity_lifecycle_g_per_kwh=special.get(h, 100.0),
+            source="Electricity Maps test export",
+        )
+        for h in range(24)
+    )
+    site_create(organisation=acme, name="oslo-dc", grid_zone="NO", pue=1.1)
+    model, _ = model_register(team=acme.vision, key="resnet")
+    run_open(model=model, key="r1", kind="training", started_at=MARCH)
+    _, secret = token_create(organisation=acme, name="vision", default_team=acme.vision)
+    shares = [
+        {
+            "energy_j": 12000.0,
+            "method": "utilization",
+            "team": "vision",
+            "model": "resnet",
+            "run": "r1",
+        }
+    ]
+    send(
+        post_batch,
+        make_batch,
+        secret,
+        hostname="vision-1",
+        devices=2,
+        windows=3,
+        start=MARCH,
+        shares=shares,
+    )
+    recompute(acme, MARCH - timedelta(hours=1))
+    return acme
+
+
+def test_grid_insights_show_each_sites_best_hours_and_flag_the_annual_fallback(
+    client, grid, people
+):
+    client.force_login(people["alice"])
+    response = client.get("/carbon/grid/")
+    profiles = {p.site.name: p for p in response.context["profiles"]}
+    assert profiles["paris-dc"].hourly and profiles["paris-dc"].best_hours == [3, 4, 5]
+    assert not profiles["oslo-dc"].hourly and profiles["oslo-dc"].best_hours == []
+    assert "annual average: flat, no hours" in response.content.decode()
+    paris = csv_rows(client.get(f"/carbon/grid/sites/{grid.paris.pk}.csv"))
+    assert len(paris) == 24
+    assert [(r["hour_utc"], r["mean_g_per_kwh"], r["best"]) for r in paris[3:6]] == [
+        ("3", "30", "True"),
+        ("4", "40", "True"),
+        ("5", "50", "True"),
+    ]
+    oslo = Site.objects.get(name="oslo-dc")
+    flat = csv_rows(client.get(f"/carbon/grid/sites/{oslo.pk}.csv"))
+    assert {(r["mean_g_per_kwh"], r["source"], r["best"]) for r in flat} == {
+        ("28.11", "annual (flat)", "False")
+    }
+    figure = orjson.loads(client.get(f"/carbon/grid/sites/{grid.paris.pk}.json").content)
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Grid intensity (gCO2e/kWh)"
+
+
+def test_shifting_the_training_run_saves_the_hand_worked_carbon(client, grid, people):
+    client.force_login(people["victor"])
+    savings = client.get("/carbon/grid/").context["savings"]
+    assert savings.flexible_energy_kwh == approx(0.02)
+    assert savings.current_kgco2e == approx(0.0026)
+    assert savings.saving_time_kgco2e == approx(0.00182)
+    assert savings.saving_anywhere_kgco2e == approx(0.00198158)
+    [run] = csv_rows(client.get("/carbon/grid/runs.csv"))
+    assert (run["model"], run["run"], run["site"], run["start_hour_utc"]) == (
+        "resnet",
+        "r1",
+        "paris-dc",
+        "10",
+    )
+    assert (run["best_hour_here_utc"], run["best_site"]) == ("3", "oslo-dc")
+    # nina's team has no training run: nothing flexible, and the page says how to get there.
+    client.force_login(people["nina"])
+    savings = client.get("/carbon/grid/").context["savings"]
+    assert savings.runs == [] and savings.notes
+
+
+def test_the_carbon_page_says_when_hourly_intensity_was_used(client, grid, people):
+    client.force_login(people["alice"])
+    response = client.get(f"/carbon/?{MARCH_RANGE}")
+    assert response.context["summary"].sources == {"hourly": 1.0}
+    # 0.026 kWh facility x 100 g/kWh (the measured hour) / 1000
+    assert tiles(response)["location"].value == approx(0.0026)
+
+
+# --- periods (no database) -------------------------------------------------------------------
+
+
+def _period(start: datetime, end: datetime, preset: str = "") -> Period:
+    return Period(start=start, end=end, preset=preset)
+
+
+def test_a_whole_month_is_compared_with_the_previous_calendar_month():
+    march = _period(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+    before = sc.previous_period(march)
+    assert (before.start, before.end) == (march.start.replace(month=2), march.start)
+    january = _period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    assert sc.previous_period(january).start == datetime(2025, 12, 1, tzinfo=UTC)
+
+
+def test_other_ranges_are_compared_with_the_equal_length_before():
+    week = _period(NOW - timedelta(days=7), NOW, "7d")
+    before = sc.previous_period(week)
+    assert (before.start, before.end) == (NOW - timedelta(days=14), NOW - timedelta(days=7))
+
+
+def test_month_parameters():
+    assert sc.month_period("2026-02", now=NOW).end == datetime(2026, 3, 1, tzinfo=UTC)
+    assert sc.month_period("2025-12", now=NOW).end == datetime(2026, 1, 1, tzinfo=UTC)
+    assert sc.month_period(None, now=NOW).start == datetime(2026, 2, 1, tzinfo=UTC)
+    for bad in ("2026-1", "26-01", "2026-00", "x", "2026-04"):
+        with pytest.raises(BadPeriod):
+            sc.month_period(bad, now=NOW)
