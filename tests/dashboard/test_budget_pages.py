@@ -32,7 +32,12 @@ MAY8 = datetime(2026, 5, 8, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def _pinned():
+def _pinned(request):
+    """Time stands at NOW, except in the browser (Chromium's clock would see the session cookie
+    of a pinned server as expired)."""
+    if request.node.get_closest_marker("browser"):
+        yield
+        return
     with time_machine.travel(NOW, tick=False):
         yield
 
@@ -149,10 +154,10 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("who", ["alice", "nina", "victor"])
-@pytest.mark.parametrize("page", PAGES)
-def test_role_by_page_matrix(client, acme, people, who, page):
-    response = login(client, people, who).get(url(page))
-    assert response.status_code == EXPECTED[who][page]
+@pytest.mark.parametrize("name", PAGES)
+def test_role_by_page_matrix(client, acme, people, who, name):
+    response = login(client, people, who).get(url(name))
+    assert response.status_code == EXPECTED[who][name]
 
 
 def test_anonymous_users_are_sent_to_log_in(client, acme):
@@ -444,8 +449,8 @@ def test_a_viewer_cannot_create_or_edit(client, people, acme):
 def test_edit_changes_amount_period_and_thresholds_not_scope(client, people, acme):
     budget = nlp_budget(acme, people)
     login(client, people, "nina")
-    page = client.get(url("budget-edit", budget.pk))
-    assert page.status_code == 200 and 'value="NLP energy"' in page.content.decode()
+    form_page = client.get(url("budget-edit", budget.pk))
+    assert form_page.status_code == 200 and 'value="NLP energy"' in form_page.content.decode()
     response = client.post(
         url("budget-edit", budget.pk),
         {
@@ -606,8 +611,8 @@ def test_a_manager_silences_one_alert_or_its_rule(client, people, history, acme)
     response = client.post(url("alert-silence", alert.pk), {"duration": "1d", "whole_rule": "on"})
     rule_wide = Silence.objects.order_by("-pk").first()
     assert rule_wide.matchers == {"rule": alert.labels["rule"], "budget": alert.labels["budget"]}
-    page = client.get(url("alerts")).content.decode()
-    assert "known" in page and "2026-05-11 04:30" in page
+    listing = client.get(url("alerts")).content.decode()
+    assert "known" in listing and "2026-05-11 04:30" in listing
     bad = client.post(url("alert-silence", alert.pk), {"duration": "forever"})
     assert bad.status_code == 400 and Silence.objects.count() == 2
 
@@ -651,3 +656,73 @@ def _decode(value):
 
 def _ms(moment: datetime) -> float:
     return moment.timestamp() * 1000
+
+
+# --- In a real browser -------------------------------------------------------------------------
+
+from dashboard.test_browser import (  # noqa: E402  (fixtures and helpers shared with that module)
+    browser,  # noqa: F401
+    chart_traces,
+    log_in,
+    page,  # noqa: F401
+    shoot,
+)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_manager_creates_a_budget_sees_its_chart_and_acknowledges_an_alert(
+    page,  # noqa: F811
+    live_server,
+    acme,
+    people,
+    make_batch,
+    post_batch,
+):
+    from greenkpi.inventory.services import token_create
+
+    _, secret = token_create(organisation=acme, name="nlp", default_team=acme.nlp)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    body = make_batch(hostname="nlp-1", devices=1, windows=6, window_s=3600, start=start)
+    assert post_batch(secret, body).status_code == 201
+    from greenkpi.kpis import services as kpi_services
+
+    kpi_services.windows_recompute(
+        windows=kpi_services.backfill_windows(
+            start=start, end=datetime.now(UTC), organisation_ids=[acme.pk]
+        ),
+        kind="backfill",
+    )
+
+    log_in(page, live_server, "nina", people["password"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Budgets").click()
+    page.get_by_role("link", name="New budget").click()
+    page.get_by_label("Name", exact=True).fill("NLP energy")
+    page.get_by_label("Team", exact=True).select_option(label="NLP")
+    page.get_by_label("Amount").fill("-3")
+    page.get_by_role("button", name="Create budget").click()
+    assert page.locator(".has-error").get_by_text("positive number").is_visible()
+    page.get_by_label("Amount").fill("100")
+    page.get_by_role("button", name="Create budget").click()
+    budget = Budget.objects.get(name="NLP energy")
+    page.wait_for_url(f"**/budgets/{budget.pk}/?org=acme")
+    traces = chart_traces(page, "budget-burn")
+    assert {"Consumed", "Budget (100 %)", "50 % threshold", "80 % threshold"} <= set(traces)
+    assert page.locator("#budget-burn .ytitle").text_content() == "Cumulative consumption (kWh)"
+    shoot(page, "budget-detail")
+
+    page.get_by_role("link", name="Budgets", exact=True).first.click()
+    row = page.locator(f"tr[data-budget='{budget.pk}']")
+    assert "NLP energy" in row.inner_text() and "kWh" in row.inner_text()
+    shoot(page, "budgets")
+
+    alert = make_alert(
+        budget_rule(acme, people, budget), fired_at=datetime.now(UTC) - timedelta(hours=1)
+    )
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    alert_row = page.locator(f"tr[data-alert='{alert.pk}']")
+    alert_row.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_selector(f"tr[data-alert='{alert.pk}'] >> text=acknowledged by nina")
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == people["nina"]
+    shoot(page, "alerts")
