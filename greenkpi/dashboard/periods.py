@@ -1,4 +1,9 @@
-"""The date range of a page, read from and written to its URL (so every view can be shared)."""
+"""The date range of a page, read from and written to its URL (so every view can be shared).
+
+Periods are whole UTC hours (``24h``: the last 24 hours including the current one) or whole UTC
+days (``7d``/``30d``/``90d``: the last N days including today; explicit dates), so every page reads
+complete rollup rows: HourlyRollup for hours, DailyRollup for days (docs/dashboard.md).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ PRESETS: dict[str, timedelta] = {
     "30d": timedelta(days=30),
     "90d": timedelta(days=90),
 }
-# A year of raw windows is the most one page may ask for until pages read rollups.
+# A year is the most one page may ask for.
 MAX_SPAN = timedelta(days=366)
+_MIDNIGHT = time.min.replace(tzinfo=UTC)
 
 
 class BadPeriod(ValueError):
@@ -36,6 +42,13 @@ class Period:
     @property
     def hours(self) -> float:
         return self.seconds / 3600
+
+    @property
+    def days(self) -> tuple[date, date] | None:
+        """[first day, end day) when the period is whole UTC days, else None (read hours)."""
+        if self.start.timetz() == _MIDNIGHT and self.end.timetz() == _MIDNIGHT:
+            return self.start.date(), self.end.date()
+        return None
 
     def query(self) -> dict[str, str]:
         """URL parameters that recreate this period."""
@@ -67,4 +80,9 @@ def period_from_query(
     preset = params.get("range", "") or default
     if preset not in PRESETS:
         raise BadPeriod(f"range must be one of {', '.join(PRESETS)}")
-    return Period(start=now - PRESETS[preset], end=now, preset=preset)
+    span = PRESETS[preset]
+    if preset.endswith("h"):  # hours: up to the end of the current hour
+        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    else:  # days: up to the end of today (UTC)
+        end = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time.min, tzinfo=UTC)
+    return Period(start=end - span, end=end, preset=preset)

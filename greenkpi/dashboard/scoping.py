@@ -1,9 +1,10 @@
 """Who may see what: the one place that answers it for every page, chart and CSV.
 
 Rules (docs/dashboard.md): an org-wide member sees the whole organisation; a team member sees only
-their teams; a host is visible when its default team is visible or when it carries energy shares of
-a visible team; superusers see everything. Anything not visible is reported as *not found* (404),
-never *forbidden*, so ids of other tenants and teams cannot be probed.
+their teams; a host is visible when its default team is visible or when a visible team has rollup
+rows on it (energy its processes claimed there, kpis.DailyHostTeam); superusers see everything.
+Anything not visible is reported as *not found* (404), never *forbidden*, so ids of other tenants
+and teams cannot be probed.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from greenkpi.ingest.models import SampleShare
-from greenkpi.inventory.models import Device, Host, Membership, Organisation, Role, Team
+from greenkpi.inventory.models import Host, Membership, Organisation, Role, Team
+from greenkpi.kpis.models import DailyHostTeam
 
 MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 
@@ -107,11 +108,13 @@ def hosts_visible(scope: Scope) -> QuerySet[Host]:
     hosts = Host.objects.filter(organisation=scope.organisation)
     if scope.org_wide:
         return hosts
-    # A team sees a host it computes on even when another team is the host's default.
-    # TODO(kpis): read a (host, team) rollup instead of scanning shares once rollups land.
-    shared = SampleShare.objects.filter(device_id=OuterRef("pk"), team_id__in=list(scope.team_ids))
-    shared_hosts = Device.objects.filter(Exists(shared)).values("host_id")
-    return hosts.filter(Q(default_team_id__in=scope.team_ids) | Q(pk__in=shared_hosts))
+    # A team sees a host it computed on even when another team is the host's default: the daily
+    # refresh records (day, host, team) of every rollup row, read here through its (team, host)
+    # index instead of scanning shares.
+    computed_on = DailyHostTeam.objects.filter(
+        organisation_id=scope.organisation.pk, team_id__in=sorted(scope.team_ids)
+    ).values("host_id")
+    return hosts.filter(Q(default_team_id__in=scope.team_ids) | Q(pk__in=computed_on))
 
 
 def host_for(user: AbstractBaseUser | AnonymousUser, host_id: int) -> tuple[Scope, Host]:

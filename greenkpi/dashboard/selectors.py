@@ -1,8 +1,9 @@
 """Reads behind every dashboard page, chart and CSV. Each takes a Scope (or a scoped object).
 
-Today they aggregate raw samples in the database; when hourly rollups land (greenkpi/kpis/), only the
-bodies of these functions change, never their callers. Frames carry units in column names and
-tz-naive UTC times (what Plotly serialises fastest; reference/performance-limits.md section 7).
+Energy, carbon and cost come from the rollups (DailyRollup for whole days, HourlyRollup for hours;
+see rollups.py); only the host power/utilization charts read raw windows, for ranges up to 7 days
+where minute resolution matters. Frames carry units in column names and tz-naive UTC times (what
+Plotly serialises fastest; reference/performance-limits.md section 7).
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from django.conf import settings
 from django.db.models import Avg, Count, F, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum
-from django.db.models.functions import Floor, TruncDate
+from django.db.models.functions import Floor
 
+from greenkpi.dashboard import rollups
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.sql import EpochSeconds
-from greenkpi.ingest.models import Sample, SampleShare
+from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import CollectorToken, Device, Host, Team
+from greenkpi.kpis.models import HourlyRollup, RecomputeRun
+from greenkpi.kpis.selectors import last_run
 
 J_PER_KWH = 3.6e6
 SILENT_AFTER = timedelta(minutes=10)
 # Rows fetched per device for a time-series chart; LTTB then draws at most 2,000 of them.
 SERIES_ROWS_PER_DEVICE = 8_000
+# Host charts read raw windows up to this range (minute resolution), HourlyRollup beyond it.
+RAW_SERIES_MAX = timedelta(days=7)
 UNASSIGNED = "(no team)"
 
 TEAM_DAILY_COLUMNS = ["day", "team_id", "team", "energy_kwh"]
@@ -48,60 +54,34 @@ def team_energy_daily(
 ) -> pd.DataFrame:
     """Energy per UTC day and team in kWh, for the visible teams (or the chosen subset).
 
-    Attribution: energy a share names a team for goes to that team; the rest of every window (the
-    unclaimed part, or all of it without shares) goes to the host's default team. Windows count on
-    the day they start. Two GROUP BY queries; the arithmetic is done on their small results.
+    Read from the rollups (DailyRollup for whole days, HourlyRollup for hours), whose attribution
+    is: energy a share names a team for goes to that team, the rest of every window to the host's
+    default team; a window counts in the hour (so the day) it starts. One GROUP BY query.
     """
-    wanted = scope.team_ids if team_ids is None else scope.team_ids & frozenset(team_ids)
-    in_org = {
-        "device__host__organisation_id": scope.organisation.pk,
-        "window_start__gte": period.start,
-        "window_start__lt": period.end,
-    }
-    day = TruncDate("window_start", tzinfo=UTC)
-    whole = (
-        Sample.objects.filter(**in_org)
-        .annotate(day=day, team_id=F("device__host__default_team_id"))
-        .values("day", "team_id")
-        .annotate(energy_j=Sum("energy_j"))
+    src = rollups.source(scope.organisation.pk, period)
+    rows = (
+        src.rows.filter(rollups.team_filter(scope, team_ids))
+        .annotate(d=src.day)
+        .values("d", "team_id")
+        .annotate(kwh=Sum("energy_kwh"))
         .order_by()
+        .values_list("d", "team_id", "kwh")
     )
-    named = (
-        SampleShare.objects.filter(team_id__isnull=False, **in_org)
-        .annotate(day=day, default_team_id=F("device__host__default_team_id"))
-        .values("day", "team_id", "default_team_id")
-        .annotate(energy_j=Sum("energy_j"))
-        .order_by()
-    )
-    parts = [pd.DataFrame.from_records(list(whole), columns=["day", "team_id", "energy_j"])]
-    shares = pd.DataFrame.from_records(
-        list(named), columns=["day", "team_id", "default_team_id", "energy_j"]
-    )
-    if not shares.empty:
-        claimed = shares[["day", "team_id", "energy_j"]]
-        released = shares[["day", "default_team_id", "energy_j"]].rename(
-            columns={"default_team_id": "team_id"}
-        )
-        released = released.assign(energy_j=-released["energy_j"])
-        parts += [claimed, released]
-    frame = pd.concat([p for p in parts if not p.empty]) if any(len(p) for p in parts) else None
-    if frame is None:
+    out = pd.DataFrame.from_records(list(rows), columns=["day", "team_id", "energy_kwh"])
+    if out.empty:
         return pd.DataFrame(columns=TEAM_DAILY_COLUMNS)
-    frame["team_id"] = frame["team_id"].astype("Int64")
-    keep = frame["team_id"].isin(list(wanted))
-    if scope.org_wide and team_ids is None:
-        keep |= frame["team_id"].isna()  # hosts without a default team: only org-wide views
-    frame = frame[keep]
-    out = (
-        frame.groupby(["day", "team_id"], dropna=False, as_index=False)["energy_j"]
-        .sum()
-        .sort_values(["day", "team_id"], na_position="last")
-    )
+    out["team_id"] = out["team_id"].astype("Int64")
+    out = out.sort_values(["day", "team_id"], na_position="last")
     names = {t.pk: t.name for t in scope.teams}
     out["team"] = [UNASSIGNED if pd.isna(t) else names[int(t)] for t in out["team_id"]]
     out["day"] = pd.to_datetime(out["day"])
-    out["energy_kwh"] = out.pop("energy_j") / J_PER_KWH
     return out[TEAM_DAILY_COLUMNS].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Money:
+    currency: str
+    amount: float
 
 
 @dataclass(frozen=True)
@@ -111,24 +91,80 @@ class Overview:
     hosts: int
     hosts_silent: int
     devices: int
+    co2e_kg: float = 0.0  # location-based operational + embodied (the SCI numerator)
+    costs: tuple[Money, ...] = ()  # per currency, largest first
+    uncosted_energy_kwh: float = 0.0  # facility energy no tariff priced
 
 
-def overview(scope: Scope, period: Period, energy: pd.DataFrame) -> Overview:
-    """The tiles above the overview chart; ``energy`` is team_energy_daily's frame, so they agree."""
+def overview(
+    scope: Scope, period: Period, energy: pd.DataFrame, team_ids: Collection[int] | None = None
+) -> Overview:
+    """The tiles above the overview chart; ``energy`` is team_energy_daily's frame, so they agree.
+
+    Two queries: visible hosts with their devices, and carbon and cost of the same rollup rows
+    (per currency: costs in two currencies are never added).
+    """
     now = datetime.now(UTC)
-    hosts = hosts_visible(scope)
-    counts = hosts.aggregate(
-        hosts=Count("pk"),
-        silent=Count("pk", filter=Q(last_seen__isnull=True) | Q(last_seen__lt=now - SILENT_AFTER)),
+    counts = hosts_visible(scope).aggregate(
+        hosts=Count("pk", distinct=True),
+        silent=Count(
+            "pk",
+            distinct=True,
+            filter=Q(last_seen__isnull=True) | Q(last_seen__lt=now - SILENT_AFTER),
+        ),
+        devices=Count("devices", distinct=True),
     )
-    devices = Device.objects.filter(host__in=hosts).count()
+    src = rollups.source(scope.organisation.pk, period)
+    money = (
+        src.rows.filter(rollups.team_filter(scope, team_ids))
+        .values("currency")
+        .annotate(
+            co2e=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
+            price=Sum("cost"),
+            unpriced=Sum("facility_energy_kwh", filter=Q(cost__isnull=True)),
+        )
+        .order_by()
+        .values_list("currency", "co2e", "price", "unpriced")
+    )
+    co2e = uncosted = 0.0
+    costs: list[Money] = []
+    for currency, kg, price, unpriced in money:
+        co2e += kg or 0.0
+        uncosted += unpriced or 0.0
+        if currency and price is not None:
+            costs.append(Money(currency, float(price)))
     energy_kwh = float(energy["energy_kwh"].sum()) if len(energy) else 0.0
     return Overview(
         energy_kwh=energy_kwh,
         avg_power_kw=energy_kwh / period.hours if period.hours else 0.0,
         hosts=counts["hosts"],
         hosts_silent=counts["silent"],
-        devices=devices,
+        devices=counts["devices"],
+        co2e_kg=co2e,
+        costs=tuple(sorted(costs, key=lambda m: -m.amount)),
+        uncosted_energy_kwh=uncosted,
+    )
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current the pages are: "rollups up to HH:00, last recompute ok 40 s ago"."""
+
+    rollups_until: datetime | None  # end of the newest hour with rollup rows
+    last_run: RecomputeRun | None  # the newest periodic recompute
+
+
+def freshness(scope: Scope) -> Freshness:
+    """Two index probes: the organisation's newest rollup hour and the newest periodic run."""
+    newest = (
+        HourlyRollup.objects.filter(organisation_id=scope.organisation.pk)
+        .order_by("-hour")
+        .values_list("hour", flat=True)
+        .first()
+    )
+    return Freshness(
+        rollups_until=newest + timedelta(hours=1) if newest else None,
+        last_run=last_run(kind="periodic"),
     )
 
 
@@ -220,9 +256,13 @@ def host_detail(host: Host) -> HostHealth:
 def host_series(host: Host, period: Period) -> pd.DataFrame:
     """Power (W) and busy fraction (%) per device over the period, in time buckets.
 
-    Buckets are sized so a device yields at most SERIES_ROWS_PER_DEVICE rows (for a day of 60 s
-    windows, one window per bucket); per bucket: mean power, highest peak, mean utilization.
+    Up to RAW_SERIES_MAX (7 days) from the raw windows, where minute resolution matters: buckets
+    are sized so a device yields at most SERIES_ROWS_PER_DEVICE rows (for a day of 60 s windows,
+    one window per bucket); per bucket: mean power, highest peak, mean utilization. Longer ranges
+    read HourlyRollup (host_series_hourly).
     """
+    if period.end - period.start > RAW_SERIES_MAX:
+        return host_series_hourly(host, period)
     bucket_s = max(1, math.ceil(period.seconds / SERIES_ROWS_PER_DEVICE))
     epoch = EpochSeconds("window_start")
     rows = (
@@ -269,6 +309,58 @@ def host_series(host: Host, period: Period) -> pd.DataFrame:
     return frame[HOST_SERIES_COLUMNS]
 
 
+def host_series_hourly(host: Host, period: Period) -> pd.DataFrame:
+    """Hourly power and busy fraction per device from HourlyRollup (one GROUP BY over its owners).
+
+    power_w = energy / measured seconds (the rollup's covered_s summed over owners is the measured
+    time); util_pct = busy GPU-hours / GPU-hours with a busy reading (empty for non-GPU devices);
+    power_peak_w is not kept by rollups (empty); ``windows`` counts the hour's sample windows.
+    """
+    rows = (
+        HourlyRollup.objects.filter(
+            organisation_id=host.organisation_id,
+            host_id=host.pk,
+            hour__gte=period.start,
+            hour__lt=period.end,
+        )
+        .values("device_id", "hour")
+        .annotate(
+            kwh=Sum("energy_kwh"),
+            seconds=Sum("covered_s"),
+            busy=Sum("busy_gpu_h"),
+            known=Sum("util_known_gpu_h"),
+            windows=Sum("samples"),
+            model=F("device__model_name"),
+            uuid=F("device__uuid"),
+            kind=F("device__kind"),
+        )
+        .values_list(
+            "hour",
+            "device_id",
+            "model",
+            "uuid",
+            "kind",
+            "kwh",
+            "seconds",
+            "busy",
+            "known",
+            "windows",
+        )
+        .order_by("device_id", "hour")
+    )
+    columns = ["t", "device_id", "model", "uuid", "kind", "kwh", "seconds", "busy", "known"]
+    frame = pd.DataFrame.from_records(list(rows), columns=[*columns, "windows"])
+    if frame.empty:
+        return pd.DataFrame(columns=HOST_SERIES_COLUMNS)
+    frame["time_utc"] = pd.to_datetime(frame["t"], utc=True).dt.tz_localize(None)
+    frame["device"] = _device_labels(frame)
+    seconds = frame["seconds"].where(frame["seconds"] > 0)
+    frame["power_w"] = frame["kwh"] * J_PER_KWH / seconds
+    frame["power_peak_w"] = float("nan")
+    frame["util_pct"] = frame["busy"] / frame["known"].where(frame["known"] > 0) * 100.0
+    return frame[HOST_SERIES_COLUMNS]
+
+
 def _device_labels(frame: pd.DataFrame) -> list[str]:
     # "GPU …9c41d2e0 · NVIDIA H100": the uuid (its tail when long) tells identical models apart.
     labels = []
@@ -281,26 +373,32 @@ def _device_labels(frame: pd.DataFrame) -> list[str]:
 
 
 def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:
-    """Energy (kWh) the team's shares name per model and run, largest first. One query."""
+    """Energy (kWh) of the team per model and run, largest first. One GROUP BY on the rollups.
+
+    All of the team's energy: what its processes claimed by model and run, and the unclaimed rest
+    of its default hosts as "(unnamed model)". first/last_window_utc are the start of the first
+    and of the last rollup bucket with energy: an hour, or a day for periods of whole days.
+    """
+    src = rollups.source(team.organisation_id, period)
     rows = (
-        SampleShare.objects.filter(
-            team_id=team.pk, window_start__gte=period.start, window_start__lt=period.end
-        )
+        src.rows.filter(team_id=team.pk)
         .values("model_key", "run_key")
-        .annotate(energy_j=Sum("energy_j"), first=Min("window_start"), last=Max("window_start"))
-        .order_by("-energy_j", "model_key", "run_key")
-        .values_list("model_key", "run_key", "energy_j", "first", "last")
+        .annotate(kwh=Sum("energy_kwh"), first=Min(src.bucket), last=Max(src.bucket))
+        .order_by("-kwh", "model_key", "run_key")
+        .values_list("model_key", "run_key", "kwh", "first", "last")
     )
     frame = pd.DataFrame.from_records(
-        list(rows), columns=["model", "run", "energy_j", "first", "last"]
+        list(rows), columns=["model", "run", "energy_kwh", "first", "last"]
     )
     if frame.empty:
         return pd.DataFrame(columns=TEAM_RUN_COLUMNS)
     frame["model"] = frame["model"].replace("", "(unnamed model)")
     frame["run"] = frame["run"].replace("", "(no run)")
-    frame["energy_kwh"] = frame["energy_j"] / J_PER_KWH
-    frame["first_window_utc"] = pd.to_datetime(frame["first"], utc=True).dt.tz_localize(None)
-    frame["last_window_utc"] = pd.to_datetime(frame["last"], utc=True).dt.tz_localize(None)
+    for column in ("first", "last"):
+        times = pd.to_datetime(frame[column], utc=src.bucket == "hour")
+        if src.bucket == "hour":
+            times = times.dt.tz_localize(None)
+        frame[f"{column}_window_utc"] = times
     return frame[TEAM_RUN_COLUMNS]
 
 

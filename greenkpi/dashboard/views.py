@@ -42,12 +42,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
     teams = teams_filter(request, scope)
-    energy = selectors.team_energy_daily(scope, period, [t.pk for t in teams] or None)
+    team_ids = [t.pk for t in teams] or None
+    energy = selectors.team_energy_daily(scope, period, team_ids)
     context = page_context(
         request,
         scope,
         period,
-        tiles=selectors.overview(scope, period, energy),
+        tiles=selectors.overview(scope, period, energy, team_ids),
+        freshness=selectors.freshness(scope),
         selected_teams={t.pk for t in teams},
         all_teams_href=f"?{urlencode({'org': scope.organisation.slug, **period.query()})}",
         chart_query=chart_query(scope, period, teams),
@@ -114,6 +116,7 @@ def teams(request: HttpRequest) -> HttpResponse:
         scope,
         period,
         totals=selectors.team_totals(scope, energy),
+        freshness=selectors.freshness(scope),
         period_query=urlencode(period.query()),
     )
     return render(request, "dashboard/teams.html", context)

@@ -4,6 +4,8 @@ Acme: host vision-1 (default team vision, no shares: all its energy is vision's)
 nlp's model bert claims 9 of every 12 kJ), shared-1 (default nlp, but vision's resnet claims 10 of
 every 12 kJ there, so vision members see that host too). Globex: globex-1.
 
+Rollups (hourly, then daily) are computed after posting, as the beat would: pages read only them.
+
 Energy in the fixture, per team: vision = 6 x 12 kJ (vision-1, today) + 6 x 12 kJ (vision-1, two
 days ago) + 2 x 10 kJ (shared-1) = 164 kJ; nlp = 3 x 12 kJ (nlp-1) + 2 x 2 kJ (shared-1) = 40 kJ;
 research = 2 x 5 kJ = 10 kJ.
@@ -25,6 +27,22 @@ ENERGY_KJ = {"vision": 164.0, "nlp": 40.0, "research": 10.0}
 def _fast_password_hashing(settings):
     """The personas are created for every test; PBKDF2 at full strength costs ~0.4 s per user."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def compute_rollups(start: datetime, end: datetime) -> None:
+    """What the beat does after ingest: hourly windows recomputed, then their days refreshed."""
+    from greenkpi.kpis import daily, services
+
+    services.windows_recompute(
+        windows=services.backfill_windows(start=start, end=end), kind="backfill"
+    )
+    daily.days_refresh_stale()
+
+
+@pytest.fixture
+def rollups_now():
+    """compute_rollups for tests that post more data after the fleet."""
+    return compute_rollups
 
 
 @dataclass
@@ -75,5 +93,6 @@ def fleet(acme, globex, people, make_batch, post_batch, globex_token) -> Fleet:
     for secret, body in batches:
         response = post_batch(secret, body)
         assert response.status_code == 201, response.content
+    compute_rollups(now - timedelta(days=3), now + timedelta(hours=1))
     hosts = {h.hostname: h for h in Host.objects.all()}
     return Fleet(hosts=hosts, now=now, energy_kj=dict(ENERGY_KJ))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 # Session + user + memberships + teams + the page's own reads. A page whose count grows with the
 # number of hosts, devices or teams fails these bounds as soon as the fixture has a few of each.
 MAX_QUERIES = {
-    "/": 8,
+    "/": 9,  # + carbon/cost tiles and the freshness line (newest rollup hour, last run)
     "/fleet/": 7,
     "/teams/": 7,
     "/settings/tokens/": 6,
@@ -241,3 +241,72 @@ def test_the_fleet_groups_identical_devices_of_a_host(client, fleet, people):
         "NVIDIA H100 80GB HBM3",
         "counter",
     )
+
+
+def _team_kj(client, query: str) -> dict[str, float]:
+    lines = client.get(f"/charts/energy-by-team.csv?{query}").content.decode().splitlines()
+    assert lines[0] == "day,team_id,team,energy_kwh"
+    sums: dict[str, float] = {}
+    for line in lines[1:]:
+        team, kwh = line.split(",")[2:4]
+        sums[team] = sums.get(team, 0.0) + float(kwh) * 3600
+    return sums
+
+
+def test_days_read_daily_rollups_and_hours_hourly_ones_with_the_same_totals(client, fleet, people):
+    client.force_login(people["alice"])
+    # 7 days: daily rollups hold everything posted (164 kJ vision, 40 kJ nlp).
+    assert _team_kj(client, "range=7d") == {
+        "Vision": pytest.approx(164.0, rel=1e-4),
+        "NLP": pytest.approx(40.0, rel=1e-4),
+    }
+    # 24 hours: hourly rollups; vision's windows of two days ago fall outside (72 + 20 kJ).
+    assert _team_kj(client, "range=24h") == {
+        "Vision": pytest.approx(92.0, rel=1e-4),
+        "NLP": pytest.approx(40.0, rel=1e-4),
+    }
+
+
+def test_the_overview_tiles_show_carbon_and_cost_of_the_same_rows(client, fleet, people):
+    client.force_login(people["alice"])
+    tiles = client.get("/?range=7d").context["tiles"]
+    energy_kwh = 204.0 / 3600  # 164 + 40 kJ
+    assert tiles.energy_kwh == pytest.approx(energy_kwh, rel=1e-4)
+    # Hosts without a site: PUE 1 and the world-average grid (458.29 g/kWh); embodied of a GPU
+    # 150 kg over 4 years (126,230,400 s) x 1,020 measured GPU-seconds (720 + 180 + 120).
+    embodied = 150.0 * 1020 / (4 * 31_557_600)
+    assert tiles.co2e_kg == pytest.approx(energy_kwh * 458.29 / 1000 + embodied, rel=1e-3)
+    assert tiles.costs == ()  # no tariff: nothing priced, all of it said to be unpriced
+    assert tiles.uncosted_energy_kwh == pytest.approx(energy_kwh, rel=1e-4)
+    vision_only = client.get("/?range=7d&team=vision").context["tiles"]
+    assert vision_only.uncosted_energy_kwh == pytest.approx(164.0 / 3600, rel=1e-4)
+
+
+def test_the_freshness_line_says_how_current_the_rollups_are(client, fleet, people):
+    from greenkpi.kpis.models import RecomputeRun
+
+    client.force_login(people["alice"])
+    html = client.get("/").content.decode()
+    assert "Rollups up to" in html and "no periodic recompute has run yet" in html
+    RecomputeRun.objects.create(kind="periodic", status="ok")
+    html = client.get("/teams/").content.decode()
+    assert "last recompute ok" in html
+
+
+def test_host_charts_beyond_a_week_read_hourly_rollups(client, fleet, people):
+    client.force_login(people["alice"])
+    host = fleet.hosts["vision-1"]
+    response = client.get(f"/hosts/{host.pk}/power.csv?range=30d")
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "time_utc,device_id,device,kind,power_w,power_peak_w,windows"
+    rows = [line.split(",") for line in lines[1:]]
+    assert {r[2] for r in rows} == {
+        "GPU-vision-1-0 · NVIDIA H100 80GB HBM3",
+        "GPU-vision-1-1 · NVIDIA H100 80GB HBM3",
+    }
+    assert {r[4] for r in rows} == {"200"}  # 12 kJ per 60 s window, from energy / measured time
+    assert {r[5] for r in rows} == {""}  # peaks are not kept by rollups
+    assert sum(int(r[6]) for r in rows) == 12  # 2 GPUs x 6 windows
+    assert all(r[0].endswith(":00:00Z") for r in rows)  # hourly points
+    figure = client.get(f"/hosts/{host.pk}/utilization.json?range=30d").json()
+    assert len(figure["data"]) == 2

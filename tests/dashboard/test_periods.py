@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -11,10 +11,23 @@ from greenkpi.dashboard.periods import BadPeriod, period_from_query
 NOW = datetime(2025, 3, 10, 12, 30, tzinfo=UTC)
 
 
-def test_a_preset_ends_now():
+def test_a_day_preset_is_whole_utc_days_up_to_the_end_of_today():
     period = period_from_query({"range": "7d"}, now=NOW)
-    assert (period.start, period.end) == (NOW - timedelta(days=7), NOW)
+    assert (period.start, period.end) == (
+        datetime(2025, 3, 4, tzinfo=UTC),
+        datetime(2025, 3, 11, tzinfo=UTC),
+    )
     assert period.query() == {"range": "7d"}
+    assert period.days == (date(2025, 3, 4), date(2025, 3, 11))
+
+
+def test_the_24h_preset_is_whole_hours_up_to_the_end_of_this_hour():
+    period = period_from_query({"range": "24h"}, now=NOW)
+    assert (period.start, period.end) == (
+        datetime(2025, 3, 9, 13, tzinfo=UTC),
+        datetime(2025, 3, 10, 13, tzinfo=UTC),
+    )
+    assert period.hours == 24 and period.days is None
 
 
 def test_no_range_means_the_pages_default():
