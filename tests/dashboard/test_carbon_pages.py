@@ -521,3 +521,48 @@ def test_month_parameters():
     for bad in ("2026-1", "26-01", "2026-00", "x", "2026-04"):
         with pytest.raises(BadPeriod):
             sc.month_period(bad, now=NOW)
+
+
+def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
+    grid, make_batch, post_batch
+):
+    """Summing in the database must not change any figure: two hours of different intensity,
+    renewable share and idle time, two sites, compared with the formulas over raw hourly rows."""
+    from greenkpi.dashboard.scoping import scope_for
+    from greenkpi.kpis import formulas
+    from greenkpi.kpis.selectors import rollup_frame
+
+    GridIntensityHourly.objects.filter(zone="FR", hour__hour=3).update(renewable_share=0.5)
+    _, secret = token_create(organisation=grid, name="more", default_team=grid.nlp)
+    early = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+    body = make_batch(hostname="nlp-2", devices=2, windows=4, start=early, energy_j=24000.0)
+    for sample in body["samples"]:
+        sample["idle_s"] = 30.0
+    body["host"]["site"] = "paris-dc"
+    assert post_batch(secret, body).status_code == 201
+    send(post_batch, make_batch, secret, site="oslo-dc", hostname="nlp-3", devices=1, start=early)
+    send(post_batch, make_batch, secret, hostname="nlp-2", devices=2, start=MARCH)  # idle 5 s
+    recompute(grid, early - timedelta(hours=1))
+
+    from django.contrib.auth import get_user_model
+
+    scope = scope_for(get_user_model().objects.get(username="alice"), "acme")
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+    summed = sc.kpi_table(sc.carbon_frame(scope, start, end), ["team_id"]).set_index("team_id")
+    hourly = rollup_frame(organisation_id=grid.pk, start=start, end=end)
+    assert len(hourly) > len(sc.carbon_frame(scope, start, end))  # it did sum something
+    by = ["team_id"]
+    expected = (
+        formulas.energy(hourly, by)
+        .merge(formulas.co2e(hourly, by), on=by)
+        .merge(formulas.renewable_share(hourly, by)[[*by, "renewable_share"]], on=by)
+        .merge(formulas.idle_waste(hourly, by)[[*by, "idle_kgco2e", "idle_gpu_h"]], on=by)
+        .merge(formulas.gpu_utilization(hourly, by)[[*by, "avg_gpu_utilization"]], on=by)
+        .set_index("team_id")
+    )
+    for column in expected.columns:
+        for team_id in expected.index:
+            assert summed.loc[team_id, column] == pytest.approx(
+                expected.loc[team_id, column], rel=1e-9, nan_ok=True
+            ), (team_id, column)
+    assert expected.loc[grid.nlp.pk, "renewable_share"] != pytest.approx(0.2629)  # mixed shares
