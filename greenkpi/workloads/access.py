@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
-from greenkpi.dashboard.scoping import NoOrganisation, scope_for
+from greenkpi.dashboard.scoping import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.models import CollectorToken, Organisation, Team
 from greenkpi.workloads.models import MLModel
 
@@ -94,3 +95,26 @@ def model_for(request: Request, model_id: int, *, write: bool) -> MLModel:
     if write and model.team_id not in access.writable_team_ids:
         raise PermissionDenied("writing needs the manager or admin role on this team")
     return model
+
+
+def model_for_person(
+    user: AbstractBaseUser | AnonymousUser, model_id: int
+) -> tuple[Scope, MLModel]:
+    """For dashboard pages: the model if its team is visible to ``user`` (else 404, never 403),
+    with the user's scope in its organisation. Same rule as the API's reads."""
+    org_slug = (
+        MLModel.objects.filter(pk=model_id)
+        .values_list("team__organisation__slug", flat=True)
+        .first()
+    )
+    if org_slug is None:
+        raise Http404("no such model")
+    scope = scope_for(user, org_slug)  # 404 when the user is not in that organisation
+    model = (
+        MLModel.objects.select_related("team__organisation", "assessment", "owner")
+        .filter(pk=model_id, team_id__in=list(scope.team_ids))
+        .first()
+    )
+    if model is None:
+        raise Http404("no such model")
+    return scope, model

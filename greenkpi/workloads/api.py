@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
 from greenkpi.workloads import access, lifecycle, selectors, services
 from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
+from greenkpi.workloads.selectors import detail
 
 TAGS = ["models"]
 
@@ -244,8 +245,9 @@ class RunsApi(RegistryApi):
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
         rows = []
-        for run, totals in selectors.runs_with_totals(model=model):
-            units = run.functional_units
+        # The model page's runs table reads the same selector, so its numbers match these.
+        for row in detail.runs_table(model=model)[::-1]:
+            run, totals = row.run, row.totals
             rows.append(
                 {
                     "id": run.pk,
@@ -258,13 +260,13 @@ class RunsApi(RegistryApi):
                     "recurrence": run.recurrence,
                     "mlflow_run_id": run.mlflow_run_id,
                     "functional_unit": run.functional_unit,
-                    "functional_units": units,
+                    "functional_units": run.functional_units,
                     "energy_kwh": totals.energy_kwh,
                     "kgco2e": totals.kgco2e,
                     "gpu_hours": totals.gpu_hours,
                     "hosts": totals.hosts,
                     "devices": totals.devices,
-                    "sci_kgco2e_per_unit": totals.kgco2e / units if units else None,
+                    "sci_kgco2e_per_unit": row.sci_kgco2e_per_unit,
                 }
             )
         return Response(self.RunsOutput(rows, many=True).data)

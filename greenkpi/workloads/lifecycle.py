@@ -56,3 +56,47 @@ def sci_over_time(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     out = sci_per_unit(served.astype({"functional_units": "float64"}))
     return out.sort_values("ended_at")[columns].reset_index(drop=True)
+
+
+# --- Phases and SCI per 1,000 inferences as the dashboard shows them (docs/dashboard.md) ---
+
+PHASE_BY_KIND = {
+    "training": "training",
+    "fine-tuning": "training",
+    "inference": "inference",
+    "evaluation": "evaluation",
+}
+# Energy carrying the model's key but a run key no registered run has (or none at all).
+UNREGISTERED = "unregistered"
+PHASES = ("training", "inference", "evaluation", UNREGISTERED)
+# Functional units that count as inferences (a run that names none serves inferences by kind).
+INFERENCE_UNITS = (
+    "",
+    "inference",
+    "inferences",
+    "request",
+    "requests",
+    "prediction",
+    "predictions",
+)
+PER_UNITS = 1000.0
+
+
+def phase_of(kind: str | None) -> str:
+    """The dashboard phase of a run kind; None (no registered run) is *unregistered*."""
+    return PHASE_BY_KIND.get(kind or "", UNREGISTERED)
+
+
+def sci_per_thousand(kgco2e: pd.Series, units: pd.Series) -> pd.Series:
+    """SCI per 1,000 functional units = (O + M) x 1000 / R; NaN where R is 0 (no data)."""
+    den = units.astype("float64")
+    return kgco2e.astype("float64") * PER_UNITS / den.where(den > 0)
+
+
+def bucket_start(days: pd.Series, step: str) -> pd.Series:
+    """The start of each day's bucket: the day itself, or the Monday of its ISO week."""
+    if step == "day":
+        return days
+    if step == "week":
+        return days - pd.to_timedelta(days.dt.day_of_week, unit="D")
+    raise ValueError(f"step must be day or week, not {step!r}")

@@ -240,3 +240,27 @@ def retrain_efficiency(
     elif min_gain_per_kgco2e is not None and per_kg is not None and per_kg < min_gain_per_kgco2e:
         reason = f"{per_kg:.4g} per kgCO2e is under {min_gain_per_kgco2e:.4g}"
     return Efficiency(gain, per_kwh, per_kg, bool(reason), reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One bar of the need-score breakdown: a score, its weight and what it adds."""
+
+    component: str
+    score: float
+    weight: float
+    contribution: float
+
+
+def breakdown(*, perf: float, drift: float, age: float) -> list[Part]:
+    """How R = max(s_perf, 0.5 s_drift + 0.3 s_age + 0.2 s_perf) is made, bar by bar: the three
+    weighted parts, their sum, performance alone, and R (the larger of the two)."""
+    weighted = W_DRIFT * drift + W_AGE * age + W_PERF * perf
+    return [
+        Part("drift", drift, W_DRIFT, W_DRIFT * drift),
+        Part("age", age, W_AGE, W_AGE * age),
+        Part("performance", perf, W_PERF, W_PERF * perf),
+        Part("weighted sum", weighted, 1.0, weighted),
+        Part("performance alone", perf, 1.0, perf),
+        Part("need R", need_score(perf=perf, drift=drift, age=age), 1.0, max(perf, weighted)),
+    ]

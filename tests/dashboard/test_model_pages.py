@@ -1,0 +1,490 @@
+"""The models list, a model's page and a run's page: who sees them, the numbers they show (worked
+out by hand below), their CSVs, and how many queries they run.
+
+The story (team nlp, model bert, registered through the API by nina, its manager):
+
+- train-1 (training): host train-node, 1 GPU x 3 windows of 60 s x 12,000 J, all claimed by the run:
+  E = 36,000 J = 0.010 kWh; reserved 1 x 3 x 60 s x 1.0 = 180 s.
+- serve-1 (inference, closed with 5,000 inferences): host serve-node, 2 GPUs x 3 windows x 12,000 J,
+  9,000 J of each window claimed by the run: E = 54,000 J = 0.015 kWh; reserved 2 x 3 x 60 s x 0.75
+  = 270 s (embodied follows the energy share).
+- No site: PUE 1.0, the world-average intensity 458.29 gCO2e/kWh (docs/kpis.md); embodied 150 kgCO2e
+  per GPU over 4 years of 31,557,600 s.
+
+    O(train) = 0.010 x 458.29 / 1000 = 0.0045829 kg      M(train) = 150 x 180 / 126,230,400
+    O(serve) = 0.015 x 458.29 / 1000 = 0.00687435 kg     M(serve) = 150 x 270 / 126,230,400
+    SCI per 1,000 inferences = (O + M)(serve) x 1000 / 5,000
+
+- Accuracy of version 1 (baseline 0.90, floor 0.80): 0.90, 0.88, 0.85, 0.82 a day apart: s_perf =
+  (0.90 - 0.82) / 0.10 = 0.8 now; no drift or age to speak of, so R = max(0.8, 0.2 x 0.8 + ...) = 0.8:
+  only one evaluation at or above enter 0.6 (persistence 3): verdict *watch*.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from greenkpi.kpis import daily
+from greenkpi.kpis import services as kpi_services
+from greenkpi.workloads import retraining
+from greenkpi.workloads.models import MLModel, Run
+
+pytestmark = pytest.mark.django_db
+
+WORLD_G_PER_KWH = 458.29
+EMBODIED_GPU_KG = 150.0
+LIFETIME_S = 4 * 31_557_600
+TRAIN_KWH = 3 * 12_000.0 / 3.6e6
+SERVE_KWH = 2 * 3 * 9_000.0 / 3.6e6
+TRAIN_KG = TRAIN_KWH * WORLD_G_PER_KWH / 1000 + EMBODIED_GPU_KG * 180 / LIFETIME_S
+SERVE_KG = SERVE_KWH * WORLD_G_PER_KWH / 1000 + EMBODIED_GPU_KG * 270 / LIFETIME_S
+INFERENCES = 5_000
+SCI_PER_1000 = SERVE_KG * 1000 / INFERENCES
+
+
+@dataclass
+class World:
+    model: MLModel
+    train: Run
+    serve: Run
+    start: datetime  # the first measured window
+    day_query: str  # ?from=..&to=.. covering the measured day(s), in whole days (DailyRollup)
+
+
+def api(client: Client, path: str, body: dict) -> dict:
+    response = client.post(f"/api/v1/{path}", orjson.dumps(body), content_type="application/json")
+    assert response.status_code in (200, 201), response.content
+    return response.json()
+
+
+@pytest.fixture
+def world(acme, globex, people, acme_token, make_batch, post_batch) -> World:
+    nina = Client()
+    nina.force_login(people["nina"])
+    now = datetime.now(UTC)
+    start = kpi_services.hour_floor(now - timedelta(hours=2)) + timedelta(minutes=5)
+    model_id = api(
+        nina,
+        "models/",
+        {
+            "team": "nlp",
+            "key": "bert",
+            "name": "BERT intent",
+            "policy": {"primary_metric": "accuracy", "metric_floor": 0.80},
+        },
+    )["id"]
+    api(
+        nina,
+        f"models/{model_id}/versions/",
+        {"version": "1", "baseline_value": 0.90, "deploy": True},
+    )
+    train = api(
+        nina,
+        f"models/{model_id}/runs/",
+        {"key": "train-1", "kind": "training", "started_at": start.isoformat()},
+    )
+    serve = api(
+        nina,
+        f"models/{model_id}/runs/",
+        {
+            "key": "serve-1",
+            "kind": "inference",
+            "version": "1",
+            "functional_unit": "inference",
+            "started_at": (start + timedelta(minutes=15)).isoformat(),
+        },
+    )
+    _, secret = acme_token
+    claims = {
+        "train-node": (
+            [
+                {
+                    "energy_j": 12_000.0,
+                    "method": "declared",
+                    "team": "nlp",
+                    "model": "bert",
+                    "run": "train-1",
+                }
+            ],
+            1,
+            start,
+        ),
+        "serve-node": (
+            [
+                {
+                    "energy_j": 9_000.0,
+                    "method": "utilization",
+                    "team": "nlp",
+                    "model": "bert",
+                    "run": "serve-1",
+                },
+                {"energy_j": 3_000.0, "method": "unattributed"},
+            ],
+            2,
+            start + timedelta(minutes=15),
+        ),
+    }
+    for hostname, (shares, devices, t0) in claims.items():
+        body = make_batch(hostname=hostname, devices=devices, windows=3, start=t0, shares=shares)
+        assert post_batch(secret, body).status_code == 201
+    api(
+        nina,
+        f"models/{model_id}/runs/{train['id']}/close/",
+        {"ended_at": (start + timedelta(minutes=3)).isoformat()},
+    )
+    api(
+        nina,
+        f"models/{model_id}/runs/{serve['id']}/close/",
+        {"ended_at": (start + timedelta(minutes=18)).isoformat(), "functional_units": INFERENCES},
+    )
+    for days_ago, accuracy in ((3, 0.90), (2, 0.88), (1, 0.85), (0, 0.82)):
+        api(
+            nina,
+            f"models/{model_id}/evaluations/",
+            {
+                "metric": "accuracy",
+                "value": accuracy,
+                "window_end": (now - timedelta(days=days_ago, minutes=1)).isoformat(),
+            },
+        )
+    api(
+        nina,
+        f"models/{model_id}/drift-reports/",
+        {
+            "window_end": (now - timedelta(minutes=1)).isoformat(),
+            "features": [
+                {
+                    "feature": "length",
+                    "statistic": "psi",
+                    "value": 0.3,
+                    "threshold": 0.2,
+                    "importance": 1,
+                },
+                {
+                    "feature": "topic",
+                    "statistic": "js",
+                    "value": 0.05,
+                    "threshold": 0.1,
+                    "importance": 1,
+                },
+            ],
+        },
+    )
+    windows = kpi_services.backfill_windows(
+        start=start - timedelta(hours=1), end=now + timedelta(hours=1), organisation_ids=[acme.pk]
+    )
+    kpi_services.windows_recompute(windows=windows, kind="test")
+    first, last = start.date(), now.date()
+    daily.days_refresh(
+        organisation_id=acme.pk,
+        days=[first + timedelta(days=i) for i in range((last - first).days + 1)],
+    )
+    model = MLModel.objects.get(pk=model_id)
+    retraining.outcomes_recompute(model=model)
+    retraining.assessment_recompute(model=model)
+    return World(
+        model=MLModel.objects.get(pk=model_id),
+        train=Run.objects.get(pk=train["id"]),
+        serve=Run.objects.get(pk=serve["id"]),
+        start=start,
+        day_query=f"from={first.isoformat()}&to={last.isoformat()}",
+    )
+
+
+def logged_in(people, who: str) -> Client:
+    client = Client()
+    client.force_login(people[who])
+    return client
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def model_urls(w: World) -> list[str]:
+    m, r = w.model.pk, w.train.pk
+    return [
+        f"/models/{m}/",
+        *(
+            f"/models/{m}/{c}.{f}"
+            for c in ("lifecycle", "sci", "evaluations", "drift", "need")
+            for f in ("json", "csv")
+        ),
+        f"/models/{m}/runs/{r}/",
+        f"/models/{m}/runs/{r}/power.json",
+        f"/models/{m}/runs/{r}/power.csv",
+    ]
+
+
+# --- Who sees what -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("alice", 200), ("nina", 200), ("victor", 404), ("gary", 404)]
+)
+def test_a_model_and_its_runs_are_visible_exactly_to_who_sees_its_team(world, people, who, status):
+    client = logged_in(people, who)
+    for url in model_urls(world):
+        assert client.get(url).status_code == status, url
+    listed = csv_rows(client.get("/models/table.csv"))
+    assert [row["model"] for row in listed] == (["bert"] if status == 200 else [])
+
+
+def test_anonymous_visitors_are_sent_to_log_in(world):
+    for url in ["/models/", *model_urls(world)]:
+        response = Client().get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_a_run_of_another_model_and_unknown_ids_are_not_found(world, people, acme):
+    from greenkpi.workloads import services
+
+    other, _ = services.model_register(team=acme.nlp, key="t5")
+    client = logged_in(people, "alice")
+    assert client.get(f"/models/{other.pk}/runs/{world.train.pk}/").status_code == 404
+    assert client.get("/models/999999/").status_code == 404
+    assert client.get(f"/models/{world.model.pk}/runs/999999/").status_code == 404
+    assert client.get(f"/models/{world.model.pk}/nope.json").status_code == 404
+
+
+def test_bad_filters_are_a_400_with_the_reason(world, people):
+    client = logged_in(people, "alice")
+    for url, reason in (
+        ("/models/?sort=cost", "sort must be one of"),
+        ("/models/?range=2y", "range must be one of"),
+        (f"/models/{world.model.pk}/?step=month", "step must be one of"),
+        (f"/models/{world.model.pk}/lifecycle.csv?step=hour", "step must be one of"),
+    ):
+        response = client.get(url)
+        assert response.status_code == 400, url
+        assert reason in response.content.decode(), url
+    assert client.get("/models/?team=research").status_code == 404  # not a team of acme
+
+
+# --- Numbers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("range_query", ["range=24h", "day"])
+def test_the_models_list_splits_training_and_inference_and_gives_sci_per_1000(
+    world, people, range_query
+):
+    """Both the hourly (24h) and the daily rollups (whole days) give the same hand-worked row."""
+    query = world.day_query if range_query == "day" else range_query
+    client = logged_in(people, "nina")
+    (row,) = csv_rows(client.get(f"/models/table.csv?{query}"))
+    assert row["team"] == "NLP" and row["deployed_version"] == "1"
+    assert float(row["training_energy_kwh"]) == pytest.approx(TRAIN_KWH, rel=1e-5)
+    assert float(row["inference_energy_kwh"]) == pytest.approx(SERVE_KWH, rel=1e-5)
+    assert float(row["energy_kwh"]) == pytest.approx(TRAIN_KWH + SERVE_KWH, rel=1e-5)
+    assert float(row["training_kgco2e"]) == pytest.approx(TRAIN_KG, rel=1e-5)
+    assert float(row["inference_kgco2e"]) == pytest.approx(SERVE_KG, rel=1e-5)
+    assert float(row["inferences"]) == INFERENCES
+    assert float(row["sci_kgco2e_per_1000_inferences"]) == pytest.approx(SCI_PER_1000, rel=1e-5)
+    assert row["last_training_run"] == "train-1" and row["last_training_status"] == "succeeded"
+    assert row["verdict"] == "watch"
+    page = client.get(f"/models/?{query}").content.decode()
+    assert f"{SCI_PER_1000:.6f}" in page
+    assert f'href="/models/{world.model.pk}/' in page
+    assert "Watch" in page
+
+
+def test_the_models_list_sorts_by_energy_both_ways(world, people, acme):
+    from greenkpi.workloads import services
+
+    services.model_register(team=acme.nlp, key="idle-model")  # registered, nothing measured
+    client = logged_in(people, "alice")
+    most_first = [r["model"] for r in csv_rows(client.get("/models/table.csv?sort=-energy"))]
+    least_first = [r["model"] for r in csv_rows(client.get("/models/table.csv?sort=energy"))]
+    assert most_first == ["bert", "idle-model"] and least_first == ["idle-model", "bert"]
+    assert csv_rows(client.get("/models/table.csv?team=vision")) == []
+    page = client.get("/models/?sort=-energy").content.decode()
+    assert "sort=energy" in page  # the energy header reverses the order on the next click
+
+
+def test_the_lifecycle_chart_stacks_training_and_inference_with_units(world, people):
+    client = logged_in(people, "nina")
+    base = f"/models/{world.model.pk}/lifecycle"
+    rows = csv_rows(client.get(f"{base}.csv?{world.day_query}"))
+    by_phase = {r["phase"]: r for r in rows}
+    assert set(by_phase) == {"training", "inference"}
+    assert float(by_phase["training"]["energy_kwh"]) == pytest.approx(TRAIN_KWH, rel=1e-5)
+    assert float(by_phase["inference"]["kgco2e"]) == pytest.approx(SERVE_KG, rel=1e-5)
+    assert rows[0]["bucket_utc"].endswith("T00:00:00Z")
+    weekly = csv_rows(client.get(f"{base}.csv?{world.day_query}&step=week"))
+    monday = world.start.date() - timedelta(days=world.start.weekday())
+    assert {r["bucket_utc"][:10] for r in weekly} == {monday.isoformat()}
+    figure = client.get(f"{base}.json?{world.day_query}").json()
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Energy (kWh)"
+    assert figure["layout"]["yaxis2"]["title"]["text"] == "CO2e (kgCO2e)"
+    assert figure["layout"]["barmode"] == "stack"
+    assert {t["name"] for t in figure["data"]} == {"Training", "Inference"}
+
+
+def test_the_sci_chart_is_the_run_sci_per_1000_inferences(world, people):
+    client = logged_in(people, "nina")
+    (row,) = csv_rows(client.get(f"/models/{world.model.pk}/sci.csv?range=7d"))
+    assert row["run_key"] == "serve-1" and row["version"] == "1"
+    assert float(row["sci_kgco2e_per_1000"]) == pytest.approx(SCI_PER_1000, rel=1e-5)
+    figure = client.get(f"/models/{world.model.pk}/sci.json?range=7d").json()
+    assert figure["layout"]["yaxis"]["title"]["text"] == "SCI (kgCO2e per 1,000 inferences)"
+    # The API's carbon series reads the same frames: per unit x 1000 is the page's number.
+    api_sci = client.get(f"/api/v1/models/{world.model.pk}/carbon/").json()["sci"]
+    assert api_sci[0]["sci_kgco2e_per_unit"] * 1000 == pytest.approx(
+        float(row["sci_kgco2e_per_1000"]),
+        rel=1e-5,  # the CSV keeps 6 significant digits
+    )
+
+
+def test_evaluations_drift_and_need_components_are_charted_and_rendered(world, people):
+    client = logged_in(people, "nina")
+    m = world.model.pk
+    values = [
+        float(r["value"]) for r in csv_rows(client.get(f"/models/{m}/evaluations.csv?range=7d"))
+    ]
+    assert values == [0.90, 0.88, 0.85, 0.82]
+    evaluations = client.get(f"/models/{m}/evaluations.json?range=7d").json()
+    assert evaluations["layout"]["yaxis"]["title"]["text"] == "accuracy (metric units)"
+    assert [t["name"] for t in evaluations["data"]] == ["version 1"]
+
+    drift = {r["feature"]: r for r in csv_rows(client.get(f"/models/{m}/drift.csv?range=7d"))}
+    assert drift["length"]["drifted"] == "True" and drift["topic"]["drifted"] == "False"
+
+    need = {r["component"]: r for r in csv_rows(client.get(f"/models/{m}/need.csv"))}
+    assert float(need["performance"]["score"]) == pytest.approx(0.8)
+    assert float(need["performance"]["contribution"]) == pytest.approx(0.2 * 0.8)
+    s_drift = float(need["drift"]["score"])
+    assert float(need["weighted sum"]["contribution"]) == pytest.approx(
+        0.5 * s_drift + 0.3 * float(need["age"]["score"]) + 0.2 * 0.8
+    )
+    assert float(need["need R"]["contribution"]) == pytest.approx(0.8)
+    figure = client.get(f"/models/{m}/need.json").json()
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Score (0-1, unitless)"
+    assert [s["y0"] for s in figure["layout"]["shapes"]] == [0.3, 0.6, 0.4]
+
+    page = client.get(f"/models/{m}/").content.decode()
+    assert 'data-testid="need">0.800<' in page
+    assert 'data-testid="verdict">Watch<' in page
+    assert "need 0.80 &gt;= watch 0.30" in page  # the reason, as the assessment stored it
+    assert (
+        '<tr data-component="performance"><th scope="row">Performance decay s_perf</th><td class="num">0.800</td>'
+        in page
+    )
+    assert f'href="/models/{m}/runs/{world.train.pk}/"' in page
+    assert "No recurring run" in page
+
+
+def test_the_run_page_shows_what_the_run_measured(world, people):
+    client = logged_in(people, "alice")
+    page = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/").content.decode()
+    assert 'data-testid="hosts">serve-node<' in page
+    assert f'data-testid="energy">{SERVE_KWH:.4f} kWh<' in page
+    assert f'data-testid="kgco2e">{SERVE_KG:.5f} kg<' in page
+    assert f'data-testid="sci-1000">{SCI_PER_1000:.6f} kgCO2e<' in page
+    assert "Inference service" in page and "Succeeded" in page
+    rows = csv_rows(client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.csv"))
+    assert len(rows) == 2  # two GPUs, one hour
+    # 27,000 J per GPU in the hour = 0.0075 kWh -> a mean of 7.5 W over that hour.
+    assert [float(r["power_w"]) for r in rows] == pytest.approx([7.5, 7.5])
+    figure = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.json").json()
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Mean power over the hour (W)"
+    assert len(figure["data"]) == 2
+
+
+def test_the_api_run_list_and_the_model_page_show_the_same_totals(world, people):
+    client = logged_in(people, "nina")
+    listed = {r["key"]: r for r in client.get(f"/api/v1/models/{world.model.pk}/runs/").json()}
+    assert listed["train-1"]["energy_kwh"] == pytest.approx(TRAIN_KWH, rel=1e-5)
+    assert listed["serve-1"]["sci_kgco2e_per_unit"] * 1000 == pytest.approx(SCI_PER_1000, rel=1e-5)
+
+
+# --- Team -> model -> run -------------------------------------------------------------------
+
+
+def test_the_team_page_links_registered_models_and_runs(world, people, acme):
+    client = logged_in(people, "nina")
+    page = client.get(f"/teams/{acme.nlp.pk}/").content.decode()
+    lookup = f"/models/lookup/{acme.nlp.pk}/"
+    assert f'href="{lookup}?model=bert&amp;run=train-1"' in page
+    to_run = client.get(f"{lookup}?model=bert&run=train-1")
+    assert to_run.status_code == 302
+    assert to_run["Location"] == f"/models/{world.model.pk}/runs/{world.train.pk}/"
+    to_model = client.get(f"{lookup}?model=bert&run=never-registered")
+    assert to_model["Location"] == f"/models/{world.model.pk}/"
+    unknown = client.get(f"{lookup}?model=gpt-x")
+    assert unknown.status_code == 404 and "POST /api/v1/models/" in unknown.content.decode()
+    victor = logged_in(people, "victor")
+    assert victor.get(f"{lookup}?model=bert&run=train-1").status_code == 404
+
+
+def test_registered_ids_maps_keys_in_one_query(world, acme):
+    from greenkpi.workloads.selectors import listing
+
+    pairs = [
+        ("bert", "train-1"),
+        ("bert", "serve-1"),
+        ("bert", "ghost"),
+        ("gpt", "x"),
+        ("bert", ""),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        found = listing.registered_ids(team_id=acme.nlp.pk, pairs=pairs)
+    assert len(queries) == 1
+    m = world.model.pk
+    assert found == {
+        ("bert", "train-1"): (m, world.train.pk),
+        ("bert", "serve-1"): (m, world.serve.pk),
+        ("bert", "ghost"): (m, None),
+        ("bert", ""): (m, None),
+    }
+    assert listing.registered_ids(team_id=acme.vision.pk, pairs=pairs) == {}
+
+
+# --- Query counts ---------------------------------------------------------------------------
+
+
+def test_pages_run_a_bounded_number_of_queries_whatever_the_number_of_models_and_runs(
+    world, people, acme
+):
+    from greenkpi.workloads import services
+
+    client = logged_in(people, "alice")
+    m, r = world.model.pk, world.serve.pk
+    urls = [
+        "/models/",
+        "/models/table.csv",
+        f"/models/{m}/",
+        f"/models/{m}/lifecycle.json",
+        f"/models/{m}/runs/{r}/",
+        f"/models/{m}/runs/{r}/power.json",
+    ]
+
+    def counts() -> dict[str, int]:
+        out = {}
+        for url in urls:
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url).status_code == 200, url
+            out[url] = len(queries)
+        return out
+
+    before = counts()
+    for i in range(4):
+        extra, _ = services.model_register(team=acme.vision, key=f"m{i}")
+        services.version_register(model=extra, version="1", deploy=True)
+        for k in range(3):
+            services.run_open(model=extra, key=f"r{k}", kind="training")
+            services.run_open(model=world.model, key=f"more-{i}-{k}", kind="inference")
+    after = counts()
+    assert after == before
+    assert before["/models/"] <= 10
+    assert before[f"/models/{m}/"] <= 25
+    assert before[f"/models/{m}/runs/{r}/"] <= 10
