@@ -6,18 +6,28 @@ rows_written = notifications created).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from greenkpi.alerts import evaluators, lifecycle, outbox
+from greenkpi.alerts import evaluators, grouping, lifecycle, messages, outbox
 from greenkpi.alerts.lifecycle import Action, Event, State
-from greenkpi.alerts.models import Alert, AlertRule, Silence
+from greenkpi.alerts.models import (
+    Alert,
+    AlertGroup,
+    AlertRule,
+    NoDataHandling,
+    RuleState,
+    Silence,
+)
 from greenkpi.kpis import services as kpis_services
 from greenkpi.kpis.models import RecomputeRun
 
@@ -25,7 +35,7 @@ log = logging.getLogger(__name__)
 
 RUN_KIND = "alerts-evaluate"
 RULE_LEASE_S = 120
-OPEN_STATES = (State.PENDING, State.FIRING)
+OPEN_STATES = (State.PENDING, State.FIRING, State.NODATA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +48,8 @@ class RuleResult:
 def rule_evaluate(
     *, rule: AlertRule, now: datetime | None = None, queue: str | None = None
 ) -> RuleResult:
-    """Claim ``rule``, observe its condition and apply the transitions (see lifecycle)."""
+    """Claim ``rule``, observe its condition, apply the transitions (see lifecycle) and flush the
+    groups its alerts are in (see grouping), all in one transaction."""
     now = now or timezone.now()
     token = uuid.uuid4().hex
     claimed = (
@@ -52,24 +63,84 @@ def rule_evaluate(
     try:
         evaluation = evaluators.evaluate(rule, now=now)
         with transaction.atomic():
-            created = _apply(rule, evaluation, now, queue)
-            mine.update(claimed_until=None, claimed_by="", last_evaluated_at=now, last_error="")
+            state = _apply(rule, evaluation, now, queue)
+            group_ids = grouping.groups_attach(
+                rule=rule,
+                alerts=Alert.objects.filter(rule=rule, state__in=grouping.GROUPED_STATES),
+                now=now,
+                queue=queue,
+            )
+            group_ids += list(
+                AlertGroup.objects.filter(alerts__rule=rule).values_list("pk", flat=True)
+            )
+            created = grouping.groups_flush(now=now, group_ids=set(group_ids), queue=queue)
+            mine.update(
+                claimed_until=None, claimed_by="", last_evaluated_at=now, last_error="", **state
+            )
     except kpis_services.TRANSIENT_ERRORS:
         mine.update(claimed_until=None, claimed_by="")
         raise
     except Exception as exc:  # this rule's problem (bad budget, a bug): record it, go on
         log.exception("evaluating rule %s failed", rule.pk)
         error = f"{type(exc).__name__}: {exc}"
-        mine.update(
-            claimed_until=None, claimed_by="", last_evaluated_at=now, last_error=error[:2000]
-        )
-        return RuleResult("failed", error=error)
+        created = _record_error(rule, mine, error, now, queue)
+        return RuleResult("failed", notifications=created, error=error)
     return RuleResult("done", notifications=created)
+
+
+def _record_error(
+    rule: AlertRule, mine: QuerySet[AlertRule], error: str, now: datetime, queue: str | None
+) -> int:
+    """Grafana's Error state: the rule's alerts are held as they were, the error is recorded on
+    the rule and told once per episode (entering Error), not on every failing evaluation."""
+    current = AlertRule.objects.filter(pk=rule.pk).values_list("state", flat=True).first()
+    entering = current != RuleState.ERROR
+    with transaction.atomic():
+        changes: dict[str, object] = {"state": RuleState.ERROR, "state_since": now}
+        mine.update(
+            claimed_until=None,
+            claimed_by="",
+            last_evaluated_at=now,
+            last_error=error[:2000],
+            **(changes if entering else {}),
+        )
+        if not entering:
+            return 0
+        payload = messages.error_payload(
+            organisation=rule.organisation,
+            rule={"id": rule.pk, "name": rule.name, "kind": rule.kind},
+            error=error,
+            created_at=now,
+            url=f"{settings.SITE_URL}/admin/alerts/alertrule/{rule.pk}/change/",
+        )
+        created = 0
+        team_ids = [rule.team_id or (rule.budget.team_id if rule.budget_id else None)]
+        for channel in rule.channels.filter(enabled=True).order_by("pk"):
+            email = channel.kind == channel.Kind.EMAIL
+            created += bool(
+                outbox.notification_write(
+                    channel=channel,
+                    rule=rule,
+                    event=Event.ERROR,
+                    payload=payload,
+                    dedup_key=hashlib.sha256(f"error|{rule.pk}|{now}".encode()).hexdigest(),
+                    now=now,
+                    recipients=outbox.recipients_for(channel, team_ids) if email else [],
+                    queue=queue,
+                )
+            )
+        return created
+
+
+def _no_data_fingerprint(rule: AlertRule, labels: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    full = {**labels, "alertstate": "nodata"}
+    return evaluators.fingerprint(rule.organisation_id, rule.pk, full), full
 
 
 def _apply(
     rule: AlertRule, evaluation: evaluators.Evaluation, now: datetime, queue: str | None
-) -> int:
+) -> dict[str, object]:
+    """Write this evaluation's alert changes; return the rule's new state fields."""
     rows = {
         a.fingerprint: a
         for a in Alert.objects.select_for_update().filter(rule=rule, state__in=OPEN_STATES)
@@ -79,26 +150,35 @@ def _apply(
             organisation_id=rule.organisation_id, starts_at__lte=now, ends_at__gt=now
         )
     )
+    observed = dict(evaluation.observed)
+    unknown = set(evaluation.unknown)
+    wanted_no_data: dict[str, tuple[dict[str, str], evaluators.NoData]] = {}
+    for fp, gap in evaluation.no_data.items():
+        if rule.no_data == NoDataHandling.ALERTING:  # no data counts as the condition holding
+            observed[fp] = lifecycle.Observation(fp, gap.labels, None, f"No data: {gap.reason}")
+        elif rule.no_data == NoDataHandling.NODATA:  # hold the alert, raise a "no data" one
+            unknown.add(fp)
+            nd_fp, nd_labels = _no_data_fingerprint(rule, gap.labels)
+            wanted_no_data[nd_fp] = (nd_labels, gap)
+        # OK: no data counts as clear, so an alert on it resolves.
     transitions = lifecycle.step(
         open_alerts={
             fp: lifecycle.OpenAlert(
                 fp, State(a.state), a.active_since, a.last_active_at, a.notified_at, a.labels
             )
             for fp, a in rows.items()
+            if a.state != State.NODATA
         },
-        observed=evaluation.observed,
-        unknown=evaluation.unknown,
+        observed=observed,
+        unknown=unknown,
         now=now,
         for_s=rule.for_s,
         repeat_s=rule.repeat_interval_s,
         keep_firing_s=rule.keep_firing_s,
         silenced=lambda labels: any(s.matches(labels) for s in silences),
     )
-    groups: dict[Event, list[Alert]] = {Event.FIRING: [], Event.RESOLVED: []}
-    repeats: set[int] = set()
-    previous: dict[int, datetime | None] = {}
     for t in transitions:
-        seen = evaluation.observed.get(t.fingerprint)
+        seen = observed.get(t.fingerprint)
         alert = rows.get(t.fingerprint)
         if t.action is Action.DROP:
             alert.delete()
@@ -120,32 +200,49 @@ def _apply(
             alert.state, alert.fired_at = State.FIRING, now
         elif t.action is Action.RESOLVE:
             alert.state, alert.resolved_at = State.RESOLVED, now
-        notify = t.notify
-        if t.action is Action.REPEAT and alert.acknowledged_at is not None:
-            notify = None  # acknowledged: someone is on it, stop reminding
+        # Notifying is the groups' business (grouping.py): repeats, silences, acknowledgement.
         alert.save()
-        if notify is Event.FIRING:
-            previous[alert.pk] = alert.notified_at
-            if t.action is Action.REPEAT:
-                repeats.add(alert.pk)
-            alert.notified_at = now
-            alert.save(update_fields=["notified_at"])
-        if notify is not None:
-            groups[notify].append(alert)
-    created = 0
-    for event, alerts in groups.items():
-        created += len(
-            outbox.notifications_create(
-                rule=rule,
-                event=event,
-                alerts=alerts,
-                repeats=repeats,
-                previous_notified=previous,
-                now=now,
-                queue=queue,
-            )
+    for fp, (labels, gap) in wanted_no_data.items():
+        alert = rows.get(fp) or Alert(
+            organisation_id=rule.organisation_id,
+            rule=rule,
+            fingerprint=fp,
+            state=State.NODATA,
+            active_since=now,
+            fired_at=now,
         )
-    return created
+        alert.labels, alert.summary, alert.value = labels, f"No data: {gap.reason}", None
+        alert.annotations = {"no_data": True}
+        alert.team_id, alert.last_active_at = gap.team_id, now
+        alert.save()
+    for fp, alert in rows.items():
+        if alert.state == State.NODATA and fp not in wanted_no_data:  # data is back
+            alert.state, alert.resolved_at = State.RESOLVED, now
+            alert.save(update_fields=["state", "resolved_at"])
+    return _rule_state(rule, now)
+
+
+def _rule_state(rule: AlertRule, now: datetime) -> dict[str, object]:
+    """The rule's state for pages: alerting > nodata > pending > normal."""
+    open_states = set(
+        Alert.objects.filter(rule=rule, state__in=OPEN_STATES).values_list("state", flat=True)
+    )
+    state = next(
+        (
+            rule_state
+            for alert_state, rule_state in (
+                (State.FIRING, RuleState.ALERTING),
+                (State.NODATA, RuleState.NODATA),
+                (State.PENDING, RuleState.PENDING),
+            )
+            if alert_state in open_states
+        ),
+        RuleState.NORMAL,
+    )
+    current = AlertRule.objects.filter(pk=rule.pk).values_list("state", "state_since").first()
+    if current is not None and current[0] == state and current[1] is not None:
+        return {"state": state}
+    return {"state": state, "state_since": now}
 
 
 def rules_evaluate(
@@ -158,15 +255,21 @@ def rules_evaluate(
     rules = AlertRule.objects.filter(enabled=True).select_related("organisation", "budget", "team")
     if organisation_id is not None:
         rules = rules.filter(organisation_id=organisation_id)
+    now = now or timezone.now()
     try:
         for rule in rules.order_by("pk"):
             result = rule_evaluate(rule=rule, now=now, queue=queue)
+            notifications += result.notifications
             if result.status == "done":
                 done += 1
-                notifications += result.notifications
             elif result.status == "failed":
                 failed += 1
                 errors.append(f"rule {rule.pk}: {result.error}")
+        # Groups with nothing new from their rules may still be due: group_interval after a
+        # change held back, a repeat, a silence that expired.
+        notifications += grouping.groups_flush(
+            now=now, organisation_id=organisation_id, queue=queue
+        )
     except Exception as exc:
         kpis_services.run_finish(
             run, done=done, failed=failed, rows=notifications, error=repr(exc), crashed=True

@@ -27,13 +27,35 @@ from greenkpi.workloads.selectors import retraining_alert_candidates
 IDLE_COVERAGE_MIN = 0.9
 
 
+@dataclass(frozen=True, slots=True)
+class NoData:
+    """A label set the rule had nothing to judge by (see AlertRule.no_data)."""
+
+    labels: dict[str, str]
+    team_id: int | None
+    reason: str
+
+
 @dataclass
 class Evaluation:
-    """Observations of one rule now; ``team_of`` gives each fingerprint's owning team (visibility)."""
+    """Observations of one rule now; ``team_of`` gives each fingerprint's owning team (visibility).
+
+    ``unknown``: partial data (held in its state); ``no_data``: nothing at all to judge by, handled
+    per the rule's ``no_data`` setting (a "no data" alert, alerting, or OK).
+    """
 
     observed: dict[str, Observation] = field(default_factory=dict)
     unknown: set[str] = field(default_factory=set)
     team_of: dict[str, int | None] = field(default_factory=dict)
+    no_data: dict[str, NoData] = field(default_factory=dict)
+
+    def add_no_data(
+        self, rule: AlertRule, labels: dict[str, str], *, team_id: int | None, reason: str
+    ) -> None:
+        full = {"rule": str(rule.pk), "kind": rule.kind, **labels}
+        fp = fingerprint(rule.organisation_id, rule.pk, full)
+        self.team_of[fp] = team_id
+        self.no_data[fp] = NoData(full, team_id, reason)
 
     def add(
         self,
@@ -73,6 +95,8 @@ def _budget_threshold(rule: AlertRule, now: datetime) -> Evaluation:
     budget = rule.budget
     status = selectors.budget_status(budget=budget, now=now)
     out = Evaluation()
+    if not status.has_data:
+        return _budget_no_data(rule, status, out)
     notes = _completeness(status)
     for crossing in status.forecast.crossings:
         if crossing.threshold_pct not in budget.thresholds_pct:
@@ -115,6 +139,8 @@ def _budget_forecast(rule: AlertRule, now: datetime) -> Evaluation:
         f"100 % {when}"
     )
     out = Evaluation()
+    if not status.has_data:
+        return _budget_no_data(rule, status, out)
     exceeds = status.forecast.exceeds
     out.add(
         rule,
@@ -124,6 +150,18 @@ def _budget_forecast(rule: AlertRule, now: datetime) -> Evaluation:
         value=status.forecast_total,
         summary=summary,
         annotations=_completeness(status),
+    )
+    return out
+
+
+def _budget_no_data(rule: AlertRule, status: selectors.BudgetStatus, out: Evaluation) -> Evaluation:
+    """No rollup at all in the period or the last 7 days: zero use is not "under budget"."""
+    budget = status.budget
+    out.add_no_data(
+        rule,
+        {"budget": str(budget.pk)},
+        team_id=budget.team_id,
+        reason=f"budget {budget.name!r} has no rollups in {status.period_label} nor the last 7 days",
     )
     return out
 
@@ -160,7 +198,13 @@ def _low_utilization(rule: AlertRule, now: datetime) -> Evaluation:
     for team in teams:
         known = float(util["util_known_gpu_h"].get(team.pk, 0.0)) if len(util) else 0.0
         if known <= 0:  # no GPU readings: nothing to judge (a team without GPUs is not idle)
-            out.add(rule, {"team": team.slug}, team_id=team.pk, active=None)
+            out.add_no_data(
+                rule,
+                {"team": team.slug},
+                team_id=team.pk,
+                reason=f"team {team.name} has no GPU readings in the last "
+                f"{rule.utilization_window_h} h",
+            )
             continue
         avg = float(util.at[team.pk, "avg_gpu_utilization"])
         out.add(
@@ -189,6 +233,13 @@ def _idle_gpu(rule: AlertRule, now: datetime) -> Evaluation:
     frame = frame[frame["device_kind"] == "gpu"]
     out = Evaluation()
     if frame.empty:
+        scope = {"team": rule.team.slug} if rule.team_id else {}
+        out.add_no_data(
+            rule,
+            scope,
+            team_id=rule.team_id,
+            reason=f"no GPU rollups in the last {rule.idle_hours} h",
+        )
         return out
     per_device = frame.groupby("device_id")[["allocated_gpu_h", "idle_gpu_h"]].sum()
     owner = (
@@ -219,10 +270,17 @@ def _idle_gpu(rule: AlertRule, now: datetime) -> Evaluation:
 
 
 def _collector_silent(rule: AlertRule, now: datetime) -> Evaluation:
-    hosts = Host.objects.filter(organisation_id=rule.organisation_id, last_seen__isnull=False)
+    hosts = Host.objects.filter(organisation_id=rule.organisation_id)
     if rule.team_id:
         hosts = hosts.filter(default_team_id=rule.team_id)
     out = Evaluation()
+    for host in hosts.filter(last_seen__isnull=True).order_by("hostname"):
+        out.add_no_data(
+            rule,
+            {"host": host.hostname},
+            team_id=host.default_team_id,
+            reason=f"the collector on {host.hostname} never reported",
+        )
     cutoff = now - timedelta(minutes=rule.silent_minutes)
     for host in hosts.filter(last_seen__lt=cutoff).order_by("hostname"):
         silent_min = (now - host.last_seen).total_seconds() / 60

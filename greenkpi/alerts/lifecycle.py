@@ -28,6 +28,9 @@ class State(StrEnum):
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
+    # Grafana's NoData: the rule could not judge this label set for lack of data (rule.no_data =
+    # "nodata"). Its own alert instance (labels + alertstate=nodata), never a firing one.
+    NODATA = "nodata"
 
 
 class Action(StrEnum):
@@ -44,6 +47,9 @@ class Action(StrEnum):
 class Event(StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
+    NODATA = "nodata"  # a group whose active alerts are all "no data"
+    ERROR = "error"  # a rule's evaluation raised (sent once per error episode)
+    DIGEST = "digest"  # the daily summary email
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 PAYLOAD_VERSION = 1
+EVENT_TITLES = {"firing": "FIRING", "resolved": "RESOLVED", "nodata": "NO DATA", "error": "ERROR"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,14 @@ def build_payload(
     alerts: Sequence[AlertLine],
     created_at: datetime,
     url: str,
+    group: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON snapshot of one grouped notification; fixed at creation so every retry says the
-    same thing (and a webhook body is byte-identical across retries)."""
-    title = f"[{event.upper()}:{len(alerts)}] {rule['name']}"
+    same thing (and a webhook body is byte-identical across retries). The title counts the alerts
+    in the event's state, Alertmanager-style: "[FIRING:3] collectors silent"."""
+    counts = {s: sum(1 for a in alerts if a.state == s) for s in ("firing", "nodata", "resolved")}
+    shown = counts.get(event) or len(alerts)
+    title = f"[{EVENT_TITLES.get(event, event.upper())}:{shown}] {rule['name']}"
     return {
         "version": PAYLOAD_VERSION,
         "type": f"alert.{event}",
@@ -51,6 +56,8 @@ def build_payload(
         "organisation": organisation,
         "rule": rule,
         "count": len(alerts),
+        "counts": counts,
+        "group": group,
         "incomplete": any(a.annotations.get("complete") is False for a in alerts),
         "alerts": [
             {
@@ -80,6 +87,8 @@ def text_lines(payload: dict[str, Any]) -> list[str]:
         text = alert["summary"] or ", ".join(f"{k}={v}" for k, v in alert["labels"].items())
         if alert["state"] == "resolved":
             text = f"resolved: {text}"
+        elif alert["state"] == "nodata":
+            text = f"no data: {text}"
         if alert["annotations"].get("complete") is False:
             text += " (data incomplete)"
         lines.append(text)
@@ -100,3 +109,34 @@ def webhook_body(payload: dict[str, Any], msg_id: str, body_format: str) -> byte
     """The exact bytes posted (and signed); sorted keys keep them identical across retries."""
     data = slack_body(payload) if body_format == "slack" else {"id": msg_id, **payload}
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def error_payload(
+    *,
+    organisation: Any,
+    rule: dict[str, Any],
+    error: str,
+    created_at: datetime,
+    url: str,
+) -> dict[str, Any]:
+    """A rule that could not be evaluated (Grafana's Error state): told once per episode."""
+    return {
+        "version": PAYLOAD_VERSION,
+        "type": "alert.error",
+        "event": "error",
+        "title": f"[ERROR] {rule['name']}",
+        "organisation": {
+            "id": organisation.pk,
+            "slug": organisation.slug,
+            "name": organisation.name,
+        },
+        "rule": rule,
+        "count": 0,
+        "counts": {},
+        "group": None,
+        "incomplete": True,
+        "error": error,
+        "alerts": [],
+        "created_at": _iso(created_at),
+        "url": url,
+    }

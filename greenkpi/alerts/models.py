@@ -125,6 +125,10 @@ class RuleKind(models.TextChoices):
     RETRAINING_NEED = "retraining_need", "Model retraining recommended or overdue"
 
 
+def default_group_by() -> list[str]:
+    return ["rule"]
+
+
 class Channel(models.Model):
     """Where notifications go: email (Django mail) or a signed JSON webhook."""
 
@@ -147,6 +151,21 @@ class Channel(models.Model):
     url = models.URLField(max_length=500, blank=True)
     secret = models.CharField(max_length=100, blank=True, help_text="whsec_... (HMAC-SHA256 key)")
     body_format = models.CharField(max_length=8, choices=BodyFormat.choices, default="standard")
+    group_by = models.JSONField(
+        default=default_group_by,
+        blank=True,
+        help_text='Labels whose values make a group (Alertmanager group_by): ["rule"] (default) '
+        'sends one message per rule; ["team"] one per team across rules; ["..."] one per alert.',
+    )
+    group_wait_s = models.PositiveIntegerField(
+        default=30, help_text="group_wait: seconds a new group waits to collect its siblings."
+    )
+    group_interval_s = models.PositiveIntegerField(
+        default=300, help_text="group_interval: at most one message per group this often."
+    )
+    daily_digest = models.BooleanField(
+        default=True, help_text="Email: the daily digest goes to this channel's recipients."
+    )
     allow_private_network = models.BooleanField(
         default=False,
         help_text="Admins only: let this webhook reach private/loopback addresses (on-premises "
@@ -170,12 +189,34 @@ class Channel(models.Model):
             if not self.secret:
                 self.secret = new_webhook_secret()
 
+        group_by = self.group_by
+        if not isinstance(group_by, list) or not all(
+            isinstance(x, str) and x.strip() for x in group_by
+        ):
+            raise ValidationError({"group_by": 'a list of label names, e.g. ["rule", "team"]'})
+
     def address_list(self) -> list[str]:
         return [a.strip() for a in self.addresses.replace(",", "\n").splitlines() if a.strip()]
 
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class NoDataHandling(models.TextChoices):
+    NODATA = "nodata", "NoData: a separate 'no data' alert (default)"
+    ALERTING = "alerting", "Alerting: treat no data as the condition holding"
+    OK = "ok", "OK: treat no data as the condition clear"
+
+
+class RuleState(models.TextChoices):
+    """The rule as a whole, for pages (Grafana's rule state): its worst open alert, or error."""
+
+    NORMAL = "normal", "Normal"
+    PENDING = "pending", "Pending"
+    ALERTING = "alerting", "Alerting"
+    NODATA = "nodata", "No data"
+    ERROR = "error", "Error"
 
 
 class AlertRule(models.Model):
@@ -210,10 +251,19 @@ class AlertRule(models.Model):
     keep_firing_s = models.PositiveIntegerField(default=0)
     repeat_interval_s = models.PositiveIntegerField(default=4 * 3600)
     channels = models.ManyToManyField(Channel, blank=True, related_name="rules")
+    no_data = models.CharField(
+        max_length=8,
+        choices=NoDataHandling.choices,
+        default=NoDataHandling.NODATA,
+        help_text="When there is nothing to judge (no rollups in the window, a collector that "
+        "never reported): notify 'no data', alert, or treat as OK. No data is not under budget.",
+    )
     claimed_until = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    state = models.CharField(max_length=8, choices=RuleState.choices, default=RuleState.NORMAL)
+    state_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["organisation", "name"]
@@ -287,7 +337,7 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["fingerprint"],
-                condition=Q(state__in=["pending", "firing"]),
+                condition=Q(state__in=["pending", "firing", "nodata"]),
                 name="alert_one_open_per_fingerprint",
             )
         ]
@@ -314,7 +364,13 @@ class Notification(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="+")
+    # None: a group across rules (group_by without "rule") or the daily digest.
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    group = models.ForeignKey(
+        "AlertGroup", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     event = models.CharField(max_length=8, choices=[(e.value, e.value) for e in lifecycle.Event])
     alerts = models.ManyToManyField(Alert, related_name="notifications")
     dedup_key = models.CharField(max_length=64, help_text="Same alerts + event => one row.")
@@ -338,3 +394,35 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.rule_id} -> {self.channel_id} ({self.status})"
+
+
+class AlertGroup(models.Model):
+    """Alertmanager's aggregation group: the firing (or no-data) alerts of one channel whose
+    ``group_by`` labels are equal, notified together (group_wait, group_interval, repeat).
+
+    ``notified`` is what the last message said ({fingerprint: state}); a flush compares the group
+    with it to decide whether there is news. The row is deleted once every alert in it has
+    resolved and been told, so the next alert starts a new group (and waits group_wait again).
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="groups")
+    key = models.CharField(max_length=64)
+    labels = models.JSONField(default=dict)
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    alerts = models.ManyToManyField(Alert, related_name="groups", blank=True)
+    created_at = models.DateTimeField()
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    notified = models.JSONField(default=dict, blank=True)
+    seq = models.PositiveIntegerField(default=0, help_text="Messages sent for this group.")
+
+    class Meta:
+        ordering = ["channel", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "key"], name="alertgroup_channel_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"group {self.labels} -> {self.channel}"

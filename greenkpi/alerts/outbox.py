@@ -1,8 +1,9 @@
 """The notification outbox: rows written with the alert changes, sent once, swept when forgotten.
 
-* ``notifications_create`` runs inside the transaction that changes the alerts and dispatches the
-  send task with ``transaction.on_commit`` (no message for a rolled-back change, no send before the
-  row is visible).
+* ``notification_write`` runs inside the transaction that changes the alerts (or a group, or
+  records a digest) and dispatches the send task with ``transaction.on_commit`` (no message for a
+  rolled-back change, no send before the row is visible); a (channel, dedup_key) pair is written
+  once, so re-running the same change writes nothing.
 * ``notification_send`` claims the row with one conditional UPDATE (pending and due, or a lapsed
   claim), so of two workers holding the same message one sends and the other does nothing.
 * ``notifications_sweep`` re-dispatches rows still pending a minute after they were due: the lost
@@ -14,22 +15,20 @@ once its claim lapses; the stable ``webhook-id`` lets the receiver drop that dup
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from greenkpi.alerts import messages
 from greenkpi.alerts.channels import PermanentError, TransientError, notifier_for
-from greenkpi.alerts.models import Alert, AlertRule, Channel, Notification
+from greenkpi.alerts.models import Alert, AlertGroup, AlertRule, Channel, Notification
 from greenkpi.inventory.models import Membership, Role
 
 log = logging.getLogger(__name__)
@@ -73,77 +72,46 @@ def recipients_for(channel: Channel, team_ids: Sequence[int | None]) -> list[str
     return sorted(found)
 
 
-def _dedup_key(event: str, alerts: Sequence[Alert], previous: dict[int, datetime | None]) -> str:
-    # The same alerts in the same state (and, for a repeat, after the same last notification)
-    # make the same key: a second evaluation of one change cannot add a second row.
-    parts = [
-        event,
-        *(f"{a.pk}:{previous.get(a.pk) or ''}" for a in sorted(alerts, key=lambda a: a.pk)),
-    ]
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
-
-
-def notifications_create(
+def notification_write(
     *,
-    rule: AlertRule,
+    channel: Channel,
     event: str,
-    alerts: Sequence[Alert],
-    repeats: set[int],
-    previous_notified: dict[int, datetime | None],
+    payload: dict[str, Any],
+    dedup_key: str,
     now: datetime,
+    rule: AlertRule | None = None,
+    group: AlertGroup | None = None,
+    alerts: Sequence[Alert] = (),
+    recipients: Sequence[str] | None = None,
     queue: str | None = None,
-) -> list[Notification]:
-    """One row per enabled channel of ``rule`` for this group; must run inside a transaction."""
-    if not alerts:
-        return []
-    organisation = rule.organisation
-    payload = messages.build_payload(
-        event=event,
-        organisation={"id": organisation.pk, "slug": organisation.slug, "name": organisation.name},
-        rule={"id": rule.pk, "name": rule.name, "kind": rule.kind},
-        alerts=[
-            messages.AlertLine(
-                fingerprint=a.fingerprint,
-                state=a.state,
-                labels=a.labels,
-                value=a.value,
-                summary=a.summary,
-                annotations=a.annotations,
-                active_since=a.active_since,
-                fired_at=a.fired_at,
-                resolved_at=a.resolved_at,
-                repeat=a.pk in repeats,
-            )
-            for a in sorted(alerts, key=lambda a: a.fingerprint)
-        ],
-        created_at=now,
-        url=f"{settings.SITE_URL}/admin/alerts/alert/?rule__id__exact={rule.pk}",
-    )
-    key = _dedup_key(event, alerts, previous_notified)
-    created = []
-    for channel in rule.channels.filter(enabled=True).order_by("pk"):
-        if Notification.objects.filter(channel=channel, dedup_key=key).exists():
-            continue
+) -> Notification | None:
+    """One outbox row for ``channel``, dispatched after commit; None when ``dedup_key`` was already
+    written for this channel (a second evaluation or digest run of the same news). Must run inside
+    a transaction. Email recipients default to the channel's (addresses + the alerts' managers)."""
+    if Notification.objects.filter(channel=channel, dedup_key=dedup_key).exists():
+        return None
+    if recipients is None:
         recipients = (
             recipients_for(channel, [a.team_id for a in alerts])
             if channel.kind == Channel.Kind.EMAIL
             else []
         )
-        row = Notification.objects.create(
-            organisation_id=rule.organisation_id,
-            channel=channel,
-            rule=rule,
-            event=event,
-            dedup_key=key,
-            payload=payload,
-            recipients=recipients,
-            created_at=now,
-            next_attempt_at=now,
-        )
+    row = Notification.objects.create(
+        organisation_id=channel.organisation_id,
+        channel=channel,
+        rule=rule,
+        group=group,
+        event=event,
+        dedup_key=dedup_key,
+        payload=payload,
+        recipients=list(recipients),
+        created_at=now,
+        next_attempt_at=now,
+    )
+    if alerts:
         row.alerts.set(alerts)
-        transaction.on_commit(partial(dispatch, str(row.pk), queue))
-        created.append(row)
-    return created
+    transaction.on_commit(partial(dispatch, str(row.pk), queue))
+    return row
 
 
 def _backoff_s(attempts: int) -> float:

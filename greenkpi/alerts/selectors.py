@@ -49,6 +49,7 @@ class BudgetStatus:
     incomplete_since: datetime | None
     pending_recompute_hours: int
     uncosted_energy_kwh: float
+    data_hours: int = 1  # hours with rollups in [min(period start, as_of - 7 d), as_of)
 
     @property
     def consumed(self) -> float:
@@ -65,6 +66,12 @@ class BudgetStatus:
     @property
     def forecast_share(self) -> float:
         return self.forecast.forecast_share
+
+    @property
+    def has_data(self) -> bool:
+        """Any rollup of this scope in the period or the trailing 7 days (else: no data, which is
+        not "under budget")."""
+        return self.data_hours > 0
 
     @property
     def forecast_method(self) -> str:
@@ -159,6 +166,7 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
         incomplete_since=min((seen for _, seen in silent), default=None),
         pending_recompute_hours=pending,
         uncosted_energy_kwh=uncosted,
+        data_hours=int((frame["hour"] >= min(period_start, as_of - forecast.RATE_WINDOW)).sum()),
     )
 
 
@@ -220,12 +228,12 @@ def budget_statuses(
 def alerts_open(
     *, organisation_id: int, team_ids: Collection[int], org_wide: bool
 ) -> QuerySet[Alert]:
-    """Pending and firing alerts the user may see, firing first, newest first.
+    """Pending, firing and no-data alerts the user may see, firing first, newest first.
 
     Alerts without a team (organisation budgets, hosts without a default team) are org-wide only.
     """
     alerts = Alert.objects.filter(
-        organisation_id=organisation_id, state__in=[State.PENDING, State.FIRING]
+        organisation_id=organisation_id, state__in=[State.PENDING, State.FIRING, State.NODATA]
     ).select_related("rule", "team", "acknowledged_by")
     if not org_wide:
         alerts = alerts.filter(team_id__in=list(team_ids))

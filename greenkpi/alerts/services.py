@@ -185,8 +185,14 @@ def channel_create(
     notify_team_managers: bool = True,
     body_format: str = Channel.BodyFormat.STANDARD,
     allow_private_network: bool = False,
+    group_by: Sequence[str] = ("rule",),
+    group_wait_s: int = 30,
+    group_interval_s: int = 300,
+    daily_digest: bool = True,
 ) -> Channel:
-    """An email or webhook channel; a webhook URL is checked (SSRF) before it is saved."""
+    """An email or webhook channel; a webhook URL is checked (SSRF) before it is saved.
+    ``group_by`` / ``group_wait_s`` / ``group_interval_s``: how alerts are grouped into messages
+    (docs/alerts.md, Grouping); ``daily_digest``: email channels only, opt out with False."""
     if not can_manage(user, organisation.pk, None):
         raise PermissionDenied("only organisation managers may add channels")
     if allow_private_network and not user.is_superuser:
@@ -200,6 +206,10 @@ def channel_create(
         notify_team_managers=notify_team_managers,
         body_format=body_format,
         allow_private_network=allow_private_network,
+        group_by=list(group_by),
+        group_wait_s=group_wait_s,
+        group_interval_s=group_interval_s,
+        daily_digest=daily_digest,
     )
     with transaction.atomic():
         channel.full_clean()  # resolves and checks the URL; generates the signing secret

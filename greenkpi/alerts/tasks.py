@@ -8,8 +8,9 @@ dispatches goes to the queue the task itself came from, so a dedicated alerts qu
 from __future__ import annotations
 
 from celery import Task, shared_task
+from django.utils import timezone
 
-from greenkpi.alerts import evaluation, outbox
+from greenkpi.alerts import evaluation, grouping, outbox
 from greenkpi.kpis.services import TRANSIENT_ERRORS
 
 _RETRY = {
@@ -50,3 +51,11 @@ def send_notification(self: Task, notification_id: str) -> str:
 def sweep_outbox(self: Task) -> int:
     """Periodic: re-dispatch rows a lost broker message left unsent; returns how many."""
     return outbox.notifications_sweep(queue=_queue(self))
+
+
+@shared_task(**_RETRY)
+def flush_alert_group(self: Task, group_id: int) -> int:
+    """Dispatched with a countdown of group_wait when a group is born: its first message goes
+    out then rather than at the next evaluation tick. Idempotent (the group row is locked and
+    compared with what it last told); returns the notifications written."""
+    return grouping.groups_flush(now=timezone.now(), group_ids=[group_id], queue=_queue(self))

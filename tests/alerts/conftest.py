@@ -157,3 +157,18 @@ def second_receiver():
 
 
 T0 = datetime(2026, 5, 11, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def flushes(request, monkeypatch):
+    """Group flushes scheduled at group_wait, recorded instead of sent to a broker."""
+    calls: list[tuple[int, float, str | None]] = []
+    if not getattr(request.module, "REAL_DISPATCH", False):
+        from greenkpi.alerts import grouping
+
+        monkeypatch.setattr(
+            grouping,
+            "dispatch_flush",
+            lambda pk, countdown, queue=None: calls.append((pk, countdown, queue)),
+        )
+    return calls

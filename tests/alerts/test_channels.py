@@ -31,6 +31,7 @@ def fire(org, channel, rollups, hosts=("gpu-0",), team=None):
         organisation=org, name="silent", kind=RuleKind.COLLECTOR_SILENT, for_s=0
     )
     rule.channels.set([channel])
+    Channel.objects.filter(pk=channel.pk).update(group_wait_s=0)  # told in this evaluation
     with time_machine.travel(T0, tick=False):
         evaluation.rules_evaluate()
     return Notification.objects.get(channel=channel)

@@ -11,7 +11,7 @@ import time_machine
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from greenkpi.alerts import evaluation, outbox, tasks
-from greenkpi.alerts.models import AlertRule, Channel, Notification, RuleKind
+from greenkpi.alerts.models import AlertGroup, AlertRule, Channel, Notification, RuleKind
 from greenkpi.schedule import BEAT_SCHEDULE
 
 T0 = datetime(2026, 5, 11, 12, 0, tzinfo=UTC)
@@ -30,7 +30,7 @@ def silent_rule(org, channel, rollups, hosts=("gpu-0",)):
 @pytest.fixture
 def mail_channel(acme):
     return Channel.objects.create(
-        organisation=acme, name="mail", kind="email", addresses="ops@acme.test"
+        organisation=acme, name="mail", kind="email", addresses="ops@acme.test", group_wait_s=0
     )
 
 
@@ -158,11 +158,13 @@ def test_two_concurrent_senders_on_postgresql_send_each_row_once(
         kind="webhook",
         url=receiver.url,
         allow_private_network=True,
+        group_wait_s=0,
     )
     rule = silent_rule(acme, channel, rollups, hosts=[f"gpu-{i}" for i in range(10)])
     rounds = 10
     for i in range(rounds):  # ten separate notifications: each raced by two senders
         rule.alerts.all().delete()
+        AlertGroup.objects.all().delete()  # a fresh group each round: a first message each
         evaluation.rule_evaluate(rule=rule, now=T0 + timedelta(minutes=i))
     notes = list(Notification.objects.filter(status="pending").values_list("pk", flat=True))
     assert len(notes) == rounds

@@ -66,7 +66,12 @@ def root(db):
 @pytest.fixture
 def channels(acme, root, receiver):
     mail = Channel.objects.create(
-        organisation=acme, name="ml mail", kind="email", addresses="ml@acme.test"
+        organisation=acme,
+        name="ml mail",
+        kind="email",
+        addresses="ml@acme.test",
+        group_wait_s=0,
+        group_interval_s=0,
     )
     hook = services.channel_create(
         organisation=acme,
@@ -76,6 +81,8 @@ def channels(acme, root, receiver):
         url=receiver.url,
         allow_private_network=True,
     )
+    Channel.objects.filter(pk=hook.pk).update(group_wait_s=0, group_interval_s=0)
+    hook.refresh_from_db()
     return mail, hook
 
 

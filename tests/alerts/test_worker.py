@@ -1,6 +1,6 @@
-"""Evaluation on a real Celery worker through real Redis and PostgreSQL: the rule fires, the outbox
-row is dispatched after commit to the worker's queue, and the webhook receives exactly one signed
-notification."""
+"""Evaluation on a real Celery worker through real Redis and PostgreSQL: the rule fires, the group's
+flush task runs when group_wait ends, its outbox row is dispatched after commit to the worker's
+queue, and the webhook receives exactly one signed notification listing the whole group."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ def wait_for(predicate, what: str, worker) -> None:
 def test_an_evaluation_on_a_real_worker_fires_and_the_webhook_gets_one_signed_notification(
     acme, rollups, receiver, worker
 ):
-    rollups.host(acme, "gpu-7", team=acme.vision, last_seen=timezone.now() - timedelta(hours=1))
+    for i in range(3):  # three collectors go silent together: one grouped message
+        rollups.host(
+            acme, f"gpu-{i}", team=acme.vision, last_seen=timezone.now() - timedelta(hours=1)
+        )
     channel = Channel.objects.create(
         organisation=acme,
         name="hook",
@@ -54,6 +57,9 @@ def test_an_evaluation_on_a_real_worker_fires_and_the_webhook_gets_one_signed_no
         url=receiver.url,
         secret=new_webhook_secret(),
         allow_private_network=True,  # the receiver is on loopback
+        # The group's first message waits group_wait: a flush task dispatched with that countdown
+        # sends it, not the next evaluation (none comes in this test).
+        group_wait_s=2,
     )
     rule = AlertRule.objects.create(
         organisation=acme, name="silent", kind=RuleKind.COLLECTOR_SILENT, silent_minutes=15, for_s=0
@@ -65,11 +71,13 @@ def test_an_evaluation_on_a_real_worker_fires_and_the_webhook_gets_one_signed_no
         lambda: Notification.objects.filter(status="sent").exists(), "the notification", worker
     )
     note = Notification.objects.get()
+    assert note.payload["count"] == 3
+    assert (note.created_at - rule.alerts.first().fired_at).total_seconds() >= 2  # group_wait
     assert len(receiver.requests) == 1
     _, headers, body = receiver.requests[0]
     assert headers["webhook-id"] == str(note.pk)
     assert webhook.verify(secret=channel.secret, headers=headers, body=body)
-    assert rule.alerts.get().state == "firing"
+    assert [a.state for a in rule.alerts.all()] == ["firing"] * 3
 
     # A second evaluation and a sweep change nothing: still one notification, one request.
     app.send_task("greenkpi.alerts.tasks.evaluate_rules", queue=worker.queue)
