@@ -327,6 +327,16 @@ def rules_manageable(scope: Scope) -> QuerySet[AlertRule]:
     return rules.prefetch_related("channels").order_by("name", "pk")
 
 
+def rules_failing(scope: Scope) -> list[AlertRule]:
+    """Visible rules whose last evaluation raised (the alerts app records the error): their
+    alerts may be stale, so the alerts page says so. One query."""
+    rules = AlertRule.objects.filter(organisation=scope.organisation).exclude(last_error="")
+    if not scope.org_wide:
+        teams = list(scope.team_ids)
+        rules = rules.filter(Q(team_id__in=teams) | Q(budget__team_id__in=teams))
+    return list(rules.order_by("name", "pk")[:RECENT_LIMIT])
+
+
 def rule_for(scope: Scope, rule_id: int) -> AlertRule:
     rule = rules_manageable(scope).filter(pk=rule_id).first()
     if rule is None:

@@ -243,6 +243,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         open_alerts=sel.alerts_open(scope, now),
         resolved=sel.alerts_resolved_recently(scope, now),
         silences=sel.silences_active(scope, request.user.pk, now),
+        failing=sel.rules_failing(scope),
         silence_form=SilenceForm(),
         can_manage_rules=bool(scope.manages_org or scope.managed_team_ids),
     )

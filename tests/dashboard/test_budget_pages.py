@@ -617,6 +617,19 @@ def test_a_manager_silences_one_alert_or_its_rule(client, people, history, acme)
     assert bad.status_code == 400 and Silence.objects.count() == 2
 
 
+def test_a_rule_that_fails_to_evaluate_is_shown_to_its_team_only(client, people, acme):
+    budget = nlp_budget(acme, people)
+    rule = budget_rule(acme, people, budget)
+    AlertRule.objects.filter(pk=rule.pk).update(
+        last_error="OperationalError: boom", last_evaluated_at=NOW
+    )
+    body = login(client, people, "nina").get(url("alerts")).content.decode()
+    assert "could not be evaluated" in body and "OperationalError: boom" in body
+    assert "OperationalError: boom" in client.get(url("alert-rules")).content.decode()
+    body = login(client, people, "victor").get(url("alerts")).content.decode()
+    assert "could not be evaluated" not in body
+
+
 # --- Queries stay bounded ------------------------------------------------------------------------
 
 
