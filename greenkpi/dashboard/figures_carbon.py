@@ -65,10 +65,17 @@ def co2e_by_team(
     x_range: TimeRange | None = None,
     grain: str = "day",
     caption: str = "",
-    unit: str = "kg",
 ) -> Figure:
     """Two panels side by side, one stacked bar per day (or month) and team: operational CO2e
-    location-based (left) and market-based (right), on one shared y axis so they compare."""
+    location-based (left) and market-based (right), on one shared y axis so they compare.
+    In tonnes once a stacked bar reaches 1,000 kg (the CSV stays in kg)."""
+    unit = "kg"
+    if len(frame):
+        tallest = frame.groupby("period_utc")[
+            ["operational_location_kgco2e", "operational_market_kgco2e"]
+        ].sum()
+        if float(tallest.to_numpy().max()) >= 1000:
+            unit = "t"
     scale = 1000.0 if unit == "t" else 1.0
     traces: list[dict[str, Any]] = []
     if len(frame):
@@ -80,7 +87,7 @@ def co2e_by_team(
         for i, team in enumerate(order.index):
             rows = frame[frame["team"] == team]
             colour = PALETTE[i % len(PALETTE)]
-            for column, axis, show in (
+            for column, suffix, show in (
                 ("operational_location_kgco2e", "", True),
                 ("operational_market_kgco2e", "2", False),
             ):
@@ -90,8 +97,8 @@ def co2e_by_team(
                         "name": team,
                         "legendgroup": team,
                         "showlegend": show,
-                        "xaxis": f"x{axis}",
-                        "yaxis": f"y{axis}",
+                        "xaxis": f"x{suffix}",
+                        "yaxis": f"y{suffix}",
                         "x": _naive_utc(rows["period_utc"]),
                         "y": rows[column].to_numpy(dtype=np.float64) / scale,
                         "marker": {"color": colour},
@@ -100,7 +107,9 @@ def co2e_by_team(
                 )
     x_title = "Month (UTC)" if grain == "month" else "Day (UTC)"
     span = _span(x_range, grain)
-    axis = {"type": "date", **({"range": span} if span else {})}
+    axis: dict[str, Any] = {"type": "date"}
+    if span:
+        axis["range"] = span
     layout: dict[str, Any] = {
         "margin": {"l": 64, "r": 16, "t": 48, "b": 56},
         "barmode": "stack",

@@ -11,9 +11,7 @@ values). The report, the tiles, the chart and the per-team table all come from t
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -21,7 +19,7 @@ import pandas as pd
 from django.db.models import Case, F, FloatField, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 
-from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
+from greenkpi.carbon.methodology import IntensitySource
 from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.kpis import formulas
@@ -225,7 +223,7 @@ def month_hours(period: Period, now: datetime | None = None) -> float:
 # --- KPI tables ------------------------------------------------------------------------------
 
 
-def _source_shares(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def source_shares(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Share of facility kWh computed with each intensity source (hourly / annual / default)."""
     sources = [IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT]
     work = frame.assign(
@@ -256,7 +254,7 @@ def kpi_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         formulas.renewable_share(frame, by)[[*by, "renewable_share"]],
         formulas.gpu_utilization(frame, by)[[*by, "avg_gpu_utilization"]],
         formulas.idle_waste(frame, by)[[*by, "idle_gpu_h", "idle_kgco2e", "allocated_gpu_h"]],
-        _source_shares(frame, by),
+        source_shares(frame, by),
         _cost_per_group(frame, by),
     ]
     out = parts[0]
@@ -323,183 +321,3 @@ def co2e_series(scope: Scope, frame: pd.DataFrame, period: Period) -> pd.DataFra
 
 def series_grain(period: Period) -> str:
     return "day" if period.end - period.start <= DAILY_UP_TO else "month"
-
-
-# --- tiles -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One figure with its value in the previous period of equal length."""
-
-    key: str
-    label: str
-    value: float | None
-    previous: float | None
-    unit: str
-
-    @property
-    def change_rel(self) -> float | None:
-        # formulas.change_vs_previous's rule: NaN (shown as "new") from 0 or no data.
-        if self.value is None or self.previous is None or self.previous == 0:
-            return None
-        return (self.value - self.previous) / self.previous
-
-    @property
-    def change_pct(self) -> float | None:
-        rel = self.change_rel
-        return None if rel is None else rel * 100
-
-    @property
-    def display(self) -> tuple[float | None, str]:
-        """kg shown as t from 1,000 kg on (the CSV keeps kg)."""
-        if self.unit == "kgCO2e" and self.value is not None and abs(self.value) >= 1000:
-            return self.value / 1000, "tCO2e"
-        return self.value, self.unit
-
-
-@dataclass(frozen=True)
-class CarbonSummary:
-    tiles: list[Tile]
-    previous: Period
-    cost: list[Tile]  # one per currency (unit = currency); none without a tariff
-    uncosted_energy_kwh: float
-    sources: dict[str, float]  # intensity source -> share of facility kWh
-    methodology_versions: list[str]
-    current_methodology: str = METHODOLOGY_VERSION
-    scoped: bool = False  # totals are the sum of the user's teams, not the organisation's
-    empty: bool = True
-    notes: list[str] = field(default_factory=list)
-
-
-TILE_FIGURES = (
-    # key, label, column of kpi_table, unit
-    ("energy", "IT energy", "energy_kwh", "kWh"),
-    ("facility", "Facility energy (x PUE)", "facility_energy_kwh", "kWh"),
-    ("location", "CO2e, location-based", "operational_location_kgco2e", "kgCO2e"),
-    ("market", "CO2e, market-based", "operational_market_kgco2e", "kgCO2e"),
-    ("embodied", "Embodied CO2e", "embodied_kgco2e", "kgCO2e"),
-    ("embodied_share", "Embodied share of CO2e", "embodied_share", "%"),
-    ("renewable", "Renewable share (kWh-weighted)", "renewable_share", "%"),
-)
-
-
-def _value(table: pd.DataFrame, column: str) -> float | None:
-    if table.empty:
-        return None
-    value = float(table[column].iloc[0])
-    return None if np.isnan(value) else value
-
-
-def summary(
-    scope: Scope,
-    frame: pd.DataFrame,
-    previous_frame: pd.DataFrame,
-    previous: Period,
-    *,
-    picked: bool,
-) -> CarbonSummary:
-    """The tiles: each figure now and in ``previous`` (frames from carbon_frame)."""
-    now = kpi_table(frame, []) if not frame.empty else pd.DataFrame()
-    before = kpi_table(previous_frame, []) if not previous_frame.empty else pd.DataFrame()
-    tiles = []
-    for key, label, column, unit in TILE_FIGURES:
-        value, prev = _value(now, column), _value(before, column)
-        if unit == "%":
-            value = None if value is None else value * 100
-            prev = None if prev is None else prev * 100
-        tiles.append(Tile(key, label, value, prev, unit))
-    cost_now = formulas.cost(frame, []) if not frame.empty else pd.DataFrame(columns=["currency"])
-    cost_before = (
-        formulas.cost(previous_frame, [])
-        if not previous_frame.empty
-        else pd.DataFrame(columns=["currency", "cost"])
-    )
-    before_by = dict(zip(cost_before["currency"], cost_before["cost"], strict=True))
-    cost = [
-        Tile(f"cost-{cur}", "Electricity cost", float(c), before_by.get(cur), str(cur))
-        for cur, c in zip(cost_now.get("currency", []), cost_now.get("cost", []), strict=True)
-        if cur
-    ]
-    uncosted = float(cost_now["uncosted_energy_kwh"].sum()) if len(cost_now) else 0.0
-    shares = intensity_shares(frame)
-    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
-    notes = []
-    if len(versions) > 1 or (versions and versions != [METHODOLOGY_VERSION]):
-        notes.append(
-            f"figures were computed under methodology {', '.join(versions)}; the current is "
-            f"{METHODOLOGY_VERSION} (a backfill recomputes them)"
-        )
-    return CarbonSummary(
-        tiles=tiles,
-        previous=previous,
-        cost=cost,
-        uncosted_energy_kwh=uncosted,
-        sources=shares,
-        methodology_versions=versions,
-        scoped=not scope.org_wide or picked,
-        empty=frame.empty,
-        notes=notes,
-    )
-
-
-def intensity_shares(frame: pd.DataFrame) -> dict[str, float]:
-    """{intensity source: share of facility kWh} over the frame, sources with a share only."""
-    if frame.empty:
-        return {}
-    row = _source_shares(frame, []).iloc[0]
-    out = {}
-    for s in (IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT):
-        value = float(row[f"{s}_intensity_share"])
-        if not np.isnan(value) and value > 0:
-            out[s] = value
-    return out
-
-
-def caption(frame: pd.DataFrame) -> str:
-    """What a figure rests on: intensity sources by share of kWh, and the methodology."""
-    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
-    return (
-        f"Grid intensity: {source_label(intensity_shares(frame))} of facility kWh · "
-        f"methodology {', '.join(versions) or METHODOLOGY_VERSION}"
-    )
-
-
-SHARE_COLUMNS = (
-    "embodied_share",
-    "renewable_share",
-    "avg_gpu_utilization",
-    "estimated_share",
-    "hourly_intensity_share",
-    "annual_intensity_share",
-    "default_intensity_share",
-)
-
-
-def display_rows(table: pd.DataFrame) -> list[dict[str, object]]:
-    """Table rows for templates: NaN as None ("no data"), shares also as ``<name>_pct``."""
-    rows = []
-    for record in table.to_dict("records"):
-        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()}
-        for column in SHARE_COLUMNS:
-            if column in row:
-                value = row[column]
-                row[f"{column}_pct"] = None if value is None else float(value) * 100  # type: ignore[arg-type]
-        rows.append(row)
-    return rows
-
-
-def source_label(shares: dict[str, float]) -> str:
-    """'hourly measured 40 %, annual average 60 %' for a figure's caption."""
-    names = {
-        IntensitySource.HOURLY: "hourly measured",
-        IntensitySource.ANNUAL: "annual average (flat)",
-        IntensitySource.DEFAULT: "world average (zone unknown)",
-    }
-    if not shares:
-        return "no data"
-    return ", ".join(f"{names[s]} {v * 100:.0f} %" for s, v in shares.items())
-
-
-def days_in_month(period: Period) -> int:
-    return calendar.monthrange(period.start.year, period.start.month)[1]

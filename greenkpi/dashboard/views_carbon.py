@@ -16,6 +16,7 @@ from greenkpi.dashboard import figures_carbon
 from greenkpi.dashboard import selectors_carbon as sc
 from greenkpi.dashboard import selectors_carbon_grid as grid
 from greenkpi.dashboard import selectors_carbon_report as report
+from greenkpi.dashboard import selectors_carbon_tiles as tiles
 from greenkpi.dashboard.charts import csv_response, figure_response
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
 from greenkpi.dashboard.periods import Period, period_from_query
@@ -55,9 +56,9 @@ def carbon(request: HttpRequest) -> HttpResponse:
         request,
         scope,
         period,
-        summary=sc.summary(scope, frame, before, previous, picked=bool(teams)),
-        rows=sc.display_rows(sc.team_table(scope, frame)),
-        caption=sc.caption(frame),
+        summary=tiles.summary(scope, frame, before, previous, picked=bool(teams)),
+        rows=tiles.display_rows(sc.team_table(scope, frame)),
+        caption=tiles.caption(frame),
         grain=sc.series_grain(period),
         selected_teams={t.pk for t in teams},
         all_teams_href=f"?{urlencode({'org': scope.organisation.slug, **period.query()})}",
@@ -77,7 +78,7 @@ def carbon_co2e_chart(request: HttpRequest, fmt: str) -> HttpResponse:
         series,
         x_range=(period.start, period.end),
         grain=sc.series_grain(period),
-        caption=sc.caption(frame),
+        caption=tiles.caption(frame),
     )
     return figure_response(figure)
 
@@ -152,7 +153,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         scope,
         None,
         report=monthly,
-        rows=sc.display_rows(monthly.table),
+        rows=tiles.display_rows(monthly.table),
         month_query=month_query,
     )
     return render(request, "dashboard/report.html", context)
@@ -168,7 +169,7 @@ def report_csv(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def report_print(request: HttpRequest) -> HttpResponse:
     scope, monthly = _report(request)
-    context = {"scope": scope, "report": monthly, "rows": sc.display_rows(monthly.table)}
+    context = {"scope": scope, "report": monthly, "rows": tiles.display_rows(monthly.table)}
     return render(request, "dashboard/report_print.html", context)
 
 

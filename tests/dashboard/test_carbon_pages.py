@@ -38,6 +38,7 @@ from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
 from greenkpi.dashboard import selectors_carbon as sc
 from greenkpi.dashboard.periods import BadPeriod, Period
+from greenkpi.dashboard.selectors_carbon_tiles import Tile
 from greenkpi.inventory.models import Site
 from greenkpi.inventory.services import site_create, token_create
 from greenkpi.kpis import services
@@ -135,7 +136,7 @@ def carbon(frozen, acme, globex, people, make_batch, post_batch):
     return acme
 
 
-def tiles(response) -> dict[str, sc.Tile]:
+def tiles(response) -> dict[str, Tile]:
     return {tile.key: tile for tile in response.context["summary"].tiles}
 
 
@@ -175,8 +176,8 @@ def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(clien
 
 def test_the_team_table_and_its_csv_hold_each_teams_hand_worked_figures(client, carbon, people):
     client.force_login(people["alice"])
-    page = client.get(f"/carbon/?{MARCH_RANGE}")
-    assert [row["team"] for row in page.context["rows"]] == ["NLP", "Vision"]  # largest CO2e first
+    shown = client.get(f"/carbon/?{MARCH_RANGE}")
+    assert [row["team"] for row in shown.context["rows"]] == ["NLP", "Vision"]  # largest CO2e first
     response = client.get(f"/carbon/teams.csv?{MARCH_RANGE}")
     assert response["Content-Type"].startswith("text/csv")
     rows = {row["team"]: row for row in csv_rows(response)}
@@ -566,3 +567,62 @@ def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
                 expected.loc[team_id, column], rel=1e-9, nan_ok=True
             ), (team_id, column)
     assert expected.loc[grid.nlp.pk, "renewable_share"] != pytest.approx(0.2629)  # mixed shares
+
+
+# --- in a real browser -----------------------------------------------------------------------
+
+from dashboard.test_browser import (  # noqa: E402  (fixtures and helpers shared with that module)
+    browser,  # noqa: F401
+    chart_traces,
+    log_in,
+    page,  # noqa: F401
+    shoot,
+)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_carbon_page_draws_its_chart_and_its_csv_downloads(
+    page,  # noqa: F811
+    live_server,
+    acme,
+    people,
+    make_batch,
+    post_batch,
+    tmp_path,
+):
+    _, vision = token_create(organisation=acme, name="vision", default_team=acme.vision)
+    _, nlp = token_create(organisation=acme, name="nlp", default_team=acme.nlp)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    send(post_batch, make_batch, vision, hostname="vision-1", devices=2, windows=3, start=start)
+    send(post_batch, make_batch, nlp, hostname="nlp-1", devices=1, windows=3, start=start)
+    windows = services.backfill_windows(
+        start=start - timedelta(hours=1), end=datetime.now(UTC), organisation_ids=[acme.pk]
+    )
+    services.windows_recompute(windows=windows, kind="backfill")
+
+    log_in(page, live_server, "alice", people["password"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Carbon").click()
+    page.wait_for_url("**/carbon/**")
+    traces = chart_traces(page, "co2e-by-team")
+    assert sorted(traces) == ["NLP", "NLP", "Vision", "Vision"]  # location and market panels
+    assert page.locator("#co2e-by-team .ytitle").text_content() == "Operational CO2e (kgCO2e)"
+    assert page.locator("[data-testid=tile-location]").inner_text() not in ("", "\u2013")
+    assert page.locator("[data-testid=team-table] tbody tr").count() == 2
+    shoot(page, "carbon")
+
+    with page.expect_download() as download_info:
+        page.locator("section:has(#co2e-by-team) a.csv").click()
+    target = tmp_path / "co2e.csv"
+    download_info.value.save_as(target)
+    lines = target.read_text().splitlines()
+    assert lines[0] == ",".join(sc.SERIES_COLUMNS)
+    assert len(lines) == 1 + 2  # today, one row per team
+
+    page.get_by_role("link", name="Grid insights: cleanest hours and sites").click()
+    assert chart_traces(page, f"grid-site-{acme.paris.pk}") == ["Mean intensity"]
+    shoot(page, "carbon-grid")
+    page.goto(f"{live_server.url}/reports/print/?month={start:%Y-%m}")
+    assert page.locator("nav").count() == 0
+    assert page.locator("[data-testid=report-table] tbody tr").count() == 3  # 2 teams + total
+    shoot(page, "report-print")

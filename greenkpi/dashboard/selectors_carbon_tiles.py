@@ -1,0 +1,205 @@
+"""The carbon page's tiles and captions: each figure now and in the previous period, the intensity
+sources a figure rests on, and table rows ready for templates. Computed from ``selectors_carbon``'s
+frame and ``kpi_table`` (the KPI formulas), never from rollups directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
+from greenkpi.dashboard.periods import Period
+from greenkpi.dashboard.scoping import Scope
+from greenkpi.dashboard.selectors_carbon import kpi_table, source_shares
+from greenkpi.kpis import formulas
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One figure with its value in the previous period of equal length."""
+
+    key: str
+    label: str
+    value: float | None
+    previous: float | None
+    unit: str
+
+    @property
+    def change_rel(self) -> float | None:
+        # formulas.change_vs_previous's rule: NaN (shown as "new") from 0 or no data.
+        if self.value is None or self.previous is None or self.previous == 0:
+            return None
+        return (self.value - self.previous) / self.previous
+
+    @property
+    def change_pct(self) -> float | None:
+        rel = self.change_rel
+        return None if rel is None else rel * 100
+
+    @property
+    def display(self) -> tuple[str, str]:
+        """(number, unit) as shown: kg as t from 1,000 kg on (the CSV keeps kg), three
+        significant digits below 100 so that a small pilot's grams do not read as 0.000."""
+        if self.value is None:
+            return "\u2013", self.unit
+        value, unit = self.value, self.unit
+        if unit == "kgCO2e" and abs(value) >= 1000:
+            value, unit = value / 1000, "tCO2e"
+        return number(value, percent=unit == "%"), unit
+
+
+def number(value: float, *, percent: bool = False) -> str:
+    if percent:
+        return f"{value:.1f}"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.3g}"
+
+
+@dataclass(frozen=True)
+class CarbonSummary:
+    tiles: list[Tile]
+    previous: Period
+    cost: list[Tile]  # one per currency (unit = currency); none without a tariff
+    uncosted_energy_kwh: float
+    sources: dict[str, float]  # intensity source -> share of facility kWh
+    methodology_versions: list[str]
+    current_methodology: str = METHODOLOGY_VERSION
+    scoped: bool = False  # totals are the sum of the user's teams, not the organisation's
+    empty: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+TILE_FIGURES = (
+    # key, label, column of kpi_table, unit
+    ("energy", "IT energy", "energy_kwh", "kWh"),
+    ("facility", "Facility energy (x PUE)", "facility_energy_kwh", "kWh"),
+    ("location", "CO2e, location-based", "operational_location_kgco2e", "kgCO2e"),
+    ("market", "CO2e, market-based", "operational_market_kgco2e", "kgCO2e"),
+    ("embodied", "Embodied CO2e", "embodied_kgco2e", "kgCO2e"),
+    ("embodied_share", "Embodied share of CO2e", "embodied_share", "%"),
+    ("renewable", "Renewable share (kWh-weighted)", "renewable_share", "%"),
+)
+
+
+def _value(table: pd.DataFrame, column: str) -> float | None:
+    if table.empty:
+        return None
+    value = float(table[column].iloc[0])
+    return None if np.isnan(value) else value
+
+
+def summary(
+    scope: Scope,
+    frame: pd.DataFrame,
+    previous_frame: pd.DataFrame,
+    previous: Period,
+    *,
+    picked: bool,
+) -> CarbonSummary:
+    """The tiles: each figure now and in ``previous`` (frames from carbon_frame)."""
+    now = kpi_table(frame, []) if not frame.empty else pd.DataFrame()
+    before = kpi_table(previous_frame, []) if not previous_frame.empty else pd.DataFrame()
+    tiles = []
+    for key, label, column, unit in TILE_FIGURES:
+        value, prev = _value(now, column), _value(before, column)
+        if unit == "%":
+            value = None if value is None else value * 100
+            prev = None if prev is None else prev * 100
+        tiles.append(Tile(key, label, value, prev, unit))
+    cost_now = formulas.cost(frame, []) if not frame.empty else pd.DataFrame(columns=["currency"])
+    cost_before = (
+        formulas.cost(previous_frame, [])
+        if not previous_frame.empty
+        else pd.DataFrame(columns=["currency", "cost"])
+    )
+    before_by = dict(zip(cost_before["currency"], cost_before["cost"], strict=True))
+    cost = [
+        Tile(f"cost-{cur}", "Electricity cost", float(c), before_by.get(cur), str(cur))
+        for cur, c in zip(cost_now.get("currency", []), cost_now.get("cost", []), strict=True)
+        if cur
+    ]
+    uncosted = float(cost_now["uncosted_energy_kwh"].sum()) if len(cost_now) else 0.0
+    shares = intensity_shares(frame)
+    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    notes = []
+    if len(versions) > 1 or (versions and versions != [METHODOLOGY_VERSION]):
+        notes.append(
+            f"figures were computed under methodology {', '.join(versions)}; the current is "
+            f"{METHODOLOGY_VERSION} (a backfill recomputes them)"
+        )
+    return CarbonSummary(
+        tiles=tiles,
+        previous=previous,
+        cost=cost,
+        uncosted_energy_kwh=uncosted,
+        sources=shares,
+        methodology_versions=versions,
+        scoped=not scope.org_wide or picked,
+        empty=frame.empty,
+        notes=notes,
+    )
+
+
+def intensity_shares(frame: pd.DataFrame) -> dict[str, float]:
+    """{intensity source: share of facility kWh} over the frame, sources with a share only."""
+    if frame.empty:
+        return {}
+    row = source_shares(frame, []).iloc[0]
+    out = {}
+    for s in (IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT):
+        value = float(row[f"{s}_intensity_share"])
+        if not np.isnan(value) and value > 0:
+            out[s] = value
+    return out
+
+
+def caption(frame: pd.DataFrame) -> str:
+    """What a figure rests on: intensity sources by share of kWh, and the methodology."""
+    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    return (
+        f"Grid intensity: {source_label(intensity_shares(frame))} of facility kWh · "
+        f"methodology {', '.join(versions) or METHODOLOGY_VERSION}"
+    )
+
+
+SHARE_COLUMNS = (
+    "embodied_share",
+    "renewable_share",
+    "avg_gpu_utilization",
+    "estimated_share",
+    "hourly_intensity_share",
+    "annual_intensity_share",
+    "default_intensity_share",
+)
+
+
+def display_rows(table: pd.DataFrame) -> list[dict[str, object]]:
+    """Table rows for templates: NaN as None ("no data"), shares also as ``<name>_pct``."""
+    rows = []
+    for record in table.to_dict("records"):
+        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()}
+        for column in SHARE_COLUMNS:
+            if column in row:
+                value = row[column]
+                row[f"{column}_pct"] = None if value is None else float(str(value)) * 100
+        rows.append(row)
+    return rows
+
+
+def source_label(shares: dict[str, float]) -> str:
+    """'hourly measured 40 %, annual average 60 %' for a figure's caption."""
+    names = {
+        IntensitySource.HOURLY: "hourly measured",
+        IntensitySource.ANNUAL: "annual average (flat)",
+        IntensitySource.DEFAULT: "world average (zone unknown)",
+    }
+    if not shares:
+        return "no data"
+    return ", ".join(f"{names[s]} {v * 100:.0f} %" for s, v in shares.items())
