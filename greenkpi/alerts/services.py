@@ -333,3 +333,10 @@ def alert_silence(
         comment=comment,
         created_by=user,
     )
+
+
+def budget_delete(*, budget: Budget, user: AbstractBaseUser) -> None:
+    """Delete a budget with its rules and their alert history (managers of its team)."""
+    if not can_manage(user, budget.organisation_id, budget.team_id):
+        raise PermissionDenied("only managers may delete budgets")
+    budget.delete()

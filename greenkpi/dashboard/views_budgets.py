@@ -155,6 +155,17 @@ def budget_edit(request: HttpRequest, budget_id: int) -> HttpResponse:
     return _budget_form_page(request, scope, form, budget)
 
 
+@require_POST
+@dashboard_view
+def budget_delete(request: HttpRequest, budget_id: int) -> HttpResponse:
+    scope = _scope(request)
+    budget = sel.budget_for(scope, budget_id)
+    if not sel.can_manage_budget(scope, budget):
+        raise Http404("no such page")
+    alert_services.budget_delete(budget=budget, user=request.user)
+    return _redirect("budgets", scope)
+
+
 # --- Alert rules ------------------------------------------------------------------------------
 
 
@@ -306,6 +317,7 @@ urlpatterns: list[URLPattern] = [
     path("budgets/new/", budget_create, name="budget-create"),
     path("budgets/<int:budget_id>/", budget_detail, name="budget-detail"),
     path("budgets/<int:budget_id>/edit/", budget_edit, name="budget-edit"),
+    path("budgets/<int:budget_id>/delete/", budget_delete, name="budget-delete"),
     # re_path: urls.py registers its "fmt" converter after importing the area modules.
     re_path(
         r"^budgets/(?P<budget_id>[0-9]+)/burn\.(?P<fmt>json|csv)$",

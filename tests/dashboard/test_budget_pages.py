@@ -475,6 +475,17 @@ def test_edit_changes_amount_period_and_thresholds_not_scope(client, people, acm
     assert bad.status_code == 400 and "positive" in bad.content.decode()
 
 
+def test_delete_is_a_post_by_the_budgets_managers(client, people, acme):
+    budget = nlp_budget(acme, people)
+    login(client, people, "victor")
+    assert client.post(url("budget-delete", budget.pk)).status_code == 404
+    login(client, people, "nina")
+    assert client.get(url("budget-delete", budget.pk)).status_code == 405
+    response = client.post(url("budget-delete", budget.pk))
+    assert response.status_code == 302 and response["Location"] == url("budgets")
+    assert not Budget.objects.exists()
+
+
 def test_forms_need_the_csrf_token(people, acme):
     from django.test import Client
 
