@@ -25,7 +25,15 @@ from greenkpi.dashboard.periods import BadPeriod, Period, period_from_query
 from greenkpi.dashboard.scoping import scope_for, team_for
 from greenkpi.workloads import access
 from greenkpi.workloads.models import MLModel
-from greenkpi.workloads.selectors import carbon_advice, detail, listing, outcomes, verdict_history
+from greenkpi.workloads.selectors import (
+    carbon_advice,
+    deployed_version,
+    detail,
+    listing,
+    outcomes,
+    runs,
+    verdict_history,
+)
 
 DEFAULT_RANGE = "30d"
 MODEL_DEFAULT_RANGE = "90d"
@@ -70,7 +78,7 @@ MODEL_CHARTS = {
         ),
     )
 }
-RUN_POWER = Chart("power", figures_models.run_power, tuple(detail.POWER_COLUMNS))
+RUN_POWER = Chart("power", figures_models.run_power, tuple(runs.POWER_COLUMNS))
 
 
 class ModelChartConverter:
@@ -165,7 +173,7 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
     period = period_from_query(request.GET, default=MODEL_DEFAULT_RANGE)
     step = _step(request, period)
     lifecycle = detail.lifecycle_frame(model=model, start=period.start, end=period.end, step=step)
-    runs = detail.runs_table(model=model, limit=detail.MAX_RUNS_SHOWN)
+    run_rows = detail.runs_table(model=model, limit=detail.MAX_RUNS_SHOWN)
     query = {**period.query(), **({"step": request.GET["step"]} if "step" in request.GET else {})}
     context = page_context(
         request,
@@ -173,15 +181,15 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
         period,
         model=model,
         assessment=getattr(model, "assessment", None),
-        deployed=model.versions.filter(status="deployed").first(),
+        deployed=deployed_version(model=model),
         phase_totals=detail.phase_totals(lifecycle),
         step=step,
         drift=detail.drift_latest(model=model),
         history=verdict_history(model=model)[::-1],
         retrains=outcomes(model=model),
         advice=carbon_advice(model=model),
-        runs=runs,
-        runs_capped=len(runs) == detail.MAX_RUNS_SHOWN,
+        runs=run_rows,
+        runs_capped=len(run_rows) == detail.MAX_RUNS_SHOWN,
         chart_query=urlencode(query),
         team_query=urlencode({"org": scope.organisation.slug, **period.query()}),
     )
@@ -213,7 +221,7 @@ def _run_period(run_start: datetime, run_end: datetime | None) -> Period:
 @dashboard_view
 def model_run(request: HttpRequest, model_id: int, run_id: int) -> HttpResponse:
     scope, model = access.model_for_person(request.user, model_id)
-    run = detail.run_for(model=model, run_id=run_id)
+    run = runs.run_for(model=model, run_id=run_id)
     if run is None:
         raise Http404("no such run")
     context = page_context(
@@ -222,8 +230,8 @@ def model_run(request: HttpRequest, model_id: int, run_id: int) -> HttpResponse:
         None,
         model=model,
         run=run,
-        measured=detail.run_detail(model=model, run=run),
-        evaluations=detail.run_evaluations(model=model, run=run),
+        measured=runs.run_detail(model=model, run=run),
+        evaluations=runs.run_evaluations(model=model, run=run),
         produced=list(run.produced_versions.all()),
         model_query=urlencode({"org": scope.organisation.slug}),
     )
@@ -233,10 +241,10 @@ def model_run(request: HttpRequest, model_id: int, run_id: int) -> HttpResponse:
 @dashboard_view
 def model_run_power(request: HttpRequest, model_id: int, run_id: int, fmt: str) -> HttpResponse:
     _, model = access.model_for_person(request.user, model_id)
-    run = detail.run_for(model=model, run_id=run_id)
+    run = runs.run_for(model=model, run_id=run_id)
     if run is None:
         raise Http404("no such run")
-    frame = detail.run_power_frame(model=model, run=run)
+    frame = runs.run_power_frame(model=model, run=run)
     stem = f"power-{model.team.slug}-{model.key}-{run.key}"
     return respond(RUN_POWER, frame, fmt, stem, _run_period(run.started_at, run.ended_at))
 
