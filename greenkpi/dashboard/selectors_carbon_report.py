@@ -65,6 +65,11 @@ class HostCompleteness:
     def share(self) -> float | None:
         return self.hours_with_data / self.hours_in_month if self.hours_in_month else None
 
+    @property
+    def share_pct(self) -> float | None:
+        share = self.share
+        return None if share is None else share * 100
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -95,6 +100,10 @@ class MonthlyReport:
     def total(self) -> dict[str, object] | None:
         rows = self.table[self.table["row"] == "total"].to_dict("records")
         return rows[0] if rows else None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.generated_at < self.month.end
 
     @property
     def silent_hosts(self) -> list[HostCompleteness]:
