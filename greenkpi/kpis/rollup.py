@@ -8,6 +8,7 @@ as does a share that names no team. GPU time is split the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -239,16 +240,27 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
     return rows
 
 
-def window_insert(*, organisation_id: int, hour: datetime, now: datetime) -> int:
-    """Insert the window's rollup rows (the caller deleted the old ones); returns the row count.
-    PostgreSQL does it in one statement (``rollup_pg``); other backends build rows here."""
+def windows_insert(
+    *, organisation_id: int, hours: Sequence[datetime], now: datetime
+) -> dict[datetime, int]:
+    """Insert the rollup rows of these hours of one organisation (the caller deleted the old ones
+    in the same transaction); returns {hour: rows written}. PostgreSQL does the whole batch in
+    one statement (``rollup_pg``); other backends build and write the rows hour by hour here."""
     if connection.vendor == "postgresql":
         from greenkpi.kpis import rollup_pg  # imports this module
 
-        return rollup_pg.window_insert(organisation_id=organisation_id, hour=hour, now=now)
-    rows = build_rows(organisation_id=organisation_id, hour=hour, now=now)
-    write_rows(rows)
-    return len(rows)
+        return rollup_pg.windows_insert(organisation_id=organisation_id, hours=hours, now=now)
+    written = {}
+    for hour in sorted(set(hours)):
+        rows = build_rows(organisation_id=organisation_id, hour=hour, now=now)
+        write_rows(rows)
+        written[hour] = len(rows)
+    return written
+
+
+def window_insert(*, organisation_id: int, hour: datetime, now: datetime) -> int:
+    """One window's rows (see ``windows_insert``); returns the row count."""
+    return windows_insert(organisation_id=organisation_id, hours=[hour], now=now)[hour]
 
 
 def write_rows(rows: list[dict[str, Any]]) -> None:

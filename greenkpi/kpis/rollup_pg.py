@@ -1,21 +1,25 @@
-"""The PostgreSQL rollup of one window as one ``INSERT ... SELECT``: samples are aggregated, priced
-and written without leaving the database (bench/rollup.py; the generic path is ``rollup``).
+"""The PostgreSQL rollup of a batch of windows (hours) of one organisation as one
+``INSERT ... SELECT``: samples are aggregated per device x owner x hour, priced and written without
+leaving the database (bench/rollup.py; the generic path is ``rollup``).
 
 The carbon and cost factors that vary by hour (grid intensity per zone, contract and tariff per
-site) are read with the same selectors as the generic path and passed as small arrays; factors
-that do not vary (PUE, embodied footprint, lifetime) are joined from the inventory. The formulas
-mirror ``carbon.methodology`` operation for operation, so both paths store the same floats
-(tests/kpis/test_rollup_pg.py compares them row by row).
+site) are read with the same selectors as the generic path, for all the hours at once, and passed
+as small arrays keyed by (zone, hour) and (site, hour), joined after summing (a few rows per
+device and hour, never per sample); factors that do not vary (PUE, embodied footprint, lifetime)
+are joined from the inventory. The formulas mirror ``carbon.methodology`` operation for
+operation, so both paths store the same floats (tests/kpis/test_rollup_pg.py compares them row by
+row, for one window and for a batch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import connection
 
 from greenkpi.carbon import methodology as m
-from greenkpi.carbon.selectors import intensities_for, market_factors_for, tariffs_for
+from greenkpi.carbon.selectors import intensities_over, market_factors_over, tariffs_over
 from greenkpi.ingest.models import Method, Sample, SampleShare
 from greenkpi.inventory.models import Device, DeviceKind, Host, Site
 from greenkpi.kpis.models import HourlyRollup
@@ -32,7 +36,7 @@ _FRACTION_SHARED = """CASE WHEN sh.device_id IS NULL THEN 1.0
 # order of the generic path's arithmetic so both give bit-identical results.
 _COLUMNS: dict[str, str] = {
     "organisation_id": "%(org)s",
-    "hour": "%(hour)s::timestamptz",
+    "hour": "a.hour",
     "device_id": "a.device_id",
     "device_kind": "a.kind",
     "host_id": "a.host_id",
@@ -73,20 +77,52 @@ _COLUMNS: dict[str, str] = {
 }
 
 
-def _sql(*, shared: bool) -> str:
+# The sums of ``summed``, per device x hour x owner.
+_SUMS = (
+    "samples",
+    "energy_j",
+    "estimated_j",
+    "covered_s",
+    "busy_s",
+    "util_known_s",
+    "sm_s",
+    "sm_known_s",
+    "idle_s",
+    "idle_energy_j",
+)
+
+# The UTC hour of a sample: date_bin with a whole-hour origin is pure arithmetic on the instant
+# (date_trunc on a timestamptz would follow the session's time zone).
+_HOUR_OF = "date_bin('1 hour', s.window_start, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+
+
+def _sql(*, shared: bool, sparse: bool) -> str:
+    """The statement; ``sparse`` when the batch's hours leave gaps between its first and last."""
     sample, share = Sample._meta.db_table, SampleShare._meta.db_table
     device, host, site = Device._meta.db_table, Host._meta.db_table, Site._meta.db_table
     if shared:
-        owner = "sh.team_id, COALESCE(sh.model_key, '') AS model_key, COALESCE(sh.run_key, '') AS run_key"
-        frac, x = _FRACTION_SHARED.format(share=share), "* frac"
+        owner = "sh.team_id, COALESCE(sh.model_key, '') AS model_key, COALESCE(sh.run_key, '') AS run_key,"
+        owned, by_owner = "team_id, model_key, run_key", ", team_id, model_key, run_key"
+        frac, x = f", {_FRACTION_SHARED.format(share=share)} AS frac", "* frac"
+        merged = ", ".join(f"SUM(x.{c}) AS {c}" for c in _SUMS)
+        merge = """GROUP BY x.device_id, x.hour, dev.kind, dev.host_id, dev.site_id, dev.zone, dev.pue,
+           dev.device_kg, dev.lifetime, COALESCE(x.team_id, dev.default_team_id), x.model_key,
+           x.run_key"""
         join = f"""LEFT JOIN {share} sh ON sh.device_id = s.device_id AND sh.window_start = s.window_start
              -- repeated for the shares: the planner does not carry a range across the join
              AND sh.window_start >= %(start)s AND sh.window_start < %(end)s"""
     else:
-        # No share in the window (checked first): every sample is its device's, whole.
-        owner = "NULL::bigint AS team_id, '' AS model_key, '' AS run_key"
-        # frac is 1 and y * 1.0 == y exactly: the multiplications are left out
-        frac, x, join = "1.0::float8", "", ""
+        # No share in the batch's range (checked first): every sample is its device's, whole,
+        # so there are no owner columns to carry per row or to group by (a third of the summing
+        # time), one owner per device and hour (nothing to merge), and f is 1 (y * 1.0 == y
+        # exactly: the multiplications are left out).
+        owner, by_owner = "", ""
+        owned = "NULL::bigint AS team_id, ''::text AS model_key, ''::text AS run_key"
+        frac, x, join = "", "", ""
+        merged, merge = ", ".join(f"x.{c}" for c in _SUMS), ""
+    # Hours between the batch's first and last that are not in it (another worker holds them)
+    # are left out row by row; a contiguous batch needs only the range.
+    gaps = f"AND {_HOUR_OF} = ANY(%(hours)s::timestamptz[])" if sparse else ""
     fields = HourlyRollup._meta
     columns = ", ".join(fields.get_field(c.removesuffix("_id")).column for c in _COLUMNS)
     # INSERT first (its query carries the WITH): monitoring and tests recognise the statement.
@@ -104,21 +140,23 @@ WITH dev AS MATERIALIZED (
   WHERE h.organisation_id = %(org)s
 ),
 per_sample AS (
-  SELECT s.device_id, {owner}, s.energy_j, s.method, s.util_busy, s.util_sm, s.idle_s,
-         dur_s, {frac} AS frac,
+  SELECT s.device_id, {_HOUR_OF} AS hour, {owner} s.energy_j, s.method, s.util_busy,
+         s.util_sm, s.idle_s, dur_s{frac},
          CASE WHEN s.idle_s IS NOT NULL THEN LEAST(s.idle_s, dur_s)
               WHEN s.util_busy IS NOT NULL AND s.util_busy < %(idle_below)s THEN dur_s
               ELSE 0 END AS idle_part_s
   FROM {sample} s
   CROSS JOIN LATERAL (SELECT date_part('epoch', s.window_end - s.window_start) AS dur_s) t
   {join}
-  WHERE s.device_id IN (SELECT id FROM dev)
-    AND s.window_start >= %(start)s AND s.window_start < %(end)s
+  -- the organisation's devices resolved once, as an array: a hashed = ANY costs a third of a
+  -- semi-join against the device table per sample row
+  WHERE s.device_id = ANY(%(devices)s::bigint[])
+    AND s.window_start >= %(start)s AND s.window_start < %(end)s {gaps}
   -- keeps the planner from inlining this into every SUM (duration and fraction once per row)
   OFFSET 0
 ),
 summed AS (
-  SELECT device_id, team_id, model_key, run_key,
+  SELECT device_id, hour, {owned},
          COUNT(*) AS samples,
          SUM(energy_j {x}) AS energy_j,
          SUM(CASE WHEN method = %(estimate)s THEN energy_j {x} ELSE 0 END) AS estimated_j,
@@ -131,84 +169,137 @@ summed AS (
          SUM(CASE WHEN dur_s > 0 THEN energy_j {x} * idle_part_s / dur_s ELSE 0 END)
            AS idle_energy_j
   FROM per_sample
-  GROUP BY device_id, team_id, model_key, run_key
+  GROUP BY device_id, hour{by_owner}
 ),
--- Owners resolved after summing (a few rows per device, not a join per sample): a share naming
--- no team is the host's default team's, and merges with one naming it explicitly.
+-- Owners resolved after summing (a few rows per device and hour, not a join per sample): a share
+-- naming no team is the host's default team's, and merges with one naming it explicitly.
 a AS (
-  SELECT x.device_id, dev.kind, dev.kind = %(gpu)s AS gpu, dev.host_id, dev.site_id, dev.zone,
-         dev.pue, dev.device_kg, dev.lifetime,
+  SELECT x.device_id, x.hour, dev.kind, dev.kind = %(gpu)s AS gpu, dev.host_id, dev.site_id,
+         dev.zone, dev.pue, dev.device_kg, dev.lifetime,
          COALESCE(x.team_id, dev.default_team_id) AS team_id, x.model_key, x.run_key,
-         SUM(x.samples) AS samples, SUM(x.energy_j) AS energy_j, SUM(x.estimated_j) AS estimated_j,
-         SUM(x.covered_s) AS covered_s, SUM(x.busy_s) AS busy_s,
-         SUM(x.util_known_s) AS util_known_s, SUM(x.sm_s) AS sm_s,
-         SUM(x.sm_known_s) AS sm_known_s, SUM(x.idle_s) AS idle_s,
-         SUM(x.idle_energy_j) AS idle_energy_j
+         {merged}
   FROM summed x JOIN dev ON dev.id = x.device_id
-  GROUP BY x.device_id, dev.kind, dev.host_id, dev.site_id, dev.zone, dev.pue, dev.device_kg,
-           dev.lifetime, COALESCE(x.team_id, dev.default_team_id), x.model_key, x.run_key
+  {merge}
 )
 SELECT {", ".join(_COLUMNS.values())}
 FROM a
-JOIN unnest(%(z_zone)s::text[], %(z_intensity)s::float8[], %(z_renewable)s::float8[],
-            %(z_source)s::text[], %(z_figure)s::text[])
-     AS z(zone, intensity, renewable, source, figure_zone) ON z.zone = a.zone
-LEFT JOIN unnest(%(f_site)s::bigint[], %(f_contract)s::float8[], %(f_price)s::float8[],
-                 %(f_currency)s::text[]) AS f(site_id, contract, price, currency)
-     ON f.site_id = a.site_id
+JOIN unnest(%(z_zone)s::text[], %(z_hour)s::timestamptz[], %(z_intensity)s::float8[],
+            %(z_renewable)s::float8[], %(z_source)s::text[], %(z_figure)s::text[])
+     AS z(zone, hour, intensity, renewable, source, figure_zone)
+     ON z.zone = a.zone AND z.hour = a.hour
+LEFT JOIN unnest(%(f_site)s::bigint[], %(f_hour)s::timestamptz[], %(f_contract)s::float8[],
+                 %(f_price)s::float8[], %(f_currency)s::text[])
+     AS f(site_id, hour, contract, price, currency)
+     ON f.site_id = a.site_id AND f.hour = a.hour
 """
 
 
-def window_insert(*, organisation_id: int, hour: datetime, now: datetime) -> int:
-    """Insert the window's rollup rows (the caller deleted the old ones); returns the row count."""
-    share = SampleShare._meta.db_table
-    end = hour + timedelta(hours=1)
+def _factors(*, organisation_id: int, hours: Sequence[datetime]) -> dict[str, list[object]]:
+    """The hourly factors of the organisation's zones and sites as parallel arrays: one entry per
+    (zone, hour) and per (site, hour), from the selectors the generic path uses (their batch
+    forms: one query each for all the hours)."""
+    places = list(
+        Host.objects.filter(organisation_id=organisation_id)
+        .values_list("site_id", "site__grid_zone")
+        .distinct()
+    )
+    zones = sorted({zone or "" for _, zone in places})
+    site_ids = sorted({site_id for site_id, _ in places if site_id})
+    z: dict[str, list[object]] = {k: [] for k in ("zone", "hour", "i", "re", "src", "fig")}
+    f: dict[str, list[object]] = {k: [] for k in ("site", "hour", "contract", "price", "cur")}
+    intensities = intensities_over(zones=zones, hours=hours)
+    contracts = market_factors_over(site_ids=site_ids, hours=hours)
+    tariffs = tariffs_over(site_ids=site_ids, hours=hours)
+    for hour in hours:
+        figures = intensities[hour]
+        for zone in zones:
+            # keyed by the raw stored zone so the join needs no normalisation in SQL
+            figure = figures[(zone or "").strip().upper()]
+            z["zone"].append(zone)
+            z["hour"].append(hour)
+            z["i"].append(figure.intensity_g_per_kwh)
+            z["re"].append(figure.renewable_share)
+            z["src"].append(figure.source)
+            z["fig"].append(figure.figure_zone)
+        for site_id in site_ids:
+            tariff = tariffs[hour].get(site_id)
+            f["site"].append(site_id)
+            f["hour"].append(hour)
+            f["contract"].append(contracts[hour].get(site_id))
+            f["price"].append(tariff.price_per_kwh if tariff else None)
+            f["cur"].append(tariff.currency if tariff else None)
+    return {
+        "z_zone": z["zone"],
+        "z_hour": z["hour"],
+        "z_intensity": z["i"],
+        "z_renewable": z["re"],
+        "z_source": z["src"],
+        "z_figure": z["fig"],
+        "f_site": f["site"],
+        "f_hour": f["hour"],
+        "f_contract": f["contract"],
+        "f_price": f["price"],
+        "f_currency": f["cur"],
+    }
+
+
+def windows_insert(
+    *, organisation_id: int, hours: Sequence[datetime], now: datetime
+) -> dict[datetime, int]:
+    """Insert the rollup rows of these whole UTC hours of one organisation in one statement (the
+    caller deleted their old rows in the same transaction); returns {hour: rows written}."""
+    hours = sorted(set(hours))
+    if not hours:
+        return {}
+    start, end = hours[0], hours[-1] + timedelta(hours=1)
+    sparse = len(hours) != (end - start) // timedelta(hours=1)
+    share, table = SampleShare._meta.db_table, HourlyRollup._meta.db_table
+    params: dict[str, object] = {
+        "org": organisation_id,
+        "hours": hours,
+        "now": now,
+        "start": start,
+        "end": end,
+        "estimate": Method.ESTIMATE,
+        "idle_below": IDLE_BUSY_BELOW,
+        "gpu": DeviceKind.GPU,
+        "pue_default": m.PUE_DEFAULT,
+        "lifetime_default": m.LIFETIME_DEFAULT_YEARS,
+        "ek_kind": list(m.EMBODIED_DEFAULT_KGCO2E),
+        "ek_kg": list(m.EMBODIED_DEFAULT_KGCO2E.values()),
+        "j_per_kwh": m.J_PER_KWH,
+        "g_per_kg": m.G_PER_KG,
+        "s_per_year": m.SECONDS_PER_YEAR,
+        "contract": m.MarketSource.CONTRACT,
+        "location": m.MarketSource.LOCATION,
+        "version": m.METHODOLOGY_VERSION,
+        "devices": list(
+            Device.objects.filter(host__organisation_id=organisation_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        ),
+        **_factors(organisation_id=organisation_id, hours=hours),
+    }
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT EXISTS (SELECT 1 FROM {share} WHERE window_start >= %s AND window_start < %s)",
-            [hour, end],
+            [start, end],
         )
         shared = bool(cur.fetchone()[0])
-        places = list(
-            Host.objects.filter(organisation_id=organisation_id)
-            .values_list("site_id", "site__grid_zone")
-            .distinct()
+        cur.execute("SET LOCAL work_mem = '256MB'")
+        cur.execute(_sql(shared=shared, sparse=sparse), params)
+        if not cur.rowcount:
+            return dict.fromkeys(hours, 0)
+        # Counted back through the (organisation, hour) index: cheaper than RETURNING every row.
+        cur.execute(
+            f"SELECT hour, COUNT(*) FROM {table} WHERE organisation_id = %s "
+            "AND hour = ANY(%s::timestamptz[]) GROUP BY hour",
+            [organisation_id, hours],
         )
-        zones = sorted({zone or "" for _, zone in places})
-        site_ids = sorted({site_id for site_id, _ in places if site_id})
-        figures = intensities_for(zones=zones, hour=hour)
-        # keyed by the raw stored zone so the join needs no normalisation in SQL
-        rows = [figures[(z or "").strip().upper()] for z in zones]
-        contracts = market_factors_for(site_ids=site_ids, hour=hour)
-        tariffs = tariffs_for(site_ids=site_ids, hour=hour)
-        params: dict[str, object] = {
-            "org": organisation_id,
-            "hour": hour,
-            "now": now,
-            "start": hour,
-            "end": end,
-            "estimate": Method.ESTIMATE,
-            "idle_below": IDLE_BUSY_BELOW,
-            "gpu": DeviceKind.GPU,
-            "pue_default": m.PUE_DEFAULT,
-            "lifetime_default": m.LIFETIME_DEFAULT_YEARS,
-            "ek_kind": list(m.EMBODIED_DEFAULT_KGCO2E),
-            "ek_kg": list(m.EMBODIED_DEFAULT_KGCO2E.values()),
-            "j_per_kwh": m.J_PER_KWH,
-            "g_per_kg": m.G_PER_KG,
-            "s_per_year": m.SECONDS_PER_YEAR,
-            "contract": m.MarketSource.CONTRACT,
-            "location": m.MarketSource.LOCATION,
-            "version": m.METHODOLOGY_VERSION,
-            "z_zone": zones,
-            "z_intensity": [f.intensity_g_per_kwh for f in rows],
-            "z_renewable": [f.renewable_share for f in rows],
-            "z_source": [f.source for f in rows],
-            "z_figure": [f.figure_zone for f in rows],
-            "f_site": site_ids,
-            "f_contract": [contracts.get(s) for s in site_ids],
-            "f_price": [tariffs[s].price_per_kwh if s in tariffs else None for s in site_ids],
-            "f_currency": [tariffs[s].currency if s in tariffs else None for s in site_ids],
-        }
-        cur.execute(_sql(shared=shared), params)
-        return cur.rowcount
+        written = dict(cur.fetchall())
+    return {hour: written.get(hour, 0) for hour in hours}
+
+
+def window_insert(*, organisation_id: int, hour: datetime, now: datetime) -> int:
+    """Insert one window's rollup rows (the caller deleted the old ones); returns the row count."""
+    return windows_insert(organisation_id=organisation_id, hours=[hour], now=now)[hour]

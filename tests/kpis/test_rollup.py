@@ -247,7 +247,7 @@ def test_a_failing_window_is_recorded_and_pushed_back_not_retried_in_a_loop(
     def broken(**kwargs):
         raise ValueError("bad factor")
 
-    monkeypatch.setattr(services.rollup, "window_insert", broken)
+    monkeypatch.setattr(services.rollup, "windows_insert", broken)
     run = services.windows_recompute_dirty()
 
     assert (run.status, run.windows_failed) == ("partial", 1)
