@@ -17,7 +17,7 @@ from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _layout, _nai
 
 MEASURED, FORECAST, BUDGET, CROSSING = PALETTE[0], PALETTE[5], PALETTE[7], PALETTE[3]
 THRESHOLD = PALETTE[6]
-ALERT_FILL = "rgba(213, 94, 0, 0.14)"
+ALERT_FILL = "rgba(213, 94, 0, 0.22)"
 
 
 def _line(name: str, x: np.ndarray, y: np.ndarray, unit: str, **style: Any) -> dict[str, Any]:

@@ -76,8 +76,11 @@ class BudgetForm(forms.Form):
         if not scope.manages_org:
             # Organisation and model budgets count other teams' use: organisation managers only.
             self.fields["scope"].choices = [("team", "Team")]
+            del self.fields["model_key"]
         if budget is not None:
             for fixed in ("scope", "team", "model_key", "metric"):
+                if fixed not in self.fields:
+                    continue
                 self.fields[fixed].disabled = True
                 self.fields[fixed].required = False
             self.initial.update(

@@ -113,7 +113,7 @@ def budget_create(request: HttpRequest) -> HttpResponse:
                 period=d["period"],
                 amount=d["amount"],
                 team=form.team_obj(),
-                model_key=d["model_key"].strip(),
+                model_key=d.get("model_key", "").strip(),
                 currency=d["currency"],
                 thresholds_pct=d["thresholds"],
                 forecast_method=d["forecast_method"],

@@ -422,6 +422,14 @@ def test_invalid_budgets_are_refused_inline(client, people, acme, change, field,
     assert not Budget.objects.exists()
 
 
+def test_a_model_budget_needs_its_model_key(client, people, acme):
+    login(client, people, "alice")
+    response = client.post(url("budget-create"), {**VALID, "scope": "model", "model_key": " "})
+    assert response.status_code == 400
+    assert "Give the model key" in " ".join(response.context["form"].errors["model_key"])
+    assert not Budget.objects.exists()
+
+
 def test_a_team_manager_cannot_name_another_team(client, people, acme):
     login(client, people, "nina")
     response = client.post(url("budget-create"), {**VALID, "team": acme.vision.pk})
@@ -726,6 +734,7 @@ def test_a_manager_creates_a_budget_sees_its_chart_and_acknowledges_an_alert(
     page.get_by_label("Amount").fill("-3")
     page.get_by_role("button", name="Create budget").click()
     assert page.locator(".has-error").get_by_text("positive number").is_visible()
+    shoot(page, "budget-form-error")
     page.get_by_label("Amount").fill("100")
     page.get_by_role("button", name="Create budget").click()
     budget = Budget.objects.get(name="NLP energy")
@@ -750,3 +759,8 @@ def test_a_manager_creates_a_budget_sees_its_chart_and_acknowledges_an_alert(
     alert.refresh_from_db()
     assert alert.acknowledged_by == people["nina"]
     shoot(page, "alerts")
+    page.goto(f"{live_server.url}/budgets/{budget.pk}/?org=acme")
+    chart_traces(page, "budget-burn")
+    shaded = page.evaluate("document.getElementById('budget-burn').layout.shapes.length")
+    assert shaded >= 1  # the firing interval
+    shoot(page, "budget-detail-alert")
