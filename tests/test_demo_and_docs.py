@@ -8,21 +8,23 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from greenkpi.ingest.models import Sample, SampleShare
-from greenkpi.inventory.models import Host, Organisation
+from greenkpi.inventory.models import Host
 
 
 def test_the_demo_simulates_a_plausible_organisation(db):
     now = datetime(2026, 11, 18, 12, tzinfo=UTC)
-    from greenkpi.demo.simulation import load_demo
+    from greenkpi.demo.simulation import load_organisation
 
-    result = load_demo(days=3, now=now)
-    org = result["organisation"]
-    assert result["token"].startswith("gkc_")
+    loaded = load_organisation(days=3, now=now)
+    org = loaded.organisation
+    assert loaded.token.startswith("gkc_")
     assert org.teams.count() == 4
     assert {s.grid_zone for s in org.sites.all()} == {"FR", "DE", "PL"}
     silent = Host.objects.get(hostname="gpu-warsaw-03")
     assert (now - silent.last_seen).days == 2
+    assert Host.objects.get(hostname="gpu-frankfurt-03").default_team.slug == "platform"
     gpu = Sample.objects.filter(device__kind="gpu")
+    assert gpu.values("device").distinct().count() == 32
     # Power stays within each GPU's idle..limit envelope.
     for sample in gpu.select_related("device")[:500]:
         assert 10 <= sample.power_avg_w <= sample.device.power_limit_w
@@ -36,14 +38,7 @@ def test_the_demo_simulates_a_plausible_organisation(db):
         SampleShare.objects.aggregate(e=Sum("energy_j"))["e"]
         <= gpu.aggregate(e=Sum("energy_j"))["e"]
     )
-
-
-def test_loading_the_demo_twice_is_harmless(db):
-    call_command("load_demo", "--days", "1")
-    count = Sample.objects.count()
-    call_command("load_demo", "--days", "1")
-    assert Sample.objects.count() == count
-    assert Organisation.objects.filter(slug="demo").count() == 1
+    assert SampleShare.objects.values("model_key").distinct().count() == 11  # 10 models + pool
 
 
 def test_every_endpoint_is_in_the_openapi_schema_and_the_docs_page_is_self_hosted(client):

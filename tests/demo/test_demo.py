@@ -1,0 +1,223 @@
+"""The demo tells a true story: ten models (one computed as due for retraining), budgets with a
+forecast breach, firing alerts, an hourly grid series and a green PPA priced into the rollups, and
+a simulator that keeps the live hosts reporting. Built with a few days of history for speed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Avg, Sum
+
+from greenkpi.alerts import selectors
+from greenkpi.alerts.models import Alert, Budget
+from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.demo import build, carbon, fleet, live
+from greenkpi.ingest.models import Sample, SampleShare
+from greenkpi.inventory.models import Host, Organisation
+from greenkpi.kpis import services as kpi_services
+from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.workloads import retraining
+from greenkpi.workloads.models import MLModel, RetrainingAssessment, Run, VerdictChange
+
+# A Tuesday: the notebook pool's weekly busy slot (Wednesday afternoon) is not in the idle window.
+NOW = datetime(2026, 11, 17, 12, 20, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def demo(db):
+    return build.demo_build(days=4, now=NOW)
+
+
+def test_ten_models_and_the_decaying_one_is_computed_as_due_for_retraining(demo):
+    models = MLModel.objects.filter(team__organisation=demo.organisation)
+    assert models.count() >= 10
+    verdicts = dict(RetrainingAssessment.objects.values_list("model__key", "verdict"))
+    assert verdicts.pop("product-classifier") == "recommended"
+    assert set(verdicts.values()) <= {"healthy", "watch"}
+    # The verdict is the assessment's own: thrown away and recomputed, it comes back the same,
+    # from a need score over the enter threshold with a decayed metric above the floor.
+    model = models.get(key="product-classifier")
+    RetrainingAssessment.objects.filter(model=model).delete()
+    again = retraining.assessment_recompute(model=model, now=NOW)
+    assert again.verdict == "recommended"
+    assert again.need >= model.need_enter
+    assert model.metric_floor < again.metric_value < again.baseline_value
+    assert again.drift_score > 0.5
+    assert VerdictChange.objects.filter(model=model, verdict="recommended").exists()
+
+
+def test_run_keys_of_the_registry_are_the_keys_of_the_measurements(demo):
+    org = demo.organisation
+    measured = set(
+        HourlyRollup.objects.filter(organisation=org).values_list("model_key", "run_key").distinct()
+    )
+    runs = Run.objects.filter(model__team__organisation=org).values_list("model__key", "key")
+    assert {("two-tower-ranker", f"two-tower-ranker-serving-{NOW:%Y%m%d}")} <= set(runs)
+    attributed = {pair for pair in measured if pair[0] and pair[0] != "notebook-pool"}
+    assert attributed <= set(runs)  # every measured model run is in the registry
+    # Finished serving days carry the requests they served, so SCI per inference exists.
+    served = Run.objects.filter(
+        model__team__organisation=org, kind="inference", functional_units__gt=0
+    )
+    assert served.filter(ended_at__isnull=False).count() >= 5 * 3
+    assert not Run.objects.filter(kind="inference", ended_at__gt=NOW).exists()
+
+
+def test_one_team_budget_is_on_course_to_be_exceeded_and_the_rest_are_not(demo):
+    statuses = {
+        b.name: selectors.budget_status(budget=b, now=NOW)
+        for b in Budget.objects.filter(organisation=demo.organisation)
+    }
+    breaching = [name for name, s in statuses.items() if s.forecast.exceeds]
+    assert breaching == ["Computer Vision carbon, monthly"]
+    vision = statuses[breaching[0]]
+    assert vision.budget.scope == "team" and vision.budget.period == "month"
+    assert vision.consumed < vision.budget.amount < vision.forecast_total
+    metrics = {s.budget.metric for s in statuses.values()}
+    assert metrics == {"energy_kwh", "co2e_kg", "cost", "gpu_h"}
+
+
+def test_alerts_fire_for_the_silent_collector_the_idle_pool_and_the_forecast(demo):
+    firing = Alert.objects.filter(organisation=demo.organisation, state="firing")
+    kinds = {a.rule.kind for a in firing}
+    assert {
+        "collector_silent",
+        "idle_gpu",
+        "low_utilization",
+        "budget_forecast",
+        "retraining_need",
+    } <= kinds
+    silent = {a.labels["host"] for a in firing if a.rule.kind == "collector_silent"}
+    assert silent == {fleet.SILENT_HOST}  # the live hosts were seen at load time
+    idle = {a.labels["host"] for a in firing if a.rule.kind == "idle_gpu"}
+    assert idle == {"gpu-frankfurt-03"}
+    # Every rule notifies the on-call email channel (console backend under make demo).
+    channels = {(c.kind, c.addresses) for a in firing for c in a.rule.channels.all()}
+    assert channels == {("email", "ml-platform-oncall@demo.local")}
+
+
+def test_rollups_use_the_simulated_hourly_series_and_the_frankfurt_ppa(demo):
+    rows = HourlyRollup.objects.filter(organisation=demo.organisation)
+    assert set(rows.values_list("intensity_source", flat=True)) == {"hourly"}
+    assert set(GridIntensityHourly.objects.values_list("source", flat=True)) == {carbon.SOURCE}
+    by_zone = dict(
+        rows.values_list("intensity_zone").annotate(Avg("intensity_g_per_kwh")).order_by()
+    )
+    assert 30 < by_zone["FR"] < 80 and 250 < by_zone["DE"] < 450 and 550 < by_zone["PL"] < 850
+    # Worked by hand for one row: kgCO2e = kWh x PUE x the hour's g/kWh / 1000.
+    row = rows.filter(site__name="warsaw", device_kind="gpu").order_by("hour").first()
+    grid = GridIntensityHourly.objects.get(zone="PL", hour=row.hour)
+    assert row.intensity_g_per_kwh == grid.intensity_lifecycle_g_per_kwh
+    assert row.operational_location_kgco2e == pytest.approx(
+        row.energy_kwh * 1.5 * grid.intensity_lifecycle_g_per_kwh / 1000
+    )
+    # The PPA is market-based only: Frankfurt's market figure is the contract, location unchanged.
+    frankfurt = rows.filter(site__name="frankfurt")
+    assert set(frankfurt.values_list("market_source", flat=True)) == {"contract"}
+    assert set(frankfurt.values_list("market_g_per_kwh", flat=True)) == {carbon.PPA_G_PER_KWH}
+    assert set(rows.exclude(site__name="frankfurt").values_list("market_source", flat=True)) == {
+        "location"
+    }
+    totals = frankfurt.aggregate(
+        loc=Sum("operational_location_kgco2e"), mkt=Sum("operational_market_kgco2e")
+    )
+    assert totals["mkt"] < totals["loc"] / 10
+    # Every site has a tariff, so every row is costed in euros.
+    assert set(rows.values_list("currency", flat=True)) == {"EUR"}
+
+
+def test_a_tick_continues_the_live_hosts_and_marks_their_hours_dirty(demo):
+    org = demo.organisation
+    later = NOW + timedelta(minutes=7)
+    before = Sample.objects.count()
+    silent_seen = Host.objects.get(hostname=fleet.SILENT_HOST).last_seen
+
+    result = live.tick(now=later, rng=random.Random(1))
+
+    live_hosts = len(fleet.HOSTS) - 1
+    assert result.hosts == live_hosts
+    devices_per_host = 4 + 2  # GPUs, CPU, DRAM
+    assert result.samples == 7 * live_hosts * devices_per_host  # seven 1-minute windows each
+    assert Sample.objects.count() == before + result.samples
+    new = Sample.objects.filter(window_start__gte=NOW.replace(second=0))
+    assert not new.filter(device__host__hostname=fleet.SILENT_HOST).exists()
+    assert {(s.window_end - s.window_start) for s in new} == {timedelta(minutes=1)}
+    window = RollupWindow.objects.get(organisation=org, hour=kpi_services.hour_floor(later))
+    assert window.version > window.computed_version  # dirty: the worker will recompute it
+    hosts = Host.objects.filter(organisation=org)
+    assert set(hosts.exclude(hostname=fleet.SILENT_HOST).values_list("last_seen", flat=True)) == {
+        later
+    }
+    assert hosts.get(hostname=fleet.SILENT_HOST).last_seen == silent_seen
+    # New windows are attributed like the history: the serving run of the day.
+    assert SampleShare.objects.filter(
+        window_start__gte=NOW.replace(second=0), run_key=f"intent-classifier-serving-{NOW:%Y%m%d}"
+    ).exists()
+    # Idempotent within the minute; the recompute then prices the new hour.
+    assert live.tick(now=later, rng=random.Random(1)).samples == 0
+    kpi_services.windows_recompute_dirty()
+    window.refresh_from_db()
+    assert window.version == window.computed_version
+
+
+def test_a_tick_after_a_break_catches_up_and_closes_the_days_serving_runs(demo):
+    later = NOW + timedelta(days=1, hours=2)
+    live.tick(now=later, rng=random.Random(2))
+    gpu = Sample.objects.filter(device__uuid="GPU-gpu-paris-01-0", window_start__gte=NOW)
+    lengths = {(s.window_end - s.window_start) for s in gpu}
+    assert lengths == {timedelta(minutes=1), timedelta(hours=1)}
+    assert gpu.order_by("-window_end").first().window_end == later.replace(second=0)
+    closed = Run.objects.get(key=f"intent-classifier-serving-{NOW:%Y%m%d}")
+    assert closed.status == "succeeded" and closed.functional_units > 0
+    assert Run.objects.get(key=f"intent-classifier-serving-{later:%Y%m%d}").status == "running"
+    # The grid series grows with the clock, still labelled simulated.
+    assert GridIntensityHourly.objects.filter(
+        zone="DE", hour=kpi_services.hour_floor(later), source=carbon.SOURCE
+    ).exists()
+
+
+def test_load_demo_reset_reloads_and_loading_twice_is_harmless(db):
+    call_command("load_demo", "--days", "1")
+    count = Sample.objects.count()
+    call_command("load_demo", "--days", "1")
+    assert Sample.objects.count() == count
+    call_command("load_demo", "--days", "1", "--reset")
+    assert Organisation.objects.filter(slug="demo").count() == 1
+    assert MLModel.objects.count() == 10
+    assert Budget.objects.count() == 6
+    assert GridIntensityHourly.objects.filter(source=carbon.SOURCE).exists()
+
+
+@pytest.mark.slow
+def test_the_simulator_process_stops_cleanly_on_sigterm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["GREENKPI_VAR_DIR"] = str(tmp_path)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, check=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*manage, "demo_simulate", "--follow", "--interval", "60"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "demo tick" in proc.stdout.readline()  # ticked once, now waiting for the next
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5  # not after the rest of the minute
+        assert "stopped" in proc.stdout.read()
+    finally:
+        proc.kill()
