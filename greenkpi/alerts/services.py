@@ -227,6 +227,7 @@ RULE_PARAMS = (
     "for_s",
     "keep_firing_s",
     "repeat_interval_s",
+    "no_data",
 )
 
 
@@ -260,7 +261,7 @@ def rule_create(
     team: Team | None = None,
     enabled: bool = True,
     channels: Sequence[Channel] = (),
-    **params: float | int,
+    **params: object,
 ) -> AlertRule:
     """A rule on a budget (budget kinds) or on the organisation's teams/hosts (``team`` narrows).
 

@@ -17,6 +17,7 @@ from greenkpi.alerts.models import (
     Channel,
     ForecastMethod,
     Metric,
+    NoDataHandling,
     RuleKind,
 )
 from greenkpi.alerts.periods import PeriodKind
@@ -157,6 +158,9 @@ class AlertRuleForm(forms.Form):
     for_minutes = forms.IntegerField(
         min_value=0, max_value=24 * 60, initial=5, label="Pending before firing (minutes)"
     )
+    no_data = forms.ChoiceField(
+        choices=NoDataHandling.choices, initial=NoDataHandling.NODATA, label="When there is no data"
+    )
     channels = forms.TypedMultipleChoiceField(coerce=int, required=False)
 
     def __init__(
@@ -191,6 +195,7 @@ class AlertRuleForm(forms.Form):
                 idle_hours=rule.idle_hours,
                 silent_minutes=rule.silent_minutes,
                 for_minutes=rule.for_s // 60,
+                no_data=rule.no_data,
                 channels=[c.pk for c in rule.channels.all()],
             )
 
@@ -219,6 +224,7 @@ class AlertRuleForm(forms.Form):
             "idle_hours": d["idle_hours"],
             "silent_minutes": d["silent_minutes"],
             "for_s": d["for_minutes"] * 60,
+            "no_data": d["no_data"],
         }
 
     def channel_list(self) -> list[Channel]:

@@ -519,10 +519,12 @@ def test_a_team_manager_creates_and_edits_a_low_utilization_rule(client, people,
         "idle_hours": "4",
         "silent_minutes": "15",
         "for_minutes": "10",
+        "no_data": "ok",
     }
     response = client.post(url("alert-rule-create"), data)
     assert response.status_code == 302 and response["Location"] == url("alert-rules")
     rule = AlertRule.objects.get(name="NLP idle")
+    assert rule.no_data == "ok"
     assert (rule.team, rule.utilization_floor, rule.utilization_window_h, rule.for_s) == (
         acme.nlp,
         0.25,
@@ -561,6 +563,7 @@ def test_budget_rules_need_a_budget_and_channels_of_the_organisation(client, peo
         "idle_hours": "4",
         "silent_minutes": "15",
         "for_minutes": "5",
+        "no_data": "nodata",
     }
     missing = client.post(url("alert-rule-create"), data)
     assert missing.status_code == 400 and "budget" in missing.context["form"].errors
@@ -586,6 +589,15 @@ def test_alerts_page_lists_open_alerts_and_only_managers_may_act(client, people,
     assert "NLP thresholds" not in body
     assert client.post(url("alert-ack", alert.pk)).status_code == 404
     assert client.post(url("alert-silence", alert.pk), {"duration": "1h"}).status_code == 404
+
+
+def test_no_data_alerts_are_open_alerts(client, people, acme):
+    budget = nlp_budget(acme, people)
+    alert = make_alert(budget_rule(acme, people, budget), fired_at=NOW - timedelta(hours=2))
+    Alert.objects.filter(pk=alert.pk).update(state="nodata", fired_at=None)
+    body = login(client, people, "nina").get(url("alerts")).content.decode()
+    assert "Open alerts (1)" in body and 'class="a-state a-nodata">nodata' in body
+    assert "2 h 0 min" in body  # open since active_since
 
 
 def test_a_viewer_sees_his_teams_alert_but_cannot_act(client, people, history, acme):
