@@ -52,4 +52,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
+    # One digest per recipient per day about yesterday (UTC). Expires after 6 h: a beat that was
+    # down all morning skips the day rather than mailing yesterday's news in the evening; a second
+    # run the same day writes nothing (dedup per organisation, day and address).
+    "alerts-daily-digest": {
+        "task": "greenkpi.alerts.tasks.send_daily_digests",
+        "schedule": crontab(hour=6, minute=5),
+        "options": {"expires": 6 * 3600},
+    },
 }

@@ -13,7 +13,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from greenkpi.alerts import outbox, services
-from greenkpi.alerts.models import Alert, AlertRule, Budget, Channel, Notification, Silence
+from greenkpi.alerts.models import (
+    Alert,
+    AlertGroup,
+    AlertRule,
+    Budget,
+    Channel,
+    Notification,
+    Silence,
+)
 
 
 @admin.register(Budget)
@@ -43,16 +51,44 @@ class BudgetAdmin(admin.ModelAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ("name", "organisation", "kind", "enabled", "last_evaluated_at", "last_error")
-    list_filter = ("organisation", "kind", "enabled")
+    list_display = (
+        "name",
+        "organisation",
+        "kind",
+        "enabled",
+        "state",
+        "state_since",
+        "no_data",
+        "last_evaluated_at",
+        "last_error",
+    )
+    list_filter = ("organisation", "kind", "enabled", "state", "no_data")
     filter_horizontal = ("channels",)
-    readonly_fields = ("claimed_until", "claimed_by", "last_evaluated_at", "last_error")
+    readonly_fields = (
+        "claimed_until",
+        "claimed_by",
+        "last_evaluated_at",
+        "last_error",
+        "state",
+        "state_since",
+    )
 
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ("name", "organisation", "kind", "enabled", "url", "allow_private_network")
-    list_filter = ("organisation", "kind", "enabled")
+    list_display = (
+        "name",
+        "organisation",
+        "kind",
+        "enabled",
+        "url",
+        "group_by",
+        "group_wait_s",
+        "group_interval_s",
+        "daily_digest",
+        "allow_private_network",
+    )
+    list_filter = ("organisation", "kind", "enabled", "daily_digest")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None):
         # Reaching private networks opens the server's own network: a platform decision.
@@ -129,3 +165,18 @@ class NotificationAdmin(admin.ModelAdmin):
         for pk in ids:
             outbox.dispatch(pk)
         self.message_user(request, f"{len(ids)} notification(s) queued again")
+
+
+@admin.register(AlertGroup)
+class AlertGroupAdmin(admin.ModelAdmin):
+    """Read-only: what each channel's groups hold and last told (for "why no message yet?")."""
+
+    list_display = ("channel", "labels", "rule", "created_at", "last_notified_at", "seq")
+    list_filter = ("organisation", "channel")
+    filter_horizontal = ("alerts",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AlertGroup | None = None):
+        return [f.name for f in AlertGroup._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

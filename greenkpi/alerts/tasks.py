@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.utils import timezone
 
-from greenkpi.alerts import evaluation, grouping, outbox
+from greenkpi.alerts import digest, evaluation, grouping, outbox
 from greenkpi.kpis.services import TRANSIENT_ERRORS
 
 _RETRY = {
@@ -59,3 +59,10 @@ def flush_alert_group(self: Task, group_id: int) -> int:
     out then rather than at the next evaluation tick. Idempotent (the group row is locked and
     compared with what it last told); returns the notifications written."""
     return grouping.groups_flush(now=timezone.now(), group_ids=[group_id], queue=_queue(self))
+
+
+@shared_task(**_RETRY)
+def send_daily_digests(self: Task) -> int:
+    """Daily: one digest per recipient about yesterday (UTC); a second run the same day writes
+    nothing (dedup per organisation, day and address). Returns the rows written."""
+    return digest.digests_send(queue=_queue(self))

@@ -21,16 +21,20 @@ class EmailNotifier:
         if not recipients:
             raise PermanentError("no recipients (no addresses and no managers with an email)")
         context = {"payload": notification.payload, "site_url": settings.SITE_URL}
+        # The daily digest has its own layout; alerts, no-data and errors share one.
+        template = (
+            "alerts/digest"
+            if notification.payload.get("type") == "digest"
+            else ("alerts/notification")
+        )
         message = EmailMultiAlternatives(
             subject=f"[GreenKPI] {notification.payload['title']}",
-            body=render_to_string("alerts/notification.txt", context),
+            body=render_to_string(f"{template}.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=recipients,
             headers={"X-GreenKPI-Notification": str(notification.pk)},
         )
-        message.attach_alternative(
-            render_to_string("alerts/notification.html", context), "text/html"
-        )
+        message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
         try:
             message.send(fail_silently=False)
         except smtplib.SMTPRecipientsRefused as exc:
