@@ -273,6 +273,21 @@ def test_burn_chart_json_has_consumption_budget_thresholds_and_forecast(
     assert layout["xaxis"]["range"] == ["2026-05-01T00:00:00", "2026-06-01T00:00:00"]
 
 
+def test_a_weekday_profile_forecast_names_its_method_and_daily_values(
+    client, people, history, acme
+):
+    # Forced profile: May 8-10 (Fri, Sat, Sun) used 12 kWh each; the other weekdays have no whole
+    # day yet and fall back to the recent rate, 12 kWh/day: forecast 36 + 21 days x 12 = 288 kWh.
+    budget = nlp_budget(acme, people, forecast_method="weekday_profile")
+    login(client, people, "nina")
+    body = client.get(url("budgets")).content.decode()
+    days = ", ".join(f"{d} 12" for d in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
+    assert f"weekday profile (4-week mean): {days} kWh/day" in body
+    figure = orjson.loads(client.get(url("budget-chart", budget.pk, "json")).content)
+    forecast = next(t for t in figure["data"] if t["name"] == "Forecast (weekday profile)")
+    assert _decode(forecast["y"]) == pytest.approx([36.0, 288.0])
+
+
 def test_firing_intervals_are_shaded_on_the_chart(client, people, history, acme):
     budget = nlp_budget(acme, people, amount=60.0)  # 36 kWh used: 50 % (30 kWh) crossed
     rule = budget_rule(acme, people, budget)
