@@ -1,5 +1,6 @@
-"""Rule evaluation: observe, step the state machine, write alert changes and their notifications
-in one transaction. The periodic job records its run like the KPI recompute does (RecomputeRun,
+"""Rule evaluation: observe, step the state machine, handle no data (rule.no_data), write the alert
+changes, put firing / no-data alerts in their groups and flush what is due, in one transaction; a
+rule whose evaluation raises goes to Error (told once per episode) and the others still run. The periodic job records its run like the KPI recompute does (RecomputeRun,
 kind "alerts-evaluate": windows_done = rules evaluated, windows_failed = rules that failed,
 rows_written = notifications created).
 """

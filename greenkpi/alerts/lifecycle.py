@@ -12,8 +12,11 @@ Per fingerprint (a hash of organisation, rule and sorted labels):
   was never notified resolves silently.
 * ``keep_firing_s``: a firing alert resolves only after its condition has been gone that long,
   so a flapping condition does not send a resolve/fire pair every evaluation.
-* Unknown (no data): an alert whose condition could not be judged keeps its state: no data is not
-  "resolved" and not "under budget".
+* Unknown (partial data): an alert whose condition could not be judged keeps its state: missing
+  data is not "resolved" and not "under budget". A label set with no data at all is handled by the
+  evaluation per the rule's ``no_data`` (a separate NODATA alert, alerting, or OK).
+* Who is told, when, and in which message is the business of ``grouping`` (group_wait,
+  group_interval, repeat per group); ``notify`` here is the per-alert view, kept for the pure tests.
 """
 
 from __future__ import annotations
