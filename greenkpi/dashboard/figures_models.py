@@ -19,6 +19,9 @@ from greenkpi.dashboard.figures import (
     _span,
 )
 
+# Above the plot: below it, a legend collides with the two-line date ticks and the axis title.
+LEGEND_ABOVE = {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0}
+
 PHASE_LABELS = {
     "training": "Training",
     "inference": "Inference",
@@ -63,6 +66,7 @@ def lifecycle(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figur
         empty=not traces,
         x_span=_span(x_range, daily=True),
         barmode="stack",
+        legend=LEGEND_ABOVE,
     )
     layout["yaxis"]["domain"] = [0.55, 1.0]
     layout["xaxis"]["anchor"] = "y"
@@ -124,6 +128,7 @@ def sci(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:
     layout = _layout(
         x_title="Run end (UTC)",
         y_title=f"SCI (kgCO2e per 1,000 {unit})",
+        legend=LEGEND_ABOVE,
         empty=not traces,
         x_span=_span(x_range),
     )
@@ -144,6 +149,7 @@ def evaluations(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Fig
     layout = _layout(
         x_title="Evaluation window end (UTC)",
         y_title=y_title,
+        legend=LEGEND_ABOVE,
         empty=not traces,
         x_span=_span(x_range),
     )
@@ -160,6 +166,7 @@ def drift(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:
     layout = _layout(
         x_title="Report window end (UTC)",
         y_title="Drift statistic (PSI / JS, unitless)",
+        legend=LEGEND_ABOVE,
         empty=not traces,
         x_span=_span(x_range),
     )
@@ -255,6 +262,7 @@ def run_power(
                 "type": "scatter",
                 "mode": "lines+markers" if len(rows) < 48 else "lines",
                 "line": {"shape": "hv", "width": 1.5, "color": PALETTE[i % len(PALETTE)]},
+                "marker": {"size": 7},
                 "name": f"{device[0]} · {device[1]}",
                 "x": x[keep],
                 "y": y[keep],
@@ -264,6 +272,7 @@ def run_power(
     layout = _layout(
         x_title="Hour (UTC)",
         y_title="Mean power over the hour (W)",
+        legend=LEGEND_ABOVE,
         empty=not traces,
         x_span=_span(x_range),
     )

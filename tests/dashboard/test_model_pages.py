@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from dashboard.test_browser import browser, chart_traces, log_in, shoot  # noqa: F401
+from dashboard.test_browser import page as browser_page  # noqa: F401
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -160,7 +162,8 @@ def world(acme, globex, people, acme_token, make_batch, post_batch) -> World:
         nina,
         f"models/{model_id}/drift-reports/",
         {
-            "window_end": (now - timedelta(minutes=1)).isoformat(),
+            # After the deployment (earlier reports do not count for the deployed version).
+            "window_end": datetime.now(UTC).isoformat(),
             "features": [
                 {
                     "feature": "length",
@@ -363,6 +366,7 @@ def test_evaluations_drift_and_need_components_are_charted_and_rendered(world, p
     assert float(need["performance"]["score"]) == pytest.approx(0.8)
     assert float(need["performance"]["contribution"]) == pytest.approx(0.2 * 0.8)
     s_drift = float(need["drift"]["score"])
+    assert s_drift == pytest.approx(float(drift["length"]["report_score"]), rel=1e-5) and s_drift > 0
     assert float(need["weighted sum"]["contribution"]) == pytest.approx(
         0.5 * s_drift + 0.3 * float(need["age"]["score"]) + 0.2 * 0.8
     )
@@ -418,8 +422,8 @@ def test_the_team_page_links_registered_models_and_runs(world, people, acme):
     to_run = client.get(f"{lookup}?model=bert&run=train-1")
     assert to_run.status_code == 302
     assert to_run["Location"] == f"/models/{world.model.pk}/runs/{world.train.pk}/"
-    to_model = client.get(f"{lookup}?model=bert&run=never-registered")
-    assert to_model["Location"] == f"/models/{world.model.pk}/"
+    for query in ("model=bert", "model=bert&run=never-registered"):
+        assert client.get(f"{lookup}?{query}")["Location"] == f"/models/{world.model.pk}/"
     unknown = client.get(f"{lookup}?model=gpt-x")
     assert unknown.status_code == 404 and "POST /api/v1/models/" in unknown.content.decode()
     victor = logged_in(people, "victor")
@@ -438,7 +442,9 @@ def test_registered_ids_maps_keys_in_one_query(world, acme):
     ]
     with CaptureQueriesContext(connection) as queries:
         found = listing.registered_ids(team_id=acme.nlp.pk, pairs=pairs)
-    assert len(queries) == 1
+        only_model = listing.registered_ids(team_id=acme.nlp.pk, pairs=[("bert", "")])
+    assert len(queries) == 2
+    assert only_model == {("bert", ""): (world.model.pk, None)}
     m = world.model.pk
     assert found == {
         ("bert", "train-1"): (m, world.train.pk),
@@ -488,3 +494,41 @@ def test_pages_run_a_bounded_number_of_queries_whatever_the_number_of_models_and
     assert before["/models/"] <= 10
     assert before[f"/models/{m}/"] <= 25
     assert before[f"/models/{m}/runs/{r}/"] <= 10
+
+
+# --- In a real browser ----------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_manager_walks_team_to_model_to_run_and_every_chart_draws(
+    browser_page,  # noqa: F811
+    live_server,
+    world,
+    people,
+    acme,
+):
+    page = browser_page
+    log_in(page, live_server, "nina", people["password"])
+    page.goto(f"{live_server.url}/teams/{acme.nlp.pk}/?range=7d")
+    page.locator("table.runs").get_by_role("link", name="bert").first.click()
+    page.wait_for_url(f"**/models/{world.model.pk}/")
+    assert set(chart_traces(page, "model-lifecycle")) == {"Training", "Inference"}
+    assert page.locator("#model-lifecycle .g-ytitle").first.text_content() == "Energy (kWh)"
+    assert chart_traces(page, "model-sci") == ["version 1"]
+    assert chart_traces(page, "model-evaluations") == ["version 1"]
+    assert sorted(chart_traces(page, "model-drift")) == ["length (psi)", "topic (js)"]
+    assert len(chart_traces(page, "model-need")) == 2
+    assert page.get_by_test_id("verdict").inner_text() == "Watch"
+    shoot(page, "model")
+
+    page.locator("table.model-runs").get_by_role("link", name="train-1").click()
+    page.wait_for_url(f"**/models/{world.model.pk}/runs/{world.train.pk}/")
+    assert len(chart_traces(page, "run-power")) == 1
+    assert page.get_by_test_id("hosts").inner_text() == "train-node"
+    shoot(page, "run")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Models").click()
+    page.wait_for_selector("table.models-list")
+    assert page.locator("table.models-list tbody tr").count() == 1
+    shoot(page, "models")

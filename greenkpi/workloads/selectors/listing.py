@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import pandas as pd
-from django.db.models import FilteredRelation, OuterRef, Q, Subquery, Sum
+from django.db.models import (
+    CharField,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
 
 from greenkpi.kpis.models import HourlyRollup
 from greenkpi.workloads import lifecycle
@@ -280,11 +289,16 @@ def registered_ids(
     run_keys = sorted({r for _, r in pairs if r})
     if not model_keys:
         return {}
-    rows = (
-        MLModel.objects.filter(team_id=team_id, key__in=model_keys)
-        .annotate(asked=FilteredRelation("runs", condition=Q(runs__key__in=run_keys)))
-        .values_list("key", "pk", "asked__key", "asked__pk")
-    )
+    models_asked = MLModel.objects.filter(team_id=team_id, key__in=model_keys)
+    if run_keys:
+        rows = models_asked.annotate(
+            asked=FilteredRelation("runs", condition=Q(runs__key__in=run_keys))
+        ).values_list("key", "pk", "asked__key", "asked__pk")
+    else:  # an empty IN in the join condition would empty the whole result
+        rows = models_asked.annotate(
+            none=Value(None, output_field=CharField()),
+            none_id=Value(None, output_field=IntegerField()),
+        ).values_list("key", "pk", "none", "none_id")
     models: dict[str, int] = {}
     runs: dict[tuple[str, str], int] = {}
     for model_key, model_id, run_key, run_id in rows:
