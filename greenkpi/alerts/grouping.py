@@ -31,7 +31,14 @@ from django.db import transaction
 
 from greenkpi.alerts import messages
 from greenkpi.alerts.lifecycle import Event, State
-from greenkpi.alerts.models import Alert, AlertGroup, AlertRule, Channel, Silence
+from greenkpi.alerts.models import (
+    Alert,
+    AlertGroup,
+    AlertRule,
+    Channel,
+    Notification,
+    Silence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,22 @@ def groups_attach(
             group = _group_for(channel, rule, alert, now, queue)
             group.alerts.add(alert)
             touched.add(group.pk)
+            if alert.notified_at is not None and alert.state == State.FIRING:
+                _seed_told(group, alert)
     return sorted(touched)
+
+
+def _seed_told(group: AlertGroup, alert: Alert) -> None:
+    """An alert already told on this channel before it had a group (alerts firing when grouping was
+    deployed) joins as told, so the upgrade does not re-send every firing alert."""
+    if not Notification.objects.filter(
+        channel_id=group.channel_id, alerts=alert, event=Event.FIRING
+    ).exists():
+        return
+    group.notified = {**group.notified, alert.fingerprint: alert.state}
+    if group.last_notified_at is None or group.last_notified_at < alert.notified_at:
+        group.last_notified_at = alert.notified_at
+    group.save(update_fields=["notified", "last_notified_at"])
 
 
 def _group_for(
@@ -119,7 +141,7 @@ def groups_flush(
     queue: str | None = None,
 ) -> int:
     """Send what is due in each group (see module); returns the notifications written."""
-    groups = AlertGroup.objects.all()
+    groups = AlertGroup.objects.filter(channel__enabled=True)  # a disabled channel is not told
     if group_ids is not None:
         groups = groups.filter(pk__in=list(group_ids))
     if organisation_id is not None:
@@ -149,6 +171,14 @@ def groups_flush(
 def _flush_one(group: AlertGroup, now: datetime, silences: list[Silence], queue: str | None) -> int:
     members = list(group.alerts.select_related("rule").order_by("pk"))
     told: dict[str, str] = dict(group.notified)
+    # An alert whose rule was disabled or no longer notifies this channel leaves the group quietly.
+    linked = set(
+        AlertRule.channels.through.objects.filter(
+            channel_id=group.channel_id, alertrule_id__in={a.rule_id for a in members}
+        ).values_list("alertrule_id", flat=True)
+    )
+    detached = [a for a in members if a.rule_id not in linked or not a.rule.enabled]
+    members = [a for a in members if a not in detached]
 
     def quiet(alert: Alert) -> bool:
         return any(s.matches(alert.labels) for s in silences)
@@ -158,7 +188,7 @@ def _flush_one(group: AlertGroup, now: datetime, silences: list[Silence], queue:
         a for a in members if a.state == State.RESOLVED and a.fingerprint in told and not quiet(a)
     ]
     # Resolved before anyone was told (or while silenced): leaves without a message.
-    gone = [a for a in members if a.state == State.RESOLVED and a not in resolved]
+    gone = [a for a in members if a.state == State.RESOLVED and a not in resolved] + detached
     news = [a for a in active if told.get(a.fingerprint) != a.state] or resolved
     channel = group.channel
     if group.last_notified_at is None:
@@ -186,7 +216,7 @@ def _flush_one(group: AlertGroup, now: datetime, silences: list[Silence], queue:
         group.alerts.remove(*gone)
         for alert in gone:
             group.notified.pop(alert.fingerprint, None)
-    if len(gone) == len(members) and not active:
+    if len(gone) == len(members) + len(detached) and not active:
         group.delete()  # nothing left to tell: the next alert starts a new group
     else:
         group.save()

@@ -268,3 +268,40 @@ def test_two_concurrent_flushes_of_a_group_on_postgresql_write_one_message(acme)
         t.join()
     assert sorted(written) == [0, 1]
     assert Notification.objects.get().payload["count"] == 5
+
+
+def test_a_disabled_rule_or_a_channel_taken_off_the_rule_stops_telling_its_group(acme, mail):
+    other = Channel.objects.create(
+        organisation=acme, name="other", kind="email", addresses="o@x.test", group_wait_s=0
+    )
+    rule = silent_rule(acme, [mail, other], repeat_interval_s=600)
+    go_silent(acme, "gpu-0", at=T0)
+    evaluate(T0)
+    evaluate(T0 + 1 * MIN)
+    assert Notification.objects.filter(channel=mail).count() == 1
+    assert Notification.objects.filter(channel=other).count() == 1
+    rule.channels.set([mail])  # "other" no longer notified of this rule
+    evaluate(T0 + 12 * MIN)  # a repeat is due: only on the channel still attached
+    assert Notification.objects.filter(channel=mail).count() == 2
+    assert Notification.objects.filter(channel=other).count() == 1
+    assert not AlertGroup.objects.filter(channel=other).exists()
+    AlertRule.objects.filter(pk=rule.pk).update(enabled=False)
+    evaluate(T0 + 30 * MIN)
+    assert Notification.objects.count() == 3  # a disabled rule's alerts are not repeated
+
+
+def test_alerts_told_before_grouping_existed_are_not_told_again(acme, mail):
+    """An upgrade: a firing alert with its notification from before groups joins as told."""
+    from greenkpi.alerts.models import Alert
+
+    rule = silent_rule(acme, [mail], repeat_interval_s=3600)
+    go_silent(acme, "gpu-0", at=T0)
+    evaluate(T0)
+    evaluate(T0 + 1 * MIN)
+    (before,) = Notification.objects.all()
+    AlertGroup.objects.all().delete()  # as if the alert had been told by the old code
+    assert Alert.objects.get(rule=rule).notified_at == T0 + 1 * MIN
+    evaluate(T0 + 10 * MIN)
+    assert list(Notification.objects.all()) == [before]
+    evaluate(T0 + 61 * MIN)  # the repeat comes an hour after the old message, as before
+    assert Notification.objects.count() == 2
