@@ -144,3 +144,36 @@ def test_the_digest_has_a_daily_beat_entry_that_expires():
     entry = BEAT_SCHEDULE["alerts-daily-digest"]
     assert entry["task"] == "greenkpi.alerts.tasks.send_daily_digests"
     assert 0 < entry["options"]["expires"] <= 12 * 3600
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_digest_runs_on_postgresql_write_each_digest_once(acme, people):
+    import threading
+
+    from django.db import connection
+
+    assert connection.vendor == "postgresql", "this test runs with DATABASE_URL=postgres://..."
+    people["alice"].email = "alice@acme.test"
+    people["alice"].save()
+    Channel.objects.create(organisation=acme, name="m", kind="email", addresses="ops@acme.test")
+    barrier = threading.Barrier(2)
+    written: list[int] = []
+
+    def run():
+        try:
+            barrier.wait()
+            written.append(digest.digests_send(now=NOW))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(written) == 2
+    assert sorted(n.recipients[0] for n in Notification.objects.filter(event="digest")) == [
+        "alice@acme.test",
+        "ops@acme.test",
+    ]
