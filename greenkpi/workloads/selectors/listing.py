@@ -4,7 +4,7 @@ of queries whatever the number of models or runs (the dashboard's query-count te
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 from django.db.models import (
@@ -18,7 +18,6 @@ from django.db.models import (
     Value,
 )
 
-from greenkpi.kpis.models import HourlyRollup
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
@@ -29,7 +28,7 @@ from greenkpi.workloads.models import (
     Verdict,
     VersionStatus,
 )
-from greenkpi.workloads.selectors.source import rollups_between
+from greenkpi.workloads.selectors.source import rollups_between, whole_days
 
 MODEL_LIST_COLUMNS = [
     "model_id",
@@ -65,6 +64,7 @@ SORTS = {
     "name": (["team", "model"], [True, True]),
 }
 DEFAULT_SORT = "-energy"
+RUN_MARGIN = timedelta(days=1)
 VERDICT_LABELS = dict(Verdict.choices)
 
 
@@ -131,10 +131,24 @@ def model_summaries(
     runs = pd.DataFrame.from_records(
         list(
             Run.objects.filter(model__in=models).values_list(
-                "model_id", "key", "kind", "ended_at", "functional_unit", "functional_units"
+                "model_id",
+                "key",
+                "kind",
+                "started_at",
+                "ended_at",
+                "functional_unit",
+                "functional_units",
             )
         ),
-        columns=["model_id", "run_key", "kind", "ended_at", "functional_unit", "functional_units"],
+        columns=[
+            "model_id",
+            "run_key",
+            "kind",
+            "started_at",
+            "ended_at",
+            "functional_unit",
+            "functional_units",
+        ],
     )
     model_ids = {(m.team_id, m.key): m.pk for m in models}
     in_range = _sums(
@@ -245,9 +259,16 @@ def _sci_by_model(
     if served.empty:
         return {}
     keys = {m.pk: (m.team_id, m.key) for m in models}
+    # Only the hours around these runs are read (a day either side for late registration and
+    # clock skew), in the table the range itself reads: whole days -> DailyRollup.
+    first = pd.to_datetime(served["started_at"], utc=True).min().to_pydatetime() - RUN_MARGIN
+    last = ended[served.index].max().to_pydatetime() + RUN_MARGIN
+    if whole_days(start, end):
+        first = datetime.combine(first.date(), time.min, tzinfo=UTC)
+        last = datetime.combine(last.date() + timedelta(days=1), time.min, tzinfo=UTC)
     totals = _sums(
-        HourlyRollup.objects.filter(
-            organisation_id=organisation_id,
+        rollups_between(organisation_id=organisation_id, start=first, end=last)
+        .filter(
             team_id__in=sorted({keys[i][0] for i in served["model_id"]}),
             model_key__in=sorted({keys[i][1] for i in served["model_id"]}),
             run_key__in=sorted(set(served["run_key"])),
