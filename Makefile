@@ -17,15 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Local SQLite + file broker whatever the shell exports; links in the demo's emails use its port.
+DEMO_ENV := env -u DATABASE_URL -u REDIS_URL SITE_URL=http://127.0.0.1:$(PORT)
+
 demo: install
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --verbosity 0
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py collectstatic --noinput --verbosity 0
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo
+	$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
+	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
+	$(DEMO_ENV) $(PY) manage.py load_demo
 	@echo ""
 	@echo "  GreenKPI demo: http://127.0.0.1:$(PORT)/   (admin: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "  Log in as admin / greenkpi-demo (or vision-lead, nlp-viewer; same password). Ctrl-C stops it."
 	@echo ""
-	env -u DATABASE_URL -u REDIS_URL GREENKPI_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
+	$(DEMO_ENV) GREENKPI_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
 
 test: test-sqlite test-postgres
 
