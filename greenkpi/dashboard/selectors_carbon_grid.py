@@ -155,11 +155,14 @@ class Savings:
 
     @property
     def saving_time_pct(self) -> float | None:
-        return self.saving_time_kgco2e / self.current_kgco2e if self.current_kgco2e else None
+        """Percent of the estimate as run."""
+        return 100 * self.saving_time_kgco2e / self.current_kgco2e if self.current_kgco2e else None
 
     @property
     def saving_anywhere_pct(self) -> float | None:
-        return self.saving_anywhere_kgco2e / self.current_kgco2e if self.current_kgco2e else None
+        if not self.current_kgco2e:
+            return None
+        return 100 * self.saving_anywhere_kgco2e / self.current_kgco2e
 
 
 def flexible_savings(

@@ -115,7 +115,7 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
     now = now or datetime.now(UTC)
     frame = sc.carbon_frame(scope, month.start, month.end)
     label = f"{month.start:%Y-%m}"
-    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    versions = sc.methodology_versions(frame)
     if frame.empty:
         table = pd.DataFrame(columns=REPORT_COLUMNS)
     else:

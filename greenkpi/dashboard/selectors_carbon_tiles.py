@@ -12,7 +12,7 @@ import pandas as pd
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope
-from greenkpi.dashboard.selectors_carbon import kpi_table, source_shares
+from greenkpi.dashboard.selectors_carbon import kpi_table, methodology_versions, source_shares
 from greenkpi.kpis import formulas
 
 # --- tiles -----------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def summary(
     ]
     uncosted = float(cost_now["uncosted_energy_kwh"].sum()) if len(cost_now) else 0.0
     shares = intensity_shares(frame)
-    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    versions = methodology_versions(frame)
     notes = []
     if len(versions) > 1 or (versions and versions != [METHODOLOGY_VERSION]):
         notes.append(
@@ -162,7 +162,7 @@ def intensity_shares(frame: pd.DataFrame) -> dict[str, float]:
 
 def caption(frame: pd.DataFrame) -> str:
     """What a figure rests on: intensity sources by share of kWh, and the methodology."""
-    versions = sorted(set(frame["methodology_version"])) if not frame.empty else []
+    versions = methodology_versions(frame)
     return (
         f"Grid intensity: {source_label(intensity_shares(frame))} of facility kWh · "
         f"methodology {', '.join(versions) or METHODOLOGY_VERSION}"
