@@ -154,15 +154,29 @@ class DailyRollup(models.Model):
     key, so ``cost`` never sums two currencies.
     """
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    # No single-column FK indexes: the composite ones below serve every read, and each extra
+    # index slows the refresh's bulk insert.
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     day = models.DateField(help_text="The UTC day.")
     team = models.ForeignKey(
-        Team, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        Team,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
     )
     model_key = models.CharField(max_length=200, blank=True)
     run_key = models.CharField(max_length=200, blank=True)
     site = models.ForeignKey(
-        Site, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        Site,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
     )
     device_kind = models.CharField(max_length=8)
     currency = models.CharField(max_length=3, blank=True)
@@ -184,7 +198,9 @@ class DailyRollup(models.Model):
     operational_location_kgco2e = models.FloatField()
     operational_market_kgco2e = models.FloatField()
     embodied_kgco2e = models.FloatField()
-    renewable_kwh = models.FloatField(help_text="sum of renewable_share x facility kWh, where known.")
+    renewable_kwh = models.FloatField(
+        help_text="sum of renewable_share x facility kWh, where known."
+    )
     renewable_known_kwh = models.FloatField(
         help_text="Facility kWh whose renewable share is known."
     )
@@ -208,19 +224,21 @@ class DailyHostTeam(models.Model):
     Lets scoping show a team the hosts it computed on without scanning shares or hourly rows.
     """
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     day = models.DateField()
     host = models.ForeignKey(
-        Host, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Host, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
     )
     team = models.ForeignKey(
-        Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
     )
 
     class Meta:
         indexes = [
             models.Index(fields=["organisation", "day"], name="daily_host_team_day_idx"),
-            models.Index(fields=["team", "host"], name="daily_host_team_team_idx"),
+            models.Index(fields=["organisation", "team", "host"], name="daily_host_team_team_idx"),
         ]
 
     def __str__(self) -> str:

@@ -74,7 +74,8 @@ def serialise_requests_on_sqlite(live_server) -> None:
 
 @pytest.fixture
 def page(browser, live_server) -> Iterator[object]:
-    """A fresh browser context that records every request it makes and every script error."""
+    """A fresh browser context that records every request it makes, every script error and every
+    Content-Security-Policy violation."""
     serialise_requests_on_sqlite(live_server)
     context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
     page = context.new_page()
@@ -83,6 +84,13 @@ def page(browser, live_server) -> Iterator[object]:
     page.errors = []
     page.on("request", lambda request: page.requests_made.append(request.url))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # A script or style the Content-Security-Policy blocked is reported on the console.
+    page.on(
+        "console",
+        lambda message: (
+            page.errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
     foreign = [url for url in page.requests_made if not url.startswith(live_server.url)]
