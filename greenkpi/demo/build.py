@@ -21,6 +21,7 @@ from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.demo import alerting, carbon, live, registry, simulation
 from greenkpi.ingest.models import Sample, SampleShare
 from greenkpi.inventory.models import Organisation
+from greenkpi.kpis import daily
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
 from greenkpi.workloads import retraining
@@ -91,7 +92,7 @@ def demo_build(
     )
     run = kpi_services.windows_recompute(windows=windows, kind="backfill")
     lap("hourly rollups")
-    _daily_refresh(org.pk, loaded.start, hour)
+    daily.days_refresh_stale(limit=10_000)  # the days pages read for long ranges
     lap("daily rollups")
     retraining.models_recompute(organisation_id=org.pk, now=now)
     lap("retraining")
@@ -109,17 +110,3 @@ def demo_build(
         failed_windows=run.windows_failed,
         timings_s=timings,
     )
-
-
-def _daily_refresh(organisation_id: int, start: datetime, hour: datetime) -> None:
-    """Daily rollups (CORE's kpis.daily) once they exist in this checkout."""
-    try:
-        from greenkpi.kpis import daily
-    except ImportError:  # pragma: no cover - before kpis.daily lands
-        return
-    days = daily.rollup_days(
-        organisation_id=organisation_id,
-        start=start - timedelta(days=1),
-        end=hour + timedelta(hours=1),
-    )
-    daily.days_refresh(organisation_id=organisation_id, days=days)

@@ -25,7 +25,7 @@ from greenkpi.demo import build, carbon, fleet, live
 from greenkpi.ingest.models import Sample, SampleShare
 from greenkpi.inventory.models import Host, Organisation
 from greenkpi.kpis import services as kpi_services
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import DailyRollup, HourlyRollup, RollupWindow
 from greenkpi.workloads import retraining
 from greenkpi.workloads.models import MLModel, RetrainingAssessment, Run, VerdictChange
 
@@ -135,6 +135,11 @@ def test_rollups_use_the_simulated_hourly_series_and_the_frankfurt_ppa(demo):
     assert totals["mkt"] < totals["loc"] / 10
     # Every site has a tariff, so every row is costed in euros.
     assert set(rows.values_list("currency", flat=True)) == {"EUR"}
+    # The daily rollups the long-range pages read were refreshed after the hourly backfill.
+    daily = DailyRollup.objects.filter(organisation=demo.organisation)
+    assert daily.aggregate(e=Sum("energy_kwh"))["e"] == pytest.approx(
+        rows.aggregate(e=Sum("energy_kwh"))["e"]
+    )
 
 
 def test_a_tick_continues_the_live_hosts_and_marks_their_hours_dirty(demo):
