@@ -247,13 +247,16 @@ def month_hours(period: Period, now: datetime | None = None) -> float:
 def source_shares(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Share of facility kWh computed with each intensity source (hourly / annual / default)."""
     sources = [IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT]
-    work = frame.assign(
-        **{
-            f"{s}_kwh": frame["facility_energy_kwh"].where(frame["intensity_source"] == s, 0.0)
-            for s in sources
+    # numpy on the two columns: Series.where on the whole frame copied it three times (slow).
+    facility = frame["facility_energy_kwh"].to_numpy(dtype="float64")
+    source = frame["intensity_source"].to_numpy()
+    columns = [f"{s}_kwh" for s in sources]
+    work = pd.DataFrame(
+        {
+            **{key: frame[key].to_numpy() for key in by},
+            **{f"{s}_kwh": np.where(source == s, facility, 0.0) for s in sources},
         }
     )
-    columns = [f"{s}_kwh" for s in sources]
     sums = (
         work.groupby(by, dropna=False)[columns].sum().reset_index()
         if by
