@@ -1,0 +1,218 @@
+"""Reads behind every dashboard page, chart and CSV. Each takes a Scope (or a scoped object).
+
+Energy, carbon and cost come from the rollups (DailyRollup for whole days, HourlyRollup for hours;
+see rollups.py); only the host power/utilization charts read raw windows, for ranges up to 7 days
+where minute resolution matters. Frames carry units in column names and tz-naive UTC times (what
+Plotly serialises fastest; reference/performance-limits.md section 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from django.db.models import Count, F, Max, Min, Q, Sum
+
+from greenkpi.dashboard import rollups
+from greenkpi.dashboard.periods import Period
+from greenkpi.dashboard.scoping import Scope, hosts_visible
+
+# The fleet and host pages' reads live in hosts.py; callers keep using selectors.<name>.
+from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
+    HOST_SERIES_COLUMNS,
+    J_PER_KWH,
+    RAW_SERIES_MAX,
+    SERIES_ROWS_PER_DEVICE,
+    SILENT_AFTER,
+    DeviceGroup,
+    HostHealth,
+    fleet,
+    host_detail,
+    host_health,
+    host_series,
+    host_series_hourly,
+)
+from greenkpi.inventory.models import CollectorToken, Team
+from greenkpi.kpis.models import HourlyRollup, RecomputeRun
+from greenkpi.kpis.selectors import last_run
+
+UNASSIGNED = "(no team)"
+
+TEAM_DAILY_COLUMNS = ["day", "team_id", "team", "energy_kwh"]
+TEAM_RUN_COLUMNS = ["model", "run", "energy_kwh", "first_window_utc", "last_window_utc"]
+
+
+def team_energy_daily(
+    scope: Scope, period: Period, team_ids: Collection[int] | None = None
+) -> pd.DataFrame:
+    """Energy per UTC day and team in kWh, for the visible teams (or the chosen subset).
+
+    Read from the rollups (DailyRollup for whole days, HourlyRollup for hours), whose attribution
+    is: energy a share names a team for goes to that team, the rest of every window to the host's
+    default team; a window counts in the hour (so the day) it starts. One GROUP BY query.
+    """
+    src = rollups.source(scope.organisation.pk, period)
+    rows = (
+        src.rows.filter(rollups.team_filter(scope, team_ids))
+        .annotate(d=src.day)
+        .values("d", "team_id")
+        .annotate(kwh=Sum("energy_kwh"))
+        .order_by()
+        .values_list("d", "team_id", "kwh")
+    )
+    out = pd.DataFrame.from_records(list(rows), columns=["day", "team_id", "energy_kwh"])
+    if out.empty:
+        return pd.DataFrame(columns=TEAM_DAILY_COLUMNS)
+    out["team_id"] = out["team_id"].astype("Int64")
+    out = out.sort_values(["day", "team_id"], na_position="last")
+    names = {t.pk: t.name for t in scope.teams}
+    out["team"] = [UNASSIGNED if pd.isna(t) else names[int(t)] for t in out["team_id"]]
+    out["day"] = pd.to_datetime(out["day"])
+    return out[TEAM_DAILY_COLUMNS].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Money:
+    currency: str
+    amount: float
+
+
+@dataclass(frozen=True)
+class Overview:
+    energy_kwh: float
+    avg_power_kw: float
+    hosts: int
+    hosts_silent: int
+    devices: int
+    co2e_kg: float = 0.0  # location-based operational + embodied (the SCI numerator)
+    costs: tuple[Money, ...] = ()  # per currency, largest first
+    uncosted_energy_kwh: float = 0.0  # facility energy no tariff priced
+
+
+def overview(
+    scope: Scope, period: Period, energy: pd.DataFrame, team_ids: Collection[int] | None = None
+) -> Overview:
+    """The tiles above the overview chart; ``energy`` is team_energy_daily's frame, so they agree.
+
+    Two queries: visible hosts with their devices, and carbon and cost of the same rollup rows
+    (per currency: costs in two currencies are never added).
+    """
+    now = datetime.now(UTC)
+    counts = hosts_visible(scope).aggregate(
+        hosts=Count("pk", distinct=True),
+        silent=Count(
+            "pk",
+            distinct=True,
+            filter=Q(last_seen__isnull=True) | Q(last_seen__lt=now - SILENT_AFTER),
+        ),
+        devices=Count("devices", distinct=True),
+    )
+    src = rollups.source(scope.organisation.pk, period)
+    money = (
+        src.rows.filter(rollups.team_filter(scope, team_ids))
+        .values("currency")
+        .annotate(
+            co2e=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
+            price=Sum("cost"),
+            unpriced=Sum("facility_energy_kwh", filter=Q(cost__isnull=True)),
+        )
+        .order_by()
+        .values_list("currency", "co2e", "price", "unpriced")
+    )
+    co2e = uncosted = 0.0
+    costs: list[Money] = []
+    for currency, kg, price, unpriced in money:
+        co2e += kg or 0.0
+        uncosted += unpriced or 0.0
+        if currency and price is not None:
+            costs.append(Money(currency, float(price)))
+    energy_kwh = float(energy["energy_kwh"].sum()) if len(energy) else 0.0
+    return Overview(
+        energy_kwh=energy_kwh,
+        avg_power_kw=energy_kwh / period.hours if period.hours else 0.0,
+        hosts=counts["hosts"],
+        hosts_silent=counts["silent"],
+        devices=counts["devices"],
+        co2e_kg=co2e,
+        costs=tuple(sorted(costs, key=lambda m: -m.amount)),
+        uncosted_energy_kwh=uncosted,
+    )
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current the pages are: "rollups up to HH:00, last recompute ok 40 s ago"."""
+
+    rollups_until: datetime | None  # end of the newest hour with rollup rows
+    last_run: RecomputeRun | None  # the newest periodic recompute
+
+
+def freshness(scope: Scope) -> Freshness:
+    """Two index probes: the organisation's newest rollup hour and the newest periodic run."""
+    newest = (
+        HourlyRollup.objects.filter(organisation_id=scope.organisation.pk)
+        .order_by("-hour")
+        .values_list("hour", flat=True)
+        .first()
+    )
+    return Freshness(
+        rollups_until=newest + timedelta(hours=1) if newest else None,
+        last_run=last_run(kind="periodic"),
+    )
+
+
+def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:
+    """Energy (kWh) of the team per model and run, largest first. One GROUP BY on the rollups.
+
+    All of the team's energy: what its processes claimed by model and run, and the unclaimed rest
+    of its default hosts as "(unnamed model)". first/last_window_utc are the start of the first
+    and of the last rollup bucket with energy: an hour, or a day for periods of whole days.
+    """
+    src = rollups.source(team.organisation_id, period)
+    rows = (
+        src.rows.filter(team_id=team.pk)
+        .values("model_key", "run_key")
+        .annotate(kwh=Sum("energy_kwh"), first=Min(src.bucket), last=Max(src.bucket))
+        .order_by("-kwh", "model_key", "run_key")
+        .values_list("model_key", "run_key", "kwh", "first", "last")
+    )
+    frame = pd.DataFrame.from_records(
+        list(rows), columns=["model", "run", "energy_kwh", "first", "last"]
+    )
+    if frame.empty:
+        return pd.DataFrame(columns=TEAM_RUN_COLUMNS)
+    frame["model"] = frame["model"].replace("", "(unnamed model)")
+    frame["run"] = frame["run"].replace("", "(no run)")
+    for column in ("first", "last"):
+        times = pd.to_datetime(frame[column], utc=src.bucket == "hour")
+        if src.bucket == "hour":
+            times = times.dt.tz_localize(None)
+        frame[f"{column}_window_utc"] = times
+    return frame[TEAM_RUN_COLUMNS]
+
+
+@dataclass(frozen=True)
+class TeamTotal:
+    team: Team
+    energy_kwh: float
+
+
+def team_totals(scope: Scope, energy: pd.DataFrame) -> list[TeamTotal]:
+    """Every visible team with its energy from team_energy_daily's frame (zero when absent)."""
+    sums = energy.groupby("team_id")["energy_kwh"].sum() if len(energy) else pd.Series()
+    return [TeamTotal(team=t, energy_kwh=float(sums.get(t.pk, 0.0))) for t in scope.teams]
+
+
+def tokens_visible(scope: Scope) -> list[CollectorToken]:
+    """Collector tokens the user may see: all of the organisation's for its managers, else those
+    whose default team they manage; empty for viewers."""
+    if not scope.can_manage_tokens:
+        return []
+    tokens = CollectorToken.objects.filter(organisation=scope.organisation).select_related(
+        "default_team", "created_by"
+    )
+    if not scope.manages_org:
+        tokens = tokens.filter(default_team_id__in=list(scope.managed_team_ids))
+    return list(tokens.order_by("-created_at", "-pk"))
