@@ -313,6 +313,15 @@ def test_a_bad_month_is_a_400_that_says_why(client, carbon, people, month):
         assert b"month" in response.content
 
 
+@pytest.mark.parametrize(
+    "query", ["range=1y", "from=2026-02-30", "from=2026-03-10&to=2026-03-01", "from=2020-01-01"]
+)
+def test_a_bad_range_on_the_carbon_pages_is_a_400(client, carbon, people, query):
+    client.force_login(people["alice"])
+    for url in ("/carbon/", "/carbon/co2e-by-team.json", "/carbon/teams.csv", "/carbon/grid/"):
+        assert client.get(f"{url}?{query}").status_code == 400, (url, query)
+
+
 def test_the_printable_report_has_no_navigation_and_leaves_sign_off_blank(client, carbon, people):
     client.force_login(people["alice"])
     response = client.get("/reports/print/?month=2026-03")
