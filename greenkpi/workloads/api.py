@@ -246,7 +246,7 @@ class RunsApi(RegistryApi):
         model = access.model_for(request, model_id, write=False)
         rows = []
         # The model page's runs table reads the same selector, so its numbers match these.
-        for row in detail.runs_table(model=model)[::-1]:
+        for row in detail.runs_table(model=model, placement=True)[::-1]:
             run, totals = row.run, row.totals
             rows.append(
                 {

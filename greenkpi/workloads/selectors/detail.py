@@ -19,8 +19,8 @@ from greenkpi.workloads.models import (
     Run,
     RunKind,
 )
-from greenkpi.workloads.selectors import RunTotals, run_frame, run_totals
-from greenkpi.workloads.selectors.source import rollups_between
+from greenkpi.workloads.selectors import RunTotals, run_totals
+from greenkpi.workloads.selectors.source import rollups_between, run_sums
 
 LIFECYCLE_COLUMNS = [
     "bucket_utc",
@@ -119,27 +119,53 @@ def phase_totals(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def sci_frame(*, model: MLModel, start: datetime, end: datetime) -> pd.DataFrame:
     """SCI per 1,000 functional units of each finished inference run with a count that ended in
-    [start, end): (O + M) x 1000 / R of the run's whole totals (the API's /carbon/ series x 1000)."""
-    runs = run_frame(model=model)
-    series = lifecycle.sci_over_time(runs)
-    if series.empty:
+    [start, end): (O + M) x 1000 / R of the run's whole totals (the API's /carbon/ series x 1000,
+    ``lifecycle.sci_over_time``, read through ``run_sums``). Three queries."""
+    runs = list(
+        model.runs.filter(
+            kind=RunKind.INFERENCE,
+            ended_at__gte=start,
+            ended_at__lt=end,
+            functional_units__gt=0,
+        )
+        .select_related("version")
+        .order_by("ended_at", "pk")
+    )
+    if not runs:
         return pd.DataFrame(columns=SCI_COLUMNS)
-    ended = pd.to_datetime(series["ended_at"], utc=True)
-    series = series[(ended >= pd.Timestamp(start)) & (ended < pd.Timestamp(end))]
-    runs = runs.set_index("run_key")
-    kg = runs["operational_location_kgco2e"] + runs["embodied_kgco2e"]
+    sums = _sums_by_key(model, [r.key for r in runs])
+    kg = [sums.get(r.key, RunTotals()).kgco2e for r in runs]
     out = pd.DataFrame(
         {
-            "ended_utc": _naive_utc(series["ended_at"]),
-            "version": series["version"].fillna(""),
-            "run_key": series["run_key"],
-            "functional_unit": series["functional_unit"].replace("", "inference"),
-            "functional_units": [float(runs.at[k, "functional_units"]) for k in series["run_key"]],
-            "kgco2e": [float(kg[k]) for k in series["run_key"]],
+            "ended_utc": _naive_utc(pd.Series([r.ended_at for r in runs])),
+            "version": [r.version.version if r.version else "" for r in runs],
+            "run_key": [r.key for r in runs],
+            "functional_unit": [r.functional_unit or "inference" for r in runs],
+            "functional_units": [float(r.functional_units or 0.0) for r in runs],
+            "kgco2e": kg,
         }
     )
     out["sci_kgco2e_per_1000"] = lifecycle.sci_per_thousand(out["kgco2e"], out["functional_units"])
-    return out[SCI_COLUMNS].reset_index(drop=True)
+    return out[SCI_COLUMNS]
+
+
+def _sums_by_key(model: MLModel, run_keys: list[str]) -> dict[str, RunTotals]:
+    frame = run_sums(
+        organisation_id=model.team.organisation_id,
+        team_id=model.team_id,
+        model_key=model.key,
+        run_keys=run_keys,
+    )
+    return {
+        row.run_key: RunTotals(
+            energy_kwh=row.energy_kwh,
+            facility_energy_kwh=row.facility_energy_kwh,
+            operational_kgco2e=row.operational_kgco2e,
+            embodied_kgco2e=row.embodied_kgco2e,
+            gpu_hours=row.gpu_hours,
+        )
+        for row in frame.itertuples(index=False)
+    }
 
 
 def evaluation_frame(*, model: MLModel, start: datetime, end: datetime) -> pd.DataFrame:
@@ -243,12 +269,16 @@ class RunRow:
         return per_unit * lifecycle.PER_UNITS if per_unit is not None else None
 
 
-def runs_table(*, model: MLModel, limit: int | None = None) -> list[RunRow]:
-    """The model's runs, newest first, each with its totals (what the API's run list returns).
-    Three queries whatever the number of runs."""
+def runs_table(
+    *, model: MLModel, limit: int | None = None, placement: bool = False
+) -> list[RunRow]:
+    """The model's runs, newest first, each with its totals. Pages read ``run_sums`` (daily rows
+    before today: a year of a team stays fast); ``placement`` (the API's run list) sums the hourly
+    rows instead, which also count each run's distinct hosts and devices. Three queries."""
     runs = model.runs.select_related("version").order_by("-started_at", "-pk")
     picked = list(runs[:limit] if limit else runs)
-    totals = run_totals(model=model, run_keys=[r.key for r in picked])
+    keys = [r.key for r in picked]
+    totals = run_totals(model=model, run_keys=keys) if placement else _sums_by_key(model, keys)
     return [
         RunRow(run, totals.get(run.key, RunTotals()), lifecycle.phase_of(run.kind))
         for run in picked

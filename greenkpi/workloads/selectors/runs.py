@@ -4,17 +4,30 @@ utilization per device), its power per device and hour, and its evaluations."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from django.db.models import Max, Min, Q, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 
 from greenkpi.kpis import formulas
+from greenkpi.kpis.models import HourlyRollup
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import Evaluation, MLModel, Run
 from greenkpi.workloads.selectors import _model_rollups
 
 POWER_COLUMNS = ["hour_utc", "device_id", "device", "host", "energy_kwh", "power_w"]
+
+
+# Energy is read a day either side of the run's registered span: a run registered late, or a host
+# whose clock is off, still counts, without scanning the team's whole history.
+RUN_MARGIN = timedelta(days=1)
+
+
+def _run_rollups(model: MLModel, run: Run) -> QuerySet[HourlyRollup]:
+    end = run.ended_at or datetime.now(UTC)
+    return _model_rollups(model).filter(
+        run_key=run.key, hour__gte=run.started_at - RUN_MARGIN, hour__lt=end + RUN_MARGIN
+    )
 
 
 def _naive_utc(values: pd.Series) -> pd.Series:
@@ -101,8 +114,7 @@ def run_detail(*, model: MLModel, run: Run) -> RunDetail:
     """One GROUP BY per (device, currency) over the run's rollups; totals and ratios from it with
     the KPI formulas (ratios of sums, never means of ratios)."""
     rows = (
-        _model_rollups(model)
-        .filter(run_key=run.key)
+        _run_rollups(model, run)
         .values(
             "device_id",
             "device__uuid",
@@ -168,8 +180,7 @@ def run_power_frame(*, model: MLModel, run: Run) -> pd.DataFrame:
     """The run's mean power per device and UTC hour: kWh attributed to it in the hour x 1000 W
     (an hour's mean, so a run that covered a quarter of an hour shows a quarter of its draw)."""
     rows = (
-        _model_rollups(model)
-        .filter(run_key=run.key)
+        _run_rollups(model, run)
         .values(
             "hour",
             "device_id",
