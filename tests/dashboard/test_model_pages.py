@@ -366,7 +366,9 @@ def test_evaluations_drift_and_need_components_are_charted_and_rendered(world, p
     assert float(need["performance"]["score"]) == pytest.approx(0.8)
     assert float(need["performance"]["contribution"]) == pytest.approx(0.2 * 0.8)
     s_drift = float(need["drift"]["score"])
-    assert s_drift == pytest.approx(float(drift["length"]["report_score"]), rel=1e-5) and s_drift > 0
+    assert (
+        s_drift == pytest.approx(float(drift["length"]["report_score"]), rel=1e-5) and s_drift > 0
+    )
     assert float(need["weighted sum"]["contribution"]) == pytest.approx(
         0.5 * s_drift + 0.3 * float(need["age"]["score"]) + 0.2 * 0.8
     )
@@ -409,6 +411,32 @@ def test_the_api_run_list_and_the_model_page_show_the_same_totals(world, people)
     listed = {r["key"]: r for r in client.get(f"/api/v1/models/{world.model.pk}/runs/").json()}
     assert listed["train-1"]["energy_kwh"] == pytest.approx(TRAIN_KWH, rel=1e-5)
     assert listed["serve-1"]["sci_kgco2e_per_unit"] * 1000 == pytest.approx(SCI_PER_1000, rel=1e-5)
+
+
+def test_run_sums_read_daily_rows_before_today_and_hourly_rows_today(world, acme):
+    """The pages' run totals: DailyRollup for past days (fast over a year), HourlyRollup for today
+    (not refreshed into days yet). Both halves give the hand-worked totals."""
+    from greenkpi.kpis.models import DailyRollup
+    from greenkpi.workloads.selectors.source import run_sums
+
+    def serve_kwh(now: datetime) -> float:
+        frame = run_sums(
+            organisation_id=acme.pk,
+            team_id=acme.nlp.pk,
+            model_key="bert",
+            run_keys=["serve-1", "train-1"],
+            now=now,
+        ).set_index("run_key")
+        return float(frame.at["serve-1", "energy_kwh"]) if "serve-1" in frame.index else 0.0
+
+    measured_on = world.start.date()
+    same_day = datetime.combine(measured_on, datetime.min.time(), tzinfo=UTC) + timedelta(hours=23)
+    next_day = same_day + timedelta(days=1)
+    assert serve_kwh(same_day) == pytest.approx(SERVE_KWH, rel=1e-6)  # hourly rows of "today"
+    assert serve_kwh(next_day) == pytest.approx(SERVE_KWH, rel=1e-6)  # the day's daily rows
+    DailyRollup.objects.filter(organisation_id=acme.pk).delete()
+    assert serve_kwh(next_day) == 0.0  # proof it read the daily rows
+    assert serve_kwh(same_day) == pytest.approx(SERVE_KWH, rel=1e-6)
 
 
 # --- Team -> model -> run -------------------------------------------------------------------
