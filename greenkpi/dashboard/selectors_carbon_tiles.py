@@ -27,18 +27,39 @@ class Tile:
     value: float | None
     previous: float | None
     unit: str
+    change_abs: float | None = None  # formulas.change_vs_previous; None without both values
+    change_rel: float | None = None  # None from 0 (the formula's NaN)
 
-    @property
-    def change_rel(self) -> float | None:
-        # formulas.change_vs_previous's rule: NaN (shown as "new") from 0 or no data.
-        if self.value is None or self.previous is None or self.previous == 0:
-            return None
-        return (self.value - self.previous) / self.previous
+    @classmethod
+    def compared(
+        cls, key: str, label: str, value: float | None, previous: float | None, unit: str
+    ) -> Tile:
+        if value is None or previous is None:
+            return cls(key, label, value, previous, unit)
+        change = formulas.change_vs_previous(
+            pd.DataFrame({"v": [value]}), pd.DataFrame({"v": [previous]}), value="v"
+        ).iloc[0]
+        rel = float(change["change_rel"])
+        return cls(
+            key,
+            label,
+            value,
+            previous,
+            unit,
+            float(change["change_abs"]),
+            None if np.isnan(rel) else rel,
+        )
 
     @property
     def change_pct(self) -> float | None:
-        rel = self.change_rel
-        return None if rel is None else rel * 100
+        """Relative change in percent; for a share, its change in percentage points instead."""
+        if self.unit == "%":
+            return self.change_abs
+        return None if self.change_rel is None else self.change_rel * 100
+
+    @property
+    def change_unit(self) -> str:
+        return "pp" if self.unit == "%" else "%"
 
     @property
     def display(self) -> tuple[str, str]:
@@ -112,7 +133,7 @@ def summary(
         if unit == "%":
             value = None if value is None else value * 100
             prev = None if prev is None else prev * 100
-        tiles.append(Tile(key, label, value, prev, unit))
+        tiles.append(Tile.compared(key, label, value, prev, unit))
     cost_now = formulas.cost(frame, []) if not frame.empty else pd.DataFrame(columns=["currency"])
     cost_before = (
         formulas.cost(previous_frame, [])
@@ -121,7 +142,7 @@ def summary(
     )
     before_by = dict(zip(cost_before["currency"], cost_before["cost"], strict=True))
     cost = [
-        Tile(f"cost-{cur}", "Electricity cost", float(c), before_by.get(cur), str(cur))
+        Tile.compared(f"cost-{cur}", "Electricity cost", float(c), before_by.get(cur), str(cur))
         for cur, c in zip(cost_now.get("currency", []), cost_now.get("cost", []), strict=True)
         if cur
     ]

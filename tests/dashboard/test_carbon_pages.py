@@ -164,6 +164,8 @@ def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(clien
     assert t["location"].previous == approx(0.00053872)
     assert t["location"].change_pct == approx(400.0)
     assert t["energy"].change_pct == approx(400.0)  # 0.05 vs 0.01
+    assert t["renewable"].change_pct == approx(0.0)  # a share changes in points: 26.29 both
+    assert t["renewable"].change_unit == "pp"
     [eur] = summary.cost
     assert (eur.unit, eur.value, eur.previous) == ("EUR", approx(0.013), approx(0.0026))
     assert summary.sources == {"annual": 1.0}
@@ -172,6 +174,7 @@ def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(clien
     body = response.content.decode()
     assert "annual average (flat) 100 %" in body and METHODOLOGY_VERSION in body
     assert 'data-testid="scoped-note"' not in body
+    assert 'data-testid="change-location">+400.0 % vs previous' in body
 
 
 def test_the_team_table_and_its_csv_hold_each_teams_hand_worked_figures(client, carbon, people):
