@@ -5,7 +5,7 @@ host, and where the grid figures came from with their licences."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,11 @@ class MonthlyReport:
     def total(self) -> dict[str, object] | None:
         rows = self.table[self.table["row"] == "total"].to_dict("records")
         return rows[0] if rows else None
+
+    @property
+    def last_day(self) -> date:
+        """The month's last day (``month.end`` is exclusive), for ``to=`` links."""
+        return (self.month.end - timedelta(days=1)).date()
 
     @property
     def in_progress(self) -> bool:

@@ -273,6 +273,7 @@ def test_the_report_has_each_team_and_the_organisation_total(client, carbon, peo
         ("vision-1", 1),
         ("nlp-1", 1),
     }
+    assert "from=2026-03-01&amp;to=2026-03-31" in response.content.decode()  # the carbon page
     [paris] = report.provenance
     assert (paris.site, paris.zone, paris.sources_used) == ("paris-dc", "FR", ["annual"])
     assert "CC BY 4.0" in paris.annual and "41.44" in paris.annual
