@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
@@ -15,10 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from greenkpi.dashboard.periods import BadPeriod, period_from_query
 from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
+from greenkpi.inventory.models import Team
 from greenkpi.workloads import access, lifecycle, selectors, services
 from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
-from greenkpi.workloads.selectors import detail
+from greenkpi.workloads.selectors import detail, listing
 
 TAGS = ["models"]
 
@@ -140,6 +142,54 @@ class ModelsApi(RegistryApi):
             raise _refused(exc) from None
         body = {"id": model.pk, "team": team.slug, "key": model.key, "created": created}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ModelsSummaryApi(RegistryApi):
+    """What the dashboard's models list shows, from the same selector (``listing.model_summaries``)."""
+
+    @extend_schema(
+        operation_id="models_summary",
+        summary="Per visible model: energy and kgCO2e in a range (training / inference / other), "
+        "latest training run, verdict, SCI per 1,000 inferences",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("org", str, description="Organisation slug (people in many)."),
+            OpenApiParameter("range", str, description="24h, 7d, 30d (default) or 90d."),
+            OpenApiParameter("from", str, description="YYYY-MM-DD (whole UTC days, with to)."),
+            OpenApiParameter("to", str, description="YYYY-MM-DD, included."),
+            OpenApiParameter("team", str, many=True, description="Team slugs (repeatable)."),
+            OpenApiParameter(
+                "sort", str, description="-energy (default), energy, -co2e, co2e, name."
+            ),
+        ],
+        responses={200: serializers.ListSerializer(child=serializers.DictField())},
+    )
+    def get(self, request: Request) -> Response:
+        access.forbid_collector_reads(request)
+        scope = access.access_for(request, request.query_params.get("org") or None)
+        team_ids = set(scope.readable_team_ids)
+        slugs = request.query_params.getlist("team")
+        if slugs:
+            wanted = dict(
+                Team.objects.filter(organisation=scope.organisation, slug__in=slugs).values_list(
+                    "slug", "pk"
+                )
+            )
+            if set(slugs) - wanted.keys() or not set(wanted.values()) <= team_ids:
+                raise Http404("no such team")
+            team_ids = set(wanted.values())
+        try:
+            period = period_from_query(request.query_params, default="30d")
+            frame = listing.model_summaries(
+                organisation_id=scope.organisation.pk,
+                team_ids=team_ids,
+                start=period.start,
+                end=period.end,
+                sort=request.query_params.get("sort", listing.DEFAULT_SORT),
+            )
+        except (BadPeriod, listing.BadSort) as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(listing.records(frame))
 
 
 class ModelDetailApi(RegistryApi):

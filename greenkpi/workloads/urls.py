@@ -4,6 +4,7 @@ from greenkpi.workloads import api
 
 urlpatterns = [
     path("models/", api.ModelsApi.as_view(), name="models"),
+    path("models/summary/", api.ModelsSummaryApi.as_view(), name="models-summary"),
     path("models/<int:model_id>/", api.ModelDetailApi.as_view(), name="model-detail"),
     path("models/<int:model_id>/versions/", api.VersionsApi.as_view(), name="model-versions"),
     path("models/<int:model_id>/runs/", api.RunsApi.as_view(), name="model-runs"),

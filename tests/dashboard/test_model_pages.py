@@ -301,6 +301,23 @@ def test_the_models_list_splits_training_and_inference_and_gives_sci_per_1000(
     assert "Watch" in page
 
 
+def test_the_api_summary_reads_the_list_selector(world, people, acme_token):
+    client = logged_in(people, "nina")
+    (row,) = client.get(f"/api/v1/models/summary/?{world.day_query}").json()
+    (listed,) = csv_rows(client.get(f"/models/table.csv?{world.day_query}"))
+    assert row["model_id"] == world.model.pk and row["verdict"] == "watch"
+    assert row["sci_kgco2e_per_1000_inferences"] == pytest.approx(SCI_PER_1000, rel=1e-6)
+    for column in ("training_energy_kwh", "inference_energy_kwh", "kgco2e"):
+        assert row[column] == pytest.approx(float(listed[column]), rel=1e-5)
+    assert row["last_training_started_utc"].endswith("Z")
+    assert client.get("/api/v1/models/summary/?sort=cost").status_code == 400
+    assert client.get("/api/v1/models/summary/?range=1y").status_code == 400
+    assert client.get("/api/v1/models/summary/?team=vision").status_code == 404  # not nina's
+    assert logged_in(people, "victor").get("/api/v1/models/summary/").json() == []
+    token = Client(HTTP_AUTHORIZATION=f"Bearer {acme_token[1]}")
+    assert token.get("/api/v1/models/summary/").status_code == 403  # tokens are write-only
+
+
 def test_the_models_list_sorts_by_energy_both_ways(world, people, acme):
     from greenkpi.workloads import services
 
@@ -397,6 +414,9 @@ def test_the_run_page_shows_what_the_run_measured(world, people):
     assert f'data-testid="kgco2e">{SERVE_KG:.5f} kg<' in page
     assert f'data-testid="sci-1000">{SCI_PER_1000:.6f} kgCO2e<' in page
     assert "Inference service" in page and "Succeeded" in page
+    # 2 GPUs x 3 windows x 60 s x 0.75 of each window = 270 s = 0.075 GPU-h, 75 % busy.
+    assert 'data-testid="gpu-hours">0.075 h<' in page
+    assert 'data-testid="gpu-util">75 % busy<' in page
     rows = csv_rows(client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.csv"))
     assert len(rows) == 2  # two GPUs, one hour
     # 27,000 J per GPU in the hour = 0.0075 kWh -> a mean of 7.5 W over that hour.
@@ -404,6 +424,61 @@ def test_the_run_page_shows_what_the_run_measured(world, people):
     figure = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.json").json()
     assert figure["layout"]["yaxis"]["title"]["text"] == "Mean power over the hour (W)"
     assert len(figure["data"]) == 2
+
+
+def test_a_retrain_shows_its_gain_per_kwh_and_per_kgco2e(
+    world, people, acme, acme_token, make_batch, post_batch
+):
+    """train-2 (another 3 x 12,000 J on train-node, 30 minutes after the first) produces version 2
+    (baseline 0.91) while version 1 is deployed. Before = version 1's last accuracy up to the run's
+    end: 0.85 (the 0.82 came later). Gain 0.91 - 0.85 = 0.06 for 0.010 kWh and TRAIN_KG."""
+    from greenkpi.workloads.models import ModelVersion
+
+    nina = logged_in(people, "nina")
+    m = world.model.pk
+    # The fixture deployed version 1 just now; this story needs it deployed before train-2 ran.
+    ModelVersion.objects.filter(model=world.model, version="1").update(
+        deployed_at=world.start - timedelta(days=7)
+    )
+    t0 = world.start + timedelta(minutes=30)
+    run = api(
+        nina,
+        f"models/{m}/runs/",
+        {"key": "train-2", "kind": "training", "started_at": t0.isoformat()},
+    )
+    shares = [
+        {
+            "energy_j": 12_000.0,
+            "method": "declared",
+            "team": "nlp",
+            "model": "bert",
+            "run": "train-2",
+        }
+    ]
+    body = make_batch(hostname="train-node", devices=1, windows=3, start=t0, shares=shares)
+    assert post_batch(acme_token[1], body).status_code == 201
+    kpi_services.windows_recompute(windows=[(acme.pk, kpi_services.hour_floor(t0))], kind="test")
+    api(
+        nina,
+        f"models/{m}/runs/{run['id']}/close/",
+        {
+            "ended_at": (t0 + timedelta(minutes=3)).isoformat(),
+            "produced_version": {"version": "2", "baseline_value": 0.91, "deploy": True},
+        },
+    )
+    retraining.outcomes_recompute(model=world.model)
+    page = nina.get(f"/models/{m}/").content.decode()
+    gain = 0.91 - 0.85
+    row = page[
+        page.index('<table class="retrains') : page.index(
+            "</table>", page.index('<table class="retrains')
+        )
+    ]
+    assert "1 → 2" in row and "0.8500 → 0.9100" in row
+    assert f"{gain:.4f}" in row and f"{TRAIN_KWH:.4f}" in row
+    assert f"{gain / TRAIN_KWH:.4f}" in row  # 6.0000 points per kWh
+    assert f"{gain / TRAIN_KG:.4f}" in row
+    assert f'href="/models/{m}/runs/{run["id"]}/"' in row
 
 
 def test_the_api_run_list_and_the_model_page_show_the_same_totals(world, people):

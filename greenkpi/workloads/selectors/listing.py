@@ -327,3 +327,19 @@ def registered_ids(
         if run_key is not None:
             runs[(model_key, run_key)] = run_id
     return {(m, r): (models[m], runs.get((m, r))) for m, r in pairs if m in models}
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """The summary rows as JSON-ready dicts: NaN -> None, times as ISO 8601 UTC."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        clean: dict[str, object] = {}
+        for key, value in row.items():
+            if isinstance(value, pd.Timestamp):
+                clean[key] = value.isoformat() + "Z"
+            elif value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+                clean[key] = None
+            else:
+                clean[key] = value
+        out.append(clean)
+    return out
