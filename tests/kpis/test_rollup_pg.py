@@ -64,3 +64,93 @@ def test_the_one_statement_rollup_equals_the_generic_path_field_for_field(
 
 def test_a_window_without_samples_inserts_nothing(acme, hour):
     assert rollup_pg.window_insert(organisation_id=acme.pk, hour=hour, now=timezone.now()) == 0
+
+
+def test_a_batch_of_hours_stores_exactly_what_the_generic_path_stores_hour_by_hour(
+    acme, acme_token, ingest, hour
+):
+    """Three hours whose factors all differ (annual / hourly intensity, no tariff / tariff, no
+    contract / contract) and one hour with shares, recomputed as one batch and as a batch with a
+    gap (the middle hour held elsewhere): every row equals the generic path's, field for field."""
+    _, secret = acme_token
+    h0, h1, h2 = hour, hour + timedelta(hours=1), hour + timedelta(hours=2)
+    shares = [
+        {"energy_j": 9000.0, "method": "utilization", "team": "nlp", "model": "bert", "run": "r1"},
+        {"energy_j": 3000.0, "method": "unattributed"},
+    ]
+    ingest(secret, site="paris-dc", start=h0 + timedelta(minutes=5))
+    ingest(secret, site="paris-dc", start=h1 + timedelta(minutes=7), energy_j=18_000.0)
+    ingest(secret, site="paris-dc", devices=1, start=h1 + timedelta(minutes=30), shares=shares)
+    ingest(secret, site="paris-dc", start=h2 + timedelta(minutes=58), windows=4)  # 2 in h3
+    GridIntensityHourly.objects.create(
+        zone="FR", hour=h1, intensity_lifecycle_g_per_kwh=55.5, renewable_share=0.3
+    )
+    ElectricityTariff.objects.create(
+        site=acme.paris, valid_from=h1, price_per_kwh=0.2, currency="EUR"
+    )
+    MarketFactor.objects.create(site=acme.paris, valid_from=h2, intensity_g_per_kwh=12.5)
+    Device.objects.filter(host__organisation=acme).update(embodied_kgco2e=None, lifetime_years=3)
+    now = timezone.now()
+
+    expected = {}
+    for h in (h0, h1, h2):
+        with transaction.atomic():
+            rollup.write_rows(rollup.build_rows(organisation_id=acme.pk, hour=h, now=now))
+        expected[h] = stored(acme, h)
+    HourlyRollup.objects.all().delete()
+
+    with transaction.atomic():
+        written = rollup_pg.windows_insert(organisation_id=acme.pk, hours=[h2, h0, h1], now=now)
+    assert written == {h: len(expected[h]) for h in (h0, h1, h2)}
+    # h1: GPU 0 for vision (its plain windows merged with the unattributed share) and for nlp
+    assert [len(expected[h]) for h in (h0, h1, h2)] == [2, 3, 2]
+    for h in (h0, h1, h2):
+        assert stored(acme, h) == expected[h]
+    # the hours really differ: each row carries its own hour's factors
+    assert {r["intensity_source"] for r in expected[h0]} == {"annual"}
+    assert {r["intensity_source"] for r in expected[h1]} == {"hourly"}
+    assert {r["cost"] is None for r in expected[h0]} == {True}
+    assert {r["market_source"] for r in expected[h2]} == {"contract"}
+    assert not HourlyRollup.objects.filter(hour=h2 + timedelta(hours=1)).exists()
+
+    HourlyRollup.objects.all().delete()
+    with transaction.atomic():
+        written = rollup_pg.windows_insert(organisation_id=acme.pk, hours=[h0, h2], now=now)
+    assert written == {h0: 2, h2: 2}
+    assert stored(acme, h0) == expected[h0]
+    assert stored(acme, h2) == expected[h2]
+    assert stored(acme, h1) == []
+
+
+def test_the_sums_of_a_large_batch_run_in_parallel_workers(acme):
+    """The sums go through CREATE TABLE AS so that PostgreSQL may run them in parallel (an
+    INSERT ... SELECT never is): for a large batch each worker sums its part of the samples
+    (partial aggregates), i.e. nothing in the statement (such as an OFFSET 0 fence) forbids it."""
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    params = {
+        "start": hour,
+        "end": hour + timedelta(hours=3),
+        "hours": [hour, hour + timedelta(hours=2)],
+        "devices": list(range(1, 201)),
+        "estimate": "estimate",
+        "idle_below": 0.05,
+    }
+    with transaction.atomic(), connection.cursor() as cur:
+        # 200 devices x 3 hours of minutes, so that the planner sees a large batch
+        cur.execute(
+            "INSERT INTO ingest_sample (device_id, window_start, window_end, energy_j, method, "
+            "batch_id) SELECT d, t, t + interval '1 minute', 6000, 'counter', 0 "
+            "FROM generate_series(1, 200) d, generate_series(%s::timestamptz, "
+            "%s::timestamptz - interval '1 minute', interval '1 minute') t",
+            [params["start"], params["end"]],
+        )
+        cur.execute("ANALYZE ingest_sample")
+        cur.execute("SET LOCAL parallel_setup_cost = 0")
+        cur.execute("SET LOCAL parallel_tuple_cost = 0")
+        cur.execute("SET LOCAL min_parallel_table_scan_size = 0")
+        # (with shares the equal-split subquery keeps the scan in one process)
+        sql = rollup_pg._sums_sql(shared=False, sparse=False)
+        cur.execute("EXPLAIN " + sql.split(" AS\n", 1)[1], params)
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert "Partial HashAggregate" in plan or "Partial GroupAggregate" in plan, plan
+        transaction.set_rollback(True)
