@@ -635,3 +635,52 @@ def test_a_manager_walks_team_to_model_to_run_and_every_chart_draws(
     page.wait_for_selector("table.models-list")
     assert page.locator("table.models-list tbody tr").count() == 1
     shoot(page, "models")
+
+
+# --- Figure builders alone ------------------------------------------------------------------
+
+
+def test_empty_frames_draw_an_empty_state_with_units_on_every_axis():
+    import pandas as pd
+
+    from greenkpi.dashboard import figures_models
+    from greenkpi.dashboard.figures import NO_DATA
+    from greenkpi.workloads.selectors import detail, runs
+
+    builders = {
+        figures_models.lifecycle: detail.LIFECYCLE_COLUMNS,
+        figures_models.sci: detail.SCI_COLUMNS,
+        figures_models.evaluations: detail.EVALUATION_COLUMNS,
+        figures_models.drift: detail.DRIFT_COLUMNS,
+        figures_models.need: detail.NEED_COLUMNS,
+        figures_models.run_power: runs.POWER_COLUMNS,
+    }
+    for build, columns in builders.items():
+        figure = build(pd.DataFrame(columns=columns))
+        assert figure["data"] == [], build.__name__
+        assert figure["layout"]["annotations"][0]["text"] == NO_DATA, build.__name__
+        assert "(" in figure["layout"]["yaxis"]["title"]["text"], build.__name__  # a unit
+
+
+def test_a_long_run_power_series_is_downsampled_per_device():
+    import numpy as np
+    import pandas as pd
+
+    from greenkpi.dashboard import figures_models
+
+    hours = pd.date_range("2026-01-01", periods=5_000, freq="h")
+    frame = pd.DataFrame(
+        {
+            "hour_utc": np.tile(hours, 2),
+            "device_id": np.repeat([1, 2], len(hours)),
+            "device": np.repeat(["GPU a", "GPU b"], len(hours)),
+            "host": "h1",
+            "energy_kwh": 0.5,
+            "power_w": np.r_[np.full(len(hours), 500.0), np.full(len(hours), 250.0)],
+        }
+    )
+    frame.loc[1234, "power_w"] = 700.0  # a peak LTTB keeps
+    figure = figures_models.run_power(frame)
+    assert [t["name"] for t in figure["data"]] == ["h1 · GPU a", "h1 · GPU b"]
+    assert all(len(t["x"]) <= 2_000 for t in figure["data"])
+    assert figure["data"][0]["y"].max() == 700.0
