@@ -1,6 +1,7 @@
 """Rollup benchmark: the full hourly rollup versus a bare SQL GROUP BY over the same rows.
 
-    .venv/bin/python bench/rollup.py [--gpus 1000] [--hours 24] [--repeat 3] [--share-every 0]
+    .venv/bin/python bench/rollup.py [--gpus 1000] [--hours 24] [--repeat 5] [--share-every 0]
+                                     [--serial]
 
 What it does (issue 4, "Benchmark: bench/rollup.py"):
 
@@ -9,15 +10,20 @@ What it does (issue 4, "Benchmark: bench/rollup.py"):
    generates one-minute samples for ``--hours`` hours in SQL (1,000 GPUs x 24 h = 1.44 M rows),
    with varying energy, busy and SM fractions and idle seconds. ``--share-every N`` gives every
    N-th GPU two attribution shares per window (0 = none, as the issue's fleet).
-3. Times the full rollup of every window (``kpis.services.windows_recompute``: claim, one GROUP BY
-   per window, carbon/cost factors, delete + insert in one transaction, run record), ``--repeat``
-   times (it replaces, so every repeat does the same work), and checks the rollup's energy equals
-   the samples' energy.
+3. Times the full rollup of every window (``kpis.services.windows_recompute``: claims, the
+   batch's sums and priced insert (24 hours per batch: one batch here), delete + insert and the
+   windows' bookkeeping in one transaction, run record), and checks the rollup's energy equals
+   the samples' energy. It replaces, so every repeat does the same work.
 4. Times ``SELECT device_id, date_trunc('hour', window_start), sum(energy_j) ... GROUP BY 1, 2``
-   over the same rows, fetching every result row, ``--repeat`` times.
+   over the same rows, fetching every result row.
 
-Prints the medians as the last three lines: ``rollup_s``, ``groupby_s``, ``rollup_vs_groupby_ratio``
-(target <= 3). Both share the machine, so compare the ratio, not absolute times across machines.
+Paired and interleaved: one untimed warm-up of each, then ``--repeat`` pairs (rollup then
+group-by, group-by then rollup, alternately), each pair's ratio measured back to back, so that
+load from other processes on the machine moves both sides of a ratio alike. Prints every pair,
+the range of the ratios, and last three lines: ``rollup_s`` and ``groupby_s`` (medians) and
+``rollup_vs_groupby_ratio`` (the median of the pairs' ratios; target <= 3). ``--serial`` runs
+both sides without parallel workers (``max_parallel_workers_per_gather = 0``): the ratio of the
+work done rather than of the wall-clock time on an idle machine.
 """
 
 from __future__ import annotations
@@ -146,8 +152,9 @@ def time_rollup(org_id: int, start: datetime, hours: int) -> float:
     return elapsed
 
 
-def time_groupby() -> tuple[float, int]:
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
+def time_groupby(*, serial: bool) -> tuple[float, int]:
+    options = "-c max_parallel_workers_per_gather=0" if serial else ""
+    with psycopg.connect(DB_URL, autocommit=True, options=options) as conn:
         t0 = time.perf_counter()
         rows = conn.execute(
             "SELECT device_id, date_trunc('hour', window_start), sum(energy_j) "
@@ -174,8 +181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpus", type=int, default=1000)
     parser.add_argument("--hours", type=int, default=24)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--share-every", type=int, default=0)
+    parser.add_argument("--serial", action="store_true", help="no parallel workers on either side")
     args = parser.parse_args()
 
     start = datetime(2026, 1, 5, tzinfo=UTC)
@@ -189,21 +197,36 @@ def main() -> None:
         shares = conn.execute("SELECT count(*) FROM ingest_sampleshare").fetchone()[0]
     print(f"generated {samples:,} samples, {shares:,} shares in {time.perf_counter() - t0:.1f} s")
 
-    rollups = []
-    for i in range(args.repeat):
-        rollups.append(time_rollup(org_id, start, args.hours))
-        print(f"rollup run {i + 1}: {rollups[-1]:.3f} s", flush=True)
-    check(org_id, args.gpus, args.hours)
-    groupbys = []
-    for i in range(args.repeat):
-        elapsed, rows = time_groupby()
-        groupbys.append(elapsed)
-        print(f"group-by run {i + 1}: {elapsed:.3f} s ({rows:,} rows)", flush=True)
+    if args.serial:
+        from django.db import connection
 
-    rollup_s, groupby_s = statistics.median(rollups), statistics.median(groupbys)
-    print(f"rollup_s: {rollup_s:.3f}")
-    print(f"groupby_s: {groupby_s:.3f}")
-    print(f"rollup_vs_groupby_ratio: {rollup_s / groupby_s:.2f}")
+        with connection.cursor() as cur:
+            cur.execute("SET max_parallel_workers_per_gather = 0")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    time_rollup(org_id, start, args.hours)  # warm-up: caches, plans, connections
+    time_groupby(serial=args.serial)
+    rollups, groupbys, ratios = [], [], []
+    for i in range(args.repeat):
+        if i % 2 == 0:
+            rollup_s = time_rollup(org_id, start, args.hours)
+            groupby_s, rows = time_groupby(serial=args.serial)
+        else:
+            groupby_s, rows = time_groupby(serial=args.serial)
+            rollup_s = time_rollup(org_id, start, args.hours)
+        rollups.append(rollup_s)
+        groupbys.append(groupby_s)
+        ratios.append(rollup_s / groupby_s)
+        print(
+            f"pair {i + 1}: rollup {rollup_s:.3f} s, group-by {groupby_s:.3f} s ({rows:,} rows), "
+            f"ratio {ratios[-1]:.2f}",
+            flush=True,
+        )
+    check(org_id, args.gpus, args.hours)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"ratio_range: {min(ratios):.2f}-{max(ratios):.2f}")
+    print(f"rollup_s: {statistics.median(rollups):.3f}")
+    print(f"groupby_s: {statistics.median(groupbys):.3f}")
+    print(f"rollup_vs_groupby_ratio: {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
