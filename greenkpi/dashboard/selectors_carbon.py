@@ -16,49 +16,18 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, Max, Min, Q, Sum, Value, When
-from django.db.models.functions import TruncDate
 
 from greenkpi.carbon.methodology import IntensitySource
+from greenkpi.dashboard import selectors_carbon_days as carbon_days
 from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.kpis import formulas
-from greenkpi.kpis.models import HourlyRollup
 
 UNASSIGNED = "(no team)"
 # Longer ranges are drawn per month: a year of days stacked by team is unreadable.
 DAILY_UP_TO = timedelta(days=92)
 
-SUMMED = (
-    "covered_s",
-    "energy_kwh",
-    "estimated_energy_kwh",
-    "facility_energy_kwh",
-    "allocated_gpu_h",
-    "busy_gpu_h",
-    "util_known_gpu_h",
-    "idle_gpu_h",
-    "idle_energy_kwh",
-    "sm_active_gpu_h",
-    "sm_known_gpu_h",
-    "operational_location_kgco2e",
-    "operational_market_kgco2e",
-    "embodied_kgco2e",
-)
-# Few keys on purpose: with PUE and the methodology version among them PostgreSQL's estimate of
-# the groups grew past work_mem and it sorted on disk (4x slower); both are aggregates instead.
-KEYS = ("day", "team_id", "site_id", "intensity_source", "currency", "re_known", "costed")
-FRAME_COLUMNS = (
-    *KEYS,
-    "pue",
-    "methodology_version",  # the lowest version in the group
-    "methodology_version_max",  # differs from it when the group mixes versions
-    *SUMMED,
-    "cost",
-    "renewable_share",
-    "intensity_g_per_kwh",
-)
+FRAME_COLUMNS = carbon_days.FRAME_COLUMNS
 
 # The per-team table, its CSV and the report's rows (units in the names).
 TEAM_COLUMNS = [
@@ -105,76 +74,16 @@ def carbon_frame(
 
     Rows without a team (hosts without a default team) count only for org-wide viewers who did not
     pick teams, as on the overview. Columns: FRAME_COLUMNS; ``day`` is a naive UTC datetime.
+    The organisation's whole days come from a per-day cache (selectors_carbon_days).
     """
+    frame = carbon_days.org_frame(scope.organisation.pk, start, end)
+    if frame.empty:
+        return frame
     wanted = scope.team_ids if team_ids is None else scope.team_ids & frozenset(team_ids)
-    who = Q(team_id__in=list(wanted))
+    keep = frame["team_id"].isin(list(wanted)).fillna(False).to_numpy(dtype=bool)
     if scope.org_wide and team_ids is None:
-        who |= Q(team_id__isnull=True)
-    rows = (
-        HourlyRollup.objects.filter(
-            who, organisation_id=scope.organisation.pk, hour__gte=start, hour__lt=end
-        )
-        .annotate(
-            day=TruncDate("hour", tzinfo=UTC),
-            re_known=Case(When(renewable_share__isnull=True, then=Value(0)), default=Value(1)),
-            costed=Case(When(cost__isnull=True, then=Value(0)), default=Value(1)),
-        )
-        .values(*KEYS)
-        .annotate(
-            # "s_" prefixes: an annotation named like a column would shadow it.
-            **{f"s_{c}": Sum(c) for c in SUMMED},
-            s_cost=Sum("cost"),
-            s_renewable_kwh=Sum(
-                F("facility_energy_kwh") * F("renewable_share"), output_field=FloatField()
-            ),
-            s_idle_pi=Sum(
-                F("idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh"),
-                output_field=FloatField(),
-            ),
-            s_version_min=Min("methodology_version"),
-            s_version_max=Max("methodology_version"),
-            s_facility_i=Sum(
-                F("facility_energy_kwh") * F("intensity_g_per_kwh"), output_field=FloatField()
-            ),
-        )
-        .order_by()
-    )
-    if connection.vendor != "postgresql":
-        records = list(rows)
-    else:
-        with transaction.atomic():
-            # Few real groups, but PostgreSQL cannot estimate the days of an expression and
-            # guesses tens of thousands, so at the default 4 MB it sorts on disk instead of
-            # hashing: 2-4x slower (~0.3 s instead of ~1 s for 336k rows on 2 cores). LOCAL: for
-            # this transaction only; a hash aggregate takes what the real groups need.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL work_mem = '128MB'")
-            records = list(rows)
-    if not records:
-        return pd.DataFrame(columns=list(FRAME_COLUMNS))
-    raw = pd.DataFrame.from_records(records)
-    out = raw[list(KEYS)].copy()
-    for c in SUMMED:
-        out[c] = raw[f"s_{c}"].astype("float64").fillna(0.0)
-    out["day"] = pd.to_datetime(out["day"])
-    out["team_id"] = out["team_id"].astype("Int64")
-    out["site_id"] = out["site_id"].astype("Int64")
-    out["cost"] = raw["s_cost"].astype("float64").where(out["costed"] == 1)
-    facility = out["facility_energy_kwh"]
-    renewable = raw["s_renewable_kwh"].astype("float64")
-    out["renewable_share"] = (renewable / facility.where(facility > 0)).where(out["re_known"] == 1)
-    # Factors that make formulas.idle_waste's idle kWh x PUE x I exact over the group: the group's
-    # PUE (facility / IT kWh) and the intensity that gives the summed idle kWh x PUE x I with it;
-    # the facility-weighted intensity when nothing idled.
-    it = out["energy_kwh"]
-    out["pue"] = (facility / it.where(it > 0)).fillna(1.0)
-    idle = out["idle_energy_kwh"]
-    idle_i = raw["s_idle_pi"].astype("float64") / (idle * out["pue"]).where(idle > 0)
-    facility_i = raw["s_facility_i"].astype("float64") / facility.where(facility > 0)
-    out["intensity_g_per_kwh"] = idle_i.fillna(facility_i).fillna(0.0)
-    out["methodology_version"] = raw["s_version_min"]
-    out["methodology_version_max"] = raw["s_version_max"]
-    return out[list(FRAME_COLUMNS)]
+        keep |= frame["team_id"].isna().to_numpy(dtype=bool)
+    return frame[keep].reset_index(drop=True)
 
 
 def methodology_versions(frame: pd.DataFrame) -> list[str]:

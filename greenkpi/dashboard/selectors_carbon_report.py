@@ -9,12 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from django.core.cache import cache
 from django.db.models import Count
 
 from greenkpi.carbon.annual import SOURCES, annual_for
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.dashboard import selectors_carbon as sc
+from greenkpi.dashboard import selectors_carbon_days as carbon_days
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.selectors import SILENT_AFTER
@@ -149,22 +151,28 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
 def completeness(
     scope: Scope, month: Period, hours_in_month: float, now: datetime
 ) -> list[HostCompleteness]:
-    """Per visible host: distinct hours with rollup rows in the month / hours of the month. Two
-    queries; hosts with no hour at all are listed too (their collector was silent all month)."""
+    """Per visible host: distinct hours with rollup rows in the month / hours of the month. Three
+    queries (two when cached); hosts with no hour at all are listed too (silent all month)."""
     hosts = list(
         hosts_visible(scope).order_by("hostname").values_list("pk", "hostname", "last_seen")
     )
-    counted = dict(
-        HourlyRollup.objects.filter(
-            organisation_id=scope.organisation.pk,
-            hour__gte=month.start,
-            hour__lt=month.end,
-            host_id__in=[pk for pk, _, _ in hosts],
-        )
-        .values("host_id")
-        .annotate(n=Count("hour", distinct=True))
-        .values_list("host_id", "n")
+    # Distinct hours per host scan the month's hourly rows: cached until a window changes.
+    key = "gk:carbon-hours:v1:" + carbon_days.windows_state(
+        scope.organisation.pk, month.start, month.end
     )
+    per_host: dict[int, int] | None = cache.get(key)
+    if per_host is None:
+        per_host = dict(
+            HourlyRollup.objects.filter(
+                organisation_id=scope.organisation.pk, hour__gte=month.start, hour__lt=month.end
+            )
+            .values("host_id")
+            .annotate(n=Count("hour", distinct=True))
+            .values_list("host_id", "n")
+            .order_by()
+        )
+        cache.set(key, per_host, timeout=carbon_days.CACHE_TIMEOUT_S)
+    counted = per_host
     return [
         HostCompleteness(
             hostname=name,
