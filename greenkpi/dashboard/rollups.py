@@ -1,7 +1,8 @@
 """Which rollup table a period reads, and the scope filters on it: shared by the page selectors.
 
 A period of whole UTC days reads DailyRollup (a year of 2,000 GPUs is a few hundred thousand rows
-instead of 17.5 M hourly ones); a period of hours reads HourlyRollup. Both tables carry the same
+instead of 17.5 M hourly ones), or DailyTeamRollup when only teams matter (~20 k rows); a period
+of hours reads HourlyRollup. Both tables carry the same
 summed columns, so a selector groups and sums the same names whichever it got.
 """
 
@@ -17,7 +18,7 @@ from django.db.models.functions import TruncDate
 
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope
-from greenkpi.kpis.models import DailyRollup, HourlyRollup
+from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,16 @@ class Source:
         return self.bucket == "day"
 
 
-def source(organisation_id: int, period: Period, *, hourly_only: bool = False) -> Source:
-    """The organisation's rollup rows for the period: daily rows for whole days, else hourly."""
-    days = None if hourly_only else period.days
+def source(organisation_id: int, period: Period, *, per_team: bool = False) -> Source:
+    """The organisation's rollup rows for the period: daily rows for whole days, else hourly.
+
+    ``per_team``: the caller groups by team (and currency) only, never by model, run, site or
+    device kind, so whole days may read DailyTeamRollup, ~20x fewer rows than DailyRollup.
+    """
+    days = period.days
     if days is not None:
-        rows = DailyRollup.objects.filter(
+        table = DailyTeamRollup if per_team else DailyRollup
+        rows = table.objects.filter(
             organisation_id=organisation_id, day__gte=days[0], day__lt=days[1]
         )
         return Source(rows, F("day"), "day", timedelta(days=1))

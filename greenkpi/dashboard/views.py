@@ -42,13 +42,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
     teams = teams_filter(request, scope)
-    team_ids = [t.pk for t in teams] or None
-    energy = selectors.team_energy_daily(scope, period, team_ids)
     context = page_context(
         request,
         scope,
         period,
-        tiles=selectors.overview(scope, period, energy, team_ids),
+        tiles=selectors.overview(scope, period, [t.pk for t in teams] or None),
         freshness=selectors.freshness(scope),
         selected_teams={t.pk for t in teams},
         all_teams_href=f"?{urlencode({'org': scope.organisation.slug, **period.query()})}",
@@ -110,12 +108,11 @@ def host_chart(request: HttpRequest, host_id: int, chart: str, fmt: str) -> Http
 def teams(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
-    energy = selectors.team_energy_daily(scope, period)
     context = page_context(
         request,
         scope,
         period,
-        totals=selectors.team_totals(scope, energy),
+        totals=selectors.team_totals(scope, period),
         freshness=selectors.freshness(scope),
         period_query=urlencode(period.query()),
     )

@@ -25,6 +25,7 @@ from django.utils import timezone
 from greenkpi.kpis.models import (
     DailyHostTeam,
     DailyRollup,
+    DailyTeamRollup,
     DailyWindow,
     HourlyRollup,
     RecomputeRun,
@@ -68,6 +69,8 @@ VALUE_COLUMNS = (
     "cost",
 )
 DAILY_COLUMNS = ("day", *KEY_COLUMNS, *VALUE_COLUMNS)
+# DailyTeamRollup: the additive columns (distinct counts are not) per day x team x currency.
+TEAM_VALUE_COLUMNS = (*SUMMED_COLUMNS, "renewable_kwh", "renewable_known_kwh", "cost")
 
 
 def day_start(day: date) -> datetime:
@@ -161,6 +164,23 @@ def _insert_orm(organisation_id: int, first: date, last: date) -> int:
     return len(rows)
 
 
+def _insert_team_days(organisation_id: int, first: date, last: date) -> None:
+    """DailyTeamRollup of the days from the DailyRollup rows just written (portable SQL: dates
+    are passed as ISO text, which both PostgreSQL and SQLite's stored dates compare with)."""
+    team, daily = DailyTeamRollup._meta.db_table, DailyRollup._meta.db_table
+    sums = ", ".join(f"SUM({c})" for c in TEAM_VALUE_COLUMNS)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+INSERT INTO {team} (organisation_id, day, team_id, currency, {", ".join(TEAM_VALUE_COLUMNS)})
+SELECT organisation_id, day, team_id, currency, {sums}
+FROM {daily}
+WHERE organisation_id = %s AND day >= %s AND day <= %s
+GROUP BY organisation_id, day, team_id, currency""",
+            [organisation_id, first.isoformat(), last.isoformat()],
+        )
+
+
 def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | None = None) -> int:
     """Rebuild the DailyRollup rows of these (organisation, UTC day) units from HourlyRollup.
 
@@ -180,7 +200,9 @@ def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | 
             span = {"organisation_id": organisation_id, "day__gte": first, "day__lte": last}
             DailyRollup.objects.filter(**span).delete()
             DailyHostTeam.objects.filter(**span).delete()
+            DailyTeamRollup.objects.filter(**span).delete()
             rows = insert(organisation_id, first, last)
+            _insert_team_days(organisation_id, first, last)
             # Rows per day, for the admin (one GROUP BY over what was just written).
             per_day = dict(
                 DailyRollup.objects.filter(**span)

@@ -310,3 +310,14 @@ def test_host_charts_beyond_a_week_read_hourly_rollups(client, fleet, people):
     assert all(r[0].endswith(":00:00Z") for r in rows)  # hourly points
     figure = client.get(f"/hosts/{host.pk}/utilization.json?range=30d").json()
     assert len(figure["data"]) == 2
+
+
+@pytest.mark.parametrize("query", ["range=7d", "range=24h", "range=7d&team=nlp"])
+def test_the_tiles_the_chart_and_the_team_totals_agree(client, fleet, people, query):
+    client.force_login(people["alice"])
+    tiles = client.get(f"/?{query}").context["tiles"]
+    chart_kj = sum(_team_kj(client, query).values())
+    assert tiles.energy_kwh * 3600 == pytest.approx(chart_kj, rel=1e-4)  # CSV keeps 6 digits
+    if "team=" not in query:
+        totals = client.get(f"/teams/?{query}").context["totals"]
+        assert sum(t.energy_kwh for t in totals) * 3600 == pytest.approx(chart_kj, rel=1e-4)

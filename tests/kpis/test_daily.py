@@ -279,3 +279,28 @@ def test_the_task_refreshes_stale_days(worked, settings):
     from greenkpi.kpis.models import RecomputeRun
 
     assert RecomputeRun.objects.get(pk=run_id).windows_done == 1
+
+
+def test_the_team_table_sums_the_daily_rows_per_team_and_currency(worked, gpus):
+    from greenkpi.kpis.models import DailyTeamRollup
+
+    hourly(worked, H0 + timedelta(hours=5), gpus[1], 2.0, 2.0, None, None, 0.2, team=worked.nlp)
+    hourly(worked, H0 + timedelta(hours=6), gpus[1], 1.0, 2.0, 0.5, 0.3, 0.1, model_key="bert")
+    daily.days_refresh(organisation_id=worked.pk, days=[DAY1, DAY2])
+    got = {
+        (r.day, r.team_id, r.currency): (r.energy_kwh, r.cost, r.renewable_kwh)
+        for r in DailyTeamRollup.objects.all()
+    }
+    # vision on day 1: resnet 3.0 kWh (cost 1.20) + bert 1.0 kWh (cost 0.30; renewable 0.5 x 2).
+    assert got == {
+        (DAY1, worked.vision.pk, "EUR"): (
+            pytest.approx(4.0),
+            pytest.approx(1.50),
+            pytest.approx(2.6),
+        ),
+        (DAY1, worked.nlp.pk, ""): (pytest.approx(2.0), None, 0.0),
+        (DAY2, worked.vision.pk, ""): (pytest.approx(4.0), None, pytest.approx(7.2)),
+    }
+    HourlyRollup.objects.filter(team=worked.nlp).delete()
+    daily.days_refresh(organisation_id=worked.pk, days=[DAY1])
+    assert DailyTeamRollup.objects.filter(team=worked.nlp).count() == 0

@@ -53,7 +53,7 @@ def team_energy_daily(
     is: energy a share names a team for goes to that team, the rest of every window to the host's
     default team; a window counts in the hour (so the day) it starts. One GROUP BY query.
     """
-    src = rollups.source(scope.organisation.pk, period)
+    src = rollups.source(scope.organisation.pk, period, per_team=True)
     rows = (
         src.rows.filter(rollups.team_filter(scope, team_ids))
         .annotate(d=src.day)
@@ -68,7 +68,7 @@ def team_energy_daily(
     out["team_id"] = out["team_id"].astype("Int64")
     out = out.sort_values(["day", "team_id"], na_position="last")
     names = {t.pk: t.name for t in scope.teams}
-    out["team"] = [UNASSIGNED if pd.isna(t) else names[int(t)] for t in out["team_id"]]
+    out["team"] = out["team_id"].map(names).astype(object).fillna(UNASSIGNED)
     out["day"] = pd.to_datetime(out["day"])
     return out[TEAM_DAILY_COLUMNS].reset_index(drop=True)
 
@@ -91,13 +91,12 @@ class Overview:
     uncosted_energy_kwh: float = 0.0  # facility energy no tariff priced
 
 
-def overview(
-    scope: Scope, period: Period, energy: pd.DataFrame, team_ids: Collection[int] | None = None
-) -> Overview:
-    """The tiles above the overview chart; ``energy`` is team_energy_daily's frame, so they agree.
+def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = None) -> Overview:
+    """The tiles above the overview chart: sums of the same rollup rows and team filter as
+    team_energy_daily, so the tiles and the chart agree (tested).
 
-    Two queries: visible hosts with their devices, and carbon and cost of the same rollup rows
-    (per currency: costs in two currencies are never added).
+    Two queries: visible hosts with their devices, and energy, carbon and cost of the rollup rows
+    per currency (costs in two currencies are never added).
     """
     now = datetime.now(UTC)
     counts = hosts_visible(scope).aggregate(
@@ -109,26 +108,27 @@ def overview(
         ),
         devices=Count("devices", distinct=True),
     )
-    src = rollups.source(scope.organisation.pk, period)
+    src = rollups.source(scope.organisation.pk, period, per_team=True)
     money = (
         src.rows.filter(rollups.team_filter(scope, team_ids))
         .values("currency")
         .annotate(
+            kwh=Sum("energy_kwh"),
             co2e=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
             price=Sum("cost"),
             unpriced=Sum("facility_energy_kwh", filter=Q(cost__isnull=True)),
         )
         .order_by()
-        .values_list("currency", "co2e", "price", "unpriced")
+        .values_list("currency", "kwh", "co2e", "price", "unpriced")
     )
-    co2e = uncosted = 0.0
+    energy_kwh = co2e = uncosted = 0.0
     costs: list[Money] = []
-    for currency, kg, price, unpriced in money:
+    for currency, kwh, kg, price, unpriced in money:
+        energy_kwh += kwh or 0.0
         co2e += kg or 0.0
         uncosted += unpriced or 0.0
         if currency and price is not None:
             costs.append(Money(currency, float(price)))
-    energy_kwh = float(energy["energy_kwh"].sum()) if len(energy) else 0.0
     return Overview(
         energy_kwh=energy_kwh,
         avg_power_kw=energy_kwh / period.hours if period.hours else 0.0,
@@ -199,10 +199,18 @@ class TeamTotal:
     energy_kwh: float
 
 
-def team_totals(scope: Scope, energy: pd.DataFrame) -> list[TeamTotal]:
-    """Every visible team with its energy from team_energy_daily's frame (zero when absent)."""
-    sums = energy.groupby("team_id")["energy_kwh"].sum() if len(energy) else pd.Series()
-    return [TeamTotal(team=t, energy_kwh=float(sums.get(t.pk, 0.0))) for t in scope.teams]
+def team_totals(scope: Scope, period: Period) -> list[TeamTotal]:
+    """Every visible team with its energy over the period (zero when absent): one GROUP BY team
+    over the rows team_energy_daily reads, so the totals equal its days summed."""
+    src = rollups.source(scope.organisation.pk, period, per_team=True)
+    sums = dict(
+        src.rows.filter(team_id__in=sorted(scope.team_ids))
+        .values("team_id")
+        .annotate(kwh=Sum("energy_kwh"))
+        .order_by()
+        .values_list("team_id", "kwh")
+    )
+    return [TeamTotal(team=t, energy_kwh=float(sums.get(t.pk) or 0.0)) for t in scope.teams]
 
 
 def tokens_visible(scope: Scope) -> list[CollectorToken]:
