@@ -32,18 +32,18 @@ def browser() -> Iterator[object]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from testsupport import browser as shared
 
     # Playwright's sync API keeps an event loop running in this thread; Django would then refuse
     # ORM calls from the test's own fixtures. Those calls are synchronous and safe here.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
+    # Shared: the area modules that import this fixture each hold an instance of it, and only one
+    # Playwright may run per thread.
+    yield shared.acquire(
+        str(CHROMIUM),
+        ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    shared.release()
 
 
 def serialise_requests_on_sqlite(live_server) -> None:
