@@ -3,6 +3,10 @@
 A run's totals are sums of ``kpis.HourlyRollup`` rows of its model's organisation and team carrying
 its model and run keys: however many hosts and GPUs it ran on, it has one total, and a late sample
 changes it when its window is recomputed.
+
+The dashboard's reads live beside this module: ``listing`` (the models list, key -> id lookup),
+``detail`` (one model's page), ``runs`` (one run's page), ``source`` (which rollup table a range
+reads). The API reads them too where it shows the same numbers.
 """
 
 from __future__ import annotations
