@@ -1,12 +1,12 @@
 """Reads behind the carbon page and the monthly ESG report: rollups summed in the database, then
 the KPI formulas of ``greenkpi.kpis.formulas`` (never re-derived here).
 
-The one database read is ``carbon_frame``: HourlyRollup summed per UTC day x team x site x PUE x
-intensity source x currency x methodology version (a few rows a day however many GPUs). Row-wise
-products that the formulas need are summed in SQL beside the sums (facility kWh x renewable share,
-idle kWh x intensity), and turned back into per-group factors, so each formula gives exactly what
-it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks this against hand-worked
-values). The report, the tiles, the chart and the per-team table all come from that frame.
+The one rollup read is ``carbon_frame``: HourlyRollup summed per UTC day x team x site x intensity
+source x currency (a few rows a day however many GPUs; whole days cached, selectors_carbon_days).
+Row-wise products that the formulas need are summed in SQL beside the sums (facility kWh x
+renewable share, idle kWh x PUE x intensity), and turned back into per-group factors, so each
+formula gives exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks
+this). The report, the tiles, the chart and the per-team table all come from that frame.
 """
 
 from __future__ import annotations
