@@ -14,28 +14,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from greenkpi.alerts import lifecycle, ssrf
+from greenkpi.alerts.choices import (
+    BudgetScope,
+    ForecastMethod,
+    Metric,
+    NoDataHandling,
+    RuleKind,
+    RuleState,
+)
 from greenkpi.alerts.forecast import DEFAULT_THRESHOLDS_PCT
 from greenkpi.alerts.periods import PeriodKind
 from greenkpi.inventory.models import Organisation, Team
-
-
-class Metric(models.TextChoices):
-    ENERGY_KWH = "energy_kwh", "Energy (kWh, IT)"
-    CO2E_KG = "co2e_kg", "Carbon (kgCO2e, location-based + embodied)"
-    GPU_HOURS = "gpu_h", "GPU-hours allocated"
-    COST = "cost", "Electricity cost"
-
-
-class BudgetScope(models.TextChoices):
-    ORGANISATION = "organisation", "Organisation"
-    TEAM = "team", "Team"
-    MODEL = "model", "Model"
-
-
-class ForecastMethod(models.TextChoices):
-    AUTO = "auto", "Automatic (weekday profile with 14 days of history, else recent rate)"
-    RECENT_RATE = "recent_rate", "Recent rate (trailing 7 days, linear)"
-    WEEKDAY_PROFILE = "weekday_profile", "Weekday profile (mean per weekday over 4 weeks)"
 
 
 def default_thresholds() -> list[int]:
@@ -116,15 +105,6 @@ class Budget(models.Model):
             raise ValidationError({"team": "the team belongs to another organisation"})
 
 
-class RuleKind(models.TextChoices):
-    BUDGET_THRESHOLD = "budget_threshold", "Budget threshold crossed"
-    BUDGET_FORECAST = "budget_forecast", "Budget forecast to be exceeded"
-    LOW_UTILIZATION = "low_utilization", "Team GPU utilization under a floor"
-    IDLE_GPU = "idle_gpu", "GPU allocated but idle"
-    COLLECTOR_SILENT = "collector_silent", "Collector silent"
-    RETRAINING_NEED = "retraining_need", "Model retraining recommended or overdue"
-
-
 def default_group_by() -> list[str]:
     return ["rule"]
 
@@ -201,22 +181,6 @@ class Channel(models.Model):
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-class NoDataHandling(models.TextChoices):
-    NODATA = "nodata", "NoData: a separate 'no data' alert (default)"
-    ALERTING = "alerting", "Alerting: treat no data as the condition holding"
-    OK = "ok", "OK: treat no data as the condition clear"
-
-
-class RuleState(models.TextChoices):
-    """The rule as a whole, for pages (Grafana's rule state): its worst open alert, or error."""
-
-    NORMAL = "normal", "Normal"
-    PENDING = "pending", "Pending"
-    ALERTING = "alerting", "Alerting"
-    NODATA = "nodata", "No data"
-    ERROR = "error", "Error"
 
 
 class AlertRule(models.Model):
