@@ -77,10 +77,12 @@ MODELS: dict[str, ModelSpec] = {
 }  # fmt: skip
 
 
-def _decay(key: str, moment: datetime, now: datetime) -> float:
-    """Metric points lost at ``moment``: the decaying model's slide, a trickle for the others."""
+def _decay(key: str, baseline: float, age: timedelta, moment: datetime, now: datetime) -> float:
+    """Metric points lost at ``moment``: the decaying model's slide; for the others a version's
+    slow staleness (0.15 % of its baseline per day for ten days, then a plateau), which is what
+    their regular retrains win back."""
     if key != DECAYING:
-        return 0.0
+        return baseline * 0.0015 * min(max(age / fleet.DAY, 0.0), 10.0)
     into_drift = min(1.0, max(0.0, 1 - (now - moment) / timedelta(days=DRIFT_DAYS)))
     return 0.004 + 0.056 * into_drift**1.3
 
@@ -99,6 +101,11 @@ def _drift(
         services.FeatureInput("price_band", "psi", 0.03 + 0.3 * into_drift + noise(), importance=0.3),
         services.FeatureInput("image_brightness", "psi", 0.04 + 0.1 * into_drift + noise(), importance=0.2),
     ]  # fmt: skip
+
+
+def retrained_baseline(spec: ModelSpec, rng: random.Random) -> float:
+    """A new version's metric at deployment: around the model's level, +0.1 % +- 0.2 %."""
+    return round(spec.baseline * (1 + rng.gauss(0.001, 0.002)), 4)
 
 
 @dataclass
@@ -189,8 +196,8 @@ def _training_history(
         if span.end > now:
             continue  # still training
         services.run_close(run=run, ended_at=span.end, functional_units=1)
-        # Each retrain wins back a little; now and then one gains nothing (flagged as wasted).
-        baseline = round(spec.baseline + rng.gauss(0.002, 0.004), 4)
+        # Each retrain wins back the staleness; now and then one gains nothing (flagged as wasted).
+        baseline = retrained_baseline(spec, rng)
         version, _ = services.version_register(
             model=model,
             version=f"{span.end:%Y.%m.%d}-{number}",
@@ -256,7 +263,9 @@ def _evaluations(
     while moment <= now:
         version = _deployed_at(deployments, moment)
         if version is not None and version.baseline_value is not None:
-            value = version.baseline_value - _decay(model.key, moment, now) + rng.gauss(0, 0.0015)
+            age = moment - (version.deployed_at or version.trained_at)
+            loss = _decay(model.key, version.baseline_value, age, moment, now)
+            value = version.baseline_value - loss + rng.gauss(0, 0.0015 * spec.baseline)
             services.evaluation_create(
                 model=model,
                 version=version,
@@ -312,7 +321,7 @@ def registry_follow(*, organisation_id: int, now: datetime, rng: random.Random) 
                 version, _ = services.version_register(
                     model=model,
                     version=f"{span.end:%Y.%m.%d}-{run.pk}",
-                    baseline_value=round(spec.baseline + rng.gauss(0.002, 0.004), 4),
+                    baseline_value=retrained_baseline(spec, rng),
                     trained_at=span.end,
                     trained_by=run,
                 )
