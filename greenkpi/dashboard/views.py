@@ -73,7 +73,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         request,
         scope,
         None,
-        hosts=selectors.fleet(scope),
+        fleet=selectors.fleet(scope, request.GET.get("page")),
         commands=collector_commands(settings.SITE_URL),
         token_form=TokenCreateForm(scope=scope) if scope.can_manage_tokens else None,
     )

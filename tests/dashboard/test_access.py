@@ -71,7 +71,7 @@ def test_the_fleet_lists_exactly_the_visible_hosts(client, fleet, people, who):
     client.force_login(people[who])
     response = client.get("/fleet/")
     assert response.status_code == 200
-    listed = {row.host.hostname for row in response.context["hosts"]}
+    listed = {row.host.hostname for row in response.context["fleet"].hosts}
     assert listed == VISIBLE_HOSTS[who]
 
 

@@ -64,7 +64,7 @@ def test_the_fleet_page_does_not_query_per_host(
     client.force_login(people["alice"])
     with django_assert_max_num_queries(MAX_QUERIES["/fleet/"]):
         response = client.get("/fleet/")
-    assert len(response.context["hosts"]) == 9
+    assert len(response.context["fleet"].hosts) == 9
 
 
 def test_the_fleet_flags_silent_and_skewed_hosts_and_shows_the_method(client, fleet, people):
@@ -73,7 +73,7 @@ def test_the_fleet_flags_silent_and_skewed_hosts_and_shows_the_method(client, fl
     )
     client.force_login(people["alice"])
     response = client.get("/fleet/")
-    rows = {row.host.hostname: row for row in response.context["hosts"]}
+    rows = {row.host.hostname: row for row in response.context["fleet"].hosts}
     assert rows["vision-1"].silent and rows["vision-1"].skewed
     assert not rows["nlp-1"].silent and not rows["nlp-1"].skewed
     assert {d.last_method for d in rows["vision-1"].devices} == {"counter"}
@@ -233,7 +233,7 @@ def test_the_shown_collector_commands_are_accepted_by_the_collectors_own_parser(
 
 def test_the_fleet_groups_identical_devices_of_a_host(client, fleet, people):
     client.force_login(people["alice"])
-    rows = {row.host.hostname: row for row in client.get("/fleet/").context["hosts"]}
+    rows = {row.host.hostname: row for row in client.get("/fleet/").context["fleet"].hosts}
     (group,) = rows["vision-1"].device_groups
     assert (group.count, group.kind, group.model, group.method) == (
         2,
@@ -321,3 +321,18 @@ def test_the_tiles_the_chart_and_the_team_totals_agree(client, fleet, people, qu
     if "team=" not in query:
         totals = client.get(f"/teams/?{query}").context["totals"]
         assert sum(t.energy_kwh for t in totals) * 3600 == pytest.approx(chart_kj, rel=1e-4)
+
+
+def test_the_fleet_is_paged_by_hostname(client, fleet, people, settings, monkeypatch):
+    from greenkpi.dashboard.selectors import hosts as host_selectors
+
+    monkeypatch.setattr(host_selectors, "FLEET_PAGE_SIZE", 2)
+    client.force_login(people["alice"])
+    first = client.get("/fleet/")
+    assert [r.host.hostname for r in first.context["fleet"].hosts] == ["nlp-1", "shared-1"]
+    assert "page 1 of 2" in first.content.decode() and "page=2" in first.content.decode()
+    second = client.get("/fleet/?page=2")
+    assert [r.host.hostname for r in second.context["fleet"].hosts] == ["vision-1"]
+    # A page past the end (or not a number) shows the nearest one instead of an error.
+    assert client.get("/fleet/?page=9").context["fleet"].page.number == 2
+    assert client.get("/fleet/?page=x").context["fleet"].page.number == 1

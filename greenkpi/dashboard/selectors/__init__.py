@@ -21,12 +21,14 @@ from greenkpi.dashboard.scoping import Scope, hosts_visible
 
 # The fleet and host pages' reads live in hosts.py; callers keep using selectors.<name>.
 from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
+    FLEET_PAGE_SIZE,
     HOST_SERIES_COLUMNS,
     J_PER_KWH,
     RAW_SERIES_MAX,
     SERIES_ROWS_PER_DEVICE,
     SILENT_AFTER,
     DeviceGroup,
+    FleetPage,
     HostHealth,
     fleet,
     host_detail,
