@@ -444,6 +444,29 @@ def test_a_cached_day_is_read_from_the_cache_and_refreshed_when_its_windows_are_
     assert after == {"NLP": approx(0.03 + 12000 / 3.6e6), "Vision": approx(0.02)}
 
 
+def test_the_beat_warms_the_recent_days_so_a_first_view_reads_no_hourly_rows(
+    client, carbon, people
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from greenkpi.dashboard import tasks
+    from greenkpi.schedule import BEAT_SCHEDULE
+
+    entry = BEAT_SCHEDULE["dashboard-warm-carbon-days"]
+    assert entry["task"] == tasks.warm_carbon_days.name
+    assert 0 < entry["options"]["expires"] < entry["schedule"]
+    assert tasks.warm_carbon_days.acks_late is True
+
+    assert tasks.warm_carbon_days.apply().get() == 1  # Acme has windows; Globex none
+    client.force_login(people["alice"])
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/reports/report.csv?month=2026-02")
+    sums = [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"]]
+    assert sums and not [sql for sql in sums if "kpis_hourlyrollup" in sql]  # from the cache
+    assert float(csv_rows(response)[-1]["energy_kwh"]) == approx(0.01)
+
+
 # --- grid insights ---------------------------------------------------------------------------
 
 
