@@ -25,8 +25,11 @@ What it does (issue 6, "bench/dashboard.py"):
    (models, carbon, reports, budgets, alerts) are resolved by URL name and skipped, saying so,
    while they do not exist.
 
-Prints ``page: p50_ms p95_ms`` per page and user, and last ``dashboard_p95_ms: X`` (the worst
-page's p95; target <= 250 ms).
+Prints ``page: p50_ms p95_ms`` per page and user, the worst page, the worst p95 among pages that
+read no raw samples, and last ``dashboard_p95_ms: X`` (the worst page's p95; target <= 250 ms).
+The host charts up to 7 days read raw one-minute windows by (device, time): a host-week is ~80 k
+rows spread over ~11 k heap pages (ingest interleaves hosts), so that chart is bound by page reads,
+not by the rollups.
 """
 
 from __future__ import annotations
@@ -443,6 +446,8 @@ def measure(urls: list[tuple[str, str]], *, repeat: int) -> float:
     from django.test import Client
 
     worst = 0.0
+    worst_label = ""
+    worst_rollups = 0.0  # pages that read only rollups (not the raw host charts)
     for username in ("admin", "member"):
         client = Client()
         client.force_login(get_user_model().objects.get(username=username))
@@ -460,8 +465,13 @@ def measure(urls: list[tuple[str, str]], *, repeat: int) -> float:
             times.sort()
             p50 = statistics.median(times)
             p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-            worst = max(worst, p95)
+            if p95 > worst:
+                worst, worst_label = p95, f"{label} [{username}]"
+            if "(raw)" not in label:
+                worst_rollups = max(worst_rollups, p95)
             say(f"{label} [{username}]: {p50:.0f} {p95:.0f}")
+    say(f"worst page: {worst_label}")
+    say(f"p95 of the worst page reading no raw samples: {worst_rollups:.0f} ms")
     return worst
 
 
