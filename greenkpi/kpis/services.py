@@ -1,7 +1,9 @@
 """Writes of the KPI engine: mark windows dirty, recompute (replace) windows, record runs.
 
-The only writer of HourlyRollup. A recompute replaces every row of its (organisation, hour) window
+The only writer of HourlyRollup. A recompute replaces every row of its (organisation, hour) windows
 inside one transaction, so re-runs, overlaps, late data and backfills all converge on the same rows.
+Windows are recomputed in batches (up to a day of one organisation's hours per statement, claimed
+and released together) so that the fixed costs of a recompute are paid once per batch.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ def windows_batch_recompute(
     versions: dict[datetime, int] = dict(mine.values_list("hour", "version"))
     t0 = time.monotonic()
     try:
-        # Read, priced and written in one transaction (on PostgreSQL one INSERT ... SELECT).
+        # Read, priced and written in one transaction (on PostgreSQL: the batch's sums, then one
+        # INSERT ... SELECT), released only if every claim still holds.
         with transaction.atomic():
             HourlyRollup.objects.filter(
                 organisation_id=organisation_id, hour__in=list(versions)
