@@ -30,7 +30,7 @@ SILENT_AFTER = timedelta(minutes=10)
 SERIES_ROWS_PER_DEVICE = 4_000
 # Host charts read raw windows up to this range (minute resolution), HourlyRollup beyond it.
 RAW_SERIES_MAX = timedelta(days=7)
-FLEET_PAGE_SIZE = 100
+FLEET_PAGE_SIZE = 50
 HOST_SERIES_COLUMNS = [
     "time_utc",
     "device_id",
@@ -111,8 +111,8 @@ def fleet(scope: Scope, page: int | str | None = 1) -> FleetPage:
     """Visible hosts with their site, devices and health flags, by hostname, FLEET_PAGE_SIZE per
     page. Three queries: count, the page's hosts, their devices (with their newest method).
 
-    Paged because rendering a row costs ~0.7 ms of template time: 250 hosts alone were ~180 ms
-    (bench/dashboard.py), over the page budget.
+    Paged because a row costs ~1 ms (template, plus an index probe per device for its newest
+    method): 250 hosts were ~200 ms and 100 still ~130 ms on the bench box (bench/dashboard.py).
     """
     now = datetime.now(UTC)
     hosts = (
