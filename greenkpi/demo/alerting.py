@@ -78,6 +78,8 @@ def budgets_load(
     amount = _nice(consumed + 0.7 * (forecast - consumed), up=False)
     if not consumed < amount < forecast:
         amount = consumed + 0.7 * (forecast - consumed)
+    if amount <= 0:  # no history for the team at all: any amount will do
+        amount = 1.0
     budgets.append(budget_update(budget=budget, user=admin, amount=amount))
     return budgets
 

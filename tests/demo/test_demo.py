@@ -88,6 +88,16 @@ def test_one_team_budget_is_on_course_to_be_exceeded_and_the_rest_are_not(demo):
     assert metrics == {"energy_kwh", "co2e_kg", "cost", "gpu_h"}
 
 
+def test_the_forecast_breach_holds_in_the_first_hour_of_a_month(db):
+    first_hour = datetime(2026, 12, 1, 0, 20, tzinfo=UTC)  # nothing consumed in December yet
+    built = build.demo_build(days=2, now=first_hour)
+    vision = Budget.objects.get(organisation=built.organisation, team__slug="vision")
+    status = selectors.budget_status(budget=vision, now=first_hour)
+    assert status.consumed == 0
+    assert 0 < vision.amount < status.forecast_total
+    assert Alert.objects.filter(rule__budget=vision, rule__kind="budget_forecast", state="firing")
+
+
 def test_alerts_fire_for_the_silent_collector_the_idle_pool_and_the_forecast(demo):
     firing = Alert.objects.filter(organisation=demo.organisation, state="firing")
     kinds = {a.rule.kind for a in firing}
