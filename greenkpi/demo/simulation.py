@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -170,7 +170,3 @@ def _create_host(
     if None in ids:  # a backend that does not return ids from bulk_create
         ids = list(host.devices.filter(kind="gpu").order_by("uuid").values_list("pk", flat=True))
     return ids, cpu.pk, dram.pk
-
-
-def default_now() -> datetime:
-    return datetime.now(UTC)
