@@ -1,16 +1,23 @@
 """Budget maths: consumption to date, forecast to the period end, and when thresholds are crossed.
 
-Pure functions over an hourly consumption series (hour start -> amount in the budget's unit); no
-Django, no I/O. The method is written out with a worked example in docs/alerts.md ("Forecast"):
+Pure functions over a consumption series in the budget's unit: ``daily`` totals of whole UTC days
+(day start -> amount; what the batched selectors read from the daily rollups) and ``hourly``
+amounts (hour start -> amount; the current partial day, or everything for callers holding hours).
+A series is a set of buckets [start, end); the two kinds never overlap. No Django, no I/O. The
+method is written out with a worked example in docs/alerts.md ("Forecast"):
 
-* ``consumed`` = sum of the hours in [period_start, as_of), where ``as_of`` is the last whole hour
+* ``consumed`` = sum of the buckets in [period_start, as_of), where ``as_of`` is the last whole hour
   (the current hour is still being measured, so it is left out of both consumption and rate).
-* ``rate_per_h`` = sum of the trailing 7 days [as_of - 7 d, as_of) / the hours of that window,
-  the window being shortened to start at the first hour with data (a new team's rate is not diluted
-  by days it did not exist), but never below 24 h (one busy hour is not a daily rate). The window
-  may reach back before the period start: the rate is a property of the workload, not the period.
+  Periods start at midnight UTC, so whole days never straddle the period start.
+* ``rate_per_h`` = sum of the trailing 7 whole days and today's whole hours
+  [day(as_of) - 7 d, as_of) / the hours of that window (168 h at midnight, up to 191 h at 23:00:
+  day-aligned so the daily totals serve it), the window being shortened to start at the first hour
+  with data (a new team's rate is not diluted by days it did not exist), but never below 24 h (one
+  busy hour is not a daily rate). The window may reach back before the period start: the rate is
+  a property of the workload, not the period.
 * ``forecast`` = consumed + rate_per_h x hours left until period_end (linear extrapolation).
-* A threshold already reached is dated by the end of the hour in which the running sum reached it;
+* A threshold already reached is dated by the end of the bucket (the hour today, the UTC day
+  before) in which the running sum reached it;
   one not yet reached is dated as_of + (target - consumed) / rate_per_h, or None when that falls
   after the period end (or the rate is 0).
 
@@ -101,17 +108,46 @@ class BudgetForecast:
         return next((c for c in self.crossings if c.threshold_pct == threshold_pct), None)
 
 
+Bucket = tuple[datetime, datetime, float]  # [start, end), amount
+
+
+def buckets(
+    hourly: Mapping[datetime, float], daily: Mapping[datetime, float] | None = None
+) -> list[Bucket]:
+    """The series as sorted [start, end) buckets: whole days from ``daily``, hours from ``hourly``."""
+    out = [(h, h + HOUR, v) for h, v in hourly.items()]
+    out += [(d, d + DAY, v) for d, v in (daily or {}).items()]
+    out.sort(key=lambda b: b[0])
+    return out
+
+
+def _first(series: Sequence[Bucket], first_data: datetime | None) -> datetime | None:
+    return first_data if first_data is not None else (series[0][0] if series else None)
+
+
 def trailing_rate_per_h(
-    hourly: Mapping[datetime, float], *, as_of: datetime, first_data: datetime | None = None
+    hourly: Mapping[datetime, float],
+    *,
+    as_of: datetime,
+    first_data: datetime | None = None,
+    daily: Mapping[datetime, float] | None = None,
 ) -> tuple[float, float]:
     """(rate per hour, window hours) over the trailing window ending at ``as_of`` (see module)."""
-    window_start = as_of - RATE_WINDOW
-    first = first_data if first_data is not None else min(hourly, default=None)
+    return _trailing_rate(buckets(hourly, daily), as_of=as_of, first_data=first_data)
+
+
+def _trailing_rate(
+    series: Sequence[Bucket], *, as_of: datetime, first_data: datetime | None
+) -> tuple[float, float]:
+    nominal = day_floor(as_of) - RATE_WINDOW
+    window_start = nominal
+    first = _first(series, first_data)
     if first is not None and first > window_start:
-        window_start = max(first, as_of - RATE_WINDOW)
+        window_start = first
     window_start = min(window_start, as_of - MIN_RATE_WINDOW)
     window_h = (as_of - window_start) / HOUR
-    total = sum(v for hour, v in hourly.items() if window_start <= hour < as_of)
+    # A whole day that holds the first hour counts whole: the scope had no use before that hour.
+    total = sum(v for start, end, v in series if start >= nominal and window_start < end <= as_of)
     return total / window_h, window_h
 
 
@@ -125,24 +161,27 @@ def budget_forecast(
     thresholds_pct: Sequence[int] = DEFAULT_THRESHOLDS_PCT,
     first_data: datetime | None = None,
     method: str = Method.RECENT_RATE,
+    daily: Mapping[datetime, float] | None = None,
 ) -> BudgetForecast:
     """Consumption to ``as_of``, forecast to ``period_end`` and threshold crossings (see module).
 
-    ``hourly`` must cover [min(period_start, as_of - 7 d), as_of) (the weekday profile: from
-    as_of's day - 4 weeks); hours without data may be missing (they count as zero). ``first_data``
-    is the first hour the scope ever had data (for a young scope's rate); default: the first hour
-    in ``hourly``.
+    ``daily`` (whole UTC days) and ``hourly`` together must cover
+    [min(period_start, day(as_of) - 7 d), as_of) (the weekday profile: from as_of's day - 4 weeks)
+    without overlapping; buckets without data may be missing (they count as zero). ``first_data``
+    is the first hour the scope ever had data (for a young scope's rate); default: the start of the
+    first bucket.
     """
     if amount <= 0:
         raise ValueError("a budget amount must be positive")
     method = Method(method)
     as_of = min(max(as_of, period_start), period_end)
-    in_period = sorted((h, v) for h, v in hourly.items() if period_start <= h < as_of)
-    consumed = sum(v for _, v in in_period)
-    rate_per_h, window_h = trailing_rate_per_h(hourly, as_of=as_of, first_data=first_data)
+    series = buckets(hourly, daily)
+    in_period = [b for b in series if period_start <= b[0] and b[1] <= as_of]
+    consumed = sum(v for _, _, v in in_period)
+    rate_per_h, window_h = _trailing_rate(series, as_of=as_of, first_data=first_data)
     if method is Method.WEEKDAY_PROFILE:
-        profile, days = weekday_profile(
-            hourly, as_of=as_of, first_data=first_data, fallback_per_day=rate_per_h * 24
+        profile, days = _weekday_profile(
+            series, as_of=as_of, first_data=first_data, fallback_per_day=rate_per_h * 24
         )
         return _profile_forecast(
             amount=amount,
@@ -179,7 +218,7 @@ def budget_forecast(
 def _crossing(
     pct: int,
     target: float,
-    in_period: Sequence[tuple[datetime, float]],
+    in_period: Sequence[Bucket],
     consumed: float,
     rate_per_h: float,
     as_of: datetime,
@@ -187,10 +226,10 @@ def _crossing(
 ) -> Crossing:
     if consumed >= target:
         running = 0.0
-        for hour, value in in_period:
+        for _, end, value in in_period:
             running += value
             if running >= target:
-                return Crossing(pct, target, hour + HOUR, reached=True)
+                return Crossing(pct, target, end, reached=True)
     if rate_per_h <= 0:
         return Crossing(pct, target, None, reached=False)
     at = as_of + timedelta(hours=(target - consumed) / rate_per_h)
@@ -217,12 +256,30 @@ def weekday_profile(
     first_data: datetime | None = None,
     weeks: int = PROFILE_WEEKS,
     fallback_per_day: float = 0.0,
+    daily: Mapping[datetime, float] | None = None,
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """(mean daily total per weekday, Monday first; complete days behind each) over the last
     ``weeks`` weeks of whole UTC days before as_of's day (see module)."""
+    return _weekday_profile(
+        buckets(hourly, daily),
+        as_of=as_of,
+        first_data=first_data,
+        weeks=weeks,
+        fallback_per_day=fallback_per_day,
+    )
+
+
+def _weekday_profile(
+    series: Sequence[Bucket],
+    *,
+    as_of: datetime,
+    first_data: datetime | None = None,
+    weeks: int = PROFILE_WEEKS,
+    fallback_per_day: float = 0.0,
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
     end = day_floor(as_of)
     start = end - timedelta(weeks=weeks)
-    first = first_data if first_data is not None else min(hourly, default=None)
+    first = _first(series, first_data)
     if first is not None:
         first_day = day_floor(first)
         if first_day < first:  # data began mid-day: that day is partial, not a sample
@@ -233,8 +290,8 @@ def weekday_profile(
     while day < end:
         totals[day] = 0.0
         day += DAY
-    for hour, value in hourly.items():
-        day = day_floor(hour)
+    for bucket_start, _, value in series:
+        day = day_floor(bucket_start)
         if day in totals:
             totals[day] += value
     sums = [0.0] * 7
@@ -253,7 +310,7 @@ def _profile_forecast(
     period_end: datetime,
     as_of: datetime,
     consumed: float,
-    in_period: Sequence[tuple[datetime, float]],
+    in_period: Sequence[Bucket],
     rate_per_h: float,
     window_h: float,
     profile: tuple[float, ...],

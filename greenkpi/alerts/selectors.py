@@ -7,24 +7,23 @@ org-wide or not), so alerts never import the dashboard.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from greenkpi.alerts import forecast
+from greenkpi.alerts import consumption, forecast
 from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, Budget, BudgetScope, Metric
 from greenkpi.alerts.periods import hour_floor, period_bounds, period_label
 from greenkpi.inventory.models import Host
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
-from greenkpi.kpis.selectors import first_rollup_hour, hourly_totals
 
 # A host that contributed to a budget and has been silent this long makes its status incomplete.
 SILENT_AFTER = timedelta(minutes=15)
-METRIC_COLUMN = {
+METRIC_COLUMN = {  # hourly_totals' column of each metric (the burn-up chart)
     Metric.ENERGY_KWH: "energy_kwh",
     Metric.CO2E_KG: "co2e_kg",
     Metric.GPU_HOURS: "allocated_gpu_h",
@@ -49,7 +48,12 @@ class BudgetStatus:
     incomplete_since: datetime | None
     pending_recompute_hours: int
     uncosted_energy_kwh: float
-    data_hours: int = 1  # hours with rollups in [min(period start, as_of - 7 d), as_of)
+    # Buckets (whole UTC days, today's hours) with rollups in
+    # [min(period start, day(as_of) - 7 d), as_of); 0: no data.
+    data_hours: int = 1
+    # The consumption buckets behind the figures, [start, end) -> amount, sorted: whole UTC days
+    # then today's hours (the burn-up chart plots them without reading rollups again).
+    buckets: tuple[forecast.Bucket, ...] = ()
 
     @property
     def consumed(self) -> float:
@@ -100,74 +104,131 @@ class BudgetStatus:
         )
 
 
-def _scope_filter(budget: Budget) -> dict[str, object]:
-    if budget.scope == BudgetScope.TEAM:
-        return {"team_id": budget.team_id}
-    if budget.scope == BudgetScope.MODEL:
-        return {"model_key": budget.model_key}
-    return {}
-
-
 def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatus:
     """Consumption to the last whole hour, forecast to the period end, crossing dates, gaps.
 
-    Three small queries: hourly totals, the first rollup hour, and completeness (see BudgetStatus).
+    The batched path of one budget (``statuses_of``), so a page, an alert and a digest agree.
+    """
+    return statuses_of([budget], now=now)[0]
+
+
+def statuses_of(budgets: Sequence[Budget], *, now: datetime | None = None) -> list[BudgetStatus]:
+    """The status of each budget, in order, in a bounded number of queries per organisation.
+
+    Consumption of every scope key comes from ``consumption.scope_series`` (daily tables for whole
+    UTC days, hourly rows only for today and stale days); completeness is one query for pending
+    windows and one or two for silent hosts, whatever the number of budgets.
     """
     now = now or timezone.now()
-    period_start, period_end = period_bounds(budget.period, now)
     as_of = hour_floor(now)
-    scope = _scope_filter(budget)
-    first_data = first_rollup_hour(organisation_id=budget.organisation_id, **scope)
-    method = forecast.choose_method(budget.forecast_method, as_of=as_of, first_data=first_data)
-    rate_start = min(period_start, as_of - forecast.RATE_WINDOW)
-    if method is forecast.Method.WEEKDAY_PROFILE:
-        rate_start = min(
-            rate_start, forecast.day_floor(as_of) - timedelta(weeks=forecast.PROFILE_WEEKS)
+    by_org: dict[int, list[Budget]] = {}
+    for budget in budgets:
+        by_org.setdefault(budget.organisation_id, []).append(budget)
+    found: dict[int, BudgetStatus] = {}
+    for organisation_id, group in by_org.items():
+        for budget, status in zip(
+            group, _org_statuses(organisation_id, group, now=now, as_of=as_of), strict=True
+        ):
+            found[id(budget)] = status
+    return [found[id(b)] for b in budgets]
+
+
+def _org_statuses(
+    organisation_id: int, budgets: list[Budget], *, now: datetime, as_of: datetime
+) -> list[BudgetStatus]:
+    bounds = [period_bounds(b.period, now) for b in budgets]
+    start = min(consumption.window_start(ps, as_of) for ps, _ in bounds)
+    keys = [consumption.scope_key(b) for b in budgets]
+    series = consumption.scope_series(
+        organisation_id=organisation_id, keys=keys, start=start, as_of=as_of
+    )
+    silent = _silent_by_scope(
+        organisation_id, set(keys), since=as_of - forecast.RATE_WINDOW, now=now
+    )
+    dirty = list(
+        RollupWindow.objects.filter(
+            organisation_id=organisation_id,
+            hour__gte=min(ps for ps, _ in bounds),
+            hour__lt=as_of,
+            version__gt=F("computed_version"),
+        ).values_list("hour", flat=True)
+    )
+    out = []
+    for budget, key, (period_start, period_end) in zip(budgets, keys, bounds, strict=True):
+        scope = series[key]
+        currency = budget.currency if budget.metric == Metric.COST else ""
+        daily, hourly = scope.metric(budget.metric, currency)
+        method = forecast.choose_method(
+            budget.forecast_method, as_of=as_of, first_data=scope.first_data
         )
-    frame = hourly_totals(
-        organisation_id=budget.organisation_id,
-        start=rate_start,
-        end=as_of,
-        currency=budget.currency if budget.metric == Metric.COST else "",
-        **scope,
+        result = forecast.budget_forecast(
+            hourly,
+            daily=daily,
+            amount=budget.amount,
+            period_start=period_start,
+            period_end=period_end,
+            as_of=as_of,
+            thresholds_pct=sorted({*budget.thresholds_pct, 100}),  # the crossing date is 100 %'s
+            first_data=scope.first_data,
+            method=method,
+        )
+        hosts = silent.get(key, [])
+        data_start = min(period_start, forecast.day_floor(as_of) - forecast.RATE_WINDOW)
+        out.append(
+            BudgetStatus(
+                budget=budget,
+                unit=budget.unit,
+                period_label=period_label(budget.period, period_start),
+                forecast=result,
+                silent_hosts=tuple(h for h, _ in hosts),
+                incomplete_since=min((seen for _, seen in hosts), default=None),
+                pending_recompute_hours=sum(1 for h in dirty if period_start <= h < as_of),
+                uncosted_energy_kwh=(
+                    scope.uncosted(currency, period_start, as_of)
+                    if budget.metric == Metric.COST
+                    else 0.0
+                ),
+                data_hours=scope.buckets_with_data(data_start, as_of),
+                buckets=tuple(forecast.buckets(hourly, daily)),
+            )
+        )
+    return out
+
+
+def _silent_by_scope(
+    organisation_id: int,
+    keys: set[consumption.ScopeKey],
+    *,
+    since: datetime,
+    now: datetime,
+    silent_after: timedelta = SILENT_AFTER,
+) -> dict[consumption.ScopeKey, list[tuple[str, datetime]]]:
+    """Per scope key, the silent hosts (hostname, last_seen) that fed it since ``since``: one
+    query for the organisation's silent hosts and, only if there are any, one for what they fed."""
+    silent = {
+        pk: (hostname, seen)
+        for pk, hostname, seen in Host.objects.filter(
+            organisation_id=organisation_id, last_seen__lt=now - silent_after
+        ).values_list("pk", "hostname", "last_seen")
+    }
+    if not silent:
+        return {}
+    fed = (
+        HourlyRollup.objects.filter(
+            organisation_id=organisation_id, hour__gte=since, host_id__in=list(silent)
+        )
+        .values_list("host_id", "team_id", "model_key")
+        .distinct()
+        .order_by()
     )
-    column = METRIC_COLUMN[Metric(budget.metric)]
-    hours = [h.to_pydatetime() for h in frame["hour"]]
-    hourly = dict(zip(hours, frame[column].tolist(), strict=True))
-    result = forecast.budget_forecast(
-        hourly,
-        amount=budget.amount,
-        period_start=period_start,
-        period_end=period_end,
-        as_of=as_of,
-        thresholds_pct=sorted({*budget.thresholds_pct, 100}),  # the crossing date is 100 %'s
-        first_data=first_data,
-        method=method,
-    )
-    in_period = frame[frame["hour"] >= period_start]
-    uncosted = (
-        float(in_period["uncosted_energy_kwh"].sum()) if budget.metric == Metric.COST else 0.0
-    )
-    silent = silent_hosts(
-        organisation_id=budget.organisation_id, since=as_of - forecast.RATE_WINDOW, now=now, **scope
-    )
-    pending = RollupWindow.objects.filter(
-        organisation_id=budget.organisation_id,
-        hour__gte=period_start,
-        hour__lt=as_of,
-        version__gt=F("computed_version"),
-    ).count()
-    return BudgetStatus(
-        budget=budget,
-        unit=budget.unit,
-        period_label=period_label(budget.period, period_start),
-        forecast=result,
-        silent_hosts=tuple(h for h, _ in silent),
-        incomplete_since=min((seen for _, seen in silent), default=None),
-        pending_recompute_hours=pending,
-        uncosted_energy_kwh=uncosted,
-        data_hours=int((frame["hour"] >= min(period_start, as_of - forecast.RATE_WINDOW)).sum()),
-    )
+    found: dict[consumption.ScopeKey, set[int]] = {}
+    for host_id, team_id, model_key in fed:
+        for key in ((None, None), (team_id, None), (None, model_key), (team_id, model_key)):
+            if key in keys:
+                found.setdefault(key, set()).add(host_id)
+    return {
+        key: sorted((silent[pk] for pk in pks), key=lambda hs: hs[0]) for key, pks in found.items()
+    }
 
 
 def silent_hosts(
@@ -200,11 +261,14 @@ def silent_hosts(
 def budgets_visible(
     *, organisation_id: int, team_ids: Collection[int], org_wide: bool
 ) -> QuerySet[Budget]:
-    """Budgets a user may see: all of the organisation when org-wide, else their teams' budgets
-    (organisation and model budgets include other teams' use, so team members do not see them)."""
+    """Budgets a user may see: all of the organisation when org-wide, else their teams' budgets,
+    team-wide or on one of the team's models (organisation and organisation-wide model budgets
+    include other teams' use, so team members do not see them)."""
     budgets = Budget.objects.filter(organisation_id=organisation_id).select_related("team")
     if not org_wide:
-        budgets = budgets.filter(scope=BudgetScope.TEAM, team_id__in=list(team_ids))
+        budgets = budgets.filter(
+            scope__in=[BudgetScope.TEAM, BudgetScope.MODEL], team_id__in=list(team_ids)
+        )
     return budgets.order_by("name", "pk")
 
 
@@ -215,14 +279,9 @@ def budget_statuses(
     org_wide: bool,
     now: datetime | None = None,
 ) -> list[BudgetStatus]:
-    """The status of every visible budget (three queries per budget)."""
-    now = now or timezone.now()
-    return [
-        budget_status(budget=b, now=now)
-        for b in budgets_visible(
-            organisation_id=organisation_id, team_ids=team_ids, org_wide=org_wide
-        )
-    ]
+    """The status of every visible budget, batched (``statuses_of``: a bounded query count)."""
+    visible = budgets_visible(organisation_id=organisation_id, team_ids=team_ids, org_wide=org_wide)
+    return statuses_of(list(visible), now=now)
 
 
 def alerts_open(

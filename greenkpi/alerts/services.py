@@ -65,12 +65,15 @@ def budget_create(
     thresholds_pct: Sequence[int] = DEFAULT_THRESHOLDS_PCT,
     forecast_method: str = "auto",
 ) -> Budget:
-    """A budget on the organisation, a team (``team``) or a model (``model_key``)."""
-    if team is not None and model_key:
-        raise ValidationError("a budget is on a team or on a model, not both")
+    """A budget on the organisation, a team (``team``), a model across the organisation
+    (``model_key``) or one team's use of a model (``team`` and ``model_key``: counts only that
+    team's rollups of the key, and its team's managers may set it)."""
+    model_key = model_key.strip()
     scope = (
-        BudgetScope.TEAM if team else BudgetScope.MODEL if model_key else BudgetScope.ORGANISATION
+        BudgetScope.MODEL if model_key else BudgetScope.TEAM if team else BudgetScope.ORGANISATION
     )
+    if team is not None and team.organisation_id != organisation.pk:
+        raise ValidationError("the team belongs to another organisation")
     if not can_manage(user, organisation.pk, team.pk if team else None):
         raise PermissionDenied("only managers may set budgets")
     budget = Budget(

@@ -19,9 +19,8 @@ from django.utils import timezone
 from greenkpi.alerts import forecast
 from greenkpi.alerts import selectors as alert_selectors
 from greenkpi.alerts.lifecycle import State
-from greenkpi.alerts.models import Alert, AlertRule, Budget, BudgetScope, Channel, Metric, Silence
+from greenkpi.alerts.models import Alert, AlertRule, Budget, Channel, Silence
 from greenkpi.dashboard.scoping import Scope
-from greenkpi.kpis.selectors import hourly_totals
 
 RECENTLY_RESOLVED = timedelta(days=7)
 RECENT_LIMIT = 50
@@ -103,20 +102,23 @@ def budget_for(scope: Scope, budget_id: int) -> Budget:
     return budget
 
 
-def budget_row(scope: Scope, budget: Budget, now: datetime | None = None) -> BudgetRow:
-    status = alert_selectors.budget_status(budget=budget, now=now)
+def _row(scope: Scope, status: alert_selectors.BudgetStatus) -> BudgetRow:
     return BudgetRow(
         status=status,
         colour=status_colour(status),
         method=forecast_method(status),
-        manageable=can_manage_budget(scope, budget),
+        manageable=can_manage_budget(scope, status.budget),
     )
 
 
+def budget_row(scope: Scope, budget: Budget, now: datetime | None = None) -> BudgetRow:
+    return _row(scope, alert_selectors.budget_status(budget=budget, now=now))
+
+
 def budget_rows(scope: Scope, now: datetime | None = None) -> list[BudgetRow]:
-    """Every visible budget with its status: one query for the list, four per budget."""
-    now = now or timezone.now()
-    return [budget_row(scope, b, now) for b in budgets_visible(scope)]
+    """Every visible budget with its status, batched: the same few queries for 1 or 100 budgets."""
+    statuses = alert_selectors.statuses_of(list(budgets_visible(scope)), now=now)
+    return [_row(scope, status) for status in statuses]
 
 
 # --- The burn-up chart of one budget ---------------------------------------------------------
@@ -135,31 +137,26 @@ def budget_burn(row: BudgetRow, now: datetime | None = None) -> pd.DataFrame:
     ``forecast_cumulative`` (from ``as_of`` to the period end), ``budget``, one
     ``threshold_<p>pct`` per threshold, and ``unit``. Figure extras go in ``frame.attrs``: unit,
     amount, thresholds, the 100 % crossing, the method and the alert intervals to shade.
-    Two queries: hourly totals of the period, and the budget's alerts that fired in it.
+    One query (the budget's alerts that fired in the period): the consumption is the status's.
     """
     budget, status = row.budget, row.status
     fc = status.forecast
     now = now or timezone.now()
     period_start, period_end, as_of = fc.period_start, fc.period_end, fc.as_of
-    hourly = hourly_totals(
-        organisation_id=budget.organisation_id,
-        start=period_start,
-        end=as_of,
-        currency=budget.currency if budget.metric == Metric.COST else "",
-        team_id=budget.team_id if budget.scope == BudgetScope.TEAM else None,
-        model_key=budget.model_key if budget.scope == BudgetScope.MODEL else None,
-    )
-    column = alert_selectors.METRIC_COLUMN[Metric(budget.metric)]
     # Day ends from the period start to as_of: the use of [day, day + 1) is plotted at day + 1.
     days = pd.date_range(_naive(period_start), _naive(as_of), freq="D")
     ends = [*days[1:].to_pydatetime()]
     if not ends or ends[-1] != _naive(as_of):
         ends.append(_naive(as_of))
-    if len(hourly):
-        hours = pd.to_datetime(hourly["hour"], utc=True).dt.tz_localize(None)
-        # Which day end each hour counts towards: the first end strictly after the hour.
-        slot = np.searchsorted(np.array(ends, dtype="datetime64[ns]"), hours.to_numpy(), "right")
-        per_end = pd.Series(hourly[column].to_numpy(), index=slot).groupby(level=0).sum()
+    # The status's own buckets (whole days, today's hours): each counts towards the first day end
+    # at or after its end.
+    in_period = [
+        (end, v) for start, end, v in status.buckets if period_start <= start and end <= as_of
+    ]
+    if in_period:
+        bucket_ends = np.array([_naive(e) for e, _ in in_period], dtype="datetime64[ns]")
+        slot = np.searchsorted(np.array(ends, dtype="datetime64[ns]"), bucket_ends, "left")
+        per_end = pd.Series([v for _, v in in_period], index=slot).groupby(level=0).sum()
         day_values = [float(per_end.get(i, 0.0)) for i in range(len(ends))]
     else:
         day_values = [0.0] * len(ends)

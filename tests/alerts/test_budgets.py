@@ -175,11 +175,11 @@ def test_budget_validation_and_update(acme, people):
         nlp_budget(acme, people, metric="cost")  # no currency
     with pytest.raises(ValidationError):
         nlp_budget(acme, people, thresholds_pct=[0])
-    with pytest.raises(ValidationError):
+    with pytest.raises(PermissionDenied):  # a model budget of a team nina does not manage
         services.budget_create(
             organisation=acme,
             user=nina,
-            team=acme.nlp,
+            team=acme.vision,
             model_key="m",
             name="both",
             metric="gpu_h",

@@ -679,20 +679,34 @@ def test_a_rule_that_fails_to_evaluate_is_shown_to_its_team_only(client, people,
 # --- Queries stay bounded ------------------------------------------------------------------------
 
 
-def test_query_counts_do_not_grow_with_data_and_grow_linearly_with_budgets(
-    client, people, history, acme
-):
+def test_the_budgets_list_costs_the_same_queries_for_1_or_10_budgets(client, people, history, acme):
     login(client, people, "alice")
     nlp_budget(acme, people)
     with CaptureQueriesContext(connection) as one:
         assert client.get(url("budgets")).status_code == 200
-    for i in range(3):
-        nlp_budget(acme, people, name=f"more {i}")
-    with CaptureQueriesContext(connection) as four:
+    nlp = acme.teams.get(slug="nlp")
+    for i in range(9):  # every scope kind, so every batched source is read
+        scope = [
+            {"team": nlp},
+            {"model_key": "bert"},
+            {"team": nlp, "model_key": "bert"},
+            {},
+        ][i % 4]
+        alert_services.budget_create(
+            organisation=acme,
+            user=people["alice"],
+            name=f"more {i}",
+            metric="energy_kwh",
+            period=["month", "quarter", "year"][i % 3],
+            amount=100.0,
+            **scope,
+        )
+    with CaptureQueriesContext(connection) as ten:
         assert client.get(url("budgets")).status_code == 200
-    per_budget = (len(four) - len(one)) / 3
-    assert per_budget <= 4, [q["sql"] for q in four.captured_queries]
-    assert len(one) <= 12
+    # One budget reads only the team sources; ten read every source kind (organisation, team and
+    # model keys: at most 2 daily + 2 hourly + the first-hour query more), never per budget.
+    assert len(ten) - len(one) <= 3, [q["sql"] for q in ten.captured_queries]
+    assert len(ten) <= 16, [q["sql"] for q in ten.captured_queries]
     budget = Budget.objects.first()
     with CaptureQueriesContext(connection) as chart:
         client.get(url("budget-chart", budget.pk, "json"))

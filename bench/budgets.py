@@ -1,0 +1,98 @@
+"""Budgets page benchmark: bench/dashboard.py's data and timing, with budgets, in its own database.
+
+    .venv/bin/python bench/budgets.py [--gpus 2000] [--teams 50] [--days 365] [--hourly-days 35]
+                                      [--repeat 10] [--keep] [--budgets 10]
+
+Reuses bench/dashboard.py (inventory, binary COPY of hourly rollups, daily rows derived by the
+real refresh, the test Client timing) but in the database ``gk_bench_budgets`` (so it never drops
+the dashboard bench's), creates ``--budgets`` budgets of every scope (organisation, team, model,
+team model) and period (month, quarter, year) and metric, and measures only the budget and alert
+pages. A year budget reads its whole period: with ``--hourly-days 35`` the hourly table holds
+35 days (1.7 M rows for 2,000 GPUs) and the daily table the full year, which is enough to show what
+reading hours instead of days costs. Prints ``page [user]: p50_ms p95_ms`` and ``budgets_p95_ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dashboard as bench  # bench/dashboard.py, imported as a sibling module
+
+bench.DB_NAME = "gk_bench_budgets"
+bench.DB_URL = bench.PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + bench.DB_NAME
+bench.VAR_DIR = "/tmp/gk-bench-budgets-var"
+
+BUDGETS = 10
+
+
+def create_budgets(inv: dict, count: int) -> None:
+    """``count`` budgets over the scopes, periods and metrics (idempotent for --keep)."""
+    from greenkpi.alerts.models import Budget
+
+    org_id, teams = inv["org"], [int(t) for t in inv["teams"]]
+    Budget.objects.filter(organisation_id=org_id).delete()
+    kinds = [
+        ("org year energy", {"scope": "organisation"}, "energy_kwh", "year", ""),
+        ("org month co2e", {"scope": "organisation"}, "co2e_kg", "month", ""),
+        (
+            "team 0 quarter energy",
+            {"scope": "team", "team_id": teams[0]},
+            "energy_kwh",
+            "quarter",
+            "",
+        ),
+        ("team 0 month cost", {"scope": "team", "team_id": teams[0]}, "cost", "month", "EUR"),
+        ("model m-000 year", {"scope": "model", "model_key": "m-000"}, "energy_kwh", "year", ""),
+        (
+            "team 0 model m-001 month",
+            {"scope": "model", "team_id": teams[0], "model_key": "m-001"},
+            "gpu_h",
+            "month",
+            "",
+        ),
+    ]
+    for i in range(count):
+        name, scope, metric, period, currency = kinds[i % len(kinds)]
+        if scope.get("team_id") is not None and i >= len(kinds):
+            scope = {**scope, "team_id": teams[i % len(teams)]}
+        Budget.objects.create(
+            organisation_id=org_id,
+            name=f"{name} #{i}",
+            metric=metric,
+            period=period,
+            amount=1e6,
+            currency=currency,
+            **scope,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", type=int, default=BUDGETS)
+    known, rest = parser.parse_known_args()
+    if "--hourly-days" not in " ".join(rest):
+        rest += ["--hourly-days", "35"]
+    if "--repeat" not in " ".join(rest):
+        rest += ["--repeat", "10"]
+
+    def pages(inv: dict, *, year_from: date, today: date) -> list[tuple[str, str]]:
+        from django.urls import reverse
+
+        create_budgets(inv, known.budgets)
+        return [
+            (f"budgets ({known.budgets})", reverse("dashboard:budgets")),
+            ("alerts", reverse("dashboard:alerts")),
+        ]
+
+    bench.pages = pages
+    sys.argv = [sys.argv[0], *rest]
+    bench.main()
+
+
+if __name__ == "__main__":
+    main()
