@@ -327,13 +327,30 @@ def mark_windows(org_id: int, first_day: date, days: int) -> None:
     RecomputeRun.objects.create(kind="periodic", status="ok", finished_at=datetime.now(UTC))
 
 
+def check(org_id: int) -> None:
+    """The derived tables hold the hourly energy exactly (before any copied days exist)."""
+    from django.db.models import Sum
+
+    from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
+
+    def total(model: type) -> float:
+        rows = model.objects.filter(organisation_id=org_id)
+        return rows.aggregate(kwh=Sum("energy_kwh"))["kwh"] or 0.0
+
+    hourly = total(HourlyRollup)
+    for model in (DailyRollup, DailyTeamRollup):
+        assert abs(total(model) - hourly) <= 1e-9 * hourly, (model.__name__, total(model), hourly)
+    say(f"check: hourly, daily and daily-team energy all {hourly:,.1f} kWh")
+
+
 def copy_older_days(org_id: int, *, first_loaded: date, first_day: date) -> None:
     """Daily rows for [first_day, first_loaded) as copies of the derived days after first_loaded."""
     from django.db import connection
 
-    from greenkpi.kpis.daily import DAILY_COLUMNS
+    from greenkpi.kpis.daily import DAILY_COLUMNS, TEAM_VALUE_COLUMNS
 
     cols = ", ".join(c for c in DAILY_COLUMNS if c != "day")
+    team_cols = ", ".join(("team_id", "currency", *TEAM_VALUE_COLUMNS))
     with connection.cursor() as cur:
         cur.execute("SELECT max(day) FROM kpis_dailyrollup WHERE organisation_id = %s", [org_id])
         last_loaded = cur.fetchone()[0]
@@ -345,6 +362,14 @@ def copy_older_days(org_id: int, *, first_loaded: date, first_day: date) -> None
                 f"""
                 INSERT INTO kpis_dailyrollup (organisation_id, day, {cols})
                 SELECT organisation_id, day - %s, {cols} FROM kpis_dailyrollup
+                WHERE organisation_id = %s AND day >= %s AND day < %s
+                """,
+                [span, org_id, end, end + timedelta(days=shift)],
+            )
+            cur.execute(
+                f"""
+                INSERT INTO kpis_dailyteamrollup (organisation_id, day, {team_cols})
+                SELECT organisation_id, day - %s, {team_cols} FROM kpis_dailyteamrollup
                 WHERE organisation_id = %s AND day >= %s AND day < %s
                 """,
                 [span, org_id, end, end + timedelta(days=shift)],
@@ -533,6 +558,7 @@ def main() -> None:
             f"daily rollups: {written:,} rows derived by days_refresh from the hourly rows in "
             f"{refresh_s:.1f} s ({hourly_days / refresh_s:.1f} days/s)"
         )
+        check(inv["org"])
         if hourly_days < args.days:
             copy_older_days(inv["org"], first_loaded=first_loaded, first_day=first_day)
             say(
@@ -543,11 +569,12 @@ def main() -> None:
         samples = load_samples(sampled, 7)
         say(f"raw samples: {samples:,} one-minute windows, 7 days of {len(sampled)} hosts")
         vacuum()
-    from greenkpi.kpis.models import DailyRollup, HourlyRollup
+    from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
 
     say(
         f"tables: {HourlyRollup.objects.count():,} hourly rows, "
-        f"{DailyRollup.objects.count():,} daily rows"
+        f"{DailyRollup.objects.count():,} daily rows, "
+        f"{DailyTeamRollup.objects.count():,} daily team rows"
     )
     urls = pages(inv, year_from=first_day, today=today)
     plain_static = {
