@@ -90,9 +90,11 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
     team_ids = dict(org.teams.values_list("slug", "pk"))
     samples: list[tuple] = []
     shares: list[tuple] = []
+    since = target
     for hostname, host in hosts.items():
         spec, ids = specs[hostname], devices[host.pk]
         cursor = max(last_end.get(host.pk) or target - LIVE_WINDOW, target - MAX_CATCH_UP)
+        since = min(since, cursor)
         while cursor < target:
             stop = cursor + _step(cursor, target)
             window = fleet.host_window(
@@ -117,5 +119,5 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
         Device.objects.filter(host__in=hosts.values()).update(last_seen=now)
         if samples:
             IngestBatch.objects.filter(pk=batch.pk).update(received_at=now)
-    changed = registry.registry_follow(organisation_id=org.pk, now=target, rng=rng)
+    changed = registry.registry_follow(organisation_id=org.pk, now=target, rng=rng, since=since)
     return TickResult(len(samples), marked, len(hosts), changed)

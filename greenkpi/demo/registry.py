@@ -286,10 +286,15 @@ def _evaluations(
         moment += fleet.DAY
 
 
-def registry_follow(*, organisation_id: int, now: datetime, rng: random.Random) -> int:
+def registry_follow(
+    *, organisation_id: int, now: datetime, rng: random.Random, since: datetime | None = None
+) -> int:
     """What the teams' scripts would report as time goes on: training runs opened and closed
     (a finished one deploys its version), and each day's serving run closed with its requests
-    counted from the measurements. Idempotent; returns how many runs were opened or closed."""
+    counted from the measurements. ``since``: where this tick's measurements start (a restart
+    after a break catches up the training runs of the break). Idempotent; returns how many runs
+    were opened or closed."""
+    look_back = min(since or now, now - 2 * fleet.DAY)
     changed = 0
     models = {
         m.key: m
@@ -300,12 +305,12 @@ def registry_follow(*, organisation_id: int, now: datetime, rng: random.Random) 
         if model is None:
             continue
         if workload.kind == "inference":
-            changed += _serving_follow(model, workload, now)
+            changed += _serving_follow(model, workload, now, look_back)
             continue
         if workload.kind == "idle-pool":
             continue
         end = min(now, _host_end(workload, now))
-        for span in fleet.training_runs(workload, now - 2 * fleet.DAY, end, now):
+        for span in fleet.training_runs(workload, look_back, end, now):
             run, created = services.run_open(
                 model=model,
                 key=span.key,
@@ -330,18 +335,27 @@ def registry_follow(*, organisation_id: int, now: datetime, rng: random.Random) 
     return changed
 
 
-def _serving_follow(model: MLModel, workload: fleet.Workload, now: datetime) -> int:
+def _serving_follow(
+    model: MLModel, workload: fleet.Workload, now: datetime, since: datetime
+) -> int:
+    """Open the serving run of each day since ``since`` (today's included), close the past ones."""
     from greenkpi.workloads.selectors import deployed_version
 
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    _, created = services.run_open(
-        model=model,
-        key=fleet.serving_key(workload, today),
-        kind=RunKind.INFERENCE,
-        started_at=today,
-        version=deployed_version(model=model),
-        functional_unit="inference",
-    )
+    day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    version = deployed_version(model=model)
+    created = 0
+    while day <= today:
+        _, new = services.run_open(
+            model=model,
+            key=fleet.serving_key(workload, day),
+            kind=RunKind.INFERENCE,
+            started_at=day,
+            version=version,
+            functional_unit="inference",
+        )
+        created += new
+        day += fleet.DAY
     closed = 0
     for run in model.runs.filter(
         kind=RunKind.INFERENCE, status=RunStatus.RUNNING, started_at__lt=today
