@@ -17,7 +17,7 @@ from datetime import time as dtime
 
 import pandas as pd
 from celery import shared_task
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -41,6 +41,8 @@ RUN_KIND = "daily"
 SETTLE = timedelta(seconds=120)
 # Days per INSERT ... SELECT: bounds one transaction's size during a year-long backfill.
 DAYS_PER_STATEMENT = 31
+# First key of the advisory lock that serialises the refreshes of one organisation.
+LOCK_NAMESPACE = 0x6B9D
 
 KEY_COLUMNS = ("team_id", "model_key", "run_key", "site_id", "device_kind", "currency")
 SUMMED_COLUMNS = (
@@ -181,6 +183,16 @@ GROUP BY organisation_id, day, team_id, currency""",
         )
 
 
+def _lock_organisation(organisation_id: int) -> None:
+    """Serialise refreshes of one organisation until the transaction ends. Without it, two
+    overlapping refreshes of a day (the beat and a backfill) would each delete only the rows
+    committed before they started and both insert: the day counted twice. SQLite serialises
+    writing transactions by itself."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, organisation_id])
+
+
 def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | None = None) -> int:
     """Rebuild the DailyRollup rows of these (organisation, UTC day) units from HourlyRollup.
 
@@ -197,6 +209,7 @@ def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | 
         refreshed_at = timezone.now()
         t0 = time.monotonic()
         with transaction.atomic():
+            _lock_organisation(organisation_id)
             span = {"organisation_id": organisation_id, "day__gte": first, "day__lte": last}
             DailyRollup.objects.filter(**span).delete()
             DailyHostTeam.objects.filter(**span).delete()
@@ -296,7 +309,13 @@ def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRu
     return run
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),  # the database went away: transient
+    retry_backoff=5,
+    max_retries=5,
+)
 def refresh_stale_days(limit: int = 400) -> int:
     """Periodic: rebuild the daily rollups of stale days (idempotent: a day is replaced whole)."""
     return days_refresh_stale(limit=limit).pk

@@ -304,3 +304,38 @@ def test_the_team_table_sums_the_daily_rows_per_team_and_currency(worked, gpus):
     HourlyRollup.objects.filter(team=worked.nlp).delete()
     daily.days_refresh(organisation_id=worked.pk, days=[DAY1])
     assert DailyTeamRollup.objects.filter(team=worked.nlp).count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_refreshes_of_an_organisation_wait_for_each_other(worked):
+    """A refresh waits while another holds the organisation, so a day is never counted twice."""
+    import threading
+
+    from django.db import connection, transaction
+
+    holding, release = threading.Event(), threading.Event()
+
+    def other_refresh_in_progress():
+        with transaction.atomic():
+            daily._lock_organisation(worked.pk)
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    def refresh():
+        daily.days_refresh(organisation_id=worked.pk, days=[DAY1])
+        connection.close()
+
+    holder = threading.Thread(target=other_refresh_in_progress)
+    holder.start()
+    assert holding.wait(10)
+    waiter = threading.Thread(target=refresh)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # blocked behind the other refresh
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert DailyRollup.objects.filter(organisation=worked, day=DAY1).count() == 1
