@@ -119,9 +119,7 @@ def stale_days(*, organisation_id: int, start: date, end: date) -> set[date]:
     an hourly window recomputed after the refresh (kpis.daily's rule, SETTLE included). Two
     queries of at most one row per day."""
     refreshed = dict(
-        DailyWindow.objects.filter(
-            organisation_id=organisation_id, day__gte=start, day__lt=end
-        )
+        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=start, day__lt=end)
         .values_list("day", "refreshed_at")
         .order_by()  # the model's ordering would join the organisation for its name
     )
@@ -274,30 +272,37 @@ def _first_hours(organisation_id: int, out: dict[ScopeKey, ScopeSeries], start: 
             young[key] = first
     if not young:
         return
-    condition = Q()
-    for (team_id, model_key), day in young.items():
-        q = Q(hour__gte=day, hour__lt=day + DAY)
-        if team_id is not None:
-            q &= Q(team_id=team_id)
-        if model_key is not None:
-            q &= Q(model_key=model_key)
-        condition |= q
-    rows: QuerySet = (
-        HourlyRollup.objects.filter(condition, organisation_id=organisation_id)
-        .values("team_id", "model_key", d=TruncDate("hour", tzinfo=UTC))
-        .annotate(first=Min("hour"))
-        .order_by()
-    )
     firsts: dict[ScopeKey, datetime] = {}
-    for r in rows:
-        for key, day in young.items():
-            team_id, model_key = key
-            if _day_moment(r["d"]) != day:
-                continue
-            if team_id is not None and r["team_id"] != team_id:
-                continue
-            if model_key is not None and r["model_key"] != model_key:
-                continue
-            firsts[key] = min(firsts.get(key, r["first"]), r["first"])
+    day_of = {key: Q(hour__gte=day, hour__lt=day + DAY) for key, day in young.items()}
+    rows = HourlyRollup.objects.filter(organisation_id=organisation_id)
+    if (None, None) in young:  # the organisation: the (organisation, hour) index, one row
+        first = rows.filter(day_of[(None, None)]).order_by("hour").values_list("hour", flat=True)
+        hour = first.first()
+        if hour is not None:
+            firsts[(None, None)] = hour
+    # Teams and models: one GROUP BY each over their first days only.
+    for kind, fields in (("team", ("team_id",)), ("model", ("team_id", "model_key"))):
+        keys = [k for k in young if k != (None, None) and (k[1] is None) == (kind == "team")]
+        if not keys:
+            continue
+        condition = Q()
+        for key in keys:
+            q = day_of[key]
+            if key[0] is not None:
+                q &= Q(team_id=key[0])
+            if key[1] is not None:
+                q &= Q(model_key=key[1])
+            condition |= q
+        found: QuerySet = (
+            rows.filter(condition).values(*fields).annotate(first=Min("hour")).order_by()
+        )
+        for r in found:
+            for key in keys:
+                team_id, model_key = key
+                if team_id is not None and r["team_id"] != team_id:
+                    continue
+                if model_key is not None and r["model_key"] != model_key:
+                    continue
+                firsts[key] = min(firsts.get(key, r["first"]), r["first"])
     for key, day in young.items():
         out[key].first_data = firsts.get(key, day)

@@ -151,7 +151,9 @@ def _org_statuses(
             hour__gte=min(ps for ps, _ in bounds),
             hour__lt=as_of,
             version__gt=F("computed_version"),
-        ).values_list("hour", flat=True)
+        )
+        .values_list("hour", flat=True)
+        .order_by()  # the model's ordering would join the organisation
     )
     out = []
     for budget, key, (period_start, period_end) in zip(budgets, keys, bounds, strict=True):

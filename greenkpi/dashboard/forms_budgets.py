@@ -68,16 +68,38 @@ class BudgetForm(forms.Form):
         choices=ForecastMethod.choices, initial=ForecastMethod.AUTO, label="Forecast"
     )
 
-    def __init__(self, *args: Any, scope: Scope, budget: Budget | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        scope: Scope,
+        budget: Budget | None = None,
+        model_keys: dict[int, list[str]] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(*args, **kw)
         self.scope = scope
         self.budget = budget
         self.managed = {t.pk: t for t in scope.teams if t.pk in scope.managed_team_ids}
+        self.model_keys = model_keys or {}
         self.fields["team"].choices = [("", "—")] + [(pk, t.name) for pk, t in self.managed.items()]
+        self.fields[
+            "team"
+        ].help_text = "Team budgets; with a model key, only this team's use of the model."
         if not scope.manages_org:
-            # Organisation and model budgets count other teams' use: organisation managers only.
-            self.fields["scope"].choices = [("team", "Team")]
-            del self.fields["model_key"]
+            # Organisation and organisation-wide model budgets count other teams' use:
+            # organisation managers only. A team manager may budget one of their team's models.
+            self.fields["scope"].choices = [("team", "Team"), ("model", "Model of my team")]
+            self.fields["model_key"] = forms.ChoiceField(
+                required=False,
+                label="Model key",
+                help_text="One of your team's models (registered, or seen in its use).",
+                choices=[("", "—")]
+                + [
+                    (self.managed[t].name, [(k, k) for k in keys])
+                    for t, keys in self.model_keys.items()
+                    if t in self.managed and keys
+                ],
+            )
         if budget is not None:
             for fixed in ("scope", "team", "model_key", "metric"):
                 if fixed not in self.fields:
@@ -120,12 +142,21 @@ class BudgetForm(forms.Form):
             scope = data.get("scope")
             if scope == BudgetScope.TEAM and data.get("team") is None:
                 self.add_error("team", "Choose the team this budget is for.")
-            if scope == BudgetScope.MODEL and not data.get("model_key", "").strip():
+            key = (data.get("model_key") or "").strip()
+            if scope == BudgetScope.MODEL and not key:
                 self.add_error("model_key", "Give the model key this budget is for.")
-            if scope != BudgetScope.TEAM:
+            if scope == BudgetScope.MODEL and not self.scope.manages_org:
+                team_id = data.get("team")
+                if team_id is None:
+                    self.add_error("team", "Choose the team whose use of the model this counts.")
+                elif key and key not in self.model_keys.get(team_id, []):
+                    self.add_error("model_key", "Not one of this team's models.")
+            if scope == BudgetScope.ORGANISATION:
                 data["team"] = None
             if scope != BudgetScope.MODEL:
                 data["model_key"] = ""
+            else:
+                data["model_key"] = key
         if data.get("metric") == Metric.COST and not data.get("currency"):
             self.add_error("currency", "A cost budget needs its currency.")
         if data.get("metric") != Metric.COST:

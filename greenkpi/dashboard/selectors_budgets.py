@@ -94,6 +94,38 @@ def budgets_visible(scope: Scope) -> QuerySet[Budget]:
     )
 
 
+MODEL_KEYS_SEEN = timedelta(days=90)
+
+
+def team_model_keys(scope: Scope, now: datetime | None = None) -> dict[int, list[str]]:
+    """Model keys a team manager may budget, per team they manage: the team's registered models
+    (workloads MLModel) and the keys seen in its daily rollups of the last 90 days. Two queries."""
+    from greenkpi.kpis.models import DailyRollup
+    from greenkpi.workloads.models import MLModel
+
+    team_ids = sorted(scope.managed_team_ids)
+    if not team_ids:
+        return {}
+    now = now or timezone.now()
+    keys: dict[int, set[str]] = {t: set() for t in team_ids}
+    for team_id, key in MLModel.objects.filter(team_id__in=team_ids).values_list("team_id", "key"):
+        keys[team_id].add(key)
+    seen = (
+        DailyRollup.objects.filter(
+            organisation_id=scope.organisation.pk,
+            team_id__in=team_ids,
+            day__gte=(now - MODEL_KEYS_SEEN).date(),
+        )
+        .exclude(model_key="")
+        .values_list("team_id", "model_key")
+        .distinct()
+        .order_by()
+    )
+    for team_id, key in seen:
+        keys[team_id].add(key)
+    return {t: sorted(k) for t, k in keys.items()}
+
+
 def budget_for(scope: Scope, budget_id: int) -> Budget:
     """A budget the user may see, else 404 (another team's or tenant's looks like none at all)."""
     budget = budgets_visible(scope).filter(pk=budget_id).first()

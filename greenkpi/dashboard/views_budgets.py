@@ -101,7 +101,7 @@ def _budget_form_page(
 def budget_create(request: HttpRequest) -> HttpResponse:
     scope = _scope(request)
     _managers_only(scope)
-    form = BudgetForm(request.POST or None, scope=scope)
+    form = BudgetForm(request.POST or None, scope=scope, model_keys=sel.team_model_keys(scope))
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:

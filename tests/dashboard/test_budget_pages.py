@@ -389,6 +389,28 @@ def test_a_team_manager_creates_a_budget_then_is_redirected_to_it(client, people
     assert budget.thresholds_pct == [50, 80, 100] and budget.created_by == people["nina"]
 
 
+def test_a_team_manager_budgets_one_of_the_teams_models(client, people, acme):
+    from greenkpi.workloads.models import MLModel
+
+    MLModel.objects.create(team=acme.nlp, key="bert-nlp")
+    MLModel.objects.create(team=acme.vision, key="resnet")
+    login(client, people, "nina")
+    form_page = client.get(url("budget-create")).content.decode()
+    assert 'value="bert-nlp"' in form_page and "resnet" not in form_page  # only her team's models
+    model = {**VALID, "scope": "model", "team": acme.nlp.pk, "org": "acme"}
+    refused = client.post(url("budget-create"), {**model, "model_key": "resnet"})
+    assert refused.status_code == 400 and not Budget.objects.exists()
+    no_team = client.post(url("budget-create"), {**model, "team": "", "model_key": "bert-nlp"})
+    assert no_team.status_code == 400 and not Budget.objects.exists()
+    response = client.post(url("budget-create"), {**model, "model_key": "bert-nlp"})
+    assert response.status_code == 302
+    budget = Budget.objects.get()
+    assert (budget.scope, budget.team, budget.model_key) == ("model", acme.nlp, "bert-nlp")
+    assert "bert-nlp" in client.get(url("budgets")).content.decode()
+    login(client, people, "victor")
+    assert client.get(url("budget-detail", budget.pk)).status_code == 404
+
+
 def test_an_org_admin_creates_organisation_model_and_cost_budgets(client, people, acme):
     login(client, people, "alice")
     for extra in (
