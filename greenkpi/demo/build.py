@@ -73,13 +73,16 @@ def demo_build(
         sites=loaded.sites, start=loaded.start - timedelta(days=1), end=hour + 2 * live.HOUR
     )
     lap("carbon")
-    registry.registry_load(
-        teams=loaded.teams,
-        owner=loaded.admin,
-        start=loaded.start,
-        now=now,
-        inferences=loaded.inferences,
-    )
+    # One transaction around ~4,000 small service writes: their own atomic blocks become
+    # savepoints, and PostgreSQL waits for one commit instead of thousands (16 s -> ~2 s).
+    with transaction.atomic():
+        registry.registry_load(
+            teams=loaded.teams,
+            owner=loaded.admin,
+            start=loaded.start,
+            now=now,
+            inferences=loaded.inferences,
+        )
     lap("registry")
     tick = live.tick(now=now, rng=random.Random(seed))
     lap("live tick")
@@ -96,10 +99,13 @@ def demo_build(
     lap("daily rollups")
     retraining.models_recompute(organisation_id=org.pk, now=now)
     lap("retraining")
-    budgets = alerting.budgets_load(
-        organisation=org, teams=loaded.teams, admin=loaded.admin, now=now
-    )
-    alerting.rules_load(organisation=org, teams=loaded.teams, admin=loaded.admin, budgets=budgets)
+    with transaction.atomic():
+        budgets = alerting.budgets_load(
+            organisation=org, teams=loaded.teams, admin=loaded.admin, now=now
+        )
+        alerting.rules_load(
+            organisation=org, teams=loaded.teams, admin=loaded.admin, budgets=budgets
+        )
     alerting.rules_first_evaluations(organisation=org, now=now)
     lap("budgets and alerts")
     return Built(
