@@ -73,7 +73,8 @@ def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -
     out = frame.loc[:, list(columns)].copy()
     for column in out.columns:
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(_defuse)
+            # Names repeat (a team per day of a year): defuse each distinct value once.
+            out[column] = out[column].map({v: _defuse(v) for v in out[column].unique()})
     # ISO 8601 with an explicit Z: spreadsheets and scripts must not guess the timezone.
     body = out.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")

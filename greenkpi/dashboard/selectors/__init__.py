@@ -36,6 +36,7 @@ from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
     host_series,
     host_series_hourly,
 )
+from greenkpi.dashboard.sql import EpochDays, fetch_rows
 from greenkpi.inventory.models import CollectorToken, Team
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
 from greenkpi.kpis.selectors import last_run
@@ -58,20 +59,20 @@ def team_energy_daily(
     src = rollups.source(scope.organisation.pk, period, per_team=True)
     rows = (
         src.rows.filter(rollups.team_filter(scope, team_ids))
-        .annotate(d=src.day)
+        .annotate(d=EpochDays(src.day))
         .values("d", "team_id")
         .annotate(kwh=Sum("energy_kwh"))
         .order_by()
         .values_list("d", "team_id", "kwh")
     )
-    out = pd.DataFrame.from_records(list(rows), columns=["day", "team_id", "energy_kwh"])
+    out = pd.DataFrame.from_records(fetch_rows(rows), columns=["day", "team_id", "energy_kwh"])
     if out.empty:
         return pd.DataFrame(columns=TEAM_DAILY_COLUMNS)
     out["team_id"] = out["team_id"].astype("Int64")
     out = out.sort_values(["day", "team_id"], na_position="last")
     names = {t.pk: t.name for t in scope.teams}
     out["team"] = out["team_id"].map(names).astype(object).fillna(UNASSIGNED)
-    out["day"] = pd.to_datetime(out["day"])
+    out["day"] = pd.to_datetime(out["day"], unit="D")
     return out[TEAM_DAILY_COLUMNS].reset_index(drop=True)
 
 
