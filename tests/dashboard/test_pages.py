@@ -336,3 +336,15 @@ def test_the_fleet_is_paged_by_hostname(client, fleet, people, settings, monkeyp
     # A page past the end (or not a number) shows the nearest one instead of an error.
     assert client.get("/fleet/?page=9").context["fleet"].page.number == 2
     assert client.get("/fleet/?page=x").context["fleet"].page.number == 1
+
+
+@pytest.mark.parametrize("query", ["range=7d", "range=24h"])
+def test_energy_lands_on_the_utc_day_its_windows_start(client, fleet, people, query):
+    client.force_login(people["alice"])
+    lines = client.get(f"/charts/energy-by-team.csv?{query}").content.decode().splitlines()
+    days = {line.split(",")[0][:10] for line in lines[1:] if ",Vision," in line}
+    recent = fleet.now - timedelta(hours=2)  # the fixture's windows start here (and 2 days before)
+    want = {recent.date().isoformat()}
+    if query == "range=7d":
+        want.add((recent - timedelta(days=2)).date().isoformat())
+    assert days == want
