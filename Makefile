@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Local SQLite + file broker whatever the shell exports; links in the demo's emails use its port.
-DEMO_ENV := env -u DATABASE_URL -u REDIS_URL SITE_URL=http://127.0.0.1:$(PORT)
+# The demo's alert emails go to files under var/mail/ rather than flooding the console.
+DEMO_ENV := env -u DATABASE_URL -u REDIS_URL SITE_URL=http://127.0.0.1:$(PORT) \
+	EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
 
 demo: install
 	$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
@@ -27,6 +29,7 @@ demo: install
 	@echo ""
 	@echo "  GreenKPI demo: http://127.0.0.1:$(PORT)/   (admin: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "  Log in as admin / greenkpi-demo (or vision-lead, nlp-viewer; same password). Ctrl-C stops it."
+	@echo "  Alert emails are written to var/mail/ (EMAIL_BACKEND=filebased)."
 	@echo ""
 	$(DEMO_ENV) GREENKPI_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile.demo start
 

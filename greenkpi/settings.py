@@ -202,8 +202,10 @@ EMAIL_BACKEND = env_choice(
         "django.core.mail.backends.console.EmailBackend",
         "django.core.mail.backends.smtp.EmailBackend",
         "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
     ),
 )
+EMAIL_FILE_PATH = VAR_DIR / "mail"  # filebased backend: one .log file per message (make demo)
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")

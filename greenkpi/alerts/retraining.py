@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 
 from greenkpi.workloads.models import RetrainingAssessment, Verdict
 from greenkpi.workloads.need import effective_floor
@@ -20,8 +21,9 @@ VERDICT_TEXT = {Verdict.RECOMMENDED: "retrain recommended", Verdict.OVERDUE: "re
 
 
 def model_url(model_id: int) -> str:
-    """Where a person sees the model's assessment, verdict history and retrains."""
-    return f"{settings.SITE_URL}/api/v1/models/{model_id}/retraining/"
+    """Where a person sees the model's assessment, verdict history and retrains: its dashboard page
+    (the API's /api/v1/models/<id>/retraining/ is for scripts, not for someone reading an email)."""
+    return f"{settings.SITE_URL}{reverse('dashboard:model-detail', args=[model_id])}"
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:

@@ -1,6 +1,6 @@
 """Figure builders of the carbon pages: pure functions DataFrame -> Plotly dict (no Django).
 
-Every figure carries a caption saying which grid intensity it rests on (hourly measured or the
+Every figure carries a caption saying which grid intensity it rests on (an imported hourly series or the
 annual fallback, as shares of facility kWh) and the methodology version, so a chart shown or
 exported alone still says how honest it is.
 """

@@ -215,9 +215,10 @@ def display_rows(table: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def source_label(shares: dict[str, float]) -> str:
-    """'hourly measured 40 %, annual average 60 %' for a figure's caption."""
+    """'hourly series 40 %, annual average 60 %' for a figure's caption. An hourly series is
+    imported data (e.g. Electricity Maps), not our measurement: its own source is on the report."""
     names = {
-        IntensitySource.HOURLY: "hourly measured",
+        IntensitySource.HOURLY: "hourly series",
         IntensitySource.ANNUAL: "annual average (flat)",
         IntensitySource.DEFAULT: "world average (zone unknown)",
     }

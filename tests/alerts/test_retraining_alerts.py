@@ -134,7 +134,7 @@ def test_a_model_going_recommended_fires_once_with_its_components_and_resolves_o
         "staleness": pytest.approx(30 / 180, abs=1e-6),
     }
     assert notes["cost_test"]["result"] == "cost unknown"  # no measured past training run
-    assert notes["model_url"].endswith(f"/api/v1/models/{model.pk}/retraining/")
+    assert notes["model_url"].endswith(f"/models/{model.pk}/")
     assert Notification.objects.filter(event="firing").count() == 2  # email + webhook
     assert send_all(T0) == ["sent", "sent"]
 
@@ -146,7 +146,7 @@ def test_a_model_going_recommended_fires_once_with_its_components_and_resolves_o
     assert "performance 0.666667 (accuracy 0.84, baseline 0.9, floor 0.81)" in body
     assert "drift       0.0" in body and "staleness   0.166667" in body
     assert "Cost test: cost unknown" in body
-    assert f"/api/v1/models/{model.pk}/retraining/" in body
+    assert f"/models/{model.pk}/" in body
     html, _ = mail_msg.alternatives[0]
     assert "Staleness" in html and "Open the model" in html
 
