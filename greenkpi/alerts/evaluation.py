@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from greenkpi.alerts import evaluators, grouping, lifecycle, messages, outbox
+from greenkpi.alerts import evaluators, grouping, lifecycle, messages, outbox, selectors
 from greenkpi.alerts.lifecycle import Action, Event, State
 from greenkpi.alerts.models import (
     Alert,
@@ -29,6 +29,7 @@ from greenkpi.alerts.models import (
     RuleState,
     Silence,
 )
+from greenkpi.alerts.selectors import BudgetStatus
 from greenkpi.kpis import services as kpis_services
 from greenkpi.kpis.models import RecomputeRun
 
@@ -47,7 +48,11 @@ class RuleResult:
 
 
 def rule_evaluate(
-    *, rule: AlertRule, now: datetime | None = None, queue: str | None = None
+    *,
+    rule: AlertRule,
+    now: datetime | None = None,
+    queue: str | None = None,
+    budget_statuses: Mapping[int, BudgetStatus] | None = None,
 ) -> RuleResult:
     """Claim ``rule``, observe its condition, apply the transitions (see lifecycle) and flush the
     groups its alerts are in (see grouping), all in one transaction."""
@@ -62,7 +67,7 @@ def rule_evaluate(
         return RuleResult("busy")
     mine = AlertRule.objects.filter(pk=rule.pk, claimed_by=token)
     try:
-        evaluation = evaluators.evaluate(rule, now=now)
+        evaluation = evaluators.evaluate(rule, now=now, budget_statuses=budget_statuses)
         with transaction.atomic():
             state = _apply(rule, evaluation, now, queue)
             group_ids = grouping.groups_attach(
@@ -246,6 +251,17 @@ def _rule_state(rule: AlertRule, now: datetime) -> dict[str, object]:
     return {"state": state, "state_since": now}
 
 
+def _budget_statuses(rules: list[AlertRule], now: datetime) -> dict[int, BudgetStatus]:
+    """All budget rules' statuses in one batch; if the batch fails, each rule reads its own and a
+    failing one goes to Error alone instead of failing the whole run."""
+    budgets = {r.budget_id: r.budget for r in rules if r.budget_id is not None}
+    try:
+        return {s.budget.pk: s for s in selectors.statuses_of(list(budgets.values()), now=now)}
+    except Exception:
+        log.exception("batched budget statuses failed; evaluating budget rules one by one")
+        return {}
+
+
 def rules_evaluate(
     *, now: datetime | None = None, queue: str | None = None, organisation_id: int | None = None
 ) -> RecomputeRun:
@@ -258,8 +274,10 @@ def rules_evaluate(
         rules = rules.filter(organisation_id=organisation_id)
     now = now or timezone.now()
     try:
-        for rule in rules.order_by("pk"):
-            result = rule_evaluate(rule=rule, now=now, queue=queue)
+        rules = list(rules.order_by("pk"))
+        statuses = _budget_statuses(rules, now)
+        for rule in rules:
+            result = rule_evaluate(rule=rule, now=now, queue=queue, budget_statuses=statuses)
             notifications += result.notifications
             if result.status == "done":
                 done += 1

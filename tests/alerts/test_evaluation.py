@@ -310,3 +310,67 @@ def test_a_rule_claimed_by_another_evaluator_is_left_alone(acme, rollups):
     AlertRule.objects.filter(pk=busy.pk).update(claimed_until=T0 + MIN, claimed_by="other")
     assert evaluation.rule_evaluate(rule=busy, now=T0).status == "busy"
     assert busy.alerts.count() == 0
+
+
+def _nlp_budget_rules(acme, people, rollups, email, budgets: int) -> list[AlertRule]:
+    """``budgets`` NLP budgets of 100 kWh on 63 kWh used, each with a threshold and a forecast rule."""
+    host = rollups.host(acme, "gpu-0", team=acme.nlp, last_seen=T0)
+    gpu = rollups.gpu(host)
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    for i in range(252):
+        rollups.add(
+            acme, start + i * timedelta(hours=1), device=gpu, team=acme.nlp, energy_kwh=0.25
+        )
+    made = []
+    for n in range(budgets):
+        budget = services.budget_create(
+            organisation=acme,
+            user=people["nina"],
+            team=acme.nlp,
+            name=f"NLP {n}",
+            metric="energy_kwh",
+            period="month",
+            amount=100,
+        )
+        made.append(rule(acme, RuleKind.BUDGET_THRESHOLD, [email], budget=budget, for_s=0))
+        made.append(rule(acme, RuleKind.BUDGET_FORECAST, [email], budget=budget, for_s=0))
+    return made
+
+
+def test_a_periodic_run_reads_all_budget_statuses_in_one_batch(
+    acme, people, rollups, email, monkeypatch
+):
+    rules = _nlp_budget_rules(acme, people, rollups, email, budgets=3)
+    batches = []
+    real_statuses_of = selectors.statuses_of
+
+    def counted(budgets, *, now=None):
+        batches.append(len(budgets))
+        return real_statuses_of(budgets, now=now)
+
+    def one_by_one(**kwargs):
+        raise AssertionError("a budget rule read its own status in a periodic run")
+
+    monkeypatch.setattr(selectors, "statuses_of", counted)
+    monkeypatch.setattr(selectors, "budget_status", one_by_one)
+    run = evaluate(T0 + 5 * MIN)
+    assert batches == [3] and run.windows_done == 6
+    assert [r.alerts.get().state for r in rules] == ["firing"] * 6  # 50 % crossed; 186 forecast
+
+
+def test_when_the_batch_fails_each_budget_rule_reads_its_own_status(
+    acme, people, rollups, email, monkeypatch
+):
+    rules = _nlp_budget_rules(acme, people, rollups, email, budgets=2)
+    real_statuses_of = selectors.statuses_of
+
+    def batch_breaks(budgets, *, now=None):
+        if len(budgets) > 1:
+            raise RuntimeError("batch read failed")
+        return real_statuses_of(budgets, now=now)  # budget_status: one budget
+
+    monkeypatch.setattr(selectors, "statuses_of", batch_breaks)
+    run = evaluate(T0 + 5 * MIN)
+    assert (run.status, run.windows_done) == ("ok", 4)
+    values = [r.alerts.get().value for r in rules]
+    assert values == [pytest.approx(v) for v in (63.0, 186.0, 63.0, 186.0)]
