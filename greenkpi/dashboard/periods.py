@@ -50,12 +50,16 @@ class Period:
             return self.start.date(), self.end.date()
         return None
 
+    @property
+    def last_day(self) -> date:
+        """The UTC day of the period's last instant (``to`` is inclusive; ``end`` is not)."""
+        return (self.end - timedelta(microseconds=1)).date()
+
     def query(self) -> dict[str, str]:
         """URL parameters that recreate this period."""
         if self.preset:
             return {"range": self.preset}
-        last_day = (self.end - timedelta(days=1)).date()
-        return {"from": self.start.date().isoformat(), "to": last_day.isoformat()}
+        return {"from": self.start.date().isoformat(), "to": self.last_day.isoformat()}
 
 
 def period_from_query(

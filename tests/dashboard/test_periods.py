@@ -19,6 +19,7 @@ def test_a_day_preset_is_whole_utc_days_up_to_the_end_of_today():
     )
     assert period.query() == {"range": "7d"}
     assert period.days == (date(2025, 3, 4), date(2025, 3, 11))
+    assert period.last_day == date(2025, 3, 10)  # what the "to" date field shows: today
 
 
 def test_the_24h_preset_is_whole_hours_up_to_the_end_of_this_hour():
@@ -28,6 +29,7 @@ def test_the_24h_preset_is_whole_hours_up_to_the_end_of_this_hour():
         datetime(2025, 3, 10, 13, tzinfo=UTC),
     )
     assert period.hours == 24 and period.days is None
+    assert period.last_day == date(2025, 3, 10)
 
 
 def test_no_range_means_the_pages_default():
@@ -59,3 +61,10 @@ def test_from_without_to_runs_until_today():
 def test_ranges_we_cannot_show_are_refused_with_a_reason(params):
     with pytest.raises(BadPeriod):
         period_from_query(params, now=NOW)
+
+
+def test_the_range_form_shows_the_last_day_included_not_the_day_after(client, fleet, people):
+    client.login(username="alice", password=people["password"])
+    html = client.get("/?range=7d").content.decode()
+    today = fleet.now.date().isoformat()
+    assert f'name="to" value="{today}"' in html
