@@ -269,3 +269,22 @@ def test_each_periodic_run_is_recorded_for_the_ui(acme, acme_token, ingest, hour
     assert recorded.windows_done == 1
     assert recorded.rows_written == 2
     assert recorded.duration_s is not None and recorded.finished_at is not None
+
+
+def test_deleting_an_organisation_deletes_its_rollups_and_only_its(
+    acme, globex, acme_token, globex_token, ingest, hour
+):
+    # HourlyRollup.organisation has no database constraint (each row's deferred check slowed the
+    # window's insert): the cascade is Django's collector's, and it must still reach the rollups.
+    _, acme_secret = acme_token
+    _, globex_secret = globex_token
+    ingest(acme_secret, devices=2, start=hour)
+    ingest(globex_secret, devices=1, start=hour)
+    assert len(recompute(acme, hour)) == 2
+    assert len(recompute(globex, hour)) == 1
+
+    acme_id = acme.pk
+    acme.delete()
+
+    assert HourlyRollup.objects.filter(organisation_id=acme_id).count() == 0
+    assert list(HourlyRollup.objects.values_list("organisation_id", flat=True)) == [globex.pk]
