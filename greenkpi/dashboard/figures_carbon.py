@@ -111,7 +111,8 @@ def co2e_by_team(
     if span:
         axis["range"] = span
     layout: dict[str, Any] = {
-        "margin": {"l": 64, "r": 16, "t": 48, "b": 56},
+        # Room below for both axis titles and then the legend, which must not cover them.
+        "margin": {"l": 64, "r": 16, "t": 48, "b": 110},
         "barmode": "stack",
         "xaxis": {**axis, "domain": [0, 0.48], "title": {"text": f"{x_title}: location-based"}},
         "xaxis2": {
@@ -122,7 +123,7 @@ def co2e_by_team(
         },
         "yaxis": {"title": {"text": f"Operational CO2e ({unit}CO2e)"}, "rangemode": "tozero"},
         "yaxis2": {"anchor": "x2", "matches": "y", "showticklabels": False},
-        "legend": {"orientation": "h", "y": -0.2},
+        "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
         "hovermode": "closest",
         "font": {"family": "system-ui, sans-serif", "size": 13},
         "paper_bgcolor": "rgba(0,0,0,0)",
