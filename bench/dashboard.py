@@ -1,7 +1,7 @@
 """Dashboard benchmark: page latency over a year of rollups for 2,000 GPUs, 50 teams, 500 models.
 
     .venv/bin/python bench/dashboard.py [--gpus 2000] [--teams 50] [--days 365] [--hourly-days 365]
-                                        [--repeat 15] [--keep]
+                                        [--repeat 15] [--keep] [--database NAME]
 
 What it does (issue 6, "bench/dashboard.py"):
 
@@ -347,10 +347,10 @@ def copy_older_days(org_id: int, *, first_loaded: date, first_day: date) -> None
     """Daily rows for [first_day, first_loaded) as copies of the derived days after first_loaded."""
     from django.db import connection
 
-    from greenkpi.kpis.daily import DAILY_COLUMNS, TEAM_VALUE_COLUMNS
+    from greenkpi.kpis.daily import DAILY_COLUMNS, TEAM_KEY_COLUMNS, TEAM_VALUE_COLUMNS
 
     cols = ", ".join(c for c in DAILY_COLUMNS if c != "day")
-    team_cols = ", ".join(("team_id", "currency", *TEAM_VALUE_COLUMNS))
+    team_cols = ", ".join((*TEAM_KEY_COLUMNS, *TEAM_VALUE_COLUMNS))
     with connection.cursor() as cur:
         cur.execute("SELECT max(day) FROM kpis_dailyrollup WHERE organisation_id = %s", [org_id])
         last_loaded = cur.fetchone()[0]
@@ -501,6 +501,7 @@ def measure(urls: list[tuple[str, str]], *, repeat: int) -> float:
 
 
 def main() -> None:
+    global DB_NAME, DB_URL
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpus", type=int, default=2000)
     parser.add_argument("--teams", type=int, default=50)
@@ -510,7 +511,13 @@ def main() -> None:
     parser.add_argument("--hourly-days", type=int, default=95)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="reuse a loaded database")
+    parser.add_argument(
+        "--database", default=None, help=f"PostgreSQL database to (re)create (default {DB_NAME})"
+    )
     args = parser.parse_args()
+    if args.database:  # one's own, so two people's benches never drop each other's
+        DB_NAME = args.database
+        DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
     hourly_days = min(args.hourly_days, args.days)
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=args.days - 1)

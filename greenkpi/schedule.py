@@ -25,13 +25,6 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
-    # The carbon pages' per-day cache of summed rollups (dashboard/selectors_carbon_days.py): days
-    # whose windows were recomputed are read again, so a page's first view stays warm.
-    "dashboard-warm-carbon-days": {
-        "task": "greenkpi.dashboard.tasks.warm_carbon_days",
-        "schedule": 5 * 60.0,
-        "options": {"expires": 4 * 60},
-    },
     # Retraining need and retrain efficiency of every model (workloads). Hourly is enough: the
     # evidence is evaluations and drift reports that arrive hours or days apart.
     "workloads-recompute-retraining": {

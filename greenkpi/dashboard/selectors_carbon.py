@@ -1,12 +1,11 @@
 """Reads behind the carbon page and the monthly ESG report: rollups summed in the database, then
 the KPI formulas of ``greenkpi.kpis.formulas`` (never re-derived here).
 
-The one rollup read is ``carbon_frame``: HourlyRollup summed per UTC day x team x site x intensity
-source x currency (a few rows a day however many GPUs; whole days cached, selectors_carbon_days).
-Row-wise products that the formulas need are summed in SQL beside the sums (facility kWh x
-renewable share, idle kWh x PUE x intensity), and turned back into per-group factors, so each
-formula gives exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks
-this). The report, the tiles, the chart and the per-team table all come from that frame.
+The one rollup read is ``carbon_frame``: rollups summed per UTC day x team x site x currency (a
+few rows a day however many GPUs; whole days from DailyTeamRollup, selectors_carbon_days).
+Row-wise products that the formulas need are summed beside the sums (facility kWh x renewable
+share, idle kWh x PUE x intensity) and taken as they are by kpis.formulas, so each formula gives
+exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks this). The report, the tiles, the chart and the per-team table all come from that frame.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from greenkpi.carbon.methodology import IntensitySource
 from greenkpi.dashboard import selectors_carbon_days as carbon_days
 from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.kpis import formulas
+from greenkpi.kpis.daily import SOURCE_COLUMNS
 
 UNASSIGNED = "(no team)"
 # Longer ranges are drawn per month: a year of days stacked by team is unreadable.
@@ -74,7 +73,7 @@ def carbon_frame(
 
     Rows without a team (hosts without a default team) count only for org-wide viewers who did not
     pick teams, as on the overview. Columns: FRAME_COLUMNS; ``day`` is a naive UTC datetime.
-    The organisation's whole days come from a per-day cache (selectors_carbon_days).
+    The organisation's whole days come from the daily table (selectors_carbon_days).
     """
     frame = carbon_days.org_frame(scope.organisation.pk, start, end)
     if frame.empty:
@@ -155,25 +154,15 @@ def month_hours(period: Period, now: datetime | None = None) -> float:
 
 def source_shares(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Share of facility kWh computed with each intensity source (hourly / annual / default)."""
-    sources = [IntensitySource.HOURLY, IntensitySource.ANNUAL, IntensitySource.DEFAULT]
-    # numpy on the two columns: Series.where on the whole frame copied it three times (slow).
-    facility = frame["facility_energy_kwh"].to_numpy(dtype="float64")
-    source = frame["intensity_source"].to_numpy()
-    columns = [f"{s}_kwh" for s in sources]
-    work = pd.DataFrame(
-        {
-            **{key: frame[key].to_numpy() for key in by},
-            **{f"{s}_kwh": np.where(source == s, facility, 0.0) for s in sources},
-        }
-    )
+    columns = list(SOURCE_COLUMNS.values())
     sums = (
-        work.groupby(by, dropna=False)[columns].sum().reset_index()
+        frame.groupby(by, dropna=False)[columns].sum().reset_index()
         if by
-        else pd.DataFrame({c: [float(work[c].sum())] for c in columns})
+        else pd.DataFrame({c: [float(frame[c].sum())] for c in columns})
     )
     total = sums[columns].sum(axis=1)
-    for s in sources:
-        sums[f"{s}_intensity_share"] = sums[f"{s}_kwh"] / total.where(total > 0)
+    for source, column in SOURCE_COLUMNS.items():
+        sums[f"{source}_intensity_share"] = sums[column] / total.where(total > 0)
     return sums.drop(columns=columns)
 
 

@@ -1,44 +1,30 @@
-"""The organisation's rollups summed per UTC day and group, whole days cached.
+"""The organisation's rollups summed per UTC day x team x site x currency: the carbon pages' one read.
 
-``org_frame`` is the one rollup read of the carbon pages: HourlyRollup summed in the database per
-UTC day x team x site x intensity source x currency (and whether renewable share and cost are known),
-with the row-wise products the KPI formulas need summed beside (see selectors_carbon). A whole UTC day
-is cached under a key made of its rollup windows' state (count, latest ``computed_at``, sum of
-``computed_version``), which changes whenever one of its windows is recomputed: a cached day is
-exactly what the database would sum now. Only the partial days at the ends of a range, and days not
-cached yet, are read from HourlyRollup, in one query. One cache entry per organisation and day serves
-every user; scoping to teams happens after (selectors_carbon.carbon_frame).
+Whole UTC days come from DailyTeamRollup (kpis.daily: a year of 50 teams on 3 sites is ~55 k rows,
+against ~17.5 M hourly rows for 2,000 GPUs), which carries everything the pages show: the sums,
+facility kWh per intensity source, the idle time's location-based kgCO2e and the methodology
+versions. HourlyRollup is read, summed to the same columns in one query, only for the partial days
+at the ends of a range and for whole days whose daily rows are stale (a window recomputed after the
+day's refresh, ``kpis.daily.stale_days_between``), so the frame is always what the hourly rows sum
+to. One frame per organisation; scoping to teams happens after (selectors_carbon.carbon_frame).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
 from operator import or_
 
 import pandas as pd
-from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import (
-    Case,
-    Count,
-    F,
-    FloatField,
-    Max,
-    Min,
-    Q,
-    Sum,
-    Value,
-    When,
-)
+from django.db.models import F, FloatField, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis import daily
+from greenkpi.kpis.models import DailyTeamRollup, HourlyRollup
 
-CACHE_PREFIX = "gk:carbon-day:v1"
-CACHE_TIMEOUT_S = 14 * 86400  # keys change with the data; old ones just expire
-
-SUMMED = (
+PLAIN = (  # HourlyRollup's columns, summed as they are
     "covered_s",
     "energy_kwh",
     "estimated_energy_kwh",
@@ -54,18 +40,24 @@ SUMMED = (
     "operational_market_kgco2e",
     "embodied_kgco2e",
 )
-# Few keys on purpose: with PUE and the methodology version among them PostgreSQL's estimate of
-# the groups grew past work_mem and it sorted on disk (4x slower); both are aggregates instead.
-KEYS = ("day", "team_id", "site_id", "intensity_source", "currency", "re_known", "costed")
+SUMMED = (
+    *PLAIN,
+    # Sums of row-wise products, taken as is by kpis.formulas (renewable_share, idle_waste).
+    "renewable_kwh",
+    "renewable_known_kwh",
+    "idle_location_kgco2e",
+    # Facility kWh by the source of its location intensity (selectors_carbon.source_shares).
+    *daily.SOURCE_COLUMNS.values(),
+)
+# ``cost`` is empty exactly when ``currency`` is (an hour has a tariff or neither), so the
+# currency key also keeps priced and unpriced energy apart.
+KEYS = ("day", "team_id", "site_id", "currency")
 FRAME_COLUMNS = (
     *KEYS,
-    "pue",
     "methodology_version",  # the lowest version in the group
     "methodology_version_max",  # differs from it when the group mixes versions
     *SUMMED,
     "cost",
-    "renewable_share",
-    "intensity_g_per_kwh",
 )
 
 Span = tuple[datetime, datetime]
@@ -83,50 +75,21 @@ def org_frame(organisation_id: int, start: datetime, end: datetime) -> pd.DataFr
     last = _midnight(end.astimezone(UTC).date())
     if last <= first:  # no whole day inside: read it all
         return summed(organisation_id, [(start, end)])
-    keys = _day_keys(organisation_id, first, last)
-    cached = cache.get_many(list(keys.values())) if keys else {}
-    missing = sorted(day for day, key in keys.items() if key not in cached)
-    spans = [s for s in ((start, first), (last, end)) if s[0] < s[1]]
-    spans += _runs(missing)
-    fresh = summed(organisation_id, spans) if spans else _empty()
-    if missing:
-        days = fresh["day"].dt.date if len(fresh) else pd.Series(dtype=object)
-        cache.set_many(
-            {keys[day]: fresh[(days == day).to_numpy(dtype=bool)] for day in missing},
-            timeout=CACHE_TIMEOUT_S,
+    stale = sorted(
+        daily.stale_days_between(
+            organisation_id=organisation_id, start=first.date(), end=last.date()
         )
-    parts = [fresh, *(cached[keys[day]] for day in sorted(keys) if keys[day] in cached)]
+    )
+    spans = [s for s in ((start, first), (last, end)) if s[0] < s[1]]
+    spans += _runs(stale)
+    parts = [
+        days_summed(organisation_id, first.date(), last.date(), exclude=stale),
+        summed(organisation_id, spans) if spans else _empty(),
+    ]
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty()
-    return pd.concat(parts, ignore_index=True)
-
-
-def _day_keys(organisation_id: int, first: datetime, last: datetime) -> dict[date, str]:
-    """{day: cache key} for the days in [first, last) that have rollup windows. One query.
-
-    A day without windows has no rollups (rollups are written only by recomputing windows)."""
-    state = (
-        RollupWindow.objects.filter(organisation_id=organisation_id, hour__gte=first, hour__lt=last)
-        .annotate(day=TruncDate("hour", tzinfo=UTC))
-        .values("day")
-        .annotate(n=Count("pk"), at=Max("computed_at"), v=Sum("computed_version"))
-        .values_list("day", "n", "at", "v")
-        .order_by()
-    )
-    return {
-        day: f"{CACHE_PREFIX}:{organisation_id}:{day}:{n}:{at.timestamp() if at else 0}:{v}"
-        for day, n, at, v in state
-    }
-
-
-def windows_state(organisation_id: int, start: datetime, end: datetime) -> str:
-    """A key that changes whenever a rollup window in [start, end) is added or recomputed."""
-    state = RollupWindow.objects.filter(
-        organisation_id=organisation_id, hour__gte=start, hour__lt=end
-    ).aggregate(n=Count("pk"), at=Max("computed_at"), v=Sum("computed_version"))
-    at = state["at"].timestamp() if state["at"] else 0
-    return f"{organisation_id}:{start:%Y%m%d%H}:{end:%Y%m%d%H}:{state['n']}:{at}:{state['v']}"
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def _runs(days: list[date]) -> list[Span]:
@@ -144,33 +107,67 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=list(FRAME_COLUMNS))
 
 
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
+    out["day"] = pd.to_datetime(out["day"])
+    out["team_id"] = out["team_id"].astype("Int64")
+    out["site_id"] = out["site_id"].astype("Int64")
+    for c in SUMMED:
+        out[c] = out[c].astype("float64").fillna(0.0)
+    out["cost"] = out["cost"].astype("float64")
+    return out[list(FRAME_COLUMNS)]
+
+
+def days_summed(
+    organisation_id: int, first: date, end: date, *, exclude: Sequence[date] = ()
+) -> pd.DataFrame:
+    """DailyTeamRollup rows of the whole days in [first, end) but ``exclude``: already one row per
+    day x team x site x currency, read as they are. One query."""
+    rows = DailyTeamRollup.objects.filter(
+        organisation_id=organisation_id, day__gte=first, day__lt=end
+    )
+    if exclude:
+        rows = rows.exclude(day__in=list(exclude))
+    columns = [*KEYS, "methodology_version_min", "methodology_version_max", *SUMMED, "cost"]
+    records = list(rows.values_list(*columns).order_by())
+    if not records:
+        return _empty()
+    out = pd.DataFrame.from_records(records, columns=columns)
+    out = out.rename(columns={"methodology_version_min": "methodology_version"})
+    return _typed(out)
+
+
 def summed(organisation_id: int, spans: list[Span]) -> pd.DataFrame:
-    """HourlyRollup of the organisation in the spans, summed per day and group. One query."""
+    """HourlyRollup of the organisation in the spans, summed per day and group to the daily
+    table's columns (the same sums kpis.daily writes). One query."""
     within = reduce(or_, (Q(hour__gte=a, hour__lt=b) for a, b in spans))
+    known = Q(renewable_share__isnull=False)
     rows = (
         HourlyRollup.objects.filter(within, organisation_id=organisation_id)
-        .annotate(
-            day=TruncDate("hour", tzinfo=UTC),
-            re_known=Case(When(renewable_share__isnull=True, then=Value(0)), default=Value(1)),
-            costed=Case(When(cost__isnull=True, then=Value(0)), default=Value(1)),
-        )
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values(*KEYS)
         .annotate(
             # "s_" prefixes: an annotation named like a column would shadow it.
-            **{f"s_{c}": Sum(c) for c in SUMMED},
+            **{f"s_{c}": Sum(c) for c in PLAIN},
             s_cost=Sum("cost"),
             s_renewable_kwh=Sum(
-                F("facility_energy_kwh") * F("renewable_share"), output_field=FloatField()
+                F("facility_energy_kwh") * F("renewable_share"),
+                output_field=FloatField(),
+                default=0.0,
             ),
+            s_renewable_known_kwh=Sum("facility_energy_kwh", filter=known, default=0.0),
             s_idle_pi=Sum(
                 F("idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh"),
                 output_field=FloatField(),
+                default=0.0,
             ),
+            **{
+                f"s_{column}": Sum(
+                    "facility_energy_kwh", filter=Q(intensity_source=source), default=0.0
+                )
+                for source, column in daily.SOURCE_COLUMNS.items()
+            },
             s_version_min=Min("methodology_version"),
             s_version_max=Max("methodology_version"),
-            s_facility_i=Sum(
-                F("facility_energy_kwh") * F("intensity_g_per_kwh"), output_field=FloatField()
-            ),
         )
         .order_by()
     )
@@ -180,8 +177,7 @@ def summed(organisation_id: int, spans: list[Span]) -> pd.DataFrame:
         with transaction.atomic():
             # Few real groups, but PostgreSQL cannot estimate the days of an expression and
             # guesses tens of thousands, so at the default 4 MB it sorts on disk instead of
-            # hashing: 2-4x slower (~0.3 s instead of ~1 s for 336k rows on 2 cores). LOCAL: for
-            # this transaction only; a hash aggregate takes what the real groups need.
+            # hashing: 2-4x slower. LOCAL: for this transaction only.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL work_mem = '128MB'")
             records = list(rows)
@@ -190,46 +186,11 @@ def summed(organisation_id: int, spans: list[Span]) -> pd.DataFrame:
     raw = pd.DataFrame.from_records(records)
     out = raw[list(KEYS)].copy()
     for c in SUMMED:
-        out[c] = raw[f"s_{c}"].astype("float64").fillna(0.0)
-    out["day"] = pd.to_datetime(out["day"])
-    out["team_id"] = out["team_id"].astype("Int64")
-    out["site_id"] = out["site_id"].astype("Int64")
-    out["cost"] = raw["s_cost"].astype("float64").where(out["costed"] == 1)
-    facility = out["facility_energy_kwh"]
-    renewable = raw["s_renewable_kwh"].astype("float64")
-    out["renewable_share"] = (renewable / facility.where(facility > 0)).where(out["re_known"] == 1)
-    # Factors that make formulas.idle_waste's idle kWh x PUE x I exact over the group: the group's
-    # PUE (facility / IT kWh) and the intensity that gives the summed idle kWh x PUE x I with it;
-    # the facility-weighted intensity when nothing idled.
-    it = out["energy_kwh"]
-    out["pue"] = (facility / it.where(it > 0)).fillna(1.0)
-    idle = out["idle_energy_kwh"]
-    idle_i = raw["s_idle_pi"].astype("float64") / (idle * out["pue"]).where(idle > 0)
-    facility_i = raw["s_facility_i"].astype("float64") / facility.where(facility > 0)
-    out["intensity_g_per_kwh"] = idle_i.fillna(facility_i).fillna(0.0)
+        if c != "idle_location_kgco2e":
+            out[c] = raw[f"s_{c}"]
+    # Divided after summing, as kpis.daily does: the same figure to the last bit.
+    out["idle_location_kgco2e"] = raw["s_idle_pi"].astype("float64") / 1000.0
+    out["cost"] = raw["s_cost"]
     out["methodology_version"] = raw["s_version_min"]
     out["methodology_version_max"] = raw["s_version_max"]
-    return out[list(FRAME_COLUMNS)]
-
-
-WARM_DAYS = 62  # this month and the last: the report's default and the 30/90-day pages' bulk
-
-
-def warm(*, days: int = WARM_DAYS, now: datetime | None = None) -> int:
-    """Fill the cache with every organisation's whole days of the last ``days`` (up to today's
-    midnight), so a page's first view does not pay the hourly scan. Days already cached under
-    their current windows' state cost nothing; returns the organisations visited."""
-    now = now or datetime.now(UTC)
-    end = _midnight(now.date())
-    start = end - timedelta(days=days)
-    organisations = (
-        RollupWindow.objects.filter(hour__gte=start, hour__lt=end)
-        .values_list("organisation_id", flat=True)
-        .distinct()
-        .order_by("organisation_id")
-    )
-    count = 0
-    for organisation_id in list(organisations):
-        org_frame(organisation_id, start, end)
-        count += 1
-    return count
+    return _typed(out)

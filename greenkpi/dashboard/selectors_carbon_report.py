@@ -10,18 +10,18 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import Count, Max, Sum
 
 from greenkpi.carbon.annual import SOURCES, annual_for
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard import selectors_carbon_days as carbon_days
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.selectors import SILENT_AFTER
 from greenkpi.inventory.models import Site
-from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.daily import SOURCE_COLUMNS
+from greenkpi.kpis.models import HourlyRollup, RollupWindow
 
 REPORT_COLUMNS = [
     "month",
@@ -148,6 +148,18 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
     )
 
 
+CACHE_TIMEOUT_S = 14 * 86400  # keys change with the data; old ones just expire
+
+
+def windows_state(organisation_id: int, start: datetime, end: datetime) -> str:
+    """A key that changes whenever a rollup window in [start, end) is added or recomputed."""
+    state = RollupWindow.objects.filter(
+        organisation_id=organisation_id, hour__gte=start, hour__lt=end
+    ).aggregate(n=Count("pk"), at=Max("computed_at"), v=Sum("computed_version"))
+    at = state["at"].timestamp() if state["at"] else 0
+    return f"{organisation_id}:{start:%Y%m%d%H}:{end:%Y%m%d%H}:{state['n']}:{at}:{state['v']}"
+
+
 def completeness(
     scope: Scope, month: Period, hours_in_month: float, now: datetime
 ) -> list[HostCompleteness]:
@@ -157,9 +169,7 @@ def completeness(
         hosts_visible(scope).order_by("hostname").values_list("pk", "hostname", "last_seen")
     )
     # Distinct hours per host scan the month's hourly rows: cached until a window changes.
-    key = "gk:carbon-hours:v1:" + carbon_days.windows_state(
-        scope.organisation.pk, month.start, month.end
-    )
+    key = "gk:carbon-hours:v1:" + windows_state(scope.organisation.pk, month.start, month.end)
     per_host: dict[int, int] | None = cache.get(key)
     if per_host is None:
         per_host = dict(
@@ -171,7 +181,7 @@ def completeness(
             .values_list("host_id", "n")
             .order_by()
         )
-        cache.set(key, per_host, timeout=carbon_days.CACHE_TIMEOUT_S)
+        cache.set(key, per_host, timeout=CACHE_TIMEOUT_S)
     counted = per_host
     return [
         HostCompleteness(
@@ -191,11 +201,11 @@ def provenance(scope: Scope, month: Period, frame: pd.DataFrame) -> list[Provena
     site_ids = sorted({int(s) for s in frame["site_id"].dropna()}) if not frame.empty else []
     sites = list(Site.objects.filter(organisation=scope.organisation, pk__in=site_ids))
     used: dict[int, list[str]] = {}
-    for site_id, source in (
-        frame[["site_id", "intensity_source"]].drop_duplicates().itertuples(index=False)
-    ):
-        if not pd.isna(site_id):
-            used.setdefault(int(site_id), []).append(str(source))
+    if not frame.empty:
+        columns = list(SOURCE_COLUMNS.values())
+        per_site = frame.groupby("site_id")[columns].sum()  # rows without a site drop out
+        for site_id, kwh in per_site.iterrows():
+            used[int(site_id)] = [s for s, c in SOURCE_COLUMNS.items() if kwh[c] > 0]
     hourly: dict[str, list[str]] = {}
     for zone, source in (
         GridIntensityHourly.objects.filter(

@@ -18,10 +18,11 @@ from datetime import time as dtime
 import pandas as pd
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, FloatField, Max, Min, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from greenkpi.carbon.methodology import IntensitySource
 from greenkpi.kpis.models import (
     DailyHostTeam,
     DailyRollup,
@@ -62,6 +63,20 @@ SUMMED_COLUMNS = (
     "operational_market_kgco2e",
     "embodied_kgco2e",
 )
+# What the carbon pages show beside the sums (selectors_carbon_days): facility kWh per intensity
+# source, the idle time's location-based kgCO2e (a row-wise product, so summed here, never
+# re-derived from sums) and the range of methodology versions.
+SOURCE_COLUMNS = {
+    IntensitySource.HOURLY: "facility_kwh_hourly_intensity",
+    IntensitySource.ANNUAL: "facility_kwh_annual_intensity",
+    IntensitySource.DEFAULT: "facility_kwh_default_intensity",
+}
+CARBON_COLUMNS = (
+    "idle_location_kgco2e",
+    *SOURCE_COLUMNS.values(),
+    "methodology_version_min",
+    "methodology_version_max",
+)
 VALUE_COLUMNS = (
     "hours",
     "devices",
@@ -69,10 +84,18 @@ VALUE_COLUMNS = (
     "renewable_kwh",
     "renewable_known_kwh",
     "cost",
+    *CARBON_COLUMNS,
 )
 DAILY_COLUMNS = ("day", *KEY_COLUMNS, *VALUE_COLUMNS)
-# DailyTeamRollup: the additive columns (distinct counts are not) per day x team x currency.
-TEAM_VALUE_COLUMNS = (*SUMMED_COLUMNS, "renewable_kwh", "renewable_known_kwh", "cost")
+# DailyTeamRollup: the additive columns (distinct counts are not) per day x team x site x currency.
+TEAM_KEY_COLUMNS = ("team_id", "site_id", "currency")
+TEAM_VALUE_COLUMNS = (
+    *SUMMED_COLUMNS,
+    "renewable_kwh",
+    "renewable_known_kwh",
+    "cost",
+    *CARBON_COLUMNS,
+)
 
 
 def day_start(day: date) -> datetime:
@@ -96,6 +119,10 @@ def _insert_pg(organisation_id: int, first: date, last: date) -> int:
     daily, hourly = DailyRollup._meta.db_table, HourlyRollup._meta.db_table
     hosts = DailyHostTeam._meta.db_table
     sums = ", ".join(f"SUM({c})" for c in SUMMED_COLUMNS)
+    by_source = ", ".join(
+        f"COALESCE(SUM(facility_energy_kwh) FILTER (WHERE intensity_source = '{source}'), 0)"
+        for source in SOURCE_COLUMNS
+    )
     params = [organisation_id, day_start(first), day_start(last + timedelta(days=1))]
     with connection.cursor() as cur:
         cur.execute(
@@ -105,7 +132,9 @@ SELECT organisation_id, (hour AT TIME ZONE 'UTC')::date, {", ".join(KEY_COLUMNS)
        COUNT(DISTINCT hour), COUNT(DISTINCT device_id), {sums},
        COALESCE(SUM(renewable_share * facility_energy_kwh), 0),
        COALESCE(SUM(CASE WHEN renewable_share IS NOT NULL THEN facility_energy_kwh END), 0),
-       SUM(cost)
+       SUM(cost),
+       COALESCE(SUM(idle_energy_kwh * pue * intensity_g_per_kwh), 0) / 1000.0, {by_source},
+       MIN(methodology_version), MAX(methodology_version)
 FROM {hourly}
 WHERE organisation_id = %s AND hour >= %s AND hour < %s
 GROUP BY organisation_id, 2, {", ".join(KEY_COLUMNS)}""",
@@ -142,6 +171,20 @@ def _insert_orm(organisation_id: int, first: date, last: date) -> int:
             ),
             s_renewable_known_kwh=Sum("facility_energy_kwh", filter=known, default=0.0),
             s_cost=Sum("cost"),
+            s_idle_location_kgco2e=Sum(
+                F("idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh"),
+                output_field=FloatField(),
+                default=0.0,
+            )
+            / 1000.0,
+            **{
+                f"s_{column}": Sum(
+                    "facility_energy_kwh", filter=Q(intensity_source=source), default=0.0
+                )
+                for source, column in SOURCE_COLUMNS.items()
+            },
+            s_methodology_version_min=Min("methodology_version"),
+            s_methodology_version_max=Max("methodology_version"),
         )
         .order_by()
     )
@@ -170,15 +213,19 @@ def _insert_team_days(organisation_id: int, first: date, last: date) -> None:
     """DailyTeamRollup of the days from the DailyRollup rows just written (portable SQL: dates
     are passed as ISO text, which both PostgreSQL and SQLite's stored dates compare with)."""
     team, daily = DailyTeamRollup._meta.db_table, DailyRollup._meta.db_table
-    sums = ", ".join(f"SUM({c})" for c in TEAM_VALUE_COLUMNS)
+    sums = ", ".join(
+        f"MIN({c})" if c.endswith("_min") else f"MAX({c})" if c.endswith("_max") else f"SUM({c})"
+        for c in TEAM_VALUE_COLUMNS
+    )
+    keys = ", ".join(TEAM_KEY_COLUMNS)
     with connection.cursor() as cur:
         cur.execute(
             f"""
-INSERT INTO {team} (organisation_id, day, team_id, currency, {", ".join(TEAM_VALUE_COLUMNS)})
-SELECT organisation_id, day, team_id, currency, {sums}
+INSERT INTO {team} (organisation_id, day, {keys}, {", ".join(TEAM_VALUE_COLUMNS)})
+SELECT organisation_id, day, {keys}, {sums}
 FROM {daily}
 WHERE organisation_id = %s AND day >= %s AND day <= %s
-GROUP BY organisation_id, day, team_id, currency""",
+GROUP BY organisation_id, day, {keys}""",
             [organisation_id, first.isoformat(), last.isoformat()],
         )
 
@@ -283,6 +330,33 @@ def stale_days(*, limit: int = 400) -> list[tuple[int, date]]:
         .order_by("d", "organisation_id")
     )
     return list(found[:limit])
+
+
+def stale_days_between(*, organisation_id: int, start: date, end: date) -> set[date]:
+    """Days in [start, end) whose daily rows may differ from the hourly ones: a window computed
+    but the day never refreshed, or recomputed after the refresh (``stale_days``'s rule, SETTLE
+    included). A reader takes these days from HourlyRollup. Two queries of one row per day."""
+    refreshed = dict(
+        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=start, day__lt=end)
+        .values_list("day", "refreshed_at")
+        .order_by()  # the model's ordering would join the organisation for its name
+    )
+    computed = (
+        RollupWindow.objects.filter(
+            organisation_id=organisation_id,
+            hour__gte=day_start(start),
+            hour__lt=day_start(end),
+            computed_at__isnull=False,
+        )
+        .annotate(d=TruncDate("hour", tzinfo=UTC))
+        .values("d")
+        .annotate(last=Max("computed_at"))
+        .values_list("d", "last")
+        .order_by()
+    )
+    # A day without computed windows has no hourly rows (only a window's recompute writes them),
+    # so whatever daily rows it has are all there is: not stale.
+    return {d for d, last in computed if d not in refreshed or refreshed[d] <= last + SETTLE}
 
 
 def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRun:

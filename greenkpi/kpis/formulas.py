@@ -78,10 +78,15 @@ def idle_waste(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     """Idle GPU-hours, the IT energy of that idle time and its location-based kgCO2e, per owner.
 
     ``idle_kgco2e`` = idle_energy_kwh x PUE x intensity, row by row (each row has its own factors).
+    Rows that are sums of hourly rows (daily rollups) carry that product's sum as
+    ``idle_location_kgco2e`` and it is taken as is.
     """
-    work = df.assign(
-        idle_kgco2e=df["idle_energy_kwh"] * df["pue"] * df["intensity_g_per_kwh"] / G_PER_KG
-    )
+    if "idle_location_kgco2e" in df:
+        work = df.assign(idle_kgco2e=df["idle_location_kgco2e"])
+    else:
+        work = df.assign(
+            idle_kgco2e=df["idle_energy_kwh"] * df["pue"] * df["intensity_g_per_kwh"] / G_PER_KG
+        )
     out = _sum(work, by, ["allocated_gpu_h", "idle_gpu_h", "idle_energy_kwh", "idle_kgco2e"])
     out["idle_share"] = _ratio(out["idle_gpu_h"], out["allocated_gpu_h"])
     return out
@@ -102,12 +107,19 @@ def low_utilization_share(
 
 
 def renewable_share(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
-    """Energy-weighted grid renewable share of facility energy (rows without a share excluded)."""
-    known = df["renewable_share"].notna()
-    work = df.assign(
-        renewable_kwh=(df["facility_energy_kwh"] * df["renewable_share"]).where(known, 0.0),
-        share_known_kwh=df["facility_energy_kwh"].where(known, 0.0),
-    )
+    """Energy-weighted grid renewable share of facility energy (rows without a share excluded).
+
+    Rows that are sums of hourly rows (daily rollups) carry the numerator and denominator summed
+    already, ``renewable_kwh`` and ``renewable_known_kwh``, and they are taken as is.
+    """
+    if "renewable_known_kwh" in df:
+        work = df.assign(share_known_kwh=df["renewable_known_kwh"])
+    else:
+        known = df["renewable_share"].notna()
+        work = df.assign(
+            renewable_kwh=(df["facility_energy_kwh"] * df["renewable_share"]).where(known, 0.0),
+            share_known_kwh=df["facility_energy_kwh"].where(known, 0.0),
+        )
     out = _sum(work, by, ["renewable_kwh", "share_known_kwh"])
     out["renewable_share"] = _ratio(out["renewable_kwh"], out["share_known_kwh"])
     return out

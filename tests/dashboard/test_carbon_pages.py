@@ -41,7 +41,7 @@ from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.selectors_carbon_tiles import Tile
 from greenkpi.inventory.models import Site
 from greenkpi.inventory.services import site_create, token_create
-from greenkpi.kpis import services
+from greenkpi.kpis import daily, services
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 MARCH = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -85,8 +85,8 @@ def csv_rows(response) -> list[dict[str, str]]:
 
 @pytest.fixture(autouse=True)
 def _own_cache(settings):
-    """Whole days are cached by their windows' state; with time pinned and ids reused between
-    tests that state repeats, so each test gets an empty cache of its own."""
+    """The report caches hours per host by its windows' state; with time pinned and ids reused
+    between tests that state repeats, so each test gets an empty cache of its own."""
     import uuid
 
     settings.CACHES = {
@@ -106,6 +106,13 @@ def frozen():
 def recompute(org, start: datetime) -> None:
     windows = services.backfill_windows(start=start, end=NOW, organisation_ids=[org.pk])
     services.windows_recompute(windows=windows, kind="backfill")
+
+
+def refresh_days(when: datetime = NOW + timedelta(minutes=5)) -> None:
+    """The beat's daily refresh, a while after the recomputes (the clock is frozen: a refresh at
+    the recomputes' own instant would count as racing them and leave the days stale)."""
+    with time_machine.travel(when, tick=False):
+        daily.days_refresh_stale(limit=10_000)
 
 
 def send(post_batch, make_batch, secret, *, site: str = "paris-dc", **kwargs) -> None:
@@ -406,9 +413,10 @@ def test_pages_cost_a_bounded_number_of_queries(
 ):
     from django.db import connection
 
-    # A rollup read: its days' window state, then the rows (on PostgreSQL also SET LOCAL
-    # work_mem inside a savepoint here). A warm cache skips the rows; the first read fills it.
-    read = 5 if connection.vendor == "postgresql" else 2
+    refresh_days()
+    # A rollup read: stale days (daily windows, hourly windows), the daily rows, and the partial
+    # day's hourly rows (on PostgreSQL inside a savepoint with SET LOCAL work_mem: 3 more).
+    read = 7 if connection.vendor == "postgresql" else 4
     client.force_login(people["alice"])
     with django_assert_max_num_queries(4 + 2 * read):  # session, user, scope x2, two periods
         client.get(f"/carbon/?{MARCH_RANGE}")
@@ -420,50 +428,55 @@ def test_pages_cost_a_bounded_number_of_queries(
         client.get("/carbon/grid/")
 
 
-def test_a_cached_day_is_read_from_the_cache_and_refreshed_when_its_windows_are_recomputed(
+def hourly_sql(queries) -> str:
+    return " ".join(q["sql"] for q in queries.captured_queries if "kpis_hourlyrollup" in q["sql"])
+
+
+def test_whole_days_are_read_from_the_daily_table_and_a_stale_day_from_its_hours(
     client, carbon, people, make_batch, post_batch
 ):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    refresh_days()
     client.force_login(people["alice"])
     url = f"/carbon/teams.csv?{MARCH_RANGE}"
-    first = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
     with CaptureQueriesContext(connection) as queries:
-        again = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
-    assert again == first == {"NLP": approx(0.03), "Vision": approx(0.02)}
-    # March 1-9 are whole days (cached); March 10 up to now is partial and read live.
-    assert "2026-03-02" not in " ".join(q["sql"] for q in queries.captured_queries)
+        first = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
+    assert first == {"NLP": approx(0.03), "Vision": approx(0.02)}
+    # March 1-9 are whole days (daily table); March 10 up to now is partial and read hourly.
+    assert "kpis_dailyteamrollup" in " ".join(q["sql"] for q in queries.captured_queries)
+    assert "2026-03-02" not in hourly_sql(queries)
 
-    # Late data for 2026-03-02 recomputes that day's window: the cached day must not be served.
+    # Late data for 2026-03-02 recomputes that day's window after the day's refresh: the day is
+    # stale, read from its hours at once (not when the beat next refreshes it).
     _, secret = token_create(organisation=carbon, name="late", default_team=carbon.nlp)
     late = MARCH + timedelta(minutes=30)
     send(post_batch, make_batch, secret, hostname="nlp-1", devices=1, windows=1, start=late)
-    recompute(carbon, MARCH)
-    after = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
-    assert after == {"NLP": approx(0.03 + 12000 / 3.6e6), "Vision": approx(0.02)}
+    with time_machine.travel(NOW + timedelta(minutes=10), tick=False):
+        recompute(carbon, MARCH)
+    expected = {"NLP": approx(0.03 + 12000 / 3.6e6), "Vision": approx(0.02)}
+    with CaptureQueriesContext(connection) as queries:
+        after = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
+    assert after == expected
+    assert "2026-03-02" in hourly_sql(queries)
+    refresh_days(NOW + timedelta(minutes=20))
+    with CaptureQueriesContext(connection) as queries:
+        refreshed = {r["team"]: float(r["energy_kwh"]) for r in csv_rows(client.get(url))}
+    assert refreshed == expected
+    assert "2026-03-02" not in hourly_sql(queries)
 
 
-def test_the_beat_warms_the_recent_days_so_a_first_view_reads_no_hourly_rows(
-    client, carbon, people
-):
+def test_a_refreshed_months_report_sums_no_hourly_rows(client, carbon, people):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from greenkpi.dashboard import tasks
-    from greenkpi.schedule import BEAT_SCHEDULE
-
-    entry = BEAT_SCHEDULE["dashboard-warm-carbon-days"]
-    assert entry["task"] == tasks.warm_carbon_days.name
-    assert 0 < entry["options"]["expires"] < entry["schedule"]
-    assert tasks.warm_carbon_days.acks_late is True
-
-    assert tasks.warm_carbon_days.apply().get() == 1  # Acme has windows; Globex none
+    refresh_days()
     client.force_login(people["alice"])
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/reports/report.csv?month=2026-02")
     sums = [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"]]
-    assert sums and not [sql for sql in sums if "kpis_hourlyrollup" in sql]  # from the cache
+    assert sums and not [sql for sql in sums if "kpis_hourlyrollup" in sql]  # daily rows only
     assert float(csv_rows(response)[-1]["energy_kwh"]) == approx(0.01)
 
 
@@ -604,15 +617,8 @@ def test_month_parameters():
             sc.month_period(bad, now=NOW)
 
 
-def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
-    grid, make_batch, post_batch
-):
-    """Summing in the database must not change any figure: two hours of different intensity,
-    renewable share and idle time, two sites, compared with the formulas over raw hourly rows."""
-    from greenkpi.dashboard.scoping import scope_for
-    from greenkpi.kpis import formulas
-    from greenkpi.kpis.selectors import rollup_frame
-
+def mixed_hours(grid, make_batch, post_batch) -> None:
+    """Two hours of different intensity, renewable share and idle time, on two sites."""
     GridIntensityHourly.objects.filter(zone="FR", hour__hour=3).update(renewable_share=0.5)
     _, secret = token_create(organisation=grid, name="more", default_team=grid.nlp)
     early = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -624,6 +630,48 @@ def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
     send(post_batch, make_batch, secret, site="oslo-dc", hostname="nlp-3", devices=1, start=early)
     send(post_batch, make_batch, secret, hostname="nlp-2", devices=2, start=MARCH)  # idle 5 s
     recompute(grid, early - timedelta(hours=1))
+
+
+def test_the_daily_rows_sum_to_what_the_hourly_rows_sum_to(grid, make_batch, post_batch):
+    """The carbon frame of whole days from DailyTeamRollup equals the same days summed from
+    HourlyRollup, column by column (sources, idle CO2e, renewable kWh, versions included)."""
+    from greenkpi.dashboard import selectors_carbon_days as days
+
+    mixed_hours(grid, make_batch, post_batch)
+    refresh_days()
+    first, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
+    assert not daily.stale_days_between(organisation_id=grid.pk, start=first.date(), end=end.date())
+    keys = list(days.KEYS)
+    from_days = days.days_summed(grid.pk, first.date(), end.date())
+    from_hours = days.summed(grid.pk, [(first, end)])
+    assert len(from_days) == len(from_hours) >= 3  # two sites, two teams, two currencies
+    a = from_days.sort_values(keys).reset_index(drop=True)
+    b = from_hours.sort_values(keys).reset_index(drop=True)
+    assert a[keys].astype(str).equals(b[keys].astype(str))
+    assert a["methodology_version"].tolist() == b["methodology_version"].tolist()
+    assert a["methodology_version_max"].tolist() == b["methodology_version_max"].tolist()
+    for column in [*days.SUMMED, "cost"]:
+        assert a[column].tolist() == pytest.approx(b[column].tolist(), rel=1e-12, nan_ok=True), (
+            column
+        )
+    assert a["facility_kwh_hourly_intensity"].sum() > 0  # FR had an hourly series that day
+    assert a["facility_kwh_annual_intensity"].sum() > 0  # oslo-dc has none: annual
+    assert a["idle_location_kgco2e"].sum() > 0
+
+
+@pytest.mark.parametrize("refreshed", [False, True], ids=["hourly", "daily"])
+def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
+    grid, make_batch, post_batch, refreshed
+):
+    """Summing (in the database, or in the daily table once the days are refreshed) must not
+    change any figure: compared with the formulas over raw hourly rows."""
+    from greenkpi.dashboard.scoping import scope_for
+    from greenkpi.kpis import formulas
+    from greenkpi.kpis.selectors import rollup_frame
+
+    mixed_hours(grid, make_batch, post_batch)
+    if refreshed:
+        refresh_days()
 
     from django.contrib.auth import get_user_model
 

@@ -149,3 +149,28 @@ def test_cost_change_is_compared_within_a_currency():
     out = registry.change_vs_previous("cost", example(), example(), ["team"])
     eur = out[out["currency"] == "EUR"].set_index("team")
     assert eur.loc["vision", "change_abs"] == 0.0
+
+
+def test_rows_summed_beforehand_carry_their_products_and_give_the_same_figures():
+    """Daily rollups sum rows, so the row-wise products come summed: renewable kWh over kWh with
+    a known share, and idle kWh x PUE x intensity. Vision's two rows as one, nlp's share unknown:
+    the shares and idle CO2e must be those of the rows."""
+    summed = pd.DataFrame(
+        {
+            "team": ["vision", "nlp"],
+            "facility_energy_kwh": [3.9, 4.0],
+            "renewable_kwh": [3.9 * 0.2629, 0.0],
+            "renewable_known_kwh": [3.9, 0.0],
+            "allocated_gpu_h": [2.0, 2.0],
+            "idle_gpu_h": [0.5, 0.0],
+            "idle_energy_kwh": [0.25, 0.0],
+            "idle_location_kgco2e": [0.25 * 1.3 * 41.44 / 1000, 0.0],
+        }
+    )
+    shares = by_team(formulas.renewable_share(summed, ["team"]))
+    assert shares["vision"]["renewable_share"] == pytest.approx(0.2629)
+    assert math.isnan(shares["nlp"]["renewable_share"])  # no known share: no data, not 0
+    idle = by_team(formulas.idle_waste(summed, ["team"]))
+    assert idle["vision"]["idle_kgco2e"] == pytest.approx(0.013468, rel=1e-4)
+    rows = by_team(formulas.idle_waste(example(), ["team"]))
+    assert idle["vision"]["idle_kgco2e"] == pytest.approx(rows["vision"]["idle_kgco2e"])
