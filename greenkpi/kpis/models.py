@@ -166,47 +166,14 @@ class RecomputeRun(models.Model):
         return f"{self.kind} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
 
 
-class DailyRollup(models.Model):
-    """HourlyRollup summed per organisation x UTC day x owner (team, model, run) x site x device kind.
+class DailySums(models.Model):
+    """The summed columns of a day of HourlyRollup, shared by DailyRollup and DailyTeamRollup.
 
-    What pages read for ranges of days to months: a year of 2,000 GPUs is ~17.5 M hourly rows but
-    only the owners' distinct combinations per day here. Written only by ``kpis.daily``, which
-    replaces every row of an (organisation, day) at once from HourlyRollup (never increments), so
-    it always equals the sum of the day's hourly rows. Shares are kept as their kWh numerators and
-    denominators (``renewable_kwh`` / ``renewable_known_kwh``) so a share over any set of rows is
-    re-derived exactly; intensities likewise are kgCO2e / facility kWh. ``currency`` is part of the
-    key, so ``cost`` never sums two currencies.
+    Shares are kept as their kWh numerators and denominators (``renewable_kwh`` /
+    ``renewable_known_kwh``) so a share over any set of rows is re-derived exactly; intensities
+    likewise are kgCO2e / facility kWh.
     """
 
-    # No single-column FK indexes: the composite ones below serve every read, and each extra
-    # index slows the refresh's bulk insert.
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField(help_text="The UTC day.")
-    team = models.ForeignKey(
-        Team,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
-    model_key = models.CharField(max_length=200, blank=True)
-    run_key = models.CharField(max_length=200, blank=True)
-    site = models.ForeignKey(
-        Site,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
-    device_kind = models.CharField(max_length=8)
-    currency = models.CharField(max_length=3, blank=True)
-
-    hours = models.PositiveIntegerField(help_text="Distinct hours with rows.")
-    devices = models.PositiveIntegerField(help_text="Distinct devices with rows.")
     samples = models.PositiveBigIntegerField()
     covered_s = models.FloatField()
     energy_kwh = models.FloatField()
@@ -248,6 +215,52 @@ class DailyRollup(models.Model):
     # every row whenever the methodology changes mid-day (the pages only list the versions).
     methodology_version_min = models.CharField(max_length=16, blank=True, default="")
     methodology_version_max = models.CharField(max_length=16, blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
+class DailyRollup(DailySums):
+    """HourlyRollup summed per organisation x UTC day x owner (team, model, run) x site x device kind.
+
+    What pages read for ranges of days to months: a year of 2,000 GPUs is ~17.5 M hourly rows but
+    only the owners' distinct combinations per day here. Written only by ``kpis.daily``, which
+    replaces every row of an (organisation, day) at once from HourlyRollup (never increments), so
+    it always equals the sum of the day's hourly rows. Shares are kept as their kWh numerators and
+    denominators (``renewable_kwh`` / ``renewable_known_kwh``) so a share over any set of rows is
+    re-derived exactly; intensities likewise are kgCO2e / facility kWh. ``currency`` is part of the
+    key, so ``cost`` never sums two currencies.
+    """
+
+    # No single-column FK indexes: the composite ones below serve every read, and each extra
+    # index slows the refresh's bulk insert.
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField(help_text="The UTC day.")
+    team = models.ForeignKey(
+        Team,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
+    )
+    model_key = models.CharField(max_length=200, blank=True)
+    run_key = models.CharField(max_length=200, blank=True)
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
+    )
+    device_kind = models.CharField(max_length=8)
+    currency = models.CharField(max_length=3, blank=True)
+
+    hours = models.PositiveIntegerField(help_text="Distinct hours with rows.")
+    devices = models.PositiveIntegerField(help_text="Distinct devices with rows.")
 
     class Meta:
         indexes = [
@@ -314,7 +327,7 @@ class DailyWindow(models.Model):
         return f"org {self.organisation_id} {self.day} refreshed {self.refreshed_at:%H:%M:%S}"
 
 
-class DailyTeamRollup(models.Model):
+class DailyTeamRollup(DailySums):
     """DailyRollup summed per organisation x UTC day x team x site x currency (no model, run, kind).
 
     What organisation-wide pages of whole days read (a year of 50 teams is ~20 k rows, against
@@ -343,41 +356,6 @@ class DailyTeamRollup(models.Model):
         db_index=False,
     )
     currency = models.CharField(max_length=3, blank=True)
-    samples = models.PositiveBigIntegerField()
-    covered_s = models.FloatField()
-    energy_kwh = models.FloatField()
-    estimated_energy_kwh = models.FloatField()
-    facility_energy_kwh = models.FloatField()
-    allocated_gpu_h = models.FloatField()
-    busy_gpu_h = models.FloatField()
-    util_known_gpu_h = models.FloatField()
-    idle_gpu_h = models.FloatField()
-    idle_energy_kwh = models.FloatField()
-    sm_active_gpu_h = models.FloatField()
-    sm_known_gpu_h = models.FloatField()
-    operational_location_kgco2e = models.FloatField()
-    operational_market_kgco2e = models.FloatField()
-    embodied_kgco2e = models.FloatField()
-    renewable_kwh = models.FloatField()
-    renewable_known_kwh = models.FloatField()
-    cost = models.FloatField(null=True)
-    # What the carbon pages and the report show beside the sums (selectors_carbon_days).
-    idle_location_kgco2e = models.FloatField(
-        default=0.0, help_text="Σ idle IT kWh x PUE x location intensity of each hour, kgCO2e."
-    )
-    facility_kwh_hourly_intensity = models.FloatField(
-        default=0.0, help_text="Facility kWh whose intensity came from an hourly series."
-    )
-    facility_kwh_annual_intensity = models.FloatField(
-        default=0.0, help_text="Facility kWh whose intensity was the zone's annual average."
-    )
-    facility_kwh_default_intensity = models.FloatField(
-        default=0.0, help_text="Facility kWh whose intensity was the world average."
-    )
-    # A pair, not a key: a day's hours nearly always share one version, and a key would split
-    # every row whenever the methodology changes mid-day (the pages only list the versions).
-    methodology_version_min = models.CharField(max_length=16, blank=True, default="")
-    methodology_version_max = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["organisation", "day"], name="daily_team_org_day_idx")]
