@@ -55,8 +55,10 @@ class Sample(models.Model):
     """One measurement window of one device. Energy in joules; powers in watts; fractions 0..1."""
 
     pk = models.CompositePrimaryKey("device_id", "window_start")
+    # No index of its own: the key's index starts with device_id (and covers the host chart,
+    # migration 0004); without the second one binary COPY runs ~40 % faster (docs/api.md).
     device = models.ForeignKey(
-        Device, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+        Device, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
     )
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()

@@ -156,3 +156,63 @@ def test_the_sample_table_has_the_brin_index_for_time_ranges():
         cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'ingest_sample'")
         definitions = " ".join(row[0] for row in cur.fetchall())
     assert "USING brin (window_start)" in definitions
+
+
+def test_the_sample_primary_key_carries_what_the_host_chart_reads():
+    # Migration 0004: the key is still (device_id, window_start) (ON CONFLICT and dedup use it),
+    # with the chart's columns as INCLUDE payload so its series is an index-only scan.
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT pg_get_indexdef(i.indexrelid), i.indnkeyatts
+            FROM pg_index i JOIN pg_constraint c ON c.conindid = i.indexrelid
+            WHERE c.conrelid = 'ingest_sample'::regclass AND c.contype = 'p'
+            """
+        )
+        definition, key_columns = cur.fetchone()
+    assert key_columns == 2
+    assert "(device_id, window_start) INCLUDE (power_avg_w, power_peak_w, util_busy)" in definition
+
+
+def test_the_host_week_chart_is_an_index_only_scan(acme):
+    """The 7-day raw series reads the key's index only (no heap pages) once the table is vacuumed.
+
+    Two hosts' minutes written side by side, as ingest does, so the heap order is no help.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from django.test.utils import CaptureQueriesContext
+
+    from greenkpi.dashboard.periods import Period
+    from greenkpi.dashboard.selectors.hosts import host_series
+
+    hosts = [Host.objects.create(organisation=acme, hostname=f"h{i}") for i in range(2)]
+    devices = [
+        Device.objects.create(host=host, kind="gpu", uuid=f"GPU-{host.pk}-{i}")
+        for host in hosts
+        for i in range(2)
+    ]
+    end = datetime(2026, 11, 22, tzinfo=UTC)
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO ingest_sample (device_id, window_start, window_end, energy_j, method,
+                power_avg_w, power_peak_w, util_busy, batch_id)
+            SELECT d, t, t + interval '60 seconds', 6000, 'counter', 100, 120, 0.5, 0
+            FROM unnest(%s::bigint[]) d
+            CROSS JOIN generate_series(%s::timestamptz, %s::timestamptz, interval '1 minute') t
+            ORDER BY t, d
+            """,
+            [[d.pk for d in devices], end - timedelta(days=7), end - timedelta(minutes=1)],
+        )
+        cur.execute("VACUUM ANALYZE ingest_sample")  # the visibility map autovacuum keeps
+    period = Period(end - timedelta(days=7), end, "7d")
+    with CaptureQueriesContext(connection) as queries:
+        frame = host_series(hosts[0], period)
+    assert frame["windows"].sum() == 2 * 7 * 1440
+    series_sql = next(q["sql"] for q in queries.captured_queries if "ingest_sample" in q["sql"])
+    with connection.cursor() as cur:
+        cur.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {series_sql}")
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "Index Only Scan using ingest_sample_pkey" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan
