@@ -24,22 +24,8 @@ from django.db.models.functions import TruncDate
 from greenkpi.kpis import daily
 from greenkpi.kpis.models import DailyTeamRollup, HourlyRollup
 
-PLAIN = (  # HourlyRollup's columns, summed as they are
-    "covered_s",
-    "energy_kwh",
-    "estimated_energy_kwh",
-    "facility_energy_kwh",
-    "allocated_gpu_h",
-    "busy_gpu_h",
-    "util_known_gpu_h",
-    "idle_gpu_h",
-    "idle_energy_kwh",
-    "sm_active_gpu_h",
-    "sm_known_gpu_h",
-    "operational_location_kgco2e",
-    "operational_market_kgco2e",
-    "embodied_kgco2e",
-)
+# HourlyRollup's columns, summed as they are (the daily refresh's list, less the sample count).
+PLAIN = tuple(c for c in daily.SUMMED_COLUMNS if c != "samples")
 SUMMED = (
     *PLAIN,
     # Sums of row-wise products, taken as is by kpis.formulas (renewable_share, idle_waste).

@@ -23,30 +23,12 @@ from greenkpi.inventory.models import Site
 from greenkpi.kpis.daily import SOURCE_COLUMNS
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
 
+# The per-team table's columns (one list: selectors_carbon.TEAM_COLUMNS) plus the month, the row
+# kind and the versions used.
 REPORT_COLUMNS = [
     "month",
     "row",
-    "team",
-    "energy_kwh",
-    "facility_energy_kwh",
-    "pue_used",
-    "operational_location_kgco2e",
-    "operational_market_kgco2e",
-    "embodied_kgco2e",
-    "embodied_share",
-    "total_kgco2e",
-    "renewable_share",
-    "cost",
-    "currency",
-    "uncosted_energy_kwh",
-    "allocated_gpu_h",
-    "avg_gpu_utilization",
-    "idle_gpu_h",
-    "idle_kgco2e",
-    "estimated_share",
-    "hourly_intensity_share",
-    "annual_intensity_share",
-    "default_intensity_share",
+    *(c for c in sc.TEAM_COLUMNS if c != "team_id"),
     "methodology_versions",
 ]
 HOURLY_LICENCE = (
