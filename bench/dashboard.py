@@ -20,10 +20,13 @@ What it does (issue 6, "bench/dashboard.py"):
    ``--hourly-days`` < ``--days``, the older days' daily rows are copies of derived days (said so in
    the output): pages of whole days read only DailyRollup, so their cost is the same.
 5. Raw one-minute samples for the 7 days the host charts read raw, for the host the bench opens.
-6. Each page requested ``--repeat`` times (after one warm-up) through Django's test Client with
-   persistent connections, as the org admin and as the team manager. Pages of other areas
-   (models, carbon, reports, budgets, alerts) are resolved by URL name and skipped, saying so,
-   while they do not exist.
+6. The 500 model keys registered (MLModel per team and key, a deployed version, 2,000 runs whose
+   keys are rollup run keys, 6 evaluations each) and ``--budgets`` budgets of every scope.
+7. Each page requested ``--repeat`` times (after one warm-up) through Django's test Client with
+   persistent connections, as the org admin and as the team manager: the main pages, the models
+   list, team 0's model m-000 (detail, lifecycle/sci/evaluations/need charts, its latest run),
+   the budgets list, a team budget and the organisation's year budget with their burn charts (the
+   latter 404s for the member: not counted). Pages not on main are skipped, saying so.
 
 Prints ``page: p50_ms p95_ms`` per page and user, the worst page, the worst p95 among pages that
 read no raw samples, and last ``dashboard_p95_ms: X`` (the worst page's p95; target <= 250 ms).
@@ -417,6 +420,137 @@ def vacuum() -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+# --- ML model registry and budgets ------------------------------------------------------------
+
+RUN_WEEKS = 4  # runs registered for each model's last 4 weeks of rollups (a subset of run keys)
+EVALUATIONS = 6  # per model, for the evaluations chart and the need score
+BUDGETS = 10
+
+
+def register_models(inv: dict, *, first_loaded: date, hourly_days: int) -> None:
+    """The rollups' 500 model keys in the workloads registry: one MLModel per (team, key) as
+    load_hourly attributes them (model m-XXX belongs to team XXX // 10), one deployed version,
+    runs whose keys are the rollups' run keys of the last RUN_WEEKS weeks (training and inference
+    with a request count, week about) and a few evaluations. Bulk inserts (the services would validate 500 x 10 rows one by one); skipped
+    when a kept database already holds them."""
+    from greenkpi.workloads.models import Evaluation, MLModel, ModelVersion, Run
+
+    teams = [int(t) for t in inv["teams"]]
+    if MLModel.objects.filter(team_id__in=teams).exists():
+        return
+    t0 = time.perf_counter()
+    start = datetime.combine(first_loaded, datetime.min.time(), tzinfo=UTC)
+    n_models = len(teams) * MODELS_PER_TEAM
+    models = MLModel.objects.bulk_create(
+        [
+            MLModel(
+                team_id=teams[m // MODELS_PER_TEAM],
+                key=f"m-{m:03d}",
+                name=f"Model {m:03d}",
+                primary_metric="accuracy",
+                created_at=start - timedelta(days=30),
+            )
+            for m in range(n_models)
+        ]
+    )
+    versions = ModelVersion.objects.bulk_create(
+        [
+            ModelVersion(
+                model=model,
+                version="1",
+                status="deployed",
+                baseline_value=0.9,
+                trained_at=start - timedelta(days=20),
+                deployed_at=start - timedelta(days=19),
+            )
+            for model in models
+        ]
+    )
+    weeks = (hourly_days + 6) // 7  # load_hourly's week index is day_no // 7 from first_loaded
+    runs = []
+    for m, (model, version) in enumerate(zip(models, versions, strict=True)):
+        for w in range(max(0, weeks - RUN_WEEKS), weeks):
+            began = start + timedelta(days=7 * w)
+            ended = min(began + timedelta(days=7), datetime.now(UTC))
+            runs.append(
+                Run(
+                    model=model,
+                    version=version,
+                    key=f"r-{m:03d}-{w % 54:02d}",
+                    # every other week an inference run with a request count (the SCI chart)
+                    kind="inference" if w % 2 else "training",
+                    functional_unit="request" if w % 2 else "",
+                    functional_units=5e6 if w % 2 else None,
+                    status="succeeded",
+                    started_at=began,
+                    ended_at=ended,
+                )
+            )
+    Run.objects.bulk_create(runs)
+    now = datetime.now(UTC)
+    Evaluation.objects.bulk_create(
+        [
+            Evaluation(
+                model=model,
+                version=version,
+                metric="accuracy",
+                value=0.9 - 0.01 * e - 0.001 * (m % 7),
+                window_start=now - timedelta(days=15 * (EVALUATIONS - e) + 7),
+                window_end=now - timedelta(days=15 * (EVALUATIONS - e)),
+                samples=10_000,
+            )
+            for m, (model, version) in enumerate(zip(models, versions, strict=True))
+            for e in range(EVALUATIONS)
+        ]
+    )
+    say(
+        f"registry: {len(models)} models, {len(versions)} versions, {len(runs):,} runs, "
+        f"{len(models) * EVALUATIONS:,} evaluations in {time.perf_counter() - t0:.1f} s"
+    )
+
+
+def create_budgets(inv: dict, count: int) -> None:
+    """``count`` budgets over the scopes, periods and metrics (idempotent for --keep)."""
+    from greenkpi.alerts.models import Budget
+
+    org_id, teams = inv["org"], [int(t) for t in inv["teams"]]
+    Budget.objects.filter(organisation_id=org_id).delete()
+    kinds = [
+        ("org year energy", {"scope": "organisation"}, "energy_kwh", "year", ""),
+        ("org month co2e", {"scope": "organisation"}, "co2e_kg", "month", ""),
+        (
+            "team 0 quarter energy",
+            {"scope": "team", "team_id": teams[0]},
+            "energy_kwh",
+            "quarter",
+            "",
+        ),
+        ("team 0 month cost", {"scope": "team", "team_id": teams[0]}, "cost", "month", "EUR"),
+        ("model m-000 year", {"scope": "model", "model_key": "m-000"}, "energy_kwh", "year", ""),
+        (
+            "team 0 model m-001 month",
+            {"scope": "model", "team_id": teams[0], "model_key": "m-001"},
+            "gpu_h",
+            "month",
+            "",
+        ),
+    ]
+    for i in range(count):
+        name, scope, metric, period, currency = kinds[i % len(kinds)]
+        if scope.get("team_id") is not None and i >= len(kinds):
+            scope = {**scope, "team_id": teams[i % len(teams)]}
+        Budget.objects.create(
+            organisation_id=org_id,
+            name=f"{name} #{i}",
+            metric=metric,
+            period=period,
+            amount=1e6,
+            currency=currency,
+            **scope,
+        )
+    say(f"budgets: {count} over organisation, team, model and team-model scopes")
+
+
 # --- requests -----------------------------------------------------------------------------------
 
 
@@ -449,12 +583,14 @@ def pages(inv: dict, *, year_from: date, today: date) -> list[tuple[str, str]]:
             "range=90d",
         ),
         ("tokens", "dashboard:tokens", (), ""),
-        ("models", "dashboard:models", (), ""),
+        ("models 30d", "dashboard:models", (), "range=30d"),
+        ("models 90d", "dashboard:models", (), "range=90d"),
         ("carbon", "dashboard:carbon", (), ""),
         ("reports", "dashboard:reports", (), ""),
-        ("budgets", "dashboard:budgets", (), ""),
+        ("budgets", "dashboard:budgets", (), ""),  # with the --budgets budgets
         ("alerts", "dashboard:alerts", (), ""),
     ]
+    wanted += registry_pages(inv)
     found = []
     for label, name, args, query in wanted:
         try:
@@ -463,6 +599,54 @@ def pages(inv: dict, *, year_from: date, today: date) -> list[tuple[str, str]]:
             say(f"{label}: skipped ({name} is not on main yet)")
             continue
         found.append((label, f"{url}?{query}" if query else url))
+    return found
+
+
+def registry_pages(inv: dict) -> list[tuple[str, str, tuple, str]]:
+    """The member's team's model (m-000 of team 0), its latest run with rollups, a team budget and
+    the organisation's year budget (the heaviest, the admin's: a team member gets 404 there)."""
+    from greenkpi.alerts.models import Budget
+    from greenkpi.workloads.models import MLModel, Run
+
+    team = int(inv["teams"][0])
+    model = MLModel.objects.filter(team_id=team, key="m-000").first()
+    found: list[tuple[str, str, tuple, str]] = []
+    if model is not None:
+        m = model.pk
+        found += [
+            ("model 30d", "dashboard:model-detail", (m,), "range=30d"),
+            ("model 90d", "dashboard:model-detail", (m,), "range=90d"),
+            (
+                "model lifecycle.json 90d",
+                "dashboard:model-chart",
+                (m, "lifecycle", "json"),
+                "range=90d",
+            ),
+            ("model sci.json 90d", "dashboard:model-chart", (m, "sci", "json"), "range=90d"),
+            (
+                "model evaluations.json 90d",
+                "dashboard:model-chart",
+                (m, "evaluations", "json"),
+                "range=90d",
+            ),
+            ("model need.json 90d", "dashboard:model-chart", (m, "need", "json"), "range=90d"),
+        ]
+        run = Run.objects.filter(model=model).order_by("-started_at").first()
+        if run is not None:
+            found.append(("model run (week)", "dashboard:model-run", (m, run.pk), ""))
+    team_budget = Budget.objects.filter(organisation_id=inv["org"], scope="team", team_id=team)
+    org_budget = Budget.objects.filter(
+        organisation_id=inv["org"], scope="organisation", period="year"
+    )
+    for label, budget in (
+        ("team quarter", team_budget.filter(period="quarter").first()),
+        ("org year", org_budget.first()),
+    ):
+        if budget is not None:
+            found += [
+                (f"budget {label}", "dashboard:budget-detail", (budget.pk,), ""),
+                (f"budget {label} burn.json", "dashboard:budget-chart", (budget.pk, "json"), ""),
+            ]
     return found
 
 
@@ -511,6 +695,7 @@ def main() -> None:
     parser.add_argument("--hourly-days", type=int, default=95)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="reuse a loaded database")
+    parser.add_argument("--budgets", type=int, default=BUDGETS, help="budgets to create")
     parser.add_argument(
         "--database", default=None, help=f"PostgreSQL database to (re)create (default {DB_NAME})"
     )
@@ -583,6 +768,8 @@ def main() -> None:
         f"{DailyRollup.objects.count():,} daily rows, "
         f"{DailyTeamRollup.objects.count():,} daily team rows"
     )
+    register_models(inv, first_loaded=first_loaded, hourly_days=hourly_days)
+    create_budgets(inv, args.budgets)
     urls = pages(inv, year_from=first_day, today=today)
     plain_static = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
