@@ -331,6 +331,30 @@ def test_the_models_list_sorts_by_energy_both_ways(world, people, acme):
     assert "sort=energy" in page  # the energy header reverses the order on the next click
 
 
+def test_the_models_list_is_paged_and_its_csv_holds_every_model(world, people, acme):
+    from greenkpi.dashboard import views_models
+    from greenkpi.workloads import services
+
+    for n in range(4):
+        services.model_register(team=acme.nlp, key=f"extra-{n}")
+    views_models.MODELS_PER_PAGE, saved = 2, views_models.MODELS_PER_PAGE
+    try:
+        client = logged_in(people, "alice")
+        first = client.get("/models/?sort=name").content.decode()
+        second = client.get("/models/?sort=name&page=2").content.decode()
+    finally:
+        views_models.MODELS_PER_PAGE = saved
+    assert "models 1\u20132 of 5" in first and "sort=name&amp;page=2" in first
+    assert "models 3\u20134 of 5" in second and 'rel="prev"' in second
+    shown = [
+        m
+        for m in ("bert", "extra-0", "extra-1", "extra-2", "extra-3")
+        if f'data-model="{m}"' in first
+    ]
+    assert len(shown) == 2
+    assert len(csv_rows(client.get("/models/table.csv"))) == 5
+
+
 def test_the_lifecycle_chart_stacks_training_and_inference_with_units(world, people):
     client = logged_in(people, "nina")
     base = f"/models/{world.model.pk}/lifecycle"
