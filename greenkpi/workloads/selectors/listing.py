@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
 
 import pandas as pd
 from django.db.models import (
@@ -79,16 +80,34 @@ def _naive(value: object) -> object:
     return pd.Timestamp(value).tz_convert("UTC").tz_localize(None)
 
 
-def models_with_latest(*, organisation_id: int, team_ids: Iterable[int]) -> list[MLModel]:
+class ModelRow(NamedTuple):
+    """What the list shows of one model (plain values: model instances with their team and
+    assessment cost ~80 ms for 500 models, a third of the page)."""
+
+    pk: int
+    team_id: int
+    key: str
+    name: str
+    team_name: str
+    verdict: str | None
+    need: float | None
+    deployed_version: str | None
+    last_training_id: int | None
+    last_training_key: str | None
+    last_training_started: datetime | None
+    last_training_ended: datetime | None
+    last_training_status: str | None
+
+
+def models_with_latest(*, organisation_id: int, team_ids: Iterable[int]) -> list[ModelRow]:
     """Visible models with their assessment, deployed version and latest training run, in one
     query (correlated subqueries, so no per-model query)."""
     latest_training = Run.objects.filter(model=OuterRef("pk"), kind__in=TRAINING_KINDS).order_by(
         "-started_at", "-pk"
     )
     deployed = ModelVersion.objects.filter(model=OuterRef("pk"), status=VersionStatus.DEPLOYED)
-    return list(
+    rows = (
         MLModel.objects.filter(team__organisation_id=organisation_id, team_id__in=list(team_ids))
-        .select_related("team", "assessment")
         .annotate(
             deployed_version=Subquery(deployed.values("version")[:1]),
             last_training_id=Subquery(latest_training.values("pk")[:1]),
@@ -98,7 +117,23 @@ def models_with_latest(*, organisation_id: int, team_ids: Iterable[int]) -> list
             last_training_status=Subquery(latest_training.values("status")[:1]),
         )
         .order_by("team__slug", "key")
+        .values_list(
+            "pk",
+            "team_id",
+            "key",
+            "name",
+            "team__name",
+            "assessment__verdict",
+            "assessment__need",
+            "deployed_version",
+            "last_training_id",
+            "last_training_key",
+            "last_training_started",
+            "last_training_ended",
+            "last_training_status",
+        )
     )
+    return [ModelRow(*row) for row in rows]
 
 
 def _sums(rows: Iterable[dict[str, object]], columns: list[str]) -> pd.DataFrame:
@@ -130,7 +165,7 @@ def model_summaries(
     # Every run of these models: their kinds (for phases) and inference unit counts (for SCI).
     runs = pd.DataFrame.from_records(
         list(
-            Run.objects.filter(model__in=models).values_list(
+            Run.objects.filter(model_id__in=[m.pk for m in models]).values_list(
                 "model_id",
                 "key",
                 "kind",
@@ -193,7 +228,6 @@ def model_summaries(
     others = ("evaluation", lifecycle.UNREGISTERED)
     records = []
     for m in models:
-        assessment = getattr(m, "assessment", None)
         training_e, inference_e = (
             part("energy_kwh", m.pk, (p,)) for p in ("training", "inference")
         )
@@ -205,10 +239,10 @@ def model_summaries(
             {
                 "model_id": m.pk,
                 "team_id": m.team_id,
-                "team": m.team.name,
+                "team": m.team_name,
                 "model": m.key,
                 "name": m.name or m.key,
-                "deployed_version": m.deployed_version or "",  # type: ignore[attr-defined]
+                "deployed_version": m.deployed_version or "",
                 "training_energy_kwh": training_e,
                 "inference_energy_kwh": inference_e,
                 "other_energy_kwh": other_e,
@@ -217,14 +251,14 @@ def model_summaries(
                 "inference_kgco2e": inference_c,
                 "other_kgco2e": other_c,
                 "kgco2e": training_c + inference_c + other_c,
-                "last_training_run_id": m.last_training_id,  # type: ignore[attr-defined]
-                "last_training_run": m.last_training_key or "",  # type: ignore[attr-defined]
-                "last_training_started_utc": _naive(m.last_training_started),  # type: ignore[attr-defined]
-                "last_training_ended_utc": _naive(m.last_training_ended),  # type: ignore[attr-defined]
-                "last_training_status": m.last_training_status or "",  # type: ignore[attr-defined]
-                "verdict": assessment.verdict if assessment else "",
-                "verdict_label": VERDICT_LABELS.get(assessment.verdict, "") if assessment else "",
-                "need": assessment.need if assessment else float("nan"),
+                "last_training_run_id": m.last_training_id,
+                "last_training_run": m.last_training_key or "",
+                "last_training_started_utc": _naive(m.last_training_started),
+                "last_training_ended_utc": _naive(m.last_training_ended),
+                "last_training_status": m.last_training_status or "",
+                "verdict": m.verdict or "",
+                "verdict_label": VERDICT_LABELS.get(m.verdict, "") if m.verdict else "",
+                "need": m.need if m.need is not None else float("nan"),
                 "inferences": units,
                 "sci_kgco2e_per_1000_inferences": per_1000,
             }
@@ -232,7 +266,7 @@ def model_summaries(
     frame = pd.DataFrame.from_records(records, columns=MODEL_LIST_COLUMNS)
     # Ids stay ints (or None) for the page's links; pandas would make the column float with NaN.
     frame["last_training_run_id"] = pd.Series(
-        [m.last_training_id for m in models],  # type: ignore[attr-defined]
+        [m.last_training_id for m in models],
         dtype=object,
     )
     by, ascending = SORTS[sort]
@@ -242,7 +276,7 @@ def model_summaries(
 def _sci_by_model(
     organisation_id: int,
     runs: pd.DataFrame,
-    models: list[MLModel],
+    models: list[ModelRow],
     start: datetime,
     end: datetime,
 ) -> dict[int, tuple[float, float]]:
