@@ -136,7 +136,19 @@ def models_with_latest(*, organisation_id: int, team_ids: Iterable[int]) -> list
     return [ModelRow(*row) for row in rows]
 
 
-def _sums(rows: Iterable[dict[str, object]], columns: list[str]) -> pd.DataFrame:
+# Tuples, not dicts: building a dict per grouped row was ~70 ms of the 500-model list.
+IN_RANGE_COLUMNS = [
+    "team_id",
+    "model_key",
+    "run_key",
+    "energy_kwh",
+    "operational_kgco2e",
+    "embodied_kgco2e",
+]
+SCI_COLUMNS = ["team_id", "model_key", "run_key", "operational_kgco2e", "embodied_kgco2e"]
+
+
+def _sums(rows: Iterable[tuple[object, ...]], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(list(rows), columns=columns)
     for c in ("energy_kwh", "operational_kgco2e", "embodied_kgco2e"):
         if c in frame:
@@ -195,8 +207,9 @@ def model_summaries(
             operational_kgco2e=Sum("operational_location_kgco2e"),
             embodied_kgco2e=Sum("embodied_kgco2e"),
         )
-        .order_by(),
-        ["team_id", "model_key", "run_key", "energy_kwh", "operational_kgco2e", "embodied_kgco2e"],
+        .order_by()
+        .values_list(*IN_RANGE_COLUMNS),
+        IN_RANGE_COLUMNS,
     )
     in_range["model_id"] = [
         model_ids.get((t, k))
@@ -314,8 +327,9 @@ def _sci_by_model(
             operational_kgco2e=Sum("operational_location_kgco2e"),
             embodied_kgco2e=Sum("embodied_kgco2e"),
         )
-        .order_by(),
-        ["team_id", "model_key", "run_key", "operational_kgco2e", "embodied_kgco2e"],
+        .order_by()
+        .values_list(*SCI_COLUMNS),
+        SCI_COLUMNS,
     )
     kg = {
         (t, m, r): o + e
