@@ -8,7 +8,7 @@ over [start, as_of), where ``start`` covers every budget's period and forecast h
   organisation and team keys, DailyRollup filtered on the budgets' model keys for model keys;
 * HourlyRollup is read only for today's partial day [day(as_of), as_of) and for days whose daily
   rows are stale (never refreshed, or an hourly window recomputed after the day's last refresh:
-  ``kpis.daily.stale_days``'s rule), so the sums always equal the hourly ones.
+  ``kpis.daily.stale_days_between``), so the sums always equal the hourly ones.
 
 Each source is grouped by its bucket (day or hour), the key columns it needs and ``currency`` (a
 cost budget counts only its currency; the rest is uncosted energy). Queries: two for stale days,
@@ -22,18 +22,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Min, Q, QuerySet, Sum
 
 from greenkpi.alerts.choices import BudgetScope, Metric
 from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW, day_floor
-from greenkpi.kpis.daily import SETTLE
+from greenkpi.kpis import daily
 from greenkpi.kpis.models import (
     DailyRollup,
     DailyTeamRollup,
-    DailyWindow,
     HourlyRollup,
-    RollupWindow,
 )
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
@@ -114,37 +111,6 @@ def _day_moment(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def stale_days(*, organisation_id: int, start: date, end: date) -> set[date]:
-    """Days in [start, end) whose daily rows may differ from the hourly ones: never refreshed, or
-    an hourly window recomputed after the refresh (kpis.daily's rule, SETTLE included). Two
-    queries of at most one row per day."""
-    refreshed = dict(
-        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=start, day__lt=end)
-        .values_list("day", "refreshed_at")
-        .order_by()  # the model's ordering would join the organisation for its name
-    )
-    computed = (
-        RollupWindow.objects.filter(
-            organisation_id=organisation_id,
-            hour__gte=_day_moment(start),
-            hour__lt=_day_moment(end),
-            computed_at__isnull=False,
-        )
-        .annotate(d=TruncDate("hour", tzinfo=UTC))
-        .values("d")
-        .annotate(last=Max("computed_at"))
-        .values_list("d", "last")
-        .order_by()
-    )
-    stale = {d for d, last in computed if d in refreshed and refreshed[d] <= last + SETTLE}
-    day = start
-    while day < end:
-        if day not in refreshed:
-            stale.add(day)
-        day += DAY
-    return stale
-
-
 def _day_ranges(days: Iterable[date]) -> list[tuple[datetime, datetime]]:
     """Sorted days as [start, end) runs of consecutive days."""
     runs: list[tuple[datetime, datetime]] = []
@@ -192,7 +158,12 @@ def scope_series(
     if not keys:
         return out
     today = day_floor(as_of)
-    stale = stale_days(organisation_id=organisation_id, start=start.date(), end=today.date())
+    stale = daily.stale_days_between(
+        organisation_id=organisation_id,
+        start=start.date(),
+        end=today.date(),
+        unrefreshed_are_stale=True,
+    )
     org_wide = (None, None) in keys
     team_ids = sorted({t for t, m in keys if t is not None and m is None})
     model_keys = sorted({m for _, m in keys if m is not None})

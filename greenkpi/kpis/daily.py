@@ -332,10 +332,15 @@ def stale_days(*, limit: int = 400) -> list[tuple[int, date]]:
     return list(found[:limit])
 
 
-def stale_days_between(*, organisation_id: int, start: date, end: date) -> set[date]:
+def stale_days_between(
+    *, organisation_id: int, start: date, end: date, unrefreshed_are_stale: bool = False
+) -> set[date]:
     """Days in [start, end) whose daily rows may differ from the hourly ones: a window computed
     but the day never refreshed, or recomputed after the refresh (``stale_days``'s rule, SETTLE
-    included). A reader takes these days from HourlyRollup. Two queries of one row per day."""
+    included). A reader takes these days from HourlyRollup. Two queries of one row per day.
+
+    ``unrefreshed_are_stale``: also every day never refreshed, windows or not (budgets take no
+    chance on hourly rows written without a window record, e.g. by tests and backfills)."""
     refreshed = dict(
         DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=start, day__lt=end)
         .values_list("day", "refreshed_at")
@@ -356,7 +361,10 @@ def stale_days_between(*, organisation_id: int, start: date, end: date) -> set[d
     )
     # A day without computed windows has no hourly rows (only a window's recompute writes them),
     # so whatever daily rows it has are all there is: not stale.
-    return {d for d, last in computed if d not in refreshed or refreshed[d] <= last + SETTLE}
+    stale = {d for d, last in computed if d not in refreshed or refreshed[d] <= last + SETTLE}
+    if unrefreshed_are_stale:
+        stale |= {start + timedelta(days=n) for n in range((end - start).days)} - refreshed.keys()
+    return stale
 
 
 def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRun:
