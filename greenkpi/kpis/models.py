@@ -174,6 +174,31 @@ class DailySums(models.Model):
     likewise are kgCO2e / facility kWh.
     """
 
+    # The key both tables share (the site: the carbon pages show which intensity sources each site
+    # used; the currency: cost never sums two currencies). No single-column FK indexes: the
+    # composite ones serve every read, and each extra index slows the refresh's bulk insert.
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField(help_text="The UTC day.")
+    team = models.ForeignKey(
+        Team,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
+    )
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        db_index=False,
+    )
+    currency = models.CharField(max_length=3, blank=True)
+
     samples = models.PositiveBigIntegerField()
     covered_s = models.FloatField()
     energy_kwh = models.FloatField()
@@ -232,32 +257,9 @@ class DailyRollup(DailySums):
     key, so ``cost`` never sums two currencies.
     """
 
-    # No single-column FK indexes: the composite ones below serve every read, and each extra
-    # index slows the refresh's bulk insert.
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField(help_text="The UTC day.")
-    team = models.ForeignKey(
-        Team,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
     model_key = models.CharField(max_length=200, blank=True)
     run_key = models.CharField(max_length=200, blank=True)
-    site = models.ForeignKey(
-        Site,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
     device_kind = models.CharField(max_length=8)
-    currency = models.CharField(max_length=3, blank=True)
 
     hours = models.PositiveIntegerField(help_text="Distinct hours with rows.")
     devices = models.PositiveIntegerField(help_text="Distinct devices with rows.")
@@ -333,29 +335,6 @@ class DailyTeamRollup(DailySums):
     What organisation-wide pages of whole days read (a year of 50 teams is ~20 k rows, against
     ~430 k DailyRollup rows for 500 models). Rebuilt with its day by ``kpis.daily.days_refresh``.
     """
-
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField()
-    team = models.ForeignKey(
-        Team,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
-    # The site is part of the key: the carbon pages show which intensity sources each site used.
-    site = models.ForeignKey(
-        Site,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-        db_index=False,
-    )
-    currency = models.CharField(max_length=3, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["organisation", "day"], name="daily_team_org_day_idx")]
