@@ -24,6 +24,19 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#9
 NO_DATA = "No measurements in this period"
 
 
+def empty_note() -> dict[str, Any]:
+    """The 'no data' text in the middle of an empty chart."""
+    return {
+        "text": NO_DATA,
+        "showarrow": False,
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "font": {"size": 15},
+    }
+
+
 def _layout(
     *, x_title: str, y_title: str, empty: bool, x_span: list[str] | None = None, **extra: Any
 ) -> dict[str, Any]:
@@ -44,17 +57,7 @@ def _layout(
     if x_span is not None:
         layout["xaxis"]["range"] = x_span
     if empty:
-        layout["annotations"] = [
-            {
-                "text": NO_DATA,
-                "showarrow": False,
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0.5,
-                "y": 0.5,
-                "font": {"size": 15},
-            }
-        ]
+        layout["annotations"] = [empty_note()]
         layout["xaxis"]["showticklabels"] = layout["yaxis"]["showticklabels"] = False
     return layout
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenkpi.dashboard.figures import NO_DATA, PALETTE, Figure, TimeRange, _naive_utc
+from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _naive_utc, empty_note
 
 LOCATION_COLOUR = "#0072B2"
 BEST_COLOUR = "#009E73"
@@ -31,18 +31,6 @@ def _caption(text: str) -> dict[str, Any]:
         "yanchor": "bottom",
         "xanchor": "left",
         "font": {"size": 11, "color": "#555"},
-    }
-
-
-def _empty_note() -> dict[str, Any]:
-    return {
-        "text": NO_DATA,
-        "showarrow": False,
-        "xref": "paper",
-        "yref": "paper",
-        "x": 0.5,
-        "y": 0.5,
-        "font": {"size": 15},
     }
 
 
@@ -128,7 +116,7 @@ def co2e_by_team(
         "font": {"family": "system-ui, sans-serif", "size": 13},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
-        "annotations": [_caption(caption)] + ([] if traces else [_empty_note()]),
+        "annotations": [_caption(caption)] + ([] if traces else [empty_note()]),
     }
     return {"data": traces, "layout": layout}
 
@@ -157,6 +145,6 @@ def grid_profile(frame: pd.DataFrame, *, caption: str = "") -> Figure:
         "font": {"family": "system-ui, sans-serif", "size": 13},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
-        "annotations": [_caption(caption)] + ([] if traces else [_empty_note()]),
+        "annotations": [_caption(caption)] + ([] if traces else [empty_note()]),
     }
     return {"data": traces, "layout": layout}
