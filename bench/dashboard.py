@@ -41,19 +41,15 @@ import argparse
 import os
 import statistics
 import struct
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
+import benchdb
 import numpy as np
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "gk_bench_dashboard"
-DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+DB_URL = benchdb.url_of(DB_NAME)
 VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-dashboard-var")
 GPUS_PER_HOST = 8
 SAMPLED_HOSTS = 25  # hosts with 7 days of raw windows (200 GPUs, 2 M rows)
@@ -71,25 +67,11 @@ def say(text: str) -> None:
 
 
 def recreate_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    env = {**os.environ, "DATABASE_URL": DB_URL, "GREENKPI_VAR_DIR": VAR_DIR}
-    env.pop("REDIS_URL", None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
-    )
+    benchdb.recreate_database(DB_NAME, VAR_DIR)
 
 
 def setup_django() -> None:
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ["GREENKPI_VAR_DIR"] = VAR_DIR
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "greenkpi.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    benchdb.setup_django(DB_NAME, VAR_DIR)
 
 
 def populate_inventory(*, gpus: int, teams: int) -> dict:
@@ -702,7 +684,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.database:  # one's own, so two people's benches never drop each other's
         DB_NAME = args.database
-        DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+        DB_URL = benchdb.url_of(DB_NAME)
     hourly_days = min(args.hourly_days, args.days)
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=args.days - 1)

@@ -31,42 +31,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import benchdb
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "greenkpi_bench_rollup"
-DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+DB_URL = benchdb.url_of(DB_NAME)
 VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-rollup-var")
 GPUS_PER_HOST = 10
 
 
 def recreate_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    env = {**os.environ, "DATABASE_URL": DB_URL, "GREENKPI_VAR_DIR": VAR_DIR}
-    env.pop("REDIS_URL", None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
-    )
+    benchdb.recreate_database(DB_NAME, VAR_DIR)
 
 
 def setup_django() -> None:
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ["GREENKPI_VAR_DIR"] = VAR_DIR
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "greenkpi.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    benchdb.setup_django(DB_NAME, VAR_DIR)
 
 
 def populate(*, gpus: int, hours: int, start: datetime, share_every: int) -> int:
