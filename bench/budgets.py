@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard as bench  # bench/dashboard.py, imported as a sibling module
 
 bench.DB_NAME = "gk_bench_budgets"
-bench.DB_URL = bench.PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + bench.DB_NAME
+bench.DB_URL = bench.benchdb.url_of(bench.DB_NAME)
 bench.VAR_DIR = "/tmp/gk-bench-budgets-var"
 
 # The budgets themselves are bench/dashboard.py's (it creates ``--budgets`` of them before timing).
