@@ -8,6 +8,7 @@ imports it to validate them. A breaking change means a new module (``v2``) and a
 from greenkpi_schema.v1 import (
     DEVICE_KINDS,
     METHODS,
+    SCHEDULER_KINDS,
     SCHEMA_VERSION,
     SHARE_METHODS,
     SUPPORTED_VERSIONS,
@@ -18,6 +19,7 @@ from greenkpi_schema.v1 import (
     Limits,
     Sample,
     Share,
+    SlurmJob,
     ValidationFailed,
     format_time,
     parse_batch,
@@ -26,6 +28,7 @@ from greenkpi_schema.v1 import (
 __all__ = [
     "DEVICE_KINDS",
     "METHODS",
+    "SCHEDULER_KINDS",
     "SCHEMA_VERSION",
     "SHARE_METHODS",
     "SUPPORTED_VERSIONS",
@@ -36,6 +39,7 @@ __all__ = [
     "Limits",
     "Sample",
     "Share",
+    "SlurmJob",
     "ValidationFailed",
     "format_time",
     "parse_batch",

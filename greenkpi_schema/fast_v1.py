@@ -11,7 +11,7 @@ with equal values.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta, field
@@ -25,10 +25,13 @@ from greenkpi_schema.v1 import (
     MAX_SHARES,
     MAX_TAGS,
     PID_MAX,
+    SLURM_JOB_ID_PATTERN,
+    SLURM_TEXT_LIMITS,
     FieldError,
     HostFacts,
     Limits,
     _parse_host,
+    scheduler_problem,
 )
 
 Key = Annotated[str, Meta(min_length=1, max_length=MAX_KEY_LEN)]
@@ -43,16 +46,54 @@ Tags = Annotated[
 ]
 
 
+def _text(name: str) -> Any:
+    return Annotated[str, Meta(min_length=1, max_length=SLURM_TEXT_LIMITS[name])]
+
+
+UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
+
+
+class WireSlurmJob(msgspec.Struct):
+    """A decoded shares[].scheduler of kind slurm; same attribute names as v1.SlurmJob.
+
+    ``kind`` is a plain required field while Slurm is the only kind. Issue 13 turns this into a
+    tagged union (``tag_field="kind"``) with a K8s struct: the wire form stays the same.
+    """
+
+    kind_: Literal["slurm"] = field(name="kind")
+    cluster: _text("cluster")  # type: ignore[valid-type]
+    job_id: Annotated[str, Meta(pattern=SLURM_JOB_ID_PATTERN)]
+    array_job_id: UInt32 | None = None
+    array_task_id: UInt32 | None = None
+    het_job_id: UInt32 | None = None
+    het_job_offset: UInt32 | None = None
+    user: _text("user") | None = None  # type: ignore[valid-type]
+    account: _text("account") | None = None  # type: ignore[valid-type]
+    partition: _text("partition") | None = None  # type: ignore[valid-type]
+    qos: _text("qos") | None = None  # type: ignore[valid-type]
+    job_name: _text("job_name") | None = None  # type: ignore[valid-type]
+    comment: _text("comment") | None = None  # type: ignore[valid-type]
+    nodes: _text("nodes") | None = None  # type: ignore[valid-type]
+    start: AwareTime | None = None
+    end: AwareTime | None = None
+    complete: bool = True
+
+    kind: ClassVar[str] = "slurm"
+
+
 class WireShare(msgspec.Struct):
     """A decoded share; same attribute names as v1.Share."""
 
     energy_j: Energy
-    method: Literal["utilization", "equal", "declared", "unattributed"] = "declared"
+    method: Literal["utilization", "equal", "declared", "unattributed", "allocated-idle"] = (
+        "declared"
+    )
     team: Key | None = None
     model: Key | None = None
     run: Key | None = None
     pid: Annotated[int, Meta(ge=0, lt=PID_MAX)] | None = None
     tags: Tags = field(default_factory=dict)
+    scheduler: WireSlurmJob | None = None
 
 
 class WireSample(msgspec.Struct):
@@ -124,6 +165,12 @@ def decode_batch_fast(body: bytes, *, now: datetime, limits: Limits) -> DecodedB
             total = 0.0
             for share in sample.shares:
                 total += share.energy_j
+                job = share.scheduler
+                if job is None:
+                    if share.method == "allocated-idle":
+                        return None
+                elif not _job_ok(job):
+                    return None
             energy = sample.energy_j
             if abs(total - energy) > max(1e-6 * energy, 1e-3):
                 return None
@@ -132,3 +179,12 @@ def decode_batch_fast(body: bytes, *, now: datetime, limits: Limits) -> DecodedB
             return None
         seen.add(key)
     return DecodedBatch(host=host, samples=wire.samples)
+
+
+def _job_ok(job: WireSlurmJob) -> bool:
+    """Normalise the job's times to UTC (as v1 does) and apply v1's cross-field rules."""
+    if job.start is not None and job.start.tzinfo is not UTC:
+        job.start = job.start.astimezone(UTC)
+    if job.end is not None and job.end.tzinfo is not UTC:
+        job.end = job.end.astimezone(UTC)
+    return scheduler_problem(job) is None

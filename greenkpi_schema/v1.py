@@ -7,9 +7,10 @@ serializer costs ~35 ms per 1,000 samples, this loop a few. It collects every pr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -18,8 +19,12 @@ DEVICE_KINDS = ("gpu", "cpu", "dram", "host")
 # integrated over time, or a model (e.g. TDP x load).
 METHODS = ("counter", "power_integral", "estimate")
 # How a share of a window was attributed: by per-process utilization, split equally, declared by
-# the client as a whole, or nobody claimed it.
-SHARE_METHODS = ("utilization", "equal", "declared", "unattributed")
+# the client as a whole, nobody claimed it, or a scheduler had allocated the GPU to a job that ran
+# no process on it (or kept it < 5 % busy): the job is charged for the idle allocation.
+SHARE_METHODS = ("utilization", "equal", "declared", "unattributed", "allocated-idle")
+# Who scheduled the work a share belongs to (shares[].scheduler.kind). Issue 13 adds "k8s" as a
+# second object type next to SlurmJob; the wire field `kind` already tells them apart.
+SCHEDULER_KINDS = ("slurm",)
 
 MAX_ERRORS = 100
 MAX_KEY_LEN = 200
@@ -67,6 +72,57 @@ class ValidationFailed(ValueError):
         )
 
 
+# Slurm's job id as people write it: "1234", an array task "1234_7", a het job component "1234+1".
+# [0-9], not \d (which also matches other scripts' digits); \Z, not $ (which allows a trailing
+# newline). fast_v1 uses the same pattern through msgspec, which also calls re.search.
+SLURM_JOB_ID_PATTERN = r"^[0-9]{1,10}(?:_[0-9]{1,10}|\+[0-9]{1,10})?\Z"
+_SLURM_JOB_ID = re.compile(SLURM_JOB_ID_PATTERN)
+_UINT32 = 2**32
+# Longest accepted text per SlurmJob field (characters); the collector truncates to these.
+SLURM_TEXT_LIMITS = {
+    "cluster": 100,
+    "user": 100,
+    "account": 100,
+    "partition": 100,
+    "qos": 100,
+    "job_name": 200,
+    "comment": 500,
+    "nodes": 1000,
+}
+SLURM_ID_FIELDS = ("array_job_id", "array_task_id", "het_job_id", "het_job_offset")
+
+
+@dataclass(slots=True)
+class SlurmJob:
+    """The Slurm job a share's processes (or its idle allocated GPU) belonged to.
+
+    Only ``cluster`` and ``job_id`` are required: a collector whose ``scontrol`` failed sends what it
+    knows (the job id from the process's cgroup or environment) with ``complete=False``.
+    """
+
+    kind: ClassVar[str] = "slurm"
+    cluster: str
+    job_id: str
+    array_job_id: int | None = None
+    array_task_id: int | None = None
+    het_job_id: int | None = None
+    het_job_offset: int | None = None
+    user: str | None = None
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    job_name: str | None = None
+    comment: str | None = None
+    nodes: str | None = None  # a Slurm nodelist expression, e.g. "gpu[01-04]"
+    start: datetime | None = None
+    end: datetime | None = None
+    complete: bool = True
+
+
+# A share's scheduler identity; issue 13 widens this to ``SlurmJob | K8sPod``.
+Scheduler = SlurmJob
+
+
 @dataclass(slots=True)
 class Share:
     energy_j: float
@@ -76,6 +132,7 @@ class Share:
     run: str | None = None
     pid: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    scheduler: Scheduler | None = None
 
 
 @dataclass(slots=True)
@@ -619,9 +676,18 @@ def _fast_shares(raw: Any, energy: float) -> list[Share] | None:
         run = get("run")
         if run is not None and (type(run) is not str or not run or len(run) > MAX_KEY_LEN):
             return None
+        scheduler = None
+        scheduler_raw = get("scheduler")
+        if scheduler_raw is not None:
+            problems: list[FieldError] = []
+            scheduler = _parse_scheduler(scheduler_raw, "", problems, 0)
+            if problems:
+                return None
+        elif method == "allocated-idle":
+            return None
         share_energy = float(share_energy)
         total += share_energy
-        shares.append(Share(share_energy, method, team, model, run, pid, tags))
+        shares.append(Share(share_energy, method, team, model, run, pid, tags, scheduler))
     if shares and abs(total - energy) > max(1e-6 * energy, 1e-3):
         return None
     return shares
@@ -679,6 +745,18 @@ def _parse_shares(
                 )
             )
             continue
+        scheduler = None
+        if item.get("scheduler") is not None:
+            scheduler = _parse_scheduler(item["scheduler"], f"{pointer}/scheduler", errors, i)
+        elif method == "allocated-idle":
+            errors.append(
+                FieldError(
+                    f"{pointer}/scheduler",
+                    "required",
+                    "an allocated-idle share names the job the GPU was allocated to",
+                    i,
+                )
+            )
         share = Share(
             energy_j=float(share_energy),
             method=method,
@@ -687,6 +765,7 @@ def _parse_shares(
             run=_key(item.get("run"), f"{pointer}/run", errors, i),
             pid=pid,
             tags=tags,
+            scheduler=scheduler,
         )
         total += share.energy_j
         shares.append(share)
@@ -700,6 +779,156 @@ def _parse_shares(
             )
         )
     return shares
+
+
+def _parse_scheduler(raw: Any, pointer: str, errors: list[FieldError], i: int) -> Scheduler | None:
+    if not isinstance(raw, dict):
+        errors.append(FieldError(pointer, "type", "scheduler must be an object", i))
+        return None
+    kind = raw.get("kind")
+    if kind not in SCHEDULER_KINDS:
+        errors.append(
+            FieldError(
+                f"{pointer}/kind", "choice", f"must be one of {', '.join(SCHEDULER_KINDS)}", i
+            )
+        )
+        return None
+    before = len(errors)
+    texts: dict[str, str | None] = {}
+    for name, limit in SLURM_TEXT_LIMITS.items():
+        value = raw.get(name)
+        if value is None:
+            if name == "cluster":
+                errors.append(
+                    FieldError(f"{pointer}/cluster", "required", "cluster is required", i)
+                )
+            texts[name] = None
+        elif type(value) is not str or not value or len(value) > limit:
+            errors.append(
+                FieldError(
+                    f"{pointer}/{name}",
+                    "type",
+                    f"must be a non-empty string of at most {limit} characters",
+                    i,
+                )
+            )
+        else:
+            texts[name] = value
+    job_id = raw.get("job_id")
+    if job_id is None:
+        errors.append(FieldError(f"{pointer}/job_id", "required", "job_id is required", i))
+    elif type(job_id) is not str or _SLURM_JOB_ID.search(job_id) is None:
+        errors.append(
+            FieldError(
+                f"{pointer}/job_id",
+                "format",
+                'must be a Slurm job id: "1234", array task "1234_7" or het component "1234+1"',
+                i,
+            )
+        )
+    ids: dict[str, int | None] = {}
+    for name in SLURM_ID_FIELDS:
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value < _UINT32):
+            errors.append(
+                FieldError(f"{pointer}/{name}", "type", "must be an integer in [0, 2**32)", i)
+            )
+        ids[name] = value
+    times: dict[str, datetime | None] = {}
+    for name in ("start", "end"):
+        value = raw.get(name)
+        if value is None:
+            times[name] = None
+            continue
+        moment = _parse_time(value)
+        if isinstance(moment, str):
+            errors.append(FieldError(f"{pointer}/{name}", "time", moment, i))
+        else:
+            times[name] = moment
+    complete = raw.get("complete", True)
+    if type(complete) is not bool:
+        errors.append(FieldError(f"{pointer}/complete", "type", "must be true or false", i))
+    if len(errors) > before:
+        return None
+    job = SlurmJob(
+        cluster=cast(str, texts["cluster"]),
+        job_id=cast(str, job_id),
+        array_job_id=ids["array_job_id"],
+        array_task_id=ids["array_task_id"],
+        het_job_id=ids["het_job_id"],
+        het_job_offset=ids["het_job_offset"],
+        user=texts["user"],
+        account=texts["account"],
+        partition=texts["partition"],
+        qos=texts["qos"],
+        job_name=texts["job_name"],
+        comment=texts["comment"],
+        nodes=texts["nodes"],
+        start=times["start"],
+        end=times["end"],
+        complete=complete,
+    )
+    problem = scheduler_problem(job)
+    if problem is not None:
+        errors.append(FieldError(f"{pointer}/{problem[0]}", problem[1], problem[2], i))
+        return None
+    return job
+
+
+def scheduler_problem(job: Any) -> tuple[str, str, str] | None:
+    """(field, code, message) if a well-typed SlurmJob contradicts itself, else None.
+
+    Shared by v1 and fast_v1 so both refuse exactly the same jobs: the canonical job id and the
+    array / het fields must say the same thing, and a job cannot end before it starts.
+    """
+    job_id: str = job.job_id
+    array = (job.array_job_id, job.array_task_id)
+    het = (job.het_job_id, job.het_job_offset)
+    if "_" in job_id:
+        expected_array: tuple[int | None, int | None] = tuple(  # type: ignore[assignment]
+            int(part) for part in job_id.split("_")
+        )
+        if array != expected_array or het != (None, None):
+            return (
+                "job_id",
+                "consistency",
+                "an array task id A_T needs array_job_id A and array_task_id T (and no het fields)",
+            )
+    elif "+" in job_id:
+        expected_het: tuple[int | None, int | None] = tuple(  # type: ignore[assignment]
+            int(part) for part in job_id.split("+")
+        )
+        if het != expected_het or array != (None, None):
+            return (
+                "job_id",
+                "consistency",
+                "a het component id J+O needs het_job_id J and het_job_offset O (and no array fields)",
+            )
+    elif array != (None, None) or het != (None, None):
+        return (
+            "job_id",
+            "consistency",
+            "array and het fields need a job_id of the form A_T or J+O",
+        )
+    if job.start is not None and job.end is not None and job.end < job.start:
+        return ("end", "order", "a job cannot end before it starts")
+    return None
+
+
+def scheduler_to_json(job: Any) -> dict[str, Any]:
+    """The wire form of a SlurmJob (v1 dataclass or fast_v1 struct): known fields only."""
+    out: dict[str, Any] = {"kind": job.kind, "cluster": job.cluster, "job_id": job.job_id}
+    for name in (*SLURM_ID_FIELDS, *SLURM_TEXT_LIMITS):
+        value = getattr(job, name)
+        if value is not None:
+            out[name] = value
+    for name in ("start", "end"):
+        moment = getattr(job, name)
+        if moment is not None:
+            out[name] = format_time(moment)
+    if not job.complete:
+        out["complete"] = False
+    return out
 
 
 def batch_to_json(batch: Batch) -> dict[str, Any]:
@@ -763,6 +992,7 @@ def sample_to_json(sample: Sample) -> dict[str, Any]:
                     ("run", s.run),
                     ("pid", s.pid),
                     ("tags", s.tags or None),
+                    ("scheduler", scheduler_to_json(s.scheduler) if s.scheduler else None),
                 )
                 if v is not None
             }

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from greenkpi_schema import DEVICE_KINDS, METHODS, SHARE_METHODS, SUPPORTED_VERSIONS
+from greenkpi_schema import (
+    DEVICE_KINDS,
+    METHODS,
+    SCHEDULER_KINDS,
+    SHARE_METHODS,
+    SUPPORTED_VERSIONS,
+)
+from greenkpi_schema.v1 import SLURM_ID_FIELDS, SLURM_JOB_ID_PATTERN, SLURM_TEXT_LIMITS
 
 INGEST_DESCRIPTION = """
 Stores a batch of measurement windows from one host. Authenticate with a collector token
@@ -25,6 +32,35 @@ _time = {
     "description": "ISO 8601 with a time zone (UTC, Z)",
 }
 
+SCHEDULER_SCHEMA = {
+    "type": "object",
+    "description": "The scheduler job this share belongs to (docs/api.md, 'Scheduler identity')",
+    "required": ["kind", "cluster", "job_id"],
+    "properties": {
+        "kind": {"type": "string", "enum": list(SCHEDULER_KINDS)},
+        "job_id": {
+            "type": "string",
+            "pattern": SLURM_JOB_ID_PATTERN,
+            "description": '"1234", array task "1234_7", het component "1234+1"',
+        },
+        **{
+            name: {"type": "string", "minLength": 1, "maxLength": limit}
+            for name, limit in SLURM_TEXT_LIMITS.items()
+        },
+        **{
+            name: {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+            for name in SLURM_ID_FIELDS
+        },
+        "start": {**_time, "nullable": True},
+        "end": {**_time, "nullable": True},
+        "complete": {
+            "type": "boolean",
+            "default": True,
+            "description": "false: the job lookup failed, only the fields sent are known",
+        },
+    },
+}
+
 SHARE_SCHEMA = {
     "type": "object",
     "required": ["energy_j"],
@@ -43,6 +79,7 @@ SHARE_SCHEMA = {
         "run": {"type": "string", "description": "Run key"},
         "pid": {"type": "integer", "minimum": 0},
         "tags": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 32},
+        "scheduler": SCHEDULER_SCHEMA,
     },
 }
 

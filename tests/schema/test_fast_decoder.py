@@ -9,7 +9,7 @@ import orjson
 
 from greenkpi_schema import Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import decode_batch_fast
-from greenkpi_schema.v1 import OPTIONAL_MEASUREMENTS
+from greenkpi_schema.v1 import OPTIONAL_MEASUREMENTS, scheduler_to_json
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_samples=50, max_window_s=120, max_future_s=600, max_age_s=86400)
@@ -70,7 +70,63 @@ ODD_VALUES = [
     300.0,
     12000,
     11999.9995,
+    "slurm",
+    "k8s",
+    "1234",
+    "1234_7",
+    "1234+1",
+    "12a",
+    "1234\n",
+    "١٢",
+    7,
+    1234,
+    2**32,
+    "2026-11-22T10:00:00+01:00",
 ]
+SCHEDULER_FIELDS = (
+    "kind",
+    "cluster",
+    "job_id",
+    "array_job_id",
+    "array_task_id",
+    "het_job_id",
+    "het_job_offset",
+    "user",
+    "account",
+    "partition",
+    "qos",
+    "job_name",
+    "comment",
+    "nodes",
+    "start",
+    "end",
+    "complete",
+)
+
+
+def slurm_job(rng: random.Random) -> dict:
+    job = {
+        "kind": "slurm",
+        "cluster": "c1",
+        "job_id": "1234",
+        "user": "ana",
+        "account": "vision",
+        "partition": "gpu",
+        "qos": "normal",
+        "job_name": "train",
+        "comment": "greenkpi:model=m",
+        "nodes": "n[01-02]",
+        "start": "2026-11-22T11:00:00Z",
+        "end": None,
+    }
+    form = rng.random()
+    if form < 0.3:
+        job.update(job_id="1234_7", array_job_id=1234, array_task_id=7)
+    elif form < 0.5:
+        job.update(job_id="1234+1", het_job_id=1234, het_job_offset=1)
+    if rng.random() < 0.3:
+        job["complete"] = False
+    return job
 
 
 def base_batch(rng: random.Random) -> dict:
@@ -105,7 +161,13 @@ def base_batch(rng: random.Random) -> dict:
                         "pid": 7,
                         "tags": {"k": "v"},
                     },
-                    {"energy_j": energy * 0.25, "method": "unattributed"},
+                    {"energy_j": energy * 0.125, "method": "unattributed"},
+                    {
+                        "energy_j": energy * 0.125,
+                        "method": rng.choice(["allocated-idle", "utilization"]),
+                        "run": "slurm:c1:1234",
+                        "scheduler": slurm_job(rng),
+                    },
                 ],
             }
         )
@@ -142,6 +204,19 @@ def mutate(batch: dict, rng: random.Random) -> None:
             share[rng.choice(["energy_j", "team", "method", "pid", "tags", "model"])] = rng.choice(
                 ODD_VALUES
             )
+        elif roll < 0.8:
+            share = sample["shares"][-1]
+            if not isinstance(share, dict):
+                continue
+            job = share.get("scheduler")
+            if not isinstance(job, dict):
+                share["scheduler"] = rng.choice(ODD_VALUES)
+            elif rng.random() < 0.1:
+                del share["scheduler"]  # legal unless the share is allocated-idle
+            elif rng.random() < 0.8:
+                job[rng.choice(SCHEDULER_FIELDS)] = rng.choice(ODD_VALUES)
+            else:
+                job.pop(rng.choice(SCHEDULER_FIELDS), None)
         elif roll < 0.85:
             sample.pop(rng.choice(SAMPLE_FIELDS), None)
         elif roll < 0.92:
@@ -154,7 +229,16 @@ def mutate(batch: dict, rng: random.Random) -> None:
 
 def as_tuple(sample) -> tuple:
     shares = tuple(
-        (s.energy_j, s.method, s.team, s.model, s.run, s.pid, tuple(sorted((s.tags or {}).items())))
+        (
+            s.energy_j,
+            s.method,
+            s.team,
+            s.model,
+            s.run,
+            s.pid,
+            tuple(sorted((s.tags or {}).items())),
+            scheduler_to_json(s.scheduler) if s.scheduler else None,
+        )
         for s in sample.shares
     )
     return (*(getattr(sample, f) for f in SAMPLE_FIELDS), shares)
