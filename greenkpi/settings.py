@@ -80,6 +80,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The one unit rule and the carbon names, in every template without {% load %}.
+            "builtins": ["greenkpi.kpis.templatetags.kpi_units"],
         },
     },
 ]

@@ -1,0 +1,76 @@
+"""The names of the carbon quantities, written once (glossary: docs/kpis.md, "Vocabulary").
+
+Every tile, chart axis, table column, CSV header, email and API description that shows one of
+these quantities takes its name from here, so "Scope 2 location-based" on the overview, the
+carbon page, the ESG report and a budget is the same quantity with the same value. Pure: no Django.
+
+- Scope 2 location-based: operational CO2e, facility energy (IT x PUE) x the grid's average
+  intensity where and when it was used (rollup column ``operational_location_kgco2e``).
+- Scope 2 market-based: operational CO2e with the site's contractual factor (PPA, guarantees of
+  origin), else the location-based intensity (``operational_market_kgco2e``).
+- embodied (Scope 3): the devices' manufacturing footprint amortised over their lifetime for the
+  time used, SCI's M (``embodied_kgco2e``).
+- total (SCI numerator): Scope 2 location-based + embodied, SCI's O + M (``total_kgco2e``; the
+  ``co2e`` KPI, the kgCO2e budgets, the model and run figures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A carbon quantity: its one name, the rollup/frame column that holds it in kg, and what it is."""
+
+    key: str
+    name: str
+    column: str
+    definition: str
+
+    @property
+    def title(self) -> str:
+        """The name at the start of a heading: "Embodied (Scope 3)"."""
+        return self.name[:1].upper() + self.name[1:]
+
+    @property
+    def tile(self) -> str:
+        """A tile or fact label: "CO2e, Scope 2 location-based"."""
+        return f"CO2e, {self.name}"
+
+    @property
+    def csv_header(self) -> str:
+        """A CSV header or table column with its unit: "Scope 2 location-based (kgCO2e)"."""
+        return f"{self.title} (kgCO2e)"
+
+
+SCOPE2_LOCATION = Quantity(
+    "location",
+    "Scope 2 location-based",
+    "operational_location_kgco2e",
+    "facility energy (IT x PUE) x the grid's average intensity where and when it was used",
+)
+SCOPE2_MARKET = Quantity(
+    "market",
+    "Scope 2 market-based",
+    "operational_market_kgco2e",
+    "facility energy x the site's contractual factor (PPA, guarantees of origin), else the "
+    "location-based intensity",
+)
+EMBODIED = Quantity(
+    "embodied",
+    "embodied (Scope 3)",
+    "embodied_kgco2e",
+    "the devices' manufacturing footprint amortised over their lifetime for the time used (SCI's M)",
+)
+TOTAL = Quantity(
+    "total",
+    "total (SCI numerator)",
+    "total_kgco2e",
+    "Scope 2 location-based + embodied (Scope 3): SCI's O + M",
+)
+QUANTITIES = (SCOPE2_LOCATION, SCOPE2_MARKET, EMBODIED, TOTAL)
+BY_COLUMN = {q.column: q for q in QUANTITIES}
+# Frames that hold the total under another name (model and run figures, budgets' co2e_kg).
+BY_COLUMN["kgco2e"] = TOTAL
+BY_COLUMN["co2e_kg"] = TOTAL
