@@ -13,7 +13,8 @@ from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.dashboard.selectors_carbon import kpi_table, methodology_versions, source_shares
-from greenkpi.kpis import formulas
+from greenkpi.kpis import formulas, labels
+from greenkpi.lib import units
 
 # --- tiles -----------------------------------------------------------------------------------
 
@@ -63,24 +64,21 @@ class Tile:
 
     @property
     def display(self) -> tuple[str, str]:
-        """(number, unit) as shown: kg as t from 1,000 kg on (the CSV keeps kg), three
-        significant digits below 100 so that a small pilot's grams do not read as 0.000."""
+        """(number, unit) as shown, by the one unit rule (lib/units.py): kgCO2e as t from
+        1,000 kg on (the CSV keeps kg), three significant digits, a share with one decimal."""
         if self.value is None:
             return "\u2013", self.unit
-        value, unit = self.value, self.unit
-        if unit == "kgCO2e" and abs(value) >= 1000:
-            value, unit = value / 1000, "tCO2e"
-        return number(value, percent=unit == "%"), unit
+        if self.unit == "%":
+            return f"{self.value:.1f}", self.unit
+        if self.unit == "kgCO2e":
+            mass = units.co2e_mass(self.value)
+            return mass.number, f"{mass.unit}CO2e"
+        return units.significant(self.value), self.unit
 
 
 def number(value: float, *, percent: bool = False) -> str:
-    if percent:
-        return f"{value:.1f}"
-    if value == 0 or abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:,.2f}"
-    return f"{value:.3g}"
+    """A figure by the one unit rule (a share with one decimal)."""
+    return f"{value:.1f}" if percent else units.significant(value)
 
 
 @dataclass(frozen=True)
@@ -98,13 +96,14 @@ class CarbonSummary:
 
 
 TILE_FIGURES = (
-    # key, label, column of kpi_table, unit
+    # key, label, column of kpi_table, unit; carbon names from kpis/labels.py (one vocabulary)
     ("energy", "IT energy", "energy_kwh", "kWh"),
     ("facility", "Facility energy (x PUE)", "facility_energy_kwh", "kWh"),
-    ("location", "CO2e, location-based", "operational_location_kgco2e", "kgCO2e"),
-    ("market", "CO2e, market-based", "operational_market_kgco2e", "kgCO2e"),
-    ("embodied", "Embodied CO2e", "embodied_kgco2e", "kgCO2e"),
-    ("embodied_share", "Embodied share of CO2e", "embodied_share", "%"),
+    *(
+        (q.key, q.tile, q.column, "kgCO2e")
+        for q in (labels.SCOPE2_LOCATION, labels.SCOPE2_MARKET, labels.EMBODIED, labels.TOTAL)
+    ),
+    ("embodied_share", f"{labels.EMBODIED.title} share of the total", "embodied_share", "%"),
     ("renewable", "Renewable share (kWh-weighted)", "renewable_share", "%"),
 )
 

@@ -6,7 +6,8 @@ page. CSV files keep raw SI numbers (kg, kWh); this module is for people.
 
 - Figures keep ``SIGNIFICANT_DIGITS`` significant digits (4,010 · 312 · 45.6 · 3.81 · 0.0123), but
   integer digits are never dropped (123,456 stays 123,456); no figure shows six decimals of noise.
-- A carbon *total* (kgCO2e) is written in kg below 1 t and in t from 1,000 kg on.
+- A carbon *total* (kgCO2e) is written in kg below 1 t and in t from 1,000 kg on (under 10 g, in
+  g: never six decimals of kg).
 - A carbon *intensity per functional unit* (kgCO2e per run, per 1,000 inferences ...) is written in
   g below 1 kg, in kg below 1 t, in t above; never "µ kg".
 """
@@ -55,13 +56,20 @@ KG_PER_T = 1000.0
 G_PER_KG = 1000.0
 
 
+# Below this a total is written in g: 0.00065 kg would need six decimals ("0.650 g" does not).
+TOTAL_IN_G_BELOW_KG = 0.01
+
+
 def co2e_mass(kg: float | None, digits: int = SIGNIFICANT_DIGITS) -> Figure:
-    """A carbon total: kg below 1 t, t from 1,000 kg on (unit "kg" or "t"; CO2e is the label's)."""
+    """A carbon total: kg below 1 t, t from 1,000 kg on (unit "kg" or "t"; CO2e is the label's);
+    a total under 10 g (a pilot's hour) in g rather than with six decimals of kg."""
     if _missing(kg):
         return Figure(NO_DATA, "kg")
     assert kg is not None
     if abs(kg) >= KG_PER_T:
         return Figure(significant(kg / KG_PER_T, digits), "t")
+    if kg != 0 and abs(kg) < TOTAL_IN_G_BELOW_KG:
+        return Figure(significant(kg * G_PER_KG, digits), "g")
     return Figure(significant(kg, digits), "kg")
 
 

@@ -37,6 +37,7 @@ from django.test.utils import CaptureQueriesContext
 
 from greenkpi.kpis import daily
 from greenkpi.kpis import services as kpi_services
+from greenkpi.lib.units import significant
 from greenkpi.workloads import retraining
 from greenkpi.workloads.models import MLModel, Run
 
@@ -296,7 +297,8 @@ def test_the_models_list_splits_training_and_inference_and_gives_sci_per_1000(
     assert row["last_training_run"] == "train-1" and row["last_training_status"] == "succeeded"
     assert row["verdict"] == "watch"
     page = client.get(f"/models/?{query}").content.decode()
-    assert f"{SCI_PER_1000:.6f}" in page
+    # SCI per 1,000 inferences is 1.439 g: written in grams by the one unit rule, not 0.001439 kg
+    assert f"{SCI_PER_1000 * 1000:.3g} g</td>" in page and f"{SCI_PER_1000:.6f}" not in page
     assert f'href="/models/{world.model.pk}/' in page
     assert "Watch" in page
 
@@ -434,12 +436,13 @@ def test_the_run_page_shows_what_the_run_measured(world, people):
     client = logged_in(people, "alice")
     page = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/").content.decode()
     assert 'data-testid="hosts">serve-node<' in page
-    assert f'data-testid="energy">{SERVE_KWH:.4f} kWh<' in page
-    assert f'data-testid="kgco2e">{SERVE_KG:.5f} kg<' in page
-    assert f'data-testid="sci-1000">{SCI_PER_1000:.6f} kgCO2e<' in page
+    assert f'data-kwh="{SERVE_KWH:.6g}">0.0150 kWh<' in page  # 3 significant digits
+    assert f'data-kg="{SERVE_KG:.6g}">7.20 g<' in page  # 0.0071952 kg: under 10 g, in g
+    # SCI per 1,000 inferences, as the run recorded inferences: in grams, never "µ kg".
+    assert f">{SCI_PER_1000 * 1000:.3g} gCO2e per 1,000 inferences<" in page
     assert "Inference service" in page and "Succeeded" in page
     # 2 GPUs x 3 windows x 60 s x 0.75 of each window = 270 s = 0.075 GPU-h, 75 % busy.
-    assert 'data-testid="gpu-hours">0.075 h<' in page
+    assert 'data-testid="gpu-hours">0.0750 h<' in page
     assert 'data-testid="gpu-util">75 % busy<' in page
     rows = csv_rows(client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.csv"))
     assert len(rows) == 2  # two GPUs, one hour
@@ -448,6 +451,29 @@ def test_the_run_page_shows_what_the_run_measured(world, people):
     figure = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/power.json").json()
     assert figure["layout"]["yaxis"]["title"]["text"] == "Mean power over the hour (W)"
     assert len(figure["data"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("unit", "count", "shown"),
+    [
+        # D2: one training run, its unit "run": SCI = its whole CO2e per run, never x 1,000.
+        ("run", 1, f"{significant(TRAIN_KG * 1000)} gCO2e per run"),  # 4.80 g of one run
+        ("token", 2_000_000, f"{significant(TRAIN_KG / 2 * 1000)} gCO2e per 1M tokens"),
+        ("samples", 500, f"{significant(TRAIN_KG / 500 * 1000 * 1000)} gCO2e per 1,000 samples"),
+    ],
+)
+def test_sci_is_shown_per_the_functional_unit_the_run_recorded(world, people, unit, count, shown):
+    """The run page and the model's runs table write SCI per the unit the run recorded (issue
+    12, D2: "SCI per 1,000 units 312260.18 kgCO2e" for a run whose unit is 1 run)."""
+    world.train.functional_unit = unit
+    world.train.functional_units = count
+    world.train.save()
+    client = logged_in(people, "nina")
+    run_page = client.get(f"/models/{world.model.pk}/runs/{world.train.pk}/").content.decode()
+    assert f">{shown}</dd>" in run_page
+    assert "per 1,000 units" not in run_page
+    model_page = client.get(f"/models/{world.model.pk}/?range=24h").content.decode()
+    assert f'data-testid="sci">{shown}</td>' in model_page
 
 
 def test_a_retrain_shows_its_gain_per_kwh_and_per_kgco2e(

@@ -44,6 +44,8 @@ def test_no_figure_is_written_with_six_decimals_of_noise():
         (999.4, "999 kg"),
         (1000.0, "1.00 t"),
         (0.5, "0.500 kg"),  # a total stays in kg below 1 t (grams are for per-unit figures)
+        (0.0123, "0.0123 kg"),
+        (0.00065, "0.650 g"),  # ... except under 10 g: never six decimals of kg
         (0, "0 kg"),
     ],
 )
