@@ -17,10 +17,12 @@ from types import FrameType
 
 from greenkpi_collector.attribution import Registry
 from greenkpi_collector.config import Config, ConfigError
+from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sampler import Sampler
 from greenkpi_collector.sender import Sender
 from greenkpi_collector.sources.base import Source, SourceUnavailable
 from greenkpi_collector.sources.host import EstimateSource, HostLoad, cpu_model
+from greenkpi_collector.sources.slurm import SlurmJobs
 from greenkpi_collector.spool import Spool
 from greenkpi_collector.transport import Transport
 from greenkpi_schema import DeviceInfo, HostFacts
@@ -62,6 +64,32 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
     return sources, notes, rapl
 
 
+def build_slurm(config: Config, notes: list[str]) -> SlurmJobs | None:
+    """The Slurm job source when enabled and reachable (auto), else None (with a note why)."""
+    if config.slurm == "off":
+        return None
+    from greenkpi_collector.sources.slurm import discover
+
+    cluster, why = discover(timeout_s=config.slurm_timeout_s)
+    if cluster is None:
+        if config.slurm == "on":
+            raise SourceUnavailable(f"slurm = on, but {why}")
+        if why != "scontrol is not on PATH":
+            notes.append(f"no Slurm attribution: {why}")
+        return None
+    return SlurmJobs(
+        cluster,
+        config.slurm_node,
+        refresh_s=config.slurm_refresh_s,
+        timeout_s=config.slurm_timeout_s,
+    )
+
+
+def gpu_indices(sources: list[Source]) -> dict[str, int]:
+    """GPU UUID -> NVML index, which Slurm's GRES IDX follows (gres.conf / AutoDetect=nvml)."""
+    return {g.uuid: g.index for s in sources for g in getattr(s, "gpus", ())}
+
+
 class Agent:
     def __init__(self, config: Config, sources: list[Source] | None = None) -> None:
         if not config.server:
@@ -84,15 +112,18 @@ class Agent:
         except OSError as exc:
             notes.append(f"registry {registry_dir} not writable by jobs ({exc.strerror})")
         quota = int(config.spool_max_mb * 2**20)
+        registry = Registry(registry_dir)
+        self.slurm = build_slurm(config, notes)
         self.sampler = Sampler(
             sources=sources,
             spool=Spool(config.spool_path, quota),
-            registry=Registry(registry_dir),
+            registry=registry,
             host_load=HostLoad() if rapl else None,
             interval_s=config.sample_interval_s,
             window_s=config.window_s,
             max_resume_gap_s=config.max_resume_gap_s,
             notes=notes,
+            attributor=Attributor(registry, slurm=self.slurm, gpu_index=gpu_indices(sources)),
         )
         self.sender = Sender(
             spool=Spool(config.spool_path, quota),
@@ -131,6 +162,9 @@ class Agent:
         )
         for note in self.sampler.notes:
             log.warning("%s", note)
+        if self.slurm is not None:
+            log.info("Slurm: cluster %s, node %s", self.slurm.cluster, self.slurm.node)
+            self.slurm.start()
         thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler")
         thread.start()
         try:
@@ -149,4 +183,6 @@ class Agent:
             self.sender.spool.close()
             for source in self.sources:
                 source.close()
+            if self.slurm is not None:
+                self.slurm.close()
         return 0

@@ -10,6 +10,8 @@ Split of one sampling interval's energy E on one GPU among its processes p (docs
     with per-process SM utilization u_p (any > 0):  E_p = E * u_p / sum(u)   method utilization
     otherwise:                                        E_p = E / n             method equal
     no process on the GPU, or p claimed by nobody:   to nobody               method unattributed
+    a scheduler job holds the GPU and it has no process, or the GPU is < 5 % busy and the
+    process belongs to that job:                     to the job              method allocated-idle
 Unattributed energy is charged by the backend to the host's default team.
 """
 
@@ -30,13 +32,20 @@ from greenkpi_collector.sources.base import ProcUse
 MAX_ANCESTORS = 64
 
 
+# A scheduler job as the window builder keys it: (scheduler cluster, Slurm's raw job id). Its facts
+# (canonical id, account, end, ...) are looked up when the window closes, so facts that arrive
+# mid-window do not split one job into two shares.
+JobKey = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Claim:
-    pid: int
+    pid: int | None
     team: str | None
     model: str | None
     run: str | None
     tags: tuple[tuple[str, str], ...] = ()
+    job: JobKey | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class ShareKey:
     pid: int | None
     method: str
     tags: tuple[tuple[str, str], ...] = ()
+    job: JobKey | None = None
 
     @classmethod
     def unattributed(cls) -> ShareKey:
@@ -54,14 +64,21 @@ class ShareKey:
 
     @classmethod
     def of(cls, claim: Claim, method: str) -> ShareKey:
-        return cls(claim.team, claim.model, claim.run, claim.pid, method, claim.tags)
+        return cls(claim.team, claim.model, claim.run, claim.pid, method, claim.tags, claim.job)
 
 
 def split_interval(
-    energy_j: float, procs: Iterable[ProcUse], resolve: Callable[[int], Claim | None]
+    energy_j: float,
+    procs: Iterable[ProcUse],
+    resolve: Callable[[int], Claim | None],
+    allocated: Claim | None = None,
+    idle: bool = False,
 ) -> list[tuple[ShareKey, float]]:
+    """``allocated``: the scheduler job holding this GPU; ``idle``: the GPU was < 5 % busy."""
     procs = list(procs)
     if not procs:
+        if allocated is not None:
+            return [(ShareKey.of(allocated, "allocated-idle"), energy_j)]
         return [(ShareKey.unattributed(), energy_j)]
     utils = [p.util for p in procs]
     if any(u for u in utils):
@@ -72,7 +89,12 @@ def split_interval(
     out = []
     for proc, weight in zip(procs, weights, strict=True):
         claim = resolve(proc.pid)
-        key = ShareKey.of(claim, method) if claim else ShareKey.unattributed()
+        if claim is None:
+            key = ShareKey.unattributed()
+        elif idle and allocated is not None and claim.job == allocated.job:
+            key = ShareKey.of(claim, "allocated-idle")  # the job's own process idles on it
+        else:
+            key = ShareKey.of(claim, method)
         out.append((key, energy_j * weight / total))
     return out
 
@@ -131,10 +153,10 @@ class Registry:
         if mtime == self._mtime and all(psutil.pid_exists(pid) for pid in self._claims):
             return
         self._mtime = mtime
-        claims = {}
+        claims: dict[int, Claim] = {}
         for path in self.directory.glob("*.json"):
             claim = self._load(path)
-            if claim is not None:
+            if claim is not None and claim.pid is not None:
                 claims[claim.pid] = claim
         self._claims = claims
 

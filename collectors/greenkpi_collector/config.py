@@ -49,6 +49,16 @@ OPTIONS = (
     Option(
         "cpu_tdp_w", float, None, "CPU TDP in watts for the estimate (sum of sockets)", minimum=1
     ),
+    Option(
+        "slurm",
+        str,
+        "auto",
+        "Slurm job attribution: auto (when scontrol answers), on (required), off",
+        ("auto", "on", "off"),
+    ),
+    Option("slurm_node", str, None, "this host's Slurm node name (default: short hostname)"),
+    Option("slurm_refresh_s", float, 15.0, "seconds between Slurm job listings", minimum=1.0),
+    Option("slurm_timeout_s", float, 10.0, "longest wait for scontrol/squeue", minimum=0.1),
     Option("sim_gpus", int, 2, "number of simulated GPUs (gpu = sim)", minimum=1),
     Option("sim_scenario", str, None, "JSON file scripting simulated processes (gpu = sim)"),
     Option(
@@ -92,6 +102,10 @@ class Config:
     cpu: str
     rapl_root: str
     cpu_tdp_w: float | None
+    slurm: str
+    slurm_node: str
+    slurm_refresh_s: float
+    slurm_timeout_s: float
     sim_gpus: int
     sim_scenario: str | None
     spool_max_mb: float
@@ -189,6 +203,7 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
             values[key] = _coerce(_BY_NAME[key], value, f"--{key.replace('_', '-')}")
             origin[key] = "command line"
     values["hostname"] = values["hostname"] or socket.gethostname()
+    values["slurm_node"] = values["slurm_node"] or socket.gethostname().split(".")[0]
     values["registry_dir"] = values["registry_dir"] or str(Path(values["state_dir"]) / "registry")
     if values["window_s"] < values["sample_interval_s"]:
         raise ConfigError("window_s must be at least sample_interval_s")

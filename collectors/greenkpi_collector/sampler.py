@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from greenkpi_collector.attribution import Registry
+from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sources.base import Reading, Source
 from greenkpi_collector.sources.host import HostLoad
 from greenkpi_collector.spool import Spool
@@ -44,10 +45,13 @@ class Sampler:
         max_resume_gap_s: float,
         notes: list[str] | None = None,
         clock: Callable[[], float] = time.time,
+        attributor: Attributor | None = None,
     ) -> None:
         self.sources = sources
         self.spool = spool
         self.registry = registry
+        # Registrations, GREENKPI_* environment and (when given) the Slurm job of each process.
+        self.attributor = attributor or Attributor(registry)
         self.host_load = host_load
         self.interval_s = interval_s
         self.window_s = window_s
@@ -78,21 +82,21 @@ class Sampler:
 
     def tick(self) -> None:
         t_wall = round(self.clock(), 3)
-        if self.registry is not None:
-            self.registry.refresh()
+        self.attributor.refresh()
         readings = self._read()
         self.ticks += 1
         if self.opened_at is None:
             self._open(readings, t_wall)
             return
-        resolve = self.registry.resolve if self.registry else _nobody
+        attributor = self.attributor
         for r in readings:
             window = self.windows.get(r.uuid)
             if window is None:  # a device that appeared (or answered) only now
                 self.windows[r.uuid] = resume(r, None, t_wall, 0)
                 self.cursors[r.uuid] = self.windows[r.uuid].cursor()
             else:
-                window.add(r, t_wall, resolve)
+                held = attributor.allocated(r.uuid, t_wall) if r.procs is not None else None
+                window.add(r, t_wall, attributor.resolve, held)
         if int(t_wall // self.window_s) != int(self.opened_at // self.window_s):
             self.close_windows(t_wall)
 
@@ -116,7 +120,7 @@ class Sampler:
         samples = []
         problems: list[str] = []
         for uuid, window in list(self.windows.items()):
-            sample = window.close()
+            sample = window.close(self.attributor.describe)
             if sample is None:
                 continue  # nothing measured yet (or the clock stepped back): keep it open
             samples.append(sample_to_json(sample))
@@ -125,7 +129,9 @@ class Sampler:
             self.windows[uuid] = window.next_window()
             self.cursors[uuid] = window.cursor()
         self.opened_at = t_wall
-        self._report(problems + [e for s in self.sources for e in s.errors()])
+        self._report(
+            problems + [e for s in self.sources for e in s.errors()] + self.attributor.errors()
+        )
         if samples:
             cursors = {u: c.as_dict() for u, c in self.cursors.items()}
             self.spool.add_windows(samples, cursors, self.boot)
@@ -165,7 +171,3 @@ class Sampler:
             self.close_windows(round(self.clock(), 3))
         except Exception:
             log.exception("could not spool the last window")
-
-
-def _nobody(pid: int) -> None:
-    return None

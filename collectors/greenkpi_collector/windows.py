@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from greenkpi_collector.attribution import Claim, ShareKey, split_interval
+from greenkpi_collector.attribution import Claim, JobKey, ShareKey, split_interval
 from greenkpi_collector.sources.base import METHOD_RANK, Reading
-from greenkpi_schema import Sample, Share
+from greenkpi_schema import Sample, Share, SlurmJob
 from greenkpi_schema.v1 import MAX_SHARES
 
 IDLE_BUSY_FRACTION = 0.05  # an interval with busy < 5 % counts as idle seconds
 _METHODS = {rank: name for name, rank in METHOD_RANK.items()}
+# A job's schema identity and its run key ("slurm:<cluster>:<job id>"), looked up at close.
+Describe = Callable[[JobKey], tuple[SlurmJob, str]]
 
 
 @dataclass
@@ -75,7 +77,13 @@ class DeviceWindow:
     attributable: bool = False
     shares: dict[ShareKey, float] = field(default_factory=dict)
 
-    def add(self, r: Reading, t_wall: float, resolve: Callable[[int], Claim | None]) -> None:
+    def add(
+        self,
+        r: Reading,
+        t_wall: float,
+        resolve: Callable[[int], Claim | None],
+        allocated: Claim | None = None,
+    ) -> None:
         dt = t_wall - self.last_wall
         if dt <= 0:
             return  # the wall clock stepped back: wait for time to pass the boundary again
@@ -98,7 +106,8 @@ class DeviceWindow:
             self.temp_n += 1
         if r.procs is not None:
             self.attributable = True
-            for key, part in split_interval(energy, r.procs, resolve):
+            idle = r.busy is not None and r.busy < IDLE_BUSY_FRACTION
+            for key, part in split_interval(energy, r.procs, resolve, allocated, idle):
                 self.shares[key] = self.shares.get(key, 0.0) + part
         self.last, self.last_wall = r, t_wall
 
@@ -122,10 +131,10 @@ class DeviceWindow:
         rank = max(METHOD_RANK[r.method], METHOD_RANK["power_integral"])
         return sum(powers) / len(powers) * dt, rank  # trapezoid (or one-sided at the edges)
 
-    def close(self) -> Sample | None:
+    def close(self, describe: Describe | None = None) -> Sample | None:
         if self.covered_s <= 0:
             return None
-        shares = _shares(self.shares, self.energy_j) if self.attributable else []
+        shares = _shares(self.shares, self.energy_j, describe) if self.attributable else []
         return Sample(
             device_uuid=self.uuid,
             device_kind=self.kind,
@@ -161,7 +170,9 @@ class DeviceWindow:
         )
 
 
-def _shares(parts: dict[ShareKey, float], energy_j: float) -> list[Share]:
+def _shares(
+    parts: dict[ShareKey, float], energy_j: float, describe: Describe | None = None
+) -> list[Share]:
     """Shares sorted largest first; past MAX_SHARES the smallest fold into unattributed."""
     items = sorted(parts.items(), key=lambda kv: -kv[1])
     if len(items) > MAX_SHARES:
@@ -176,18 +187,22 @@ def _shares(parts: dict[ShareKey, float], energy_j: float) -> list[Share]:
     # Float sums drift by ulps; the schema wants shares to sum to the window: fix on the largest.
     drift = energy_j - sum(v for _, v in items)
     items[0] = (items[0][0], max(0.0, items[0][1] + drift))
-    return [
-        Share(
-            energy_j=v,
-            method=k.method,
-            team=k.team,
-            model=k.model,
-            run=k.run,
-            pid=k.pid,
-            tags=dict(k.tags),
+    out = []
+    for k, v in items:
+        job, run = describe(k.job) if describe and k.job else (None, None)
+        out.append(
+            Share(
+                energy_j=v,
+                method=k.method,
+                team=k.team,
+                model=k.model,
+                run=k.run or run,  # explicit or GREENKPI_RUN first, else the job's run
+                pid=k.pid,
+                tags=dict(k.tags),
+                scheduler=job,
+            )
         )
-        for k, v in items
-    ]
+    return out
 
 
 def resume(
