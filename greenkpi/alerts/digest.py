@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from greenkpi.alerts import outbox, selectors
+from greenkpi.alerts import links, outbox, selectors
 from greenkpi.alerts.lifecycle import Event
 from greenkpi.alerts.models import Channel, Notification
 from greenkpi.inventory.models import Membership, Organisation, Role, Team
@@ -136,7 +135,7 @@ def digest_payload(
         "budgets": [_budget_line(s) for s in statuses],
         "count": len(alerts[:MAX_ALERTS]),
         "created_at": now.isoformat().replace("+00:00", "Z"),
-        "url": f"{settings.SITE_URL}/",
+        "url": links.alerts_page_url(organisation),
     }
 
 

@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from greenkpi.alerts import evaluators, grouping, lifecycle, messages, outbox, selectors
+from greenkpi.alerts import evaluators, grouping, lifecycle, links, messages, outbox, selectors
 from greenkpi.alerts.lifecycle import Action, Event, State
 from greenkpi.alerts.models import (
     Alert,
@@ -117,7 +116,8 @@ def _record_error(
             rule={"id": rule.pk, "name": rule.name, "kind": rule.kind},
             error=error,
             created_at=now,
-            url=f"{settings.SITE_URL}/admin/alerts/alertrule/{rule.pk}/change/",
+            url=links.rule_page_url(rule.organisation, rule.pk),
+            admin_url=links.rule_admin_url(rule),
         )
         created = 0
         team_ids = [rule.team_id or (rule.budget.team_id if rule.budget_id else None)]

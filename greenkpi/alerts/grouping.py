@@ -26,10 +26,9 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import orjson
-from django.conf import settings
 from django.db import transaction
 
-from greenkpi.alerts import messages
+from greenkpi.alerts import links, messages
 from greenkpi.alerts.lifecycle import Event, State
 from greenkpi.alerts.models import (
     Alert,
@@ -273,8 +272,10 @@ def _notify(
             for a in alerts
         ],
         created_at=now,
-        url=f"{settings.SITE_URL}/admin/alerts/alert/"
-        + (f"?rule__id__exact={rule.pk}" if rule is not None else ""),
+        url=links.dashboard_url(
+            organisation=organisation, rule=rule, labels=[a.labels for a in alerts]
+        ),
+        admin_url=links.admin_url(rule),
         group={"key": group.key, "labels": group.labels},
     )
     dedup = hashlib.sha256(f"group|{group.pk}|{group.created_at}|{group.seq}".encode()).hexdigest()

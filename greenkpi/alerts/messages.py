@@ -41,6 +41,7 @@ def build_payload(
     created_at: datetime,
     url: str,
     group: dict[str, Any] | None = None,
+    admin_url: str = "",
 ) -> dict[str, Any]:
     """The JSON snapshot of one grouped notification; fixed at creation so every retry says the
     same thing (and a webhook body is byte-identical across retries). The title counts the alerts
@@ -76,7 +77,10 @@ def build_payload(
             for a in sorted(alerts, key=lambda a: (a.summary, a.fingerprint))
         ],
         "created_at": _iso(created_at),
+        # ``url``: the dashboard page of what fired (links.py); ``admin_url``: the admin's, which
+        # emails show only to administrators and Slack bodies never.
         "url": url,
+        "admin_url": admin_url,
     }
 
 
@@ -118,6 +122,7 @@ def error_payload(
     error: str,
     created_at: datetime,
     url: str,
+    admin_url: str = "",
 ) -> dict[str, Any]:
     """A rule that could not be evaluated (Grafana's Error state): told once per episode."""
     return {
@@ -139,4 +144,5 @@ def error_payload(
         "alerts": [],
         "created_at": _iso(created_at),
         "url": url,
+        "admin_url": admin_url,
     }

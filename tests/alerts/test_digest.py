@@ -114,7 +114,7 @@ def test_a_second_run_the_same_day_sends_nothing_and_the_next_day_sends_again(
     ]
     nina = next(m for m in mailoutbox if m.to == ["nina@acme.test"])
     assert nina.subject == f"[GreenKPI] Daily digest 2026-05-10: {acme.name}"
-    assert "Energy 12.000 kWh (IT), carbon 2.400 kgCO2e" in nina.body
+    assert "Energy 12.0 kWh (IT), CO2e, total (SCI numerator) 2.40 kg" in nina.body
     assert "NLP energy (2026-05): 36.000 of 100.000 kWh used (36.0 %)" in nina.body
     assert "recent 7-day rate" in nina.body
     assert "gpu-vision" not in nina.body
