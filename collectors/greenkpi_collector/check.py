@@ -83,6 +83,7 @@ def run_check(config: Config, say: Callable[[str], None] = print) -> int:
         f"({'writable' if writable else 'NOT writable by this user'}), "
         f"{len(registry.claims())} running job(s) registered"
     )
+    problems += _check_slurm(config, say)
     problems += _check_server(config, say)
     if not measured:
         say("verdict: nothing can be measured on this host")
@@ -91,7 +92,33 @@ def run_check(config: Config, say: Callable[[str], None] = print) -> int:
     return 0 if not problems else 1
 
 
+def _check_slurm(config: Config, say: Callable[[str], None]) -> int:
+    """What Slurm shows about this node; runs scontrol/squeue once, writes nothing."""
+    if config.slurm == "off":
+        say("Slurm: off (slurm = off)")
+        return 0
+    from greenkpi_collector.sources.slurm import SlurmJobs, discover
+
+    cluster, why = discover(timeout_s=config.slurm_timeout_s)
+    if cluster is None:
+        say(f"Slurm: not used: {why}")
+        return 1 if config.slurm == "on" else 0
+    jobs = SlurmJobs(cluster, config.slurm_node, timeout_s=config.slurm_timeout_s)
+    ok = jobs.refresh()
+    for line in jobs.summary():
+        say(line)
+    say(
+        "attribution precedence: wrap/track > GREENKPI_TEAM/MODEL/RUN in the process "
+        "environment > Slurm job > host default team"
+    )
+    return 0 if ok else 1
+
+
 def _check_spool(config: Config, say: Callable[[str], None]) -> int:
+    if not config.spool_path.exists():
+        # check writes nothing: no spool is created just to say it is empty.
+        say(f"spool: {config.spool_path}: none yet (created by the first run)")
+        return 0
     try:
         spool = Spool(config.spool_path)
         stats = spool.stats()

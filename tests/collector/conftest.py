@@ -143,3 +143,31 @@ def scripted_server() -> Iterator[ScriptedServer]:
     yield state
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real single-node Slurm cluster (munged, slurmctld, slurmd) for the whole session.
+
+    Needs Debian's slurm-wlm and munge (.ci/run installs them) and root (mknod, munged). Under
+    CI=true a missing prerequisite fails instead of skipping.
+    """
+    import os
+
+    from testsupport.slurm import local_slurm, missing_tools
+
+    missing = missing_tools()
+    if missing or os.geteuid() != 0:
+        why = f"real Slurm needs root and {', '.join(missing) or 'nothing more'} (apt slurm-wlm)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    yield from local_slurm(tmp_path_factory.mktemp("slurm"))
+
+
+@pytest.fixture
+def slurm(slurm_cluster, monkeypatch):
+    """The session's cluster with SLURM_CONF exported for this test; its jobs cancelled after."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    yield slurm_cluster
+    slurm_cluster.cancel_all()
