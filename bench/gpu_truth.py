@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -267,6 +268,7 @@ class Truth:
     boundaries: list[tuple[float, float]] = field(default_factory=list)
     nvml_pids: set[int] = field(default_factory=set)
     nvml_power: list[tuple[float, float]] = field(default_factory=list)  # (wall, watts)
+    exact: Callable[[float], float] | None = None  # the simulator's counter (J) at any time
 
 
 class Monitor:
@@ -513,6 +515,8 @@ def run(args: argparse.Namespace) -> int:
     driver = api.nvmlSystemGetDriverVersion()
     driver = driver.decode() if isinstance(driver, bytes) else str(driver)
     monitor = Monitor(api, handle, index, interval, smi=not args.simulated)
+    if plan is not None:
+        monitor.truth.exact = lambda t: api.gpus[0].counter_mj(t) / 1000.0
     monitor.thread.start()
     cmd = [*PYTHON, __file__, "_collector", "--state", str(work), "--registry"]
     cmd += [str(registry), "--interval", str(interval), "--window", str(window)]
@@ -603,32 +607,45 @@ def report(
     print(
         f"collector windows: {len(samples)} over {last - first:.1f} s; power: {truth.power_source}"
     )
+
+    def counter_at(t: float) -> float:
+        # The simulator's counter is known at any instant; a real one between 1 s reads is
+        # interpolated (exact in steady phases, within a quarter second of a power step).
+        return truth.exact(t) if truth.exact else interp(truth.counter, t)
+
     print(
-        f"{'phase':<10} {'s':>6} {'counter_J':>11} {'collector_J':>11} {'diff_%':>7} "
-        f"{'power_int_J':>11} {'mean_W':>7} {'idle_s':>7} {'idle_true_s':>11}"
+        f"{'phase':<10} {'s':>6} {'counter_J':>10} {'late_ms':>7} {'collector_J':>11} "
+        f"{'counter_win_J':>13} {'diff_%':>7} {'power_int_J':>11} {'mean_W':>7} "
+        f"{'idle_s':>7} {'idle_true_s':>11}"
     )
     rows = []
-    for (phase, a, b), ((_, ca), (_, cb)) in zip(
+    for (phase, a, b), ((ta, ca), (tb, cb)) in zip(
         spans, itertools.pairwise(truth.boundaries), strict=True
     ):
         mine = [s for s in samples if phase_of(s) is phase]
         col = sum(s["energy_j"] for s in mine)
+        # The counter over exactly the span of this phase's windows (which close at the first
+        # tick after a boundary, a few ms late), so the comparison is like for like.
+        win = counter_at(mine[-1]["t1"]) - counter_at(mine[0]["t0"]) if mine else math.nan
         idle = sum(s.get("idle_s") or 0.0 for s in mine)
         row = {
             "phase": phase.name,
             "seconds": b - a,
-            "counter_j": cb - ca,
+            "counter_j": cb - ca,  # the boundary reads
+            "late_s": (ta - a) + (tb - b),  # how late those reads were, together
             "collector_j": col,
-            "diff_pct": pct(col, cb - ca),
+            "counter_windows_j": win,
+            "diff_pct": pct(col, win),
             "power_integral_j": integrate(truth.power, a, b),
-            "mean_w": (cb - ca) / (b - a),
+            "mean_w": (cb - ca) / (tb - ta),
             "idle_detected_s": idle,
             "idle_true_s": (b - a) if phase.idle else 0.0,
         }
         rows.append(row)
         print(
-            f"{phase.name:<10} {row['seconds']:>6.1f} {row['counter_j']:>11.1f} {col:>11.1f} "
-            f"{row['diff_pct']:>7.2f} {row['power_integral_j']:>11.1f} {row['mean_w']:>7.1f} "
+            f"{phase.name:<10} {row['seconds']:>6.1f} {row['counter_j']:>10.1f} "
+            f"{1000 * row['late_s']:>7.1f} {col:>11.1f} {win:>13.1f} {row['diff_pct']:>7.2f} "
+            f"{row['power_integral_j']:>11.1f} {row['mean_w']:>7.1f} "
             f"{idle:>7.1f} {row['idle_true_s']:>11.1f}"
         )
     idle_detected = sum(r["idle_detected_s"] for r in rows if r["idle_true_s"])

@@ -90,13 +90,17 @@ def test_energy_matches_the_counter_and_the_hand_worked_phases(truth: tuple[str,
     phases = {row["phase"]: row for row in figures["phases"]}
     assert list(phases) == list(EXPECTED_J)
     for name, expected in EXPECTED_J.items():
-        # The independent counter reads at the boundaries (the simulator's closed form), and the
-        # collector's windows of that phase. On this shared box a boundary read or tick may land
-        # some ms late: allow 2 % plus 20 ms of the neighbouring phase's extra power (12.6 J);
-        # a window in the wrong phase would be off by hundreds of joules.
-        slack = 0.02 * expected + 0.020 * (FULL_W - IDLE_W)
-        assert phases[name]["counter_j"] == pytest.approx(expected, abs=slack), name
-        assert phases[name]["collector_j"] == pytest.approx(expected, abs=slack), name
+        row = phases[name]
+        # The independent counter reads at the boundaries are the simulator's closed form, give
+        # or take how late this busy box woke up to read them (at most 630 W more per second).
+        slack = 0.01 * expected + row["late_s"] * (FULL_W - IDLE_W) + 1.0
+        assert row["counter_j"] == pytest.approx(expected, abs=slack), name
+        # The collector's windows of that phase hold the counter over their own span (a window's
+        # time is stamped just before the device is read: allow 10 ms of a power step).
+        slack = 0.01 * expected + 0.010 * (FULL_W - IDLE_W)
+        assert row["collector_j"] == pytest.approx(row["counter_windows_j"], abs=slack), name
+        # ... and that span is the phase (a window in the wrong phase is hundreds of J off).
+        assert row["collector_j"] == pytest.approx(expected, abs=0.1 * expected + 30.0), name
 
 
 def test_idle_seconds_are_detected_only_when_idle(truth: tuple[str, dict]) -> None:
