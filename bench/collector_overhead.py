@@ -1,15 +1,24 @@
 """Collector overhead: a real `greenkpi-collector run` at 1 Hz over 8 simulated GPUs (plus the
 psutil CPU/DRAM estimate) posting to a local 201-answering server, for a bounded time.
 
-    python bench/collector_overhead.py [--seconds 60] [--window-s 10]
+    python bench/collector_overhead.py [--seconds 60] [--window-s 10] [--slurm]
 
-Prints `collector_cpu_percent: X` (of one core, after a warm-up) and `collector_rss_mb: Y` last.
+Prints `collector_cpu_percent: X` (of one core, after a warm-up; the collector's own CPU time plus
+that of the children it ran and reaped, i.e. squeue/scontrol) and `collector_rss_mb: Y` last.
 Target (issue 3): <= 0.5 % and <= 60 MB.
+
+--slurm (root, Debian's slurm-wlm + munge): starts a real single-node Slurm cluster
+(tests/testsupport/slurm.py), submits three jobs holding the 4 fake GPUs' GRES (2 + 1 + 1, one of
+them without a process on its GPU), puts the jobs' PIDs on simulated GPUs 0-2, and runs the
+collector with slurm = on: per tick it maps every GPU process to its job (cgroup, cached per PID
+and start time) and every GPU to its allocation; every slurm_refresh_s it runs `squeue --json`.
+Also prints slurmctld's CPU over the same span (the controller's cost of answering).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -20,6 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -43,6 +53,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--window-s", type=float, default=10.0)
     ap.add_argument("--gpus", type=int, default=8)
+    ap.add_argument("--slurm", action="store_true", help="a real local Slurm cluster and jobs")
+    ap.add_argument("--slurm-refresh-s", type=float, default=15.0)
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -61,25 +73,69 @@ def main() -> int:
         GREENKPI_SAMPLE_INTERVAL_S="1",
         GREENKPI_WINDOW_S=str(args.window_s),
         GREENKPI_LOG_LEVEL="warning",
+        GREENKPI_SLURM="off",
     )
+    cluster = None
+    ctld = None
+    if args.slurm:
+        cluster = start_slurm(state, env, args.slurm_refresh_s)
+        ctld = psutil.Process(cluster.procs[0].pid)
     proc = subprocess.Popen([exe, "run"], env=env)
     try:
         handle = psutil.Process(proc.pid)
         time.sleep(args.warmup)  # exclude interpreter start-up and imports
         t0, c0 = time.monotonic(), handle.cpu_times()
+        k0 = ctld.cpu_times() if ctld else None
         time.sleep(args.seconds)
         t1, c1 = time.monotonic(), handle.cpu_times()
+        k1 = ctld.cpu_times() if ctld else None
         rss_mb = handle.memory_info().rss / 2**20
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         server.shutdown()
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(state, ignore_errors=True)
-    cpu = (c1.user + c1.system) - (c0.user + c0.system)
-    print(f"window_s: {args.window_s}  gpus: {args.gpus}  measured_s: {t1 - t0:.1f}")
+    cpu = _cpu(c1) - _cpu(c0)
+    print(
+        f"window_s: {args.window_s}  gpus: {args.gpus}  measured_s: {t1 - t0:.1f}  "
+        f"slurm: {'on, refresh ' + str(args.slurm_refresh_s) + ' s' if args.slurm else 'off'}"
+    )
+    if k0 is not None and k1 is not None:
+        ctld_cpu = (k1.user + k1.system) - (k0.user + k0.system)
+        print(f"slurmctld_cpu_percent: {100 * ctld_cpu / (t1 - t0):.3f}")
     print(f"collector_cpu_percent: {100 * cpu / (t1 - t0):.3f}")
     print(f"collector_rss_mb: {rss_mb:.1f}")
     return 0
+
+
+def _cpu(times: Any) -> float:
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def start_slurm(state: Path, env: dict[str, str], refresh_s: float) -> Any:
+    """A real local cluster with three GPU jobs; the collector's env is pointed at it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from testsupport.slurm import LocalSlurm
+
+    cluster = LocalSlurm(state / "slurm")
+    cluster.start()
+    pids = []
+    for gres, account in (("gpu:2", "vision"), ("gpu:1", "nlp"), ("gpu:1", "idle")):
+        job = cluster.sbatch(f"--gres={gres}", f"--account={account}", "-J", f"bench-{account}")
+        pids.append(cluster.wait_running(job)[-1])
+    scenario = state / "scenario.json"
+    # GPUs 0-1: the vision job, GPU 2: nlp; the idle job's GPU 3 has no process.
+    procs = {"0": [[pids[0], 60]], "1": [[pids[0], 40]], "2": [[pids[1], 30]]}
+    scenario.write_text(json.dumps({"processes": procs}))
+    env.update(
+        SLURM_CONF=str(cluster.conf),
+        GREENKPI_SLURM="on",
+        GREENKPI_SLURM_REFRESH_S=str(refresh_s),
+        GREENKPI_SIM_SCENARIO=str(scenario),
+    )
+    return cluster
 
 
 if __name__ == "__main__":

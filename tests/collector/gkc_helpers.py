@@ -50,6 +50,7 @@ def collector_env(
         GREENKPI_BACKOFF_CAP_S="0.5",
         GREENKPI_TIMEOUT_S="5",
         GREENKPI_LOG_LEVEL="debug",
+        GREENKPI_SLURM="off",  # tests that want Slurm turn it on against their own cluster
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
