@@ -249,3 +249,40 @@ def test_claims_without_a_process_have_no_pid():
     claim = Claim(pid=None, team=None, model=None, run=None, job=("c", 1))
     [(key, _)] = split_interval(1.0, [], lambda pid: None, claim)
     assert key.pid is None
+
+
+def test_without_scontrol_slurm_is_not_used_and_on_means_required(tmp_path, monkeypatch):
+    from greenkpi_collector.agent import build_slurm
+    from greenkpi_collector.config import load
+    from greenkpi_collector.sources.base import SourceUnavailable
+    from greenkpi_collector.sources.slurm import discover
+
+    assert discover(which=lambda name: None) == (None, "scontrol is not on PATH")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol on it
+    env = {"GREENKPI_STATE_DIR": str(tmp_path)}
+    notes: list[str] = []
+    assert build_slurm(load({}, env | {"GREENKPI_SLURM": "auto"}), notes) is None
+    assert notes == []  # not a Slurm node: nothing to say
+    assert build_slurm(load({}, env | {"GREENKPI_SLURM": "off"}), notes) is None
+    with pytest.raises(SourceUnavailable, match="slurm = on, but scontrol is not on PATH"):
+        build_slurm(load({}, env | {"GREENKPI_SLURM": "on"}), notes)
+
+
+def test_an_unknown_job_triggers_a_listing_at_once():
+    import threading
+
+    calls = threading.Semaphore(0)
+
+    def runner(argv, timeout_s):
+        calls.release()
+        return json.dumps({"jobs": []})
+
+    slurm = SlurmJobs("c", "vm", refresh_s=3600, runner=runner)
+    slurm.start()
+    try:
+        assert calls.acquire(timeout=5)  # the first listing, at start
+        facts = slurm.describe(42)
+        assert (facts.job_id, facts.complete) == ("42", False)
+        assert calls.acquire(timeout=5)  # not an hour later
+    finally:
+        slurm.close()
