@@ -96,6 +96,7 @@ def main() -> int:
         server.shutdown()
         if cluster is not None:
             cluster.stop()
+            cluster.release()
         shutil.rmtree(state, ignore_errors=True)
     cpu = _cpu(c1) - _cpu(c0)
     print(
@@ -117,9 +118,12 @@ def _cpu(times: Any) -> float:
 def start_slurm(state: Path, env: dict[str, str], refresh_s: float) -> Any:
     """A real local cluster with three GPU jobs; the collector's env is pointed at it."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from testsupport.slurm import LocalSlurm
+    from testsupport.slurm import LocalSlurm, machine_lock
 
+    lock = machine_lock()  # the Slurm ports are machine-wide: wait for test sessions using them
+    lock.__enter__()
     cluster = LocalSlurm(state / "slurm")
+    cluster.release = lambda: lock.__exit__(None, None, None)  # type: ignore[attr-defined]
     cluster.start()
     pids = []
     for gres, account in (("gpu:2", "vision"), ("gpu:1", "nlp"), ("gpu:1", "idle")):

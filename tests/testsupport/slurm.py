@@ -3,13 +3,16 @@
 Debian's slurm-wlm (installed by .ci/run) with four fake GPUs (/dev/fakegpu0-3, copies of
 /dev/null) as GRES, cgroup v1 process tracking so a job's processes carry ``job_<id>`` in
 /proc/<pid>/cgroup as on a production node, and every file under a scratch directory.
-Set-up and pitfalls: shared/reference/slurm-single-node.md. Only this harness uses Slurm's ports
-6817/6818, so one cluster at a time (session-scoped fixture).
+Set-up and pitfalls: shared/reference/slurm-single-node.md. Ports 6817/6818, munged and
+/dev/fakegpu* are machine-wide, so one cluster per machine at a time: a test session holds an
+exclusive lock file for its cluster's lifetime and another session waits for it (several test runs
+share one box here).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -24,6 +27,8 @@ SLURMD_PORT = 6818
 FAKE_GPUS = 4
 DEADLINE_S = 30.0
 MUNGE_PID = Path("/run/munge/munged.pid")
+LOCK_FILE = Path("/tmp/greenkpi-test-slurm.lock")
+LOCK_WAIT_S = 900.0
 REQUIRED = ("slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "munged")
 
 
@@ -275,11 +280,32 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
         return sorted(pids)
 
 
+@contextlib.contextmanager
+def machine_lock(path: Path = LOCK_FILE, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Exclusive use of the machine's Slurm ports; waits while another session holds them."""
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    message = f"another test session held {path} for {wait_s:.0f} s"
+                    raise RuntimeError(message) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def local_slurm(scratch: Path) -> Iterator[LocalSlurm]:
-    """Start a cluster for a fixture and always tear it down."""
-    cluster = LocalSlurm(scratch)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    """Start a cluster for a fixture (once the machine is free) and always tear it down."""
+    with machine_lock():
+        cluster = LocalSlurm(scratch)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
