@@ -19,7 +19,7 @@ install: $(STAMP)
 
 # Local SQLite + file broker whatever the shell exports; links in the demo's emails use its port.
 # The demo's alert emails go to files under var/mail/ rather than flooding the console.
-DEMO_ENV := env -u DATABASE_URL -u REDIS_URL SITE_URL=http://127.0.0.1:$(PORT) \
+DEMO_ENV := env -u DATABASE_URL -u REDIS_URL SITE_URL=http://127.0.0.1:$(PORT) GREENKPI_DEMO=1 \
 	EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
 
 demo: install

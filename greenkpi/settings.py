@@ -26,6 +26,8 @@ VAR_DIR = Path(env_str("GREENKPI_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
+# Set by `make demo` only: the login page then lists the demo's users (never in production).
+GREENKPI_DEMO = env_bool("GREENKPI_DEMO", False)
 SECRET_KEY = env_str("SECRET_KEY", "") or load_or_create_secret(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

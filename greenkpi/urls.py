@@ -2,8 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from greenkpi.demo.login import DemoAwareLoginView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The login page lists the demo's users in demo mode only (greenkpi/demo/login.py).
+    path("accounts/login/", DemoAwareLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,4 +1,8 @@
-"""``greenkpi-collector check``: what this host can measure, and why not where it cannot."""
+"""``greenkpi-collector check``: what this host can measure, and why not where it cannot.
+
+A diagnosis writes nothing: the spool is read through a read-only connection, the registry only
+listed, and a missing one is reported "missing" (the agent's first run creates it), never created.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from greenkpi_collector.attribution import Registry
 from greenkpi_collector.config import Config, ConfigError
 from greenkpi_collector.sources.base import SourceUnavailable
 from greenkpi_collector.spool import Spool
@@ -75,14 +78,7 @@ def run_check(config: Config, say: Callable[[str], None] = print) -> int:
     except Exception as exc:  # psutil missing or /proc unreadable
         say(f"host load: unavailable: {exc}")
     problems += _check_spool(config, say)
-    registry = Registry(Path(config.registry_dir))
-    registry.refresh()
-    writable = os.access(config.registry_dir, os.W_OK)
-    say(
-        f"attribution registry: {config.registry_dir} "
-        f"({'writable' if writable else 'NOT writable by this user'}), "
-        f"{len(registry.claims())} running job(s) registered"
-    )
+    problems += _check_registry(config, say)
     problems += _check_slurm(config, say)
     problems += _check_server(config, say)
     if not measured:
@@ -114,17 +110,52 @@ def _check_slurm(config: Config, say: Callable[[str], None]) -> int:
     return 0 if ok else 1
 
 
-def _check_spool(config: Config, say: Callable[[str], None]) -> int:
-    if not config.spool_path.exists():
-        # check writes nothing: no spool is created just to say it is empty.
-        say(f"spool: {config.spool_path}: none yet (created by the first run)")
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def _missing(what: str, path: Path, say: Callable[[str], None]) -> int:
+    """A file or directory the agent creates on its first run: say whether it could."""
+    ancestor = _existing_ancestor(path)
+    if os.access(ancestor, os.W_OK | os.X_OK):
+        say(
+            f"{what}: {path} missing (the agent creates it on its first run; {ancestor} is writable)"
+        )
         return 0
+    say(
+        f"{what}: {path} missing, and {ancestor} is not writable by this user: the agent cannot create it"
+    )
+    return 1
+
+
+def _check_registry(config: Config, say: Callable[[str], None]) -> int:
+    directory = Path(config.registry_dir)
+    if not directory.is_dir():
+        return _missing("attribution registry", directory, say)
+    writable = os.access(directory, os.W_OK | os.X_OK)
+    # Listed only: Registry.refresh() would delete the files of ended jobs, and a check writes nothing.
+    registrations = sum(1 for _ in directory.glob("*.json"))
+    say(
+        f"attribution registry: {directory} "
+        f"({'writable' if writable else 'NOT writable by this user'}), "
+        f"{registrations} job registration(s) on file"
+    )
+    return 0 if writable else 1
+
+
+def _check_spool(config: Config, say: Callable[[str], None]) -> int:
+    path = Path(config.spool_path)
+    if not path.exists():
+        return _missing("spool", path, say)
     try:
-        spool = Spool(config.spool_path)
+        spool = Spool.read_only(path)
         stats = spool.stats()
         spool.close()
     except Exception as exc:
-        say(f"spool: cannot open {config.spool_path}: {exc}")
+        say(f"spool: cannot read {path}: {exc}")
         return 1
     say(
         f"spool: {config.spool_path}: {stats.depth} sample(s) waiting, "

@@ -83,6 +83,23 @@ class Spool:
                 if statement.strip():
                     self.db.execute(statement)
 
+    @classmethod
+    def read_only(cls, path: Path) -> Spool:
+        """The spool opened for reading only (``check``): no schema, no directory, no writes."""
+        spool = cls.__new__(cls)
+        spool.path = path
+        spool.quota_bytes = 0
+        spool.unpersisted_drops = 0
+        # Without a -wal file (no agent has it open) everything is in the main file, and
+        # immutable=1 keeps SQLite from creating -wal/-shm beside it; with one, the agent's own
+        # -wal/-shm already exist and a plain read-only connection sees its latest windows.
+        wal = path.with_name(path.name + "-wal").exists()
+        mode = "mode=ro" if wal else "mode=ro&immutable=1"
+        spool.db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=30, check_same_thread=False
+        )
+        return spool
+
     def close(self) -> None:
         self.db.close()
 

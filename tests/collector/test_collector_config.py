@@ -96,6 +96,32 @@ def test_the_collector_never_imports_django_or_the_backend() -> None:
 
 
 @pytest.mark.slow
+def test_check_writes_nothing_and_says_missing_not_unwritable(tmp_path: Path) -> None:
+    """A diagnosis writes nothing (issue 12): no spool, no registry, no state directory created;
+    what the agent will create is reported "missing", not "not writable"."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENKPI_")}
+    env.update(GREENKPI_STATE_DIR=str(state), GREENKPI_RAPL_ROOT=str(tmp_path / "none"))
+    done = subprocess.run(
+        [COLLECTOR, "check", "--gpu", "off"], capture_output=True, text=True, timeout=60, env=env
+    )
+    out = done.stdout
+    assert not state.exists(), f"check created {sorted(p.name for p in state.rglob('*'))}"
+    assert f"spool: {state / 'spool.sqlite3'} missing" in out
+    assert f"attribution registry: {state / 'registry'} missing" in out
+    assert "not writable" not in out.lower()
+
+    from greenkpi_collector.spool import Spool
+
+    Spool(state / "spool.sqlite3").close()  # what the agent leaves behind
+    before = {p: p.stat().st_mtime_ns for p in state.rglob("*")}
+    done = subprocess.run(
+        [COLLECTOR, "check", "--gpu", "off"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert "0 sample(s) waiting" in done.stdout, done.stdout + done.stderr
+    assert {p: p.stat().st_mtime_ns for p in state.rglob("*")} == before
+
+
 def test_check_says_what_it_can_measure_and_why_not(tmp_path: Path, scripted_server) -> None:
     scripted_server.script = [(400, {}, {"title": "Idempotency-Key required"}, 0)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENKPI_")}
