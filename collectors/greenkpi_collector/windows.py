@@ -121,7 +121,8 @@ class DeviceWindow:
             if delta is None:
                 self.resets += 1  # skip the interval: never negative, never a spike
                 return 0.0, METHOD_RANK["counter"]
-            return delta * r.counter_unit_j, METHOD_RANK["counter"]
+            # A relayed counter (exporter sources) may say an interval came from power readings.
+            return delta * r.counter_unit_j, max(METHOD_RANK["counter"], METHOD_RANK[r.method])
         if r.method == "counter" or self.last_counter is not None:
             # A counter device missed one read: the next delta covers this interval exactly.
             return 0.0, METHOD_RANK["counter"]
