@@ -44,7 +44,9 @@ def _layout(
         "margin": {"l": 64, "r": 16, "t": 16, "b": 56},
         "xaxis": {"title": {"text": x_title}},
         "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
-        "legend": {"orientation": "h", "y": -0.2},
+        # Above the plot: below it, a legend of many devices (host charts) wraps onto the x-axis
+        # title. Plotly widens the top margin to fit it.
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
         "hovermode": "x unified",
         "font": {"family": "system-ui, sans-serif", "size": 13},
         "paper_bgcolor": "rgba(0,0,0,0)",

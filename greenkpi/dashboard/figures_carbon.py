@@ -99,8 +99,8 @@ def co2e_by_team(
     if span:
         axis["range"] = span
     layout: dict[str, Any] = {
-        # Room below for both axis titles and then the legend, which must not cover them.
-        "margin": {"l": 64, "r": 16, "t": 48, "b": 110},
+        # Room below for both axis titles (the legend is on the right).
+        "margin": {"l": 64, "r": 16, "t": 48, "b": 64},
         "barmode": "stack",
         "xaxis": {**axis, "domain": [0, 0.48], "title": {"text": f"{x_title}: location-based"}},
         "xaxis2": {
@@ -111,7 +111,8 @@ def co2e_by_team(
         },
         "yaxis": {"title": {"text": f"Operational CO2e ({unit}CO2e)"}, "rangemode": "tozero"},
         "yaxis2": {"anchor": "x2", "matches": "y", "showticklabels": False},
-        "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
+        # Right of the plots: below them it ran into the location-based axis title.
+        "legend": {"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top"},
         "hovermode": "closest",
         "font": {"family": "system-ui, sans-serif", "size": 13},
         "paper_bgcolor": "rgba(0,0,0,0)",
