@@ -221,3 +221,98 @@ class CollectorToken(models.Model):
     def is_active(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class MappingKind(models.TextChoices):
+    """What an identity mapping matches on. ``k8s-namespace`` / ``k8s-label`` come next (issue 13):
+    a new kind is a new choice here, a field of ``attribution.Identity`` and a row in its tables."""
+
+    SLURM_USER = "slurm-user", "Slurm user → team"
+    SLURM_ACCOUNT = "slurm-account", "Slurm account → team"
+    SLURM_COMMENT = "slurm-comment", "Slurm comment pattern → model"
+    SLURM_JOB_NAME = "slurm-job-name", "Slurm job-name pattern → model"
+
+
+# Run kinds a mapping may give the runs of the jobs it matches (workloads.RunKind's values; the
+# inventory sits below workloads, so they are restated here and a test keeps the two equal).
+RUN_KINDS = (
+    ("training", "Training"),
+    ("fine-tuning", "Fine-tuning"),
+    ("evaluation", "Evaluation"),
+    ("inference", "Inference service"),
+)
+
+
+class IdentityMapping(models.Model):
+    """An external identity (Slurm user / account, job-name or comment pattern) → team, model, run kind.
+
+    Applied when rollups are computed (docs/kpis.md, "Attribution precedence"), so a change
+    applies to history: saving or deleting one records an ``IdentityMappingChange`` that the KPI
+    engine claims to mark the affected windows dirty. ``pattern`` is the exact value for user and
+    account kinds, a Python regular expression (searched, not anchored) for job-name and comment
+    kinds; a regex with a named group ``model`` gives the model key itself.
+    """
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="identity_mappings"
+    )
+    kind = models.CharField(max_length=32, choices=MappingKind.choices)
+    cluster = models.CharField(
+        max_length=200, blank=True, help_text="Only jobs of this cluster; empty = every cluster."
+    )
+    pattern = models.CharField(
+        max_length=200,
+        help_text="User or account name (exact), or a regular expression for job names and comments.",
+    )
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, null=True, blank=True, related_name="identity_mappings"
+    )
+    model_key = models.CharField(
+        max_length=200, blank=True, help_text="Model key; empty = the regex's (?P<model>…) group."
+    )
+    run_kind = models.CharField(max_length=12, choices=RUN_KINDS, blank=True)
+    priority = models.SmallIntegerField(
+        default=0, help_text="Higher wins when several mappings match the same job."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organisation", "kind", "cluster", "pattern"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "kind", "cluster", "pattern"],
+                name="identity_mapping_unique_per_org",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = self.team.slug if self.team_id else self.model_key or self.run_kind
+        return f"{self.kind} {self.pattern!r} → {target}"
+
+
+class IdentityMappingChange(models.Model):
+    """A mapping spec (kind, cluster, pattern) whose jobs must be re-attributed: written with every
+    save or delete of an ``IdentityMapping`` (an edit writes its old and its new spec), claimed by
+    the KPI engine (kpis.attribution.mapping_changes_apply), which marks those jobs' windows dirty.
+    The inventory sits below the KPI engine, so it leaves a row rather than calling it."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=MappingKind.choices)
+    cluster = models.CharField(max_length=200, blank=True)
+    pattern = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(applied_at__isnull=True),
+                name="mapping_change_pending_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pattern!r} ({'applied' if self.applied_at else 'pending'})"
