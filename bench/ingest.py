@@ -59,7 +59,8 @@ from greenkpi.ingest.columns import (
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-DB_NAME = "greenkpi_bench"
+# BENCH_DB_NAME: helpers sharing one PostgreSQL each bench in their own database.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "greenkpi_bench")
 DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-var")
 COPY_BATCH = 10_000

@@ -48,6 +48,7 @@ SHARE_COLUMNS = (
     "energy_j",
     "method",
     "tags",
+    "scheduler_job_id",
 )
 SHARE_PG_TYPES = (
     "int8",
@@ -60,4 +61,5 @@ SHARE_PG_TYPES = (
     "float8",
     "text",
     "jsonb",
+    "int8",
 )

@@ -101,9 +101,76 @@ class SampleShare(models.Model):
     energy_j = models.FloatField()
     method = models.CharField(max_length=16)
     tags = models.JSONField(default=dict)
+    # The scheduler job that held the device (Slurm today, Kubernetes next): a small reference,
+    # the job's facts are stored once in SchedulerJob (upserted once per batch, not per share).
+    scheduler_job = models.ForeignKey(
+        "SchedulerJob",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        related_name="+",
+    )
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.window_start} #{self.position}: {self.energy_j:.1f} J"
+
+
+class SchedulerJob(models.Model):
+    """A scheduler's job as the collectors saw it, once per organisation (not once per share).
+
+    ``kind`` is the scheduler (``slurm``; ``k8s`` next, whose namespace / pod / container / labels
+    go to ``attributes``, so adding it is additive). ``job_id`` is canonical: ``1234``, an array
+    task ``1234_7``, a het component ``1234+1``; ``run_key`` (``slurm:<cluster>:<job id>``) is the
+    run key its shares carry. Facts are refreshed by every batch that mentions the job (a known
+    value is never blanked by an empty one); ``first_window`` / ``last_window`` bound the windows
+    it holds, which is what a mapping change marks dirty.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    cluster = models.CharField(max_length=200, blank=True)
+    job_id = models.CharField(max_length=100)
+    run_key = models.CharField(max_length=200)
+    user = models.CharField(max_length=200, blank=True)
+    account = models.CharField(max_length=200, blank=True)
+    partition = models.CharField(max_length=200, blank=True)
+    qos = models.CharField(max_length=200, blank=True)
+    job_name = models.CharField(max_length=500, blank=True)
+    comment = models.CharField(max_length=1000, blank=True)
+    nodes = models.CharField(
+        max_length=1000, blank=True, help_text="Slurm node list, e.g. gpu[01-02]."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    complete = models.BooleanField(
+        default=True, help_text="The collector knew all the job's facts (scontrol answered)."
+    )
+    attributes = models.JSONField(
+        default=dict, blank=True, help_text="Kind-specific facts: array / het ids, MLflow run id."
+    )
+    first_window = models.DateTimeField(help_text="Start of the first window seen for the job.")
+    last_window = models.DateTimeField(help_text="Start of the last window seen for the job.")
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    runs_synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When workloads last made its run agree (empty = due)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "kind", "cluster", "job_id"],
+                name="scheduler_job_unique_per_org",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "run_key"], name="scheduler_job_run_key_idx"),
+            models.Index(fields=["organisation", "last_window"], name="scheduler_job_last_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.run_key
 
 
 class CodeCarbonRun(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch
+from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, jobs_upsert, run_key_of
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
 from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import DecodedBatch, decode_batch_fast
@@ -128,7 +129,9 @@ def _store(
             return stored
         host = _register_host(token, batch, now)
         devices = _register_devices(host, batch, now)
-        sample_rows, share_rows = _rows(batch, devices, teams, batch_id)
+        sample_rows, share_rows, jobs = _rows(batch, devices, teams, batch_id)
+        if jobs:
+            _link_jobs(token.organisation_id, share_rows, jobs, now)
         accepted, duplicates = writers.write_samples(sample_rows, share_rows, merge=merge)
         skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
         body_out: dict[str, Any] = {
@@ -395,9 +398,15 @@ def _register_devices(host: Host, batch: AnyBatch, now: datetime) -> dict[str, i
 
 def _rows(
     batch: AnyBatch, devices: dict[str, int], teams: dict[str, int], batch_id: int
-) -> tuple[list[tuple], list[tuple]]:
+) -> tuple[list[tuple], list[tuple], dict[JobKey, JobFacts]]:
+    """Sample and share rows in COPY column order, and the scheduler jobs the shares name.
+
+    A share naming a job carries the job's key where its id goes; ``_link_jobs`` swaps in the id
+    once the jobs are stored (a share without one costs an attribute test here).
+    """
     samples: list[tuple] = []
     shares: list[tuple] = []
+    jobs: dict[JobKey, JobFacts] = {}
     append_sample, append_share = samples.append, shares.append
     for s in batch.samples:
         device_id = devices[s.device_uuid]
@@ -420,6 +429,14 @@ def _rows(
             )
         )
         for position, share in enumerate(s.shares):
+            job = getattr(share, "scheduler", None)
+            key: JobKey | None = None
+            if job is not None:
+                key = job_key(job)
+                seen = jobs.get(key)
+                if seen is None:
+                    jobs[key] = seen = JobFacts(job, s.start, s.start)
+                seen.see(job, s.start, share.tags)
             append_share(
                 (
                     device_id,
@@ -427,14 +444,25 @@ def _rows(
                     position,
                     teams.get(share.team) if share.team else None,
                     share.model or "",
-                    share.run or "",
+                    share.run or (run_key_of(*key) if key else ""),
                     share.pid,
                     share.energy_j,
                     share.method,
                     share.tags,
+                    key,
                 )
             )
-    return samples, shares
+    return samples, shares, jobs
+
+
+def _link_jobs(
+    organisation_id: int, shares: list[tuple], jobs: dict[JobKey, JobFacts], now: datetime
+) -> None:
+    """Store the batch's jobs and put each one's id in its shares' rows (in place)."""
+    ids = jobs_upsert(organisation_id=organisation_id, jobs=jobs, now=now)
+    for i, row in enumerate(shares):
+        if row[-1] is not None:
+            shares[i] = (*row[:-1], ids[row[-1]])
 
 
 def _warnings(batch: AnyBatch, skew: float | None) -> list[str]:

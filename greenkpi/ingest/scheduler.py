@@ -1,0 +1,125 @@
+"""Scheduler jobs named by a batch's shares, stored once per organisation (``SchedulerJob``).
+
+A batch of a Slurm node mentions a handful of jobs across hundreds of shares: the shares keep a
+small reference (the job's id) and the job's facts are upserted once per batch, in one statement,
+inside the batch's transaction (a failed batch stores no job either). Shares without a scheduler
+cost one attribute test each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from greenkpi.ingest.models import SchedulerJob
+
+JobKey = tuple[str, str, str]  # (kind, cluster, job id)
+# Text facts refreshed by every batch; an empty value never blanks a known one.
+TEXT_FACTS = ("user", "account", "partition", "qos", "job_name", "comment", "nodes")
+# Facts kept in ``attributes`` (kind-specific: Slurm array / het ids, and the MLflow run id).
+ATTRIBUTE_FACTS = ("array_job_id", "array_task_id", "het_job_id", "het_job_offset")
+MLFLOW_TAG = "mlflow_run_id"
+
+
+def run_key_of(kind: str, cluster: str, job_id: str) -> str:
+    """The run key a job's shares carry and its run is registered under."""
+    return f"{kind}:{cluster}:{job_id}"
+
+
+@dataclass(slots=True)
+class JobFacts:
+    """What a batch says about one job: its latest facts and the windows it held."""
+
+    job: Any  # a greenkpi_schema SlurmJob (v1 dataclass or fast_v1 struct)
+    first_window: datetime
+    last_window: datetime
+    mlflow_run_id: str = ""
+
+    def see(self, job: Any, window: datetime, tags: dict[str, str] | None) -> None:
+        if window < self.first_window:
+            self.first_window = window
+        elif window > self.last_window:
+            self.last_window = window
+            self.job = job  # the latest window's facts win (an end time appears, a name changes)
+        if tags and tags.get(MLFLOW_TAG):
+            self.mlflow_run_id = tags[MLFLOW_TAG]
+
+
+def job_key(job: Any) -> JobKey:
+    return (job.kind, job.cluster, job.job_id)
+
+
+def jobs_upsert(
+    *, organisation_id: int, jobs: dict[JobKey, JobFacts], now: datetime
+) -> dict[JobKey, int]:
+    """Insert or refresh the batch's jobs in one statement; {key: SchedulerJob id}.
+
+    Rows are written in key order so two batches naming the same jobs lock them in the same
+    order (no deadlock). ``runs_synced_at`` is cleared so workloads brings the job's run up to
+    date (its end, its name).
+    """
+    if not jobs:
+        return {}
+    table = SchedulerJob._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    columns = (
+        "organisation_id, kind, cluster, job_id, run_key, "
+        + ", ".join(f'"{c}"' for c in TEXT_FACTS)
+        + ", started_at, ended_at, complete, attributes, first_window, last_window, first_seen, "
+        "last_seen, runs_synced_at"
+    )
+    as_json = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    # organisation, kind, cluster, job id, run key, the texts, start, end, complete, attributes,
+    # first and last window, first and last seen, runs_synced_at
+    row_sql = "(" + ", ".join(["%s"] * (8 + len(TEXT_FACTS)) + [as_json] + ["%s"] * 4) + ", NULL)"
+    params: list[Any] = []
+    for key in sorted(jobs):
+        facts = jobs[key]
+        job = facts.job
+        attributes = {
+            name: getattr(job, name) for name in ATTRIBUTE_FACTS if getattr(job, name, None)
+        }
+        if facts.mlflow_run_id:
+            attributes[MLFLOW_TAG] = facts.mlflow_run_id
+        params += [
+            organisation_id,
+            *key,
+            run_key_of(*key),
+            *((getattr(job, name, None) or "") for name in TEXT_FACTS),
+            adapt(job.start),
+            adapt(job.end),
+            bool(job.complete),
+            orjson.dumps(attributes).decode(),
+            adapt(facts.first_window),
+            adapt(facts.last_window),
+            adapt(now),
+            adapt(now),
+        ]
+    keep = ", ".join(
+        f'"{c}" = CASE WHEN excluded."{c}" <> \'\' THEN excluded."{c}" ELSE j."{c}" END'
+        for c in TEXT_FACTS
+    )
+    merge_attributes = (
+        "j.attributes || excluded.attributes"
+        if connection.vendor == "postgresql"
+        else "json_patch(j.attributes, excluded.attributes)"
+    )
+    sql = (
+        f"INSERT INTO {table} AS j ({columns}) VALUES {', '.join([row_sql] * len(jobs))} "
+        f"ON CONFLICT (organisation_id, kind, cluster, job_id) DO UPDATE SET {keep}, "
+        f"started_at = COALESCE(excluded.started_at, j.started_at), "
+        f"ended_at = COALESCE(excluded.ended_at, j.ended_at), "
+        f"complete = excluded.complete, attributes = {merge_attributes}, "
+        f"first_window = {least}(j.first_window, excluded.first_window), "
+        f"last_window = {greatest}(j.last_window, excluded.last_window), "
+        f"last_seen = excluded.last_seen, runs_synced_at = NULL "
+        f"RETURNING id, kind, cluster, job_id"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return {(kind, cluster, job_id): pk for pk, kind, cluster, job_id in cur.fetchall()}
