@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from greenkpi.carbon.methodology import IntensitySource, MarketSource
+from greenkpi.ingest.models import SchedulerJob
 from greenkpi.inventory.models import Device, Host, Organisation, Site, Team
 
 
@@ -55,6 +56,15 @@ class HourlyRollup(models.Model):
     )
     model_key = models.CharField(max_length=200, blank=True)
     run_key = models.CharField(max_length=200, blank=True)
+    scheduler_job = models.ForeignKey(
+        SchedulerJob,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        related_name="+",
+        help_text="The scheduler job whose shares these are (Slurm), if any.",
+    )
 
     samples = models.PositiveIntegerField(help_text="Sample windows (or shares of them) counted.")
     covered_s = models.FloatField(help_text="Seconds of measured windows x this owner's share.")
@@ -70,6 +80,16 @@ class HourlyRollup(models.Model):
     idle_energy_kwh = models.FloatField(default=0.0, help_text="IT energy of the idle time.")
     sm_active_gpu_h = models.FloatField(default=0.0)
     sm_known_gpu_h = models.FloatField(default=0.0, help_text="GPU-hours with an SM reading.")
+    allocated_idle_gpu_h = models.FloatField(
+        default=0.0, help_text="GPU-hours allocated to a job with no busy process (waste)."
+    )
+    allocated_idle_energy_kwh = models.FloatField(
+        default=0.0, help_text="IT energy of those GPU-hours (waste, docs/kpis.md)."
+    )
+    unmapped_energy_kwh = models.FloatField(
+        default=0.0,
+        help_text="IT energy of scheduler jobs no mapping gave a team (left to the host's team).",
+    )
 
     intensity_g_per_kwh = models.FloatField(help_text="Location-based, gCO2e per kWh.")
     intensity_source = models.CharField(max_length=8, choices=IntensitySource.CHOICES)

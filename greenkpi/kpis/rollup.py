@@ -19,11 +19,14 @@ from greenkpi.carbon import methodology as m
 from greenkpi.carbon.selectors import intensities_for, market_factors_for, tariffs_for
 from greenkpi.ingest.models import Method, Sample, SampleShare
 from greenkpi.inventory.models import Device, DeviceKind, Host
+from greenkpi.kpis import attribution
 from greenkpi.kpis.models import HourlyRollup
 
 # A window with no idle_s reading counts as idle when it was busy less than this (5 %, the
 # reference's "GR_ENGINE_ACTIVE < 0.05" threshold).
 IDLE_BUSY_BELOW = 0.05
+# The share method of a GPU allocated to a scheduler job that no busy process used (waste).
+ALLOCATED_IDLE = "allocated-idle"
 
 # Seconds between two timestamps, per backend. date_part returns a double on PostgreSQL (EXTRACT
 # returns numeric, several times slower to sum); SQLite stores ISO text and julianday is a double,
@@ -56,6 +59,10 @@ class Aggregate:
     sm_known_s: float
     idle_s: float
     idle_energy_j: float
+    allocated_idle_s: float = 0.0
+    allocated_idle_j: float = 0.0
+    unmapped_j: float = 0.0
+    job_id: int | None = None
 
 
 def _sql() -> str:
@@ -63,8 +70,11 @@ def _sql() -> str:
     seconds, least, fence = _SECONDS[vendor], _LEAST[vendor], _FENCE[vendor]
     sample, share = Sample._meta.db_table, SampleShare._meta.db_table
     device, host = Device._meta.db_table, Host._meta.db_table
+    # Owners are grouped as the shares name them (team or none, scheduler job); the mappings and
+    # the host's default team are applied to these few rows afterwards (``_owners``), as the
+    # PostgreSQL path does after its sums.
     return f"""
-SELECT device_id, team_id, model_key, run_key,
+SELECT device_id, team_id, default_team_id, model_key, run_key, job_id,
        COUNT(*),
        SUM(energy_j * frac),
        SUM(CASE WHEN method = %s THEN energy_j * frac ELSE 0 END),
@@ -74,17 +84,23 @@ SELECT device_id, team_id, model_key, run_key,
        SUM(dur_s * frac * COALESCE(util_sm, 0)),
        SUM(CASE WHEN util_sm IS NOT NULL THEN dur_s * frac ELSE 0 END),
        SUM(idle_part_s * frac),
-       SUM(CASE WHEN dur_s > 0 THEN energy_j * frac * idle_part_s / dur_s ELSE 0 END)
+       SUM(CASE WHEN dur_s > 0 THEN energy_j * frac * idle_part_s / dur_s ELSE 0 END),
+       SUM(CASE WHEN share_method = %s THEN dur_s * frac ELSE 0 END),
+       SUM(CASE WHEN share_method = %s THEN energy_j * frac ELSE 0 END)
 FROM (
-  SELECT device_id, team_id, model_key, run_key, energy_j, method, util_busy, util_sm, dur_s, frac,
+  SELECT device_id, team_id, default_team_id, model_key, run_key, job_id, share_method,
+         energy_j, method, util_busy, util_sm, dur_s, frac,
          CASE WHEN idle_s IS NOT NULL THEN {least}(idle_s, dur_s)
               WHEN util_busy IS NOT NULL AND util_busy < %s THEN dur_s
               ELSE 0 END AS idle_part_s
   FROM (
     SELECT s.device_id,
-           COALESCE(sh.team_id, h.default_team_id) AS team_id,
+           sh.team_id AS team_id,
+           h.default_team_id AS default_team_id,
            COALESCE(sh.model_key, '') AS model_key,
            COALESCE(sh.run_key, '') AS run_key,
+           sh.scheduler_job_id AS job_id,
+           COALESCE(sh.method, '') AS share_method,
            s.energy_j, s.method, s.util_busy, s.util_sm, s.idle_s,
            {seconds} AS dur_s,
            CASE WHEN sh.device_id IS NULL THEN 1.0
@@ -103,12 +119,30 @@ FROM (
   ) r
   {fence}
 ) p
-GROUP BY device_id, team_id, model_key, run_key
+GROUP BY device_id, team_id, default_team_id, model_key, run_key, job_id
 """
 
 
+# The summed fields of an Aggregate, merged when two share owners resolve to one.
+_SUMMED = (
+    "samples",
+    "energy_j",
+    "estimated_j",
+    "covered_s",
+    "busy_s",
+    "util_known_s",
+    "sm_s",
+    "sm_known_s",
+    "idle_s",
+    "idle_energy_j",
+    "allocated_idle_s",
+    "allocated_idle_j",
+    "unmapped_j",
+)
+
+
 def aggregate(*, organisation_id: int, hour: datetime) -> list[Aggregate]:
-    """The window's samples summed per device x owner, in one query."""
+    """The window's samples summed per device x owner, in one query, owners resolved."""
     # The stored form (naive UTC text on SQLite), so the bounds compare exactly.
     start = connection.ops.adapt_datetimefield_value(hour)
     end = connection.ops.adapt_datetimefield_value(hour + timedelta(hours=1))
@@ -117,6 +151,8 @@ def aggregate(*, organisation_id: int, hour: datetime) -> list[Aggregate]:
             _sql(),
             [
                 Method.ESTIMATE,
+                ALLOCATED_IDLE,
+                ALLOCATED_IDLE,
                 IDLE_BUSY_BELOW,
                 start,
                 end,
@@ -125,25 +161,42 @@ def aggregate(*, organisation_id: int, hour: datetime) -> list[Aggregate]:
                 end,
             ],
         )
-        return [
-            Aggregate(
-                device_id=r[0],
-                team_id=r[1],
-                model_key=r[2],
-                run_key=r[3],
-                samples=int(r[4]),
-                energy_j=float(r[5] or 0.0),
-                estimated_j=float(r[6] or 0.0),
-                covered_s=float(r[7] or 0.0),
-                busy_s=float(r[8] or 0.0),
-                util_known_s=float(r[9] or 0.0),
-                sm_s=float(r[10] or 0.0),
-                sm_known_s=float(r[11] or 0.0),
-                idle_s=float(r[12] or 0.0),
-                idle_energy_j=float(r[13] or 0.0),
-            )
-            for r in cur.fetchall()
-        ]
+        raw = cur.fetchall()
+    resolved = attribution.jobs_resolved(
+        organisation_id=organisation_id, start=hour, end=hour + timedelta(hours=1)
+    )
+    merged: dict[tuple[int, int | None, str, str, int | None], list[float]] = {}
+    for r in raw:
+        device_id, team_id, default_team_id, model_key, run_key, job_id = r[:6]
+        owner = attribution.owner_of(
+            team_id=team_id,
+            default_team_id=default_team_id,
+            model_key=model_key,
+            job=resolved.get(job_id) if job_id is not None else None,
+            has_job=job_id is not None,
+        )
+        sums = [float(v or 0.0) for v in r[6:]]
+        sums.append(sums[1] if owner.unmapped else 0.0)
+        key = (device_id, owner.team_id, owner.model_key, run_key, job_id)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = sums
+        else:
+            merged[key] = [a + b for a, b in zip(seen, sums, strict=True)]
+    return [
+        Aggregate(
+            device_id=device_id,
+            team_id=team_id,
+            model_key=model_key,
+            run_key=run_key,
+            job_id=job_id,
+            **{
+                name: int(v) if name == "samples" else v
+                for name, v in zip(_SUMMED, sums, strict=True)
+            },  # type: ignore[arg-type]
+        )
+        for (device_id, team_id, model_key, run_key, job_id), sums in merged.items()
+    ]
 
 
 def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[dict[str, Any]]:
@@ -199,6 +252,7 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
                 team_id=a.team_id,
                 model_key=a.model_key,
                 run_key=a.run_key,
+                scheduler_job_id=a.job_id,
                 samples=a.samples,
                 covered_s=a.covered_s,
                 energy_kwh=energy_kwh,
@@ -212,6 +266,9 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
                 idle_energy_kwh=m.energy_kwh(a.idle_energy_j) if gpu else 0.0,
                 sm_active_gpu_h=a.sm_s / 3600.0 if gpu else 0.0,
                 sm_known_gpu_h=a.sm_known_s / 3600.0 if gpu else 0.0,
+                allocated_idle_gpu_h=a.allocated_idle_s / 3600.0 if gpu else 0.0,
+                allocated_idle_energy_kwh=m.energy_kwh(a.allocated_idle_j) if gpu else 0.0,
+                unmapped_energy_kwh=m.energy_kwh(a.unmapped_j),
                 intensity_g_per_kwh=figure.intensity_g_per_kwh,
                 intensity_source=figure.source,
                 intensity_zone=figure.figure_zone,

@@ -23,8 +23,9 @@ from greenkpi.carbon import methodology as m
 from greenkpi.carbon.selectors import intensities_over, market_factors_over, tariffs_over
 from greenkpi.ingest.models import Method, Sample, SampleShare
 from greenkpi.inventory.models import Device, DeviceKind, Host, Site
+from greenkpi.kpis.attribution import jobs_resolved
 from greenkpi.kpis.models import HourlyRollup
-from greenkpi.kpis.rollup import IDLE_BUSY_BELOW
+from greenkpi.kpis.rollup import ALLOCATED_IDLE, IDLE_BUSY_BELOW
 
 # Per-sample expressions (one row of samples s, optionally joined to shares sh).
 _FRACTION_SHARED = """CASE WHEN sh.device_id IS NULL THEN 1.0
@@ -45,6 +46,7 @@ _COLUMNS: dict[str, str] = {
     "team_id": "a.team_id",
     "model_key": "a.model_key",
     "run_key": "a.run_key",
+    "scheduler_job_id": "a.job_id",
     "samples": "a.samples",
     "covered_s": "a.covered_s",
     "energy_kwh": "a.energy_j / %(j_per_kwh)s",
@@ -58,6 +60,11 @@ _COLUMNS: dict[str, str] = {
     "idle_energy_kwh": "CASE WHEN a.gpu THEN a.idle_energy_j / %(j_per_kwh)s ELSE 0.0 END",
     "sm_active_gpu_h": "CASE WHEN a.gpu THEN a.sm_s / 3600.0 ELSE 0.0 END",
     "sm_known_gpu_h": "CASE WHEN a.gpu THEN a.sm_known_s / 3600.0 ELSE 0.0 END",
+    "allocated_idle_gpu_h": "CASE WHEN a.gpu THEN a.allocated_idle_s / 3600.0 ELSE 0.0 END",
+    "allocated_idle_energy_kwh": (
+        "CASE WHEN a.gpu THEN a.allocated_idle_j / %(j_per_kwh)s ELSE 0.0 END"
+    ),
+    "unmapped_energy_kwh": "a.unmapped_j / %(j_per_kwh)s",
     "intensity_g_per_kwh": "z.intensity",
     "intensity_source": "z.source",
     "intensity_zone": "z.figure_zone",
@@ -90,6 +97,8 @@ _SUMS = (
     "sm_known_s",
     "idle_s",
     "idle_energy_j",
+    "allocated_idle_s",
+    "allocated_idle_j",
 )
 
 # The UTC hour of a sample: date_bin with a whole-hour origin is pure arithmetic on the instant
@@ -109,9 +118,16 @@ def _sums_sql(*, shared: bool, sparse: bool) -> str:
     if shared:
         owner = (
             "sh.team_id, COALESCE(sh.model_key, '') AS model_key, "
-            "COALESCE(sh.run_key, '') AS run_key,"
+            "COALESCE(sh.run_key, '') AS run_key, sh.scheduler_job_id AS job_id, "
+            "sh.method IS NOT DISTINCT FROM %(allocated_idle)s AS allocated_idle,"
         )
-        owned, by_owner = "team_id, model_key, run_key", ", team_id, model_key, run_key"
+        owned = "team_id, model_key, run_key, job_id"
+        by_owner = ", team_id, model_key, run_key, job_id"
+        allocated = (
+            "SUM(CASE WHEN allocated_idle THEN dur_s * frac ELSE 0 END) AS allocated_idle_s,\n"
+            "       SUM(CASE WHEN allocated_idle THEN energy_j * frac ELSE 0 END)"
+            " AS allocated_idle_j"
+        )
         frac, x = f", {_FRACTION_SHARED.format(share=share)} AS frac", "* frac"
         join = f"""LEFT JOIN {share} sh ON sh.device_id = s.device_id AND sh.window_start = s.window_start
              -- repeated for the shares: the planner does not carry a range across the join
@@ -121,8 +137,12 @@ def _sums_sql(*, shared: bool, sparse: bool) -> str:
         # so there are no owner columns to carry per row or to group by (a third of the summing
         # time), and f is 1 (y * 1.0 == y exactly: the multiplications are left out).
         owner, by_owner = "", ""
-        owned = "NULL::bigint AS team_id, ''::text AS model_key, ''::text AS run_key"
+        owned = (
+            "NULL::bigint AS team_id, ''::text AS model_key, ''::text AS run_key, "
+            "NULL::bigint AS job_id"
+        )
         frac, x, join = "", "", ""
+        allocated = "0.0::float8 AS allocated_idle_s, 0.0::float8 AS allocated_idle_j"
     # Hours between the batch's first and last that are not in it (another worker holds them)
     # are left out row by row; a contiguous batch needs only the range.
     gaps = f"AND {_HOUR_OF} = ANY(%(hours)s::timestamptz[])" if sparse else ""
@@ -158,7 +178,8 @@ SELECT device_id, hour, {owned},
        SUM(CASE WHEN util_sm IS NOT NULL THEN dur_s {x} ELSE 0 END) AS sm_known_s,
        SUM(idle_part_s {x}) AS idle_s,
        SUM(CASE WHEN dur_s > 0 THEN energy_j {x} * idle_part_s / dur_s ELSE 0 END)
-         AS idle_energy_j
+         AS idle_energy_j,
+       {allocated}
 FROM per_sample
 GROUP BY device_id, hour{by_owner}
 """
@@ -167,14 +188,25 @@ GROUP BY device_id, hour{by_owner}
 def _insert_sql(*, shared: bool) -> str:
     """Statement 2: the sums priced and written, returning each written row's hour (epoch s)."""
     device, host, site = Device._meta.db_table, Host._meta.db_table, Site._meta.db_table
+    # kpis.attribution.owner_of, in SQL: the share's team, else its job's mapped team, else the
+    # host's; the share's model, else its job's mapped model. ``r`` holds the batch's jobs.
+    team = "COALESCE(x.team_id, r.team_id, dev.default_team_id)"
+    model = "CASE WHEN x.model_key <> '' THEN x.model_key ELSE COALESCE(r.model_key, '') END"
     if shared:
         merged = ", ".join(f"SUM(x.{c}) AS {c}" for c in _SUMS)
-        merge = """GROUP BY x.device_id, x.hour, dev.kind, dev.host_id, dev.site_id, dev.zone, dev.pue,
-           dev.device_kg, dev.lifetime, COALESCE(x.team_id, dev.default_team_id), x.model_key,
-           x.run_key"""
+        merged += (
+            ", SUM(CASE WHEN x.team_id IS NULL AND x.job_id IS NOT NULL AND r.team_id IS NULL "
+            "THEN x.energy_j ELSE 0 END) AS unmapped_j"
+        )
+        merge = f"""GROUP BY x.device_id, x.hour, dev.kind, dev.host_id, dev.site_id, dev.zone, dev.pue,
+           dev.device_kg, dev.lifetime, {team}, {model}, x.run_key, x.job_id"""
+        jobs = """LEFT JOIN unnest(%(r_job)s::bigint[], %(r_team)s::bigint[], %(r_model)s::text[])
+       AS r(job_id, team_id, model_key) ON r.job_id = x.job_id"""
     else:
-        # one owner per device and hour: nothing to merge
-        merged, merge = ", ".join(f"x.{c}" for c in _SUMS), ""
+        # one owner per device and hour: nothing to merge, no job
+        merged = ", ".join(f"x.{c}" for c in _SUMS) + ", 0.0::float8 AS unmapped_j"
+        merge, jobs = "", ""
+        team, model = "COALESCE(x.team_id, dev.default_team_id)", "x.model_key"
     fields = HourlyRollup._meta
     columns = ", ".join(fields.get_field(c.removesuffix("_id")).column for c in _COLUMNS)
     # INSERT first (its query carries the WITH): monitoring and tests recognise the statement.
@@ -196,9 +228,10 @@ WITH dev AS MATERIALIZED (
 a AS (
   SELECT x.device_id, x.hour, dev.kind, dev.kind = %(gpu)s AS gpu, dev.host_id, dev.site_id,
          dev.zone, dev.pue, dev.device_kg, dev.lifetime,
-         COALESCE(x.team_id, dev.default_team_id) AS team_id, x.model_key, x.run_key,
+         {team} AS team_id, {model} AS model_key, x.run_key, x.job_id,
          {merged}
   FROM {_SUMS_TABLE} x JOIN dev ON dev.id = x.device_id
+  {jobs}
   {merge}
 )
 SELECT {", ".join(_COLUMNS.values())}
@@ -264,6 +297,16 @@ def _factors(*, organisation_id: int, hours: Sequence[datetime]) -> dict[str, li
     }
 
 
+def _jobs(*, organisation_id: int, start: datetime, end: datetime) -> dict[str, list[object]]:
+    """The range's scheduler jobs and what the mappings give them, as parallel arrays."""
+    resolved = jobs_resolved(organisation_id=organisation_id, start=start, end=end)
+    return {
+        "r_job": list(resolved),
+        "r_team": [r.team_id for r in resolved.values()],
+        "r_model": [r.model_key for r in resolved.values()],
+    }
+
+
 def windows_insert(
     *, organisation_id: int, hours: Sequence[datetime], now: datetime
 ) -> dict[datetime, int]:
@@ -294,6 +337,8 @@ def windows_insert(
         "contract": m.MarketSource.CONTRACT,
         "location": m.MarketSource.LOCATION,
         "version": m.METHODOLOGY_VERSION,
+        "allocated_idle": ALLOCATED_IDLE,
+        **_jobs(organisation_id=organisation_id, start=start, end=end),
         "devices": list(
             Device.objects.filter(host__organisation_id=organisation_id)
             .order_by("pk")

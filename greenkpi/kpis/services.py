@@ -323,7 +323,11 @@ def windows_recompute(
 def windows_recompute_dirty(
     *, limit: int = 500, lease_s: float = DEFAULT_LEASE_S, kind: str = "periodic"
 ) -> RecomputeRun:
-    """The periodic job: recompute up to ``limit`` dirty windows."""
+    """The periodic job: apply pending identity-mapping changes (they mark the windows of the
+    jobs they touch dirty), then recompute up to ``limit`` dirty windows."""
+    from greenkpi.kpis.attribution import mapping_changes_apply  # imports this module
+
+    mapping_changes_apply()
     windows = dirty_windows(limit=limit, now=timezone.now())
     return windows_recompute(windows=windows, kind=kind, lease_s=lease_s)
 

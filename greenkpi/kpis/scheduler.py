@@ -1,0 +1,235 @@
+"""Reads of scheduler jobs' energy and waste, for the Slurm jobs page, the API and the digest.
+
+One GROUP BY over the hourly rollups of a range (rows carrying a scheduler job), joined to the
+jobs' facts in Python (a few hundred jobs, not rows). Waste is the allocated-but-idle energy
+(docs/kpis.md, "Allocated-but-idle waste"): kgCO2e = kWh x PUE x location intensity / 1000, the
+same operational formula as every other rollup figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, Sum
+
+from greenkpi.carbon.methodology import G_PER_KG
+from greenkpi.ingest.models import SchedulerJob
+from greenkpi.kpis.models import HourlyRollup
+
+
+@dataclass(frozen=True, slots=True)
+class JobUsage:
+    """One scheduler job over a range: its facts, owner and measured totals."""
+
+    job_pk: int
+    run_key: str
+    cluster: str
+    job_id: str
+    user: str
+    account: str
+    partition: str
+    job_name: str
+    team_id: int | None
+    model_key: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    energy_kwh: float
+    kgco2e: float  # operational (location) + embodied
+    gpu_h: float
+    wasted_gpu_h: float
+    wasted_energy_kwh: float
+    wasted_kgco2e: float
+    unmapped_energy_kwh: float
+
+
+_WASTE_G = F("allocated_idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh")
+
+
+def jobs_usage(
+    *,
+    organisation_id: int,
+    start: datetime,
+    end: datetime,
+    team_ids: Iterable[int] | None = None,
+    account: str = "",
+    user: str = "",
+) -> list[JobUsage]:
+    """Jobs with windows in [start, end), most wasted GPU-hours first (then kgCO2e, energy).
+
+    ``team_ids`` limits to the jobs whose energy went (mostly) to those teams: a person sees the
+    jobs of the teams they may see, like every page.
+    """
+    rows = (
+        HourlyRollup.objects.filter(
+            organisation_id=organisation_id,
+            hour__gte=start,
+            hour__lt=end,
+            scheduler_job__isnull=False,
+        )
+        .values("scheduler_job_id", "team_id", "model_key")
+        .annotate(
+            energy_kwh=Sum("energy_kwh"),
+            operational=Sum("operational_location_kgco2e"),
+            embodied=Sum("embodied_kgco2e"),
+            gpu_h=Sum("allocated_gpu_h"),
+            wasted_gpu_h=Sum("allocated_idle_gpu_h"),
+            wasted_energy_kwh=Sum("allocated_idle_energy_kwh"),
+            wasted_g=Sum(_WASTE_G),
+            unmapped_energy_kwh=Sum("unmapped_energy_kwh"),
+        )
+        .order_by()
+    )
+    per_job: dict[int, dict] = {}
+    for row in rows:
+        job = per_job.setdefault(
+            row["scheduler_job_id"],
+            {"owners": {}, "sums": dict.fromkeys(_SUMS, 0.0)},
+        )
+        owner = (row["team_id"], row["model_key"])
+        job["owners"][owner] = job["owners"].get(owner, 0.0) + (row["energy_kwh"] or 0.0)
+        for name in _SUMS:
+            job["sums"][name] += row[name] or 0.0
+    if not per_job:
+        return []
+    facts = SchedulerJob.objects.filter(organisation_id=organisation_id, pk__in=list(per_job))
+    if account:
+        facts = facts.filter(account=account)
+    if user:
+        facts = facts.filter(user=user)
+    visible = set(team_ids) if team_ids is not None else None
+    out = []
+    for fact in facts.values(
+        "pk",
+        "run_key",
+        "cluster",
+        "job_id",
+        "user",
+        "account",
+        "partition",
+        "job_name",
+        "started_at",
+        "ended_at",
+    ):
+        job = per_job[fact["pk"]]
+        # the owner with the most energy (ties: lowest team id, then model key) names the job
+        team_id, model_key = min(job["owners"], key=lambda o: (-job["owners"][o], o[0] or 0, o[1]))
+        if visible is not None and team_id not in visible:
+            continue
+        sums = job["sums"]
+        out.append(
+            JobUsage(
+                job_pk=fact["pk"],
+                run_key=fact["run_key"],
+                cluster=fact["cluster"],
+                job_id=fact["job_id"],
+                user=fact["user"],
+                account=fact["account"],
+                partition=fact["partition"],
+                job_name=fact["job_name"],
+                team_id=team_id,
+                model_key=model_key,
+                started_at=fact["started_at"],
+                ended_at=fact["ended_at"],
+                energy_kwh=sums["energy_kwh"],
+                kgco2e=sums["operational"] + sums["embodied"],
+                gpu_h=sums["gpu_h"],
+                wasted_gpu_h=sums["wasted_gpu_h"],
+                wasted_energy_kwh=sums["wasted_energy_kwh"],
+                wasted_kgco2e=sums["wasted_g"] / G_PER_KG,
+                unmapped_energy_kwh=sums["unmapped_energy_kwh"],
+            )
+        )
+    out.sort(key=lambda j: (-j.wasted_gpu_h, -j.wasted_kgco2e, -j.energy_kwh, j.run_key))
+    return out
+
+
+_SUMS = (
+    "energy_kwh",
+    "operational",
+    "embodied",
+    "gpu_h",
+    "wasted_gpu_h",
+    "wasted_energy_kwh",
+    "wasted_g",
+    "unmapped_energy_kwh",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WasteGroup:
+    """Waste of the jobs of one account, user or team over a range."""
+
+    key: str | int | None
+    jobs: int
+    energy_kwh: float
+    wasted_gpu_h: float
+    wasted_energy_kwh: float
+    wasted_kgco2e: float
+
+
+def waste_by(jobs: Iterable[JobUsage], *, by: str) -> list[WasteGroup]:
+    """Jobs' waste summed per ``by`` ("account", "user" or "team_id"), most wasted first."""
+    groups: dict[str | int | None, list[JobUsage]] = {}
+    for job in jobs:
+        groups.setdefault(getattr(job, by), []).append(job)
+    out = [
+        WasteGroup(
+            key=key,
+            jobs=len(members),
+            energy_kwh=sum(j.energy_kwh for j in members),
+            wasted_gpu_h=sum(j.wasted_gpu_h for j in members),
+            wasted_energy_kwh=sum(j.wasted_energy_kwh for j in members),
+            wasted_kgco2e=sum(j.wasted_kgco2e for j in members),
+        )
+        for key, members in groups.items()
+    ]
+    out.sort(key=lambda g: (-g.wasted_gpu_h, -g.wasted_kgco2e, str(g.key)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """Energy of scheduler jobs no mapping gave a team (it stayed with the hosts' teams)."""
+
+    energy_kwh: float
+    total_energy_kwh: float
+    accounts: list[tuple[str, float]]  # (Slurm account, kWh), most first
+
+    @property
+    def share(self) -> float | None:
+        return self.energy_kwh / self.total_energy_kwh if self.total_energy_kwh else None
+
+
+def unmapped(
+    *,
+    organisation_id: int,
+    start: datetime,
+    end: datetime,
+    team_ids: Iterable[int] | None = None,
+) -> Unmapped:
+    """Unmapped kWh of the range against all kWh of the same rows' scope, and per account."""
+    base = HourlyRollup.objects.filter(
+        organisation_id=organisation_id, hour__gte=start, hour__lt=end
+    )
+    if team_ids is not None:
+        base = base.filter(team_id__in=list(team_ids))
+    total = base.aggregate(total=Sum("energy_kwh"), unmapped=Sum("unmapped_energy_kwh"))
+    per_job = dict(
+        base.filter(unmapped_energy_kwh__gt=0)
+        .values("scheduler_job_id")
+        .annotate(kwh=Sum("unmapped_energy_kwh"))
+        .order_by()
+        .values_list("scheduler_job_id", "kwh")
+    )
+    accounts: dict[str, float] = {}
+    for job_pk, account in SchedulerJob.objects.filter(pk__in=list(per_job)).values_list(
+        "pk", "account"
+    ):
+        accounts[account] = accounts.get(account, 0.0) + per_job[job_pk]
+    return Unmapped(
+        energy_kwh=total["unmapped"] or 0.0,
+        total_energy_kwh=total["total"] or 0.0,
+        accounts=sorted(accounts.items(), key=lambda a: (-a[1], a[0])),
+    )
