@@ -32,6 +32,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute=41),
         "options": {"expires": 30 * 60},
     },
+    # Slurm jobs become runs (workloads/scheduler_runs.py): a job waits until its windows are
+    # recomputed, so this follows the dirty-window recompute at the same pace.
+    "workloads-sync-scheduler-runs": {
+        "task": "greenkpi.workloads.tasks.sync_scheduler_runs",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 4 * 60},
+    },
     # Live grid intensity (Electricity Maps), a no-op without ELECTRICITYMAPS_API_KEY. Hourly:
     # the API publishes hourly and each run fetches the last 24 h, so a missed run heals itself.
     "carbon-fetch-live-intensity": {

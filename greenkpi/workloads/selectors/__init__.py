@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.inventory.models import Device, Site
@@ -76,6 +76,26 @@ def _model_rollups(model: MLModel) -> QuerySet[HourlyRollup]:
     )
 
 
+# Run keys the scheduler gives (``slurm:<cluster>:<job id>``, ingest.scheduler.run_key_of): one
+# per organisation, so such a run's rollups are all rows carrying its key, whatever team and model
+# the mappings gave them (an unmapped job's rows have no model key; its run hangs under the team's
+# placeholder model, workloads.scheduler_runs).
+SCHEDULER_RUN_PREFIXES = ("slurm:",)
+
+
+def _runs_rollups(model: MLModel, run_keys: list[str]) -> QuerySet[HourlyRollup]:
+    """The rollups of these runs of ``model``: its team and model key, or a scheduler run key."""
+    scheduler = [k for k in run_keys if k.startswith(SCHEDULER_RUN_PREFIXES)]
+    registered = [k for k in run_keys if not k.startswith(SCHEDULER_RUN_PREFIXES)]
+    rows = HourlyRollup.objects.filter(organisation_id=model.team.organisation_id)
+    if not scheduler:
+        return rows.filter(team_id=model.team_id, model_key=model.key, run_key__in=registered)
+    return rows.filter(
+        Q(team_id=model.team_id, model_key=model.key, run_key__in=registered)
+        | Q(run_key__in=scheduler)
+    )
+
+
 def run_totals(*, model: MLModel, run_keys: Iterable[str]) -> dict[str, RunTotals]:
     """{run key: totals} for the given runs of ``model``, in one GROUP BY (runs without rollups
     are absent)."""
@@ -83,8 +103,7 @@ def run_totals(*, model: MLModel, run_keys: Iterable[str]) -> dict[str, RunTotal
     if not keys:
         return {}
     rows = (
-        _model_rollups(model)
-        .filter(run_key__in=keys)
+        _runs_rollups(model, keys)
         .values("run_key")
         .annotate(
             energy_kwh=Sum("energy_kwh"),
@@ -94,12 +113,7 @@ def run_totals(*, model: MLModel, run_keys: Iterable[str]) -> dict[str, RunTotal
             gpu_hours=Sum("allocated_gpu_h"),
         )
     )
-    placement = (
-        _model_rollups(model)
-        .filter(run_key__in=keys)
-        .values_list("run_key", "host_id", "device_id")
-        .distinct()
-    )
+    placement = _runs_rollups(model, keys).values_list("run_key", "host_id", "device_id").distinct()
     hosts: dict[str, set[int]] = {}
     devices: dict[str, set[int]] = {}
     for key, host_id, device_id in placement:

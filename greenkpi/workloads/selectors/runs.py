@@ -13,7 +13,7 @@ from greenkpi.kpis import formulas
 from greenkpi.kpis.models import HourlyRollup
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import Evaluation, MLModel, Run
-from greenkpi.workloads.selectors import _model_rollups
+from greenkpi.workloads.selectors import _runs_rollups
 
 POWER_COLUMNS = ["hour_utc", "device_id", "device", "host", "energy_kwh", "power_w"]
 
@@ -25,8 +25,8 @@ RUN_MARGIN = timedelta(days=1)
 
 def _run_rollups(model: MLModel, run: Run) -> QuerySet[HourlyRollup]:
     end = run.ended_at or datetime.now(UTC)
-    return _model_rollups(model).filter(
-        run_key=run.key, hour__gte=run.started_at - RUN_MARGIN, hour__lt=end + RUN_MARGIN
+    return _runs_rollups(model, [run.key]).filter(
+        hour__gte=run.started_at - RUN_MARGIN, hour__lt=end + RUN_MARGIN
     )
 
 
