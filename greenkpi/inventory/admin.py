@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from greenkpi.inventory import services
+from greenkpi.inventory.mappings import mapping_delete, mapping_save, mapping_validate
 from greenkpi.inventory.models import (
     CollectorToken,
     Device,
     Host,
+    IdentityMapping,
     Membership,
     Organisation,
     Site,
@@ -178,3 +181,74 @@ class CollectorTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             services.token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+class IdentityMappingForm(forms.ModelForm):
+    """The same validation as the dashboard and the API (a regex that does not compile, a team
+    of another organisation, a mapping that sets nothing: errors on their fields)."""
+
+    class Meta:
+        model = IdentityMapping
+        fields = (
+            "organisation",
+            "kind",
+            "cluster",
+            "pattern",
+            "team",
+            "model_key",
+            "run_kind",
+            "priority",
+            "note",
+        )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors or not data.get("organisation"):
+            return data
+        try:
+            mapping_validate(
+                organisation=data["organisation"],
+                kind=data.get("kind", ""),
+                pattern=data.get("pattern", ""),
+                team=data.get("team"),
+                model_key=data.get("model_key", ""),
+                run_kind=data.get("run_kind", ""),
+                cluster=data.get("cluster", ""),
+            )
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                self.add_error(name if name in self.fields else None, messages)
+        return data
+
+
+@admin.register(IdentityMapping)
+class IdentityMappingAdmin(admin.ModelAdmin):
+    """Saved and deleted through the mapping services, so history is recomputed either way."""
+
+    form = IdentityMappingForm
+    list_display = ("organisation", "kind", "cluster", "pattern", "team", "model_key", "priority")
+    list_filter = ("organisation", "kind")
+    search_fields = ("pattern", "model_key", "note")
+
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        data = form.cleaned_data
+        saved = mapping_save(
+            organisation=data["organisation"],
+            mapping=obj if change else None,
+            kind=data["kind"],
+            pattern=data["pattern"],
+            team=data.get("team"),
+            model_key=data.get("model_key", ""),
+            run_kind=data.get("run_kind", ""),
+            priority=data.get("priority") or 0,
+            cluster=data.get("cluster", ""),
+            note=data.get("note", ""),
+        )
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj) -> None:  # type: ignore[no-untyped-def]
+        mapping_delete(mapping=obj)
+
+    def delete_queryset(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for mapping in queryset:
+            mapping_delete(mapping=mapping)
