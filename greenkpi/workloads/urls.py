@@ -1,6 +1,6 @@
 from django.urls import path
 
-from greenkpi.workloads import api
+from greenkpi.workloads import api, api_scheduler
 
 urlpatterns = [
     path("models/", api.ModelsApi.as_view(), name="models"),
@@ -20,4 +20,11 @@ urlpatterns = [
     path("models/<int:model_id>/retraining/", api.RetrainingApi.as_view(), name="model-retraining"),
     path("models/<int:model_id>/carbon/", api.CarbonApi.as_view(), name="model-carbon"),
     path("models/<int:model_id>/advice/", api.AdviceApi.as_view(), name="model-advice"),
+    path("identity-mappings/", api_scheduler.MappingsApi.as_view(), name="identity-mappings"),
+    path(
+        "identity-mappings/<int:mapping_id>/",
+        api_scheduler.MappingApi.as_view(),
+        name="identity-mapping",
+    ),
+    path("slurm/jobs/", api_scheduler.SlurmJobsApi.as_view(), name="slurm-jobs"),
 ]

@@ -1,0 +1,184 @@
+"""Scheduler attribution API: identity mappings (org admins) and Slurm jobs' energy and waste.
+
+- ``/api/v1/identity-mappings/`` and ``/<id>/``: list, create, update, delete. Organisation admins
+  only (a member without the admin role gets 403 in their own organisation); a mapping of another
+  organisation is 404. A bad pattern or an unknown team is a 400 naming the field.
+- ``/api/v1/slurm/jobs/``: jobs of a range, most wasted GPU-hours first, filterable by account and
+  user, with waste per account / user / team and the unmapped energy; scoped like every page
+  (a person sees the jobs whose energy went to teams they may see). Collector tokens read nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from greenkpi.dashboard.periods import BadPeriod, period_from_query
+from greenkpi.dashboard.scoping import NoOrganisation, Scope, scope_for
+from greenkpi.ingest.auth import CollectorTokenAuthentication
+from greenkpi.inventory.mappings import mapping_delete, mapping_save
+from greenkpi.inventory.models import RUN_KINDS, IdentityMapping, MappingKind, Team
+from greenkpi.workloads import access
+from greenkpi.workloads.selectors.scheduler import jobs_report
+
+TAGS = ["attribution"]
+
+
+def _scope(request: Request, *, admin: bool) -> Scope:
+    access.forbid_collector_reads(request)
+    try:
+        scope = scope_for(request.user, request.query_params.get("org") or None)
+    except NoOrganisation:
+        raise Http404("no organisation") from None
+    if admin and not scope.manages_org:
+        raise PermissionDenied("identity mappings need the organisation's admin role")
+    return scope
+
+
+class MappingSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=MappingKind.choices)
+    cluster = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    pattern = serializers.CharField(max_length=200)
+    team = serializers.SlugField(required=False, allow_null=True, default=None)
+    model_key = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    run_kind = serializers.ChoiceField(
+        choices=RUN_KINDS, required=False, default="", allow_blank=True
+    )
+    priority = serializers.IntegerField(required=False, default=0, min_value=-1000, max_value=1000)
+    note = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+
+
+def _out(mapping: IdentityMapping) -> dict[str, Any]:
+    return {
+        "id": mapping.pk,
+        "kind": mapping.kind,
+        "cluster": mapping.cluster,
+        "pattern": mapping.pattern,
+        "team": mapping.team.slug if mapping.team_id else None,
+        "model_key": mapping.model_key,
+        "run_kind": mapping.run_kind,
+        "priority": mapping.priority,
+        "note": mapping.note,
+    }
+
+
+class _Api(APIView):
+    authentication_classes = [CollectorTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+def _save(scope: Scope, data: dict[str, Any], mapping: IdentityMapping | None) -> IdentityMapping:
+    team = None
+    if data.get("team"):
+        team = Team.objects.filter(organisation=scope.organisation, slug=data["team"]).first()
+        if team is None:
+            raise ValidationError({"team": [f"no team {data['team']!r} in this organisation"]})
+    try:
+        return mapping_save(
+            organisation=scope.organisation,
+            mapping=mapping,
+            kind=data["kind"],
+            pattern=data["pattern"],
+            team=team,
+            model_key=data["model_key"],
+            run_kind=data["run_kind"],
+            priority=data["priority"],
+            cluster=data["cluster"],
+            note=data["note"],
+        )
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict) from None
+
+
+class MappingsApi(_Api):
+    @extend_schema(operation_id="identity_mappings_list", tags=TAGS, responses=MappingSerializer)
+    def get(self, request: Request) -> Response:
+        scope = _scope(request, admin=True)
+        rows = IdentityMapping.objects.filter(organisation=scope.organisation).select_related(
+            "team"
+        )
+        return Response([_out(m) for m in rows])
+
+    @extend_schema(
+        operation_id="identity_mappings_create",
+        summary="Map a Slurm user / account to a team, or a job-name / comment pattern to a model",
+        tags=TAGS,
+        request=MappingSerializer,
+        responses={201: MappingSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        scope = _scope(request, admin=True)
+        serializer = MappingSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        mapping = _save(scope, dict(serializer.validated_data), None)
+        return Response(_out(mapping), status=status.HTTP_201_CREATED)
+
+
+class MappingApi(_Api):
+    def _mapping(self, request: Request, mapping_id: int) -> tuple[Scope, IdentityMapping]:
+        scope = _scope(request, admin=True)
+        mapping = (
+            IdentityMapping.objects.filter(organisation=scope.organisation, pk=mapping_id)
+            .select_related("team")
+            .first()
+        )
+        if mapping is None:
+            raise Http404("no such mapping")
+        return scope, mapping
+
+    @extend_schema(operation_id="identity_mapping_read", tags=TAGS, responses=MappingSerializer)
+    def get(self, request: Request, mapping_id: int) -> Response:
+        return Response(_out(self._mapping(request, mapping_id)[1]))
+
+    @extend_schema(
+        operation_id="identity_mapping_update",
+        tags=TAGS,
+        request=MappingSerializer,
+        responses=MappingSerializer,
+    )
+    def put(self, request: Request, mapping_id: int) -> Response:
+        scope, mapping = self._mapping(request, mapping_id)
+        serializer = MappingSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(_out(_save(scope, dict(serializer.validated_data), mapping)))
+
+    @extend_schema(operation_id="identity_mapping_delete", tags=TAGS, responses={204: None})
+    def delete(self, request: Request, mapping_id: int) -> Response:
+        mapping_delete(mapping=self._mapping(request, mapping_id)[1])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SlurmJobsApi(_Api):
+    @extend_schema(
+        operation_id="slurm_jobs",
+        summary="Slurm jobs by wasted GPU-hours (allocated but idle), with per account/user/team",
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        scope = _scope(request, admin=False)
+        try:
+            period = period_from_query(request.query_params, default="30d")
+        except BadPeriod as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        params = request.query_params
+        return Response(
+            jobs_report(
+                organisation_id=scope.organisation.pk,
+                teams={t.pk: t.slug for t in scope.teams},
+                start=period.start,
+                end=period.end,
+                account=params.get("account", ""),
+                user=params.get("user", ""),
+            )
+        )
