@@ -28,6 +28,7 @@ from greenkpi.alerts import links, outbox, selectors
 from greenkpi.alerts.lifecycle import Event
 from greenkpi.alerts.models import Channel, Notification
 from greenkpi.inventory.models import Membership, Organisation, Role, Team
+from greenkpi.kpis.scheduler import jobs_usage, waste_by
 from greenkpi.kpis.selectors import hourly_totals
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,43 @@ def digest_payload(
         ],
         "alerts_more": len(alerts) > MAX_ALERTS,
         "budgets": [_budget_line(s) for s in statuses],
+        "slurm_month": _slurm_accounts(organisation.pk, day, recipient),
         "count": len(alerts[:MAX_ALERTS]),
         "created_at": now.isoformat().replace("+00:00", "Z"),
         "url": links.alerts_page_url(organisation),
+    }
+
+
+MAX_ACCOUNTS = 20  # the Slurm jobs page has the rest
+
+
+def _slurm_accounts(organisation_id: int, day: date, recipient: Recipient) -> dict[str, Any]:
+    """One line per Slurm account for the month of ``day`` so far (UTC; on the 1st of a month
+    the digest covers the whole month before): its jobs' energy and allocated-but-idle waste,
+    from the same read as the Slurm jobs page, within the recipient's teams."""
+    start = datetime.combine(day.replace(day=1), time(), UTC)
+    end = datetime.combine(day + timedelta(days=1), time(), UTC)
+    jobs = jobs_usage(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        team_ids=None if recipient.org_wide else recipient.team_ids,
+    )
+    accounts = waste_by(jobs, by="account")
+    return {
+        "month": f"{day:%Y-%m}",
+        "through": day.isoformat(),
+        "accounts": [
+            {
+                "account": g.key or "(none)",
+                "jobs": g.jobs,
+                "energy_kwh": round(g.energy_kwh, 6),
+                "wasted_gpu_h": round(g.wasted_gpu_h, 4),
+                "wasted_kgco2e": round(g.wasted_kgco2e, 6),
+            }
+            for g in accounts[:MAX_ACCOUNTS]
+        ],
+        "more": len(accounts) > MAX_ACCOUNTS,
     }
 
 
