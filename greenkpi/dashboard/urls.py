@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from greenkpi.dashboard import views, views_budgets, views_carbon, views_models
+from greenkpi.dashboard.slurm import views as slurm_views
 
 
 class FormatConverter:
@@ -39,4 +40,5 @@ urlpatterns = [
     *views_models.urlpatterns,
     *views_budgets.urlpatterns,
     *views_carbon.urlpatterns,
+    *slurm_views.urlpatterns,
 ]

@@ -1,0 +1,1 @@
+"""The Slurm area: jobs by wasted GPU-hours, and the organisation's identity mappings."""
