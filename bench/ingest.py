@@ -275,8 +275,32 @@ def sample_tail(rng: random.Random) -> bytes:
     return orjson.dumps(sample)[1:]  # drop the "{": the head supplies it
 
 
+# --slurm: every share names a Slurm job (issue 11) instead of a team and model, so the batch's
+# jobs are upserted (SchedulerJob) and the shares carry their ids; a worst case of up to 40
+# distinct jobs per batch (a real node holds a few).
+SLURM = {"on": False}
+
+
 def share(rng: random.Random, energy: float) -> dict[str, Any]:
     job = rng.randrange(40)
+    if SLURM["on"]:
+        return {
+            "energy_j": energy,
+            "method": "utilization",
+            "run": f"slurm:bench:{1000 + job}",
+            "pid": rng.randrange(1000, 60000),
+            "scheduler": {
+                "kind": "slurm",
+                "cluster": "bench",
+                "job_id": str(1000 + job),
+                "user": f"user{job % 7}",
+                "account": f"acct{job % 4}",
+                "partition": "gpu",
+                "qos": "normal",
+                "job_name": f"train-{MODELS[job % len(MODELS)]}",
+                "nodes": "node[001-004]",
+            },
+        }
     run = f"run-{job:04d}-{rng.randrange(10):02d}"
     return {
         "energy_j": energy,
@@ -460,7 +484,9 @@ def main() -> int:
     )
     parser.add_argument("--copy-rows", type=int, default=2_000_000, help="max rows for COPY")
     parser.add_argument("--keep-db", action="store_true", help="leave greenkpi_bench behind")
+    parser.add_argument("--slurm", action="store_true", help="shares name Slurm jobs (issue 11)")
     args = parser.parse_args()
+    SLURM["on"] = args.slurm
 
     Path(VAR_DIR).mkdir(parents=True, exist_ok=True)
     count = max(10, int(args.seconds * args.max_rate / args.batch))

@@ -426,3 +426,186 @@ def test_both_rollup_paths_store_the_same_rows_for_the_scenario(
         (acme.vision.pk, round(3 * 6000 / 3.6e6, 9)),
         (acme.nlp.pk, 0.0),
     }
+
+
+def test_the_api_lists_jobs_by_waste_scoped_to_what_each_person_may_see(
+    slurm, people, client, hour
+):
+    day = hour.date().isoformat()
+    client.login(username="alice", password=people["password"])  # Acme admin: every team
+    answer = client.get(f"/api/v1/slurm/jobs/?from={day}&to={day}").json()
+    assert [j["job_id"] for j in answer["jobs"]][:1] == ["300"]
+    top = answer["jobs"][0]
+    assert (top["team"], top["model_key"], top["account"]) == ("nlp", "llm-7b", "nlp-lab")
+    assert top["wasted_gpu_h"] == pytest.approx(0.05)
+    assert top["wasted_kgco2e"] == pytest.approx(WASTE_KG)
+    assert answer["by_account"][0]["key"] == "nlp-lab"
+    assert answer["by_team"][0]["key"] == "nlp"
+    assert answer["unmapped"]["energy_kwh"] == pytest.approx(0.01)
+    assert answer["unmapped"]["share"] == pytest.approx(0.01 / 0.056)
+    assert answer["unmapped"]["accounts"] == [
+        {"account": "physics", "energy_kwh": pytest.approx(0.01)}
+    ]
+    only = client.get(f"/api/v1/slurm/jobs/?from={day}&to={day}&user=noah").json()
+    assert [j["job_id"] for j in only["jobs"]] == ["300"]
+    assert client.get("/api/v1/slurm/jobs/?range=1y").status_code == 400
+
+    client.login(username="victor", password=people["password"])  # vision viewer
+    seen = client.get(f"/api/v1/slurm/jobs/?from={day}&to={day}").json()
+    assert [j["job_id"] for j in seen["jobs"]] == ["400"]  # vision's only job
+    assert seen["unmapped"]["energy_kwh"] == pytest.approx(0.01)
+
+    client.login(username="gary", password=people["password"])  # Globex admin
+    assert client.get(f"/api/v1/slurm/jobs/?org=acme&from={day}&to={day}").status_code == 404
+    assert client.get(f"/api/v1/slurm/jobs/?from={day}&to={day}").json()["jobs"] == []
+
+
+def test_mappings_through_the_api_are_validated_and_kept_to_their_organisation(
+    acme, people, client
+):
+    from greenkpi.inventory.models import IdentityMapping
+
+    client.login(username="alice", password=people["password"])
+    bad = client.post(
+        "/api/v1/identity-mappings/",
+        {"kind": "slurm-job-name", "pattern": "train-(unclosed", "model_key": "m"},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+    assert bad["Content-Type"].startswith("application/problem+json")
+    assert "pattern" in bad.json()["fields"]
+    assert "regular expression" in bad.json()["fields"]["pattern"][0]
+    nobody = client.post(
+        "/api/v1/identity-mappings/",
+        {"kind": "slurm-account", "pattern": "x", "team": "ghosts"},
+        content_type="application/json",
+    )
+    assert nobody.status_code == 400 and "team" in nobody.json()["fields"]
+    assert not IdentityMapping.objects.exists()
+    made = client.post(
+        "/api/v1/identity-mappings/",
+        {"kind": "slurm-account", "pattern": "nlp-lab", "team": "nlp"},
+        content_type="application/json",
+    )
+    assert made.status_code == 201, made.content
+    mapping_id = made.json()["id"]
+    moved = client.put(
+        f"/api/v1/identity-mappings/{mapping_id}/",
+        {"kind": "slurm-account", "pattern": "nlp-lab", "team": "vision"},
+        content_type="application/json",
+    )
+    assert moved.status_code == 200 and moved.json()["team"] == "vision"
+
+    client.login(username="nina", password=people["password"])  # a team manager, not org admin
+    assert client.get("/api/v1/identity-mappings/").status_code == 403
+    client.login(username="gary", password=people["password"])  # another organisation's admin
+    assert client.get(f"/api/v1/identity-mappings/{mapping_id}/").status_code == 404
+    assert client.delete(f"/api/v1/identity-mappings/{mapping_id}/").status_code == 404
+    assert client.get("/api/v1/identity-mappings/").json() == []
+    client.login(username="alice", password=people["password"])
+    assert client.delete(f"/api/v1/identity-mappings/{mapping_id}/").status_code == 204
+    assert not IdentityMapping.objects.exists()
+
+
+def test_the_daily_digest_has_a_line_per_slurm_account_for_the_month(slurm, hour):
+    from django.template.loader import render_to_string
+    from django.utils import timezone
+
+    from greenkpi.alerts.digest import Recipient, digest_payload
+
+    acme = slurm
+    admin = Recipient("ops@acme.test", None, org_wide=True)  # type: ignore[arg-type]
+    payload = digest_payload(
+        organisation=acme, recipient=admin, day=hour.date(), now=timezone.now()
+    )
+    lines = {a["account"]: a for a in payload["slurm_month"]["accounts"]}
+    assert list(lines) == ["nlp-lab", "physics", "speech-lab"]  # most wasted first, then by name
+    assert lines["nlp-lab"]["jobs"] == 2
+    assert lines["nlp-lab"]["energy_kwh"] == pytest.approx(0.033)
+    assert lines["nlp-lab"]["wasted_gpu_h"] == pytest.approx(0.05)
+    assert lines["nlp-lab"]["wasted_kgco2e"] == pytest.approx(WASTE_KG, abs=1e-6)
+    text = render_to_string("alerts/digest.txt", {"payload": payload})
+    assert "nlp-lab: 2 jobs, 0.033 kWh, wasted 0.05 GPU-h" in text
+    # a team manager's digest holds only their teams' jobs
+    speech = Recipient("sam@acme.test", None, team_ids={acme.speech.pk})  # type: ignore[arg-type]
+    payload = digest_payload(
+        organisation=acme, recipient=speech, day=hour.date(), now=timezone.now()
+    )
+    assert [a["account"] for a in payload["slurm_month"]["accounts"]] == ["speech-lab"]
+
+
+def test_the_slurm_pages_show_the_same_numbers_scoped_like_every_page(slurm, people, client, hour):
+    acme = slurm
+    day = hour.date().isoformat()
+    query = f"org=acme&from={day}&to={day}"
+    client.login(username="alice", password=people["password"])
+    page = client.get(f"/slurm/?{query}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.index("hpc:300") < html.index("hpc:100")  # most wasted first
+    assert "0.023" in html and "0.05" in html  # job 300's energy and wasted GPU-hours
+    assert "0.010 kWh</strong> (18 %)" in html  # unmapped: 0.01 of 0.056 kWh
+    assert "kind=slurm-account&amp;pattern=physics" in html  # "map it"
+    filtered = client.get(f"/slurm/?{query}&account=speech-lab").content.decode()
+    assert "hpc:200" in filtered and "hpc:300" not in filtered
+
+    scheduler_runs_sync(organisation_id=acme.pk)
+    run = Run.objects.get(key="slurm:hpc:300")
+    detail = client.get(f"/models/{run.model_id}/runs/{run.pk}/?org=acme")
+    assert detail.status_code == 200
+    assert "node-a, node-b" in detail.content.decode()  # one run, both hosts, per-device table
+
+    client.login(username="victor", password=people["password"])  # vision viewer
+    mine = client.get(f"/slurm/?{query}").content.decode()
+    assert "hpc:400" in mine and "hpc:300" not in mine
+    assert "map it" not in mine
+    assert client.get("/slurm/mappings/?org=acme").status_code == 404
+
+    client.login(username="gary", password=people["password"])  # another organisation
+    assert client.get(f"/slurm/?{query}").status_code == 404
+    mapping = acme.identity_mappings.first()
+    assert client.get(f"/slurm/mappings/{mapping.pk}/").status_code == 404
+    assert client.post(f"/slurm/mappings/{mapping.pk}/delete/").status_code == 404
+
+
+def test_the_mapping_form_refuses_a_bad_regex_and_a_good_one_recomputes_history(
+    slurm, people, client, hour
+):
+    from greenkpi.inventory.models import IdentityMapping, IdentityMappingChange
+
+    acme = slurm
+    client.login(username="alice", password=people["password"])
+    assert (
+        "physics"
+        in client.get(
+            "/slurm/mappings/?org=acme&kind=slurm-account&pattern=physics"
+        ).content.decode()
+    )
+    before = IdentityMapping.objects.count()
+    bad = client.post(
+        "/slurm/mappings/?org=acme",
+        {"kind": "slurm-job-name", "pattern": "sim(", "model_key": "x", "priority": 0},
+    )
+    assert bad.status_code == 400
+    assert "not a valid regular expression" in bad.content.decode()
+    assert IdentityMapping.objects.count() == before
+    good = client.post(
+        "/slurm/mappings/?org=acme",
+        {"kind": "slurm-account", "pattern": "physics", "team": acme.nlp.pk, "priority": 0},
+    )
+    assert good.status_code == 302
+    assert IdentityMappingChange.objects.filter(pattern="physics", applied_at=None).exists()
+    services.windows_recompute_dirty()  # applies the change, then recomputes
+    rows = by_job(acme, hour)["slurm:hpc:400"]
+    assert {r.team_id for r in rows} == {acme.nlp.pk}
+    mapping = IdentityMapping.objects.get(organisation=acme, pattern="physics")
+    edited = client.post(
+        f"/slurm/mappings/{mapping.pk}/?org=acme",
+        {"kind": "slurm-account", "pattern": "physics", "team": acme.speech.pk, "priority": 0},
+    )
+    assert edited.status_code == 302
+    services.windows_recompute_dirty()
+    assert {r.team_id for r in by_job(acme, hour)["slurm:hpc:400"]} == {acme.speech.pk}
+    assert client.post(f"/slurm/mappings/{mapping.pk}/delete/?org=acme").status_code == 302
+    services.windows_recompute_dirty()
+    assert {r.team_id for r in by_job(acme, hour)["slurm:hpc:400"]} == {acme.vision.pk}
