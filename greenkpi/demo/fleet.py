@@ -290,6 +290,7 @@ def host_window(
                     energy,
                     "utilization",
                     {"kind": workload.registry_kind},
+                    None,  # no scheduler job
                 )
             )
             if workload.throughput_per_s:

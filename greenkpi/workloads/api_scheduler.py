@@ -47,13 +47,21 @@ def _scope(request: Request, *, admin: bool) -> Scope:
 
 class MappingSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    kind = serializers.ChoiceField(choices=MappingKind.choices)
+    # Plain strings (checked by the mapping service, which names the field): choice fields here
+    # would give the OpenAPI schema second enums of the kinds the registry already names.
+    kind = serializers.CharField(
+        max_length=32, help_text=f"One of {', '.join(MappingKind.values)}."
+    )
     cluster = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
     pattern = serializers.CharField(max_length=200)
     team = serializers.SlugField(required=False, allow_null=True, default=None)
     model_key = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    run_kind = serializers.ChoiceField(
-        choices=RUN_KINDS, required=False, default="", allow_blank=True
+    run_kind = serializers.CharField(
+        max_length=12,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text=f"Empty, or one of {', '.join(k for k, _ in RUN_KINDS)}.",
     )
     priority = serializers.IntegerField(required=False, default=0, min_value=-1000, max_value=1000)
     note = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
@@ -159,9 +167,60 @@ class MappingApi(_Api):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class _JobOut(serializers.Serializer):
+    run_key = serializers.CharField()
+    cluster = serializers.CharField()
+    job_id = serializers.CharField()
+    user = serializers.CharField()
+    account = serializers.CharField()
+    partition = serializers.CharField()
+    job_name = serializers.CharField()
+    team = serializers.CharField(allow_null=True)
+    model_key = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    energy_kwh = serializers.FloatField()
+    kgco2e = serializers.FloatField()
+    gpu_h = serializers.FloatField()
+    wasted_gpu_h = serializers.FloatField()
+    wasted_energy_kwh = serializers.FloatField()
+    wasted_kgco2e = serializers.FloatField()
+    unmapped_energy_kwh = serializers.FloatField()
+
+
+class _GroupOut(serializers.Serializer):
+    key = serializers.CharField(allow_null=True)
+    jobs = serializers.IntegerField()
+    energy_kwh = serializers.FloatField()
+    wasted_gpu_h = serializers.FloatField()
+    wasted_energy_kwh = serializers.FloatField()
+    wasted_kgco2e = serializers.FloatField()
+
+
+class _UnmappedAccountOut(serializers.Serializer):
+    account = serializers.CharField()
+    energy_kwh = serializers.FloatField()
+
+
+class _UnmappedOut(serializers.Serializer):
+    energy_kwh = serializers.FloatField()
+    total_energy_kwh = serializers.FloatField()
+    share = serializers.FloatField(allow_null=True)
+    accounts = _UnmappedAccountOut(many=True)
+
+
+class JobsReportSerializer(serializers.Serializer):
+    jobs = _JobOut(many=True)
+    by_account = _GroupOut(many=True)
+    by_user = _GroupOut(many=True)
+    by_team = _GroupOut(many=True)
+    unmapped = _UnmappedOut()
+
+
 class SlurmJobsApi(_Api):
     @extend_schema(
         operation_id="slurm_jobs",
+        responses=JobsReportSerializer,
         summary="Slurm jobs by wasted GPU-hours (allocated but idle), with per account/user/team",
         tags=TAGS,
     )
