@@ -43,7 +43,7 @@ ASSUMPTIONS = (
     "Operational, location-based CO2e only: embodied carbon does not change with the hour, and "
     "market-based factors are contracts, not the grid.",
     "Moving to another site assumes the same hardware and free capacity there, at that site's "
-    "PUE; a site without imported hourly data is compared at its annual average (flat).",
+    "PUE; a site without an hourly series is compared at its annual average (flat).",
     "Estimates, not measurements: the mean intensity per hour hides day-to-day variation.",
 )
 
@@ -75,14 +75,18 @@ class SiteProfile:
 
 
 def site_profiles(scope: Scope, period: Period) -> list[SiteProfile]:
-    """The organisation's sites, by name, each with its hour-of-day profile. Two queries: the
-    averaging per zone and hour of day is done by the database (a year is 8,784 rows a zone)."""
+    """The organisation's sites, by name, each with its hour-of-day profile. Three queries: the
+    averaging per zone and hour of day is done by the database (a year is 8,784 rows a zone);
+    each series is named by its recorded source (the demo's is simulated, not "imported")."""
     sites = list(Site.objects.filter(organisation=scope.organisation).order_by("name"))
+    hours = GridIntensityHourly.objects.filter(
+        zone__in={s.grid_zone for s in sites}, hour__gte=period.start, hour__lt=period.end
+    )
+    sources: dict[str, set[str]] = defaultdict(set)
+    for zone, source in hours.values_list("zone", "source").distinct().order_by():
+        sources[zone].add(source or "hourly series, source not recorded")
     rows = (
-        GridIntensityHourly.objects.filter(
-            zone__in={s.grid_zone for s in sites}, hour__gte=period.start, hour__lt=period.end
-        )
-        .annotate(hod=ExtractHour("hour", tzinfo=UTC))
+        hours.annotate(hod=ExtractHour("hour", tzinfo=UTC))
         .values("zone", "hod")
         .annotate(mean=Avg("intensity_lifecycle_g_per_kwh"), n=Count("pk"))
         .order_by()
@@ -96,7 +100,8 @@ def site_profiles(scope: Scope, period: Period) -> list[SiteProfile]:
     for site in sites:
         zone = site.grid_zone
         if means.get(zone):
-            out.append(SiteProfile(site, True, means[zone], counts[zone], "imported hourly series"))
+            named = "; ".join(sorted(sources[zone])) or "hourly series"
+            out.append(SiteProfile(site, True, means[zone], counts[zone], named))
             continue
         figure, _ = annual_for(zone)
         flat = dict.fromkeys(range(advice.HOURS), figure.intensity_g_per_kwh)

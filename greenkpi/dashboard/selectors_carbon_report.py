@@ -96,7 +96,14 @@ class MonthlyReport:
 
     @property
     def silent_hosts(self) -> list[HostCompleteness]:
-        return [h for h in self.completeness if h.silent or not h.hours_with_data]
+        """Hosts with no batch for SILENT_AFTER, or no data in the month. In the month in
+        progress a host that reported within SILENT_AFTER is healthy even before its first hour
+        is rolled up (a collector started minutes ago was counted silent: issue 12)."""
+        return [
+            h
+            for h in self.completeness
+            if h.silent or (not h.hours_with_data and not (self.in_progress and h.last_seen))
+        ]
 
 
 def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) -> MonthlyReport:
@@ -198,10 +205,12 @@ def provenance(scope: Scope, month: Period, frame: pd.DataFrame) -> list[Provena
         .values_list("zone", "source")
         .order_by("zone", "source")
     ):
-        text = source or "imported hourly series"
+        text = source or "hourly series, source not recorded"
         licence = (
             HOURLY_LICENCE
             if "electricity" in text.lower()
+            else "simulated: no provider, no licence"
+            if "simulated" in text.lower()
             else "licence as agreed with the provider"
         )
         hourly.setdefault(zone, []).append(f"{text} — {licence}")

@@ -9,7 +9,7 @@ to be exceeded this month (a forecast breach, not yet a breach).
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -141,6 +141,17 @@ def rules_load(
 
 
 def rules_first_evaluations(*, organisation: Organisation, now: datetime) -> None:
-    """Evaluate every rule as beat would have: once `for` ago (pending) and now (firing)."""
-    rules_evaluate(now=now - timedelta(seconds=FOR_S + 60), organisation_id=organisation.pk)
-    rules_evaluate(now=now, organisation_id=organisation.pk)
+    """Evaluate every rule once at load time, firing at once, so the alerts page has news.
+
+    The rules keep their `for` of FOR_S; only this first evaluation skips the wait. Evaluating
+    `for` ago instead (pending, then firing) dated the alerts "since" minutes before the demo
+    was started (issue 12): a newcomer reads that as a clock or data error.
+    """
+    rules = AlertRule.objects.filter(organisation=organisation)
+    waits = dict(rules.values_list("pk", "for_s"))
+    rules.update(for_s=0)
+    try:
+        rules_evaluate(now=now, organisation_id=organisation.pk)
+    finally:
+        for pk, for_s in waits.items():
+            AlertRule.objects.filter(pk=pk).update(for_s=for_s)

@@ -293,6 +293,25 @@ def test_the_freshness_line_says_how_current_the_rollups_are(client, fleet, peop
     assert "last recompute ok" in html
 
 
+def test_the_freshness_line_never_promises_the_end_of_the_current_hour(client, fleet, people):
+    """At 16:25 with rows for 16:00-17:00 it says "up to 16:25 (the current hour so far)", not
+    "up to 17:00" (issue 12, part 6)."""
+    import time_machine
+
+    from greenkpi.kpis.models import HourlyRollup
+
+    newest = HourlyRollup.objects.order_by("-hour").values_list("hour", flat=True).first()
+    client.force_login(people["alice"])
+    with time_machine.travel(newest + timedelta(minutes=25), tick=False):
+        html = client.get("/").content.decode()
+    assert f"Rollups up to {newest:%Y-%m-%d %H}:25 UTC (the current hour so far)" in html
+    later = newest + timedelta(hours=3)
+    with time_machine.travel(later, tick=False):
+        html = client.get("/").content.decode()
+    end = newest + timedelta(hours=1)
+    assert f"Rollups up to {end:%Y-%m-%d %H:%M} UTC;" in html  # a finished hour: its end
+
+
 def test_host_charts_beyond_a_week_read_hourly_rollups(client, fleet, people):
     client.force_login(people["alice"])
     host = fleet.hosts["vision-1"]

@@ -87,3 +87,26 @@ def test_no_page_uses_a_retired_name_or_six_decimals(client, carbon, people, pat
     for q in (labels.SCOPE2_LOCATION, labels.SCOPE2_MARKET, labels.EMBODIED):
         if path in ("/carbon/", "/reports/"):
             assert q.title in page or q.tile in page, f"{path} lacks {q.name!r}"
+
+
+def test_the_esg_report_does_not_count_a_healthy_new_collector_as_silent(
+    client,
+    carbon,  # noqa: F811
+    people,
+):
+    """Issue 12: the demo's own collector, reporting for minutes (no hour rolled up yet), was one
+    of "2 collectors silent". It is healthy; a host silent for hours still counts."""
+    from datetime import timedelta
+
+    from dashboard.test_carbon_pages import NOW
+
+    from greenkpi.inventory.models import Host
+
+    Host.objects.create(
+        organisation=carbon, hostname="fresh-1", last_seen=NOW - timedelta(minutes=1)
+    )
+    Host.objects.create(organisation=carbon, hostname="gone-1", last_seen=NOW - timedelta(hours=3))
+    client.force_login(people["alice"])
+    report = client.get("/reports/?month=2026-03").context["report"]
+    silent = {h.hostname for h in report.silent_hosts}
+    assert "gone-1" in silent and "fresh-1" not in silent

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.db.models import Avg, Sum
 
 from greenkpi.alerts import selectors
-from greenkpi.alerts.models import Alert, Budget
+from greenkpi.alerts.models import Alert, AlertRule, Budget
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.demo import build, carbon, fleet, live
 from greenkpi.ingest.models import Sample, SampleShare
@@ -115,6 +115,18 @@ def test_alerts_fire_for_the_silent_collector_the_idle_pool_and_the_forecast(dem
     # Every rule notifies the on-call email channel (console backend under make demo).
     channels = {(c.kind, c.addresses) for a in firing for c in a.rule.channels.all()}
     assert channels == {("email", "ml-platform-oncall@demo.local")}
+
+
+def test_no_alert_is_dated_before_the_demo_was_loaded_and_rules_keep_their_wait(demo):
+    """Issue 12: the alerts page said "since" minutes before the demo was started."""
+    from greenkpi.demo.alerting import FOR_S
+
+    alerts = Alert.objects.filter(organisation=demo.organisation)
+    assert alerts.exists()
+    assert min(a.active_since for a in alerts) >= NOW
+    assert set(
+        AlertRule.objects.filter(organisation=demo.organisation).values_list("for_s", flat=True)
+    ) == {FOR_S}
 
 
 def test_rollups_use_the_simulated_hourly_series_and_the_frankfurt_ppa(demo):

@@ -148,8 +148,9 @@ def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = No
 class Freshness:
     """How current the pages are: "rollups up to HH:00, last recompute ok 40 s ago"."""
 
-    rollups_until: datetime | None  # end of the newest hour with rollup rows
+    rollups_until: datetime | None  # end of the newest hour with rollup rows, never past now
     last_run: RecomputeRun | None  # the newest periodic recompute
+    hour_in_progress: bool = False  # the newest hour is the current one: counted so far
 
 
 def freshness(scope: Scope) -> Freshness:
@@ -160,9 +161,13 @@ def freshness(scope: Scope) -> Freshness:
         .values_list("hour", flat=True)
         .first()
     )
+    now = datetime.now(UTC)
+    # The current hour's rows hold its minutes so far: "up to 17:00" at 16:25 promised the future.
+    until = min(newest + timedelta(hours=1), now) if newest else None
     return Freshness(
-        rollups_until=newest + timedelta(hours=1) if newest else None,
+        rollups_until=until,
         last_run=last_run(kind="periodic"),
+        hour_in_progress=bool(newest and until == now),
     )
 
 
