@@ -543,8 +543,9 @@ def test_the_slurm_pages_show_the_same_numbers_scoped_like_every_page(slurm, peo
     assert page.status_code == 200
     html = page.content.decode()
     assert html.index("hpc:300") < html.index("hpc:100")  # most wasted first
-    assert "0.023" in html and "0.05" in html  # job 300's energy and wasted GPU-hours
-    assert "0.010 kWh</strong> (18 %)" in html  # unmapped: 0.01 of 0.056 kWh
+    assert "0.0230 kWh" in html and "0.0500" in html  # job 300's energy and wasted GPU-hours
+    assert "0.162 g" in html  # its wasted CO2e, 1.61616e-4 kg
+    assert "0.0100 kWh</strong> (17.9 %)" in html  # unmapped: 0.01 of 0.056 kWh
     assert "kind=slurm-account&amp;pattern=physics" in html  # "map it"
     filtered = client.get(f"/slurm/?{query}&account=speech-lab").content.decode()
     assert "hpc:200" in filtered and "hpc:300" not in filtered
