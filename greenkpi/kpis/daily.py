@@ -62,6 +62,7 @@ SUMMED_COLUMNS = (
     "operational_location_kgco2e",
     "operational_market_kgco2e",
     "embodied_kgco2e",
+    "unmapped_energy_kwh",
 )
 # What the carbon pages show beside the sums (selectors_carbon_days): facility kWh per intensity
 # source, the idle time's location-based kgCO2e (a row-wise product, so summed here, never

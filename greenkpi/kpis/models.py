@@ -234,6 +234,9 @@ class DailySums(models.Model):
     operational_location_kgco2e = models.FloatField()
     operational_market_kgco2e = models.FloatField()
     embodied_kgco2e = models.FloatField()
+    unmapped_energy_kwh = models.FloatField(
+        default=0.0, help_text="IT kWh of scheduler jobs no mapping gave a team (overview)."
+    )
     renewable_kwh = models.FloatField(
         help_text="sum of renewable_share x facility kWh, where known."
     )

@@ -547,6 +547,11 @@ def test_the_slurm_pages_show_the_same_numbers_scoped_like_every_page(slurm, peo
     assert "0.162 g" in html  # its wasted CO2e, 1.61616e-4 kg
     assert "0.0100 kWh</strong> (17.9 %)" in html  # unmapped: 0.01 of 0.056 kWh
     assert "kind=slurm-account&amp;pattern=physics" in html  # "map it"
+    from greenkpi.kpis.daily import days_refresh_stale
+
+    days_refresh_stale(limit=100)  # whole days: the overview reads the daily tables
+    overview = client.get(f"/?{query}").content.decode()
+    assert "0.0100 kWh (17.9 %) from unmapped accounts" in overview
     filtered = client.get(f"/slurm/?{query}&account=speech-lab").content.decode()
     assert "hpc:200" in filtered and "hpc:300" not in filtered
 

@@ -92,6 +92,13 @@ class Overview:
     co2e_kg: float = 0.0  # location-based operational + embodied (the SCI numerator)
     costs: tuple[Money, ...] = ()  # per currency, largest first
     uncosted_energy_kwh: float = 0.0  # facility energy no tariff priced
+    # IT energy of scheduler jobs no identity mapping gave a team (docs/kpis.md §8): it stayed
+    # with the hosts' default teams; the page links to the mappings.
+    unmapped_energy_kwh: float = 0.0
+
+    @property
+    def unmapped_share(self) -> float | None:
+        return self.unmapped_energy_kwh / self.energy_kwh if self.energy_kwh else None
 
 
 def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = None) -> Overview:
@@ -120,13 +127,15 @@ def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = No
             co2e=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
             price=Sum("cost"),
             unpriced=Sum("facility_energy_kwh", filter=Q(cost__isnull=True)),
+            unmapped=Sum("unmapped_energy_kwh"),
         )
         .order_by()
-        .values_list("currency", "kwh", "co2e", "price", "unpriced")
+        .values_list("currency", "kwh", "co2e", "price", "unpriced", "unmapped")
     )
-    energy_kwh = co2e = uncosted = 0.0
+    energy_kwh = co2e = uncosted = unmapped = 0.0
     costs: list[Money] = []
-    for currency, kwh, kg, price, unpriced in money:
+    for currency, kwh, kg, price, unpriced, orphan in money:
+        unmapped += orphan or 0.0
         energy_kwh += kwh or 0.0
         co2e += kg or 0.0
         uncosted += unpriced or 0.0
@@ -141,6 +150,7 @@ def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = No
         co2e_kg=co2e,
         costs=tuple(sorted(costs, key=lambda m: -m.amount)),
         uncosted_energy_kwh=uncosted,
+        unmapped_energy_kwh=unmapped,
     )
 
 
