@@ -34,7 +34,10 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
     """(sources, plain-words notes on what is not measured and why, whether RAPL is used)."""
     sources: list[Source] = []
     notes: list[str] = []
-    if config.gpu != "off":
+    exporters = [spec for spec in (config.source or "").split(",") if spec.strip()]
+    if exporters and config.gpu == "auto":
+        notes.append("GPU energy from exporter source(s); NVML is not read (no double count)")
+    if config.gpu != "off" and not (exporters and config.gpu == "auto"):
         try:
             from greenkpi_collector.sources.nvml import NvmlSource, load_pynvml
 
@@ -48,6 +51,12 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
             if config.gpu != "auto":
                 raise
             notes.append(f"no GPU energy: {exc}")
+    if exporters:
+        from greenkpi_collector.sources.exporters import build
+
+        # A scrape happens inside a sampling tick: never let a hung exporter stall it for long.
+        timeout_s = min(config.timeout_s, 2.0)
+        sources.extend(build(spec, timeout_s=timeout_s) for spec in exporters)
     rapl = False
     if config.cpu in ("auto", "rapl"):
         try:
@@ -62,6 +71,21 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
     if config.cpu == "estimate" or (config.cpu == "auto" and not rapl):
         sources.append(EstimateSource(config.cpu_tdp_w))
     return sources, notes, rapl
+
+
+def attributor(registry: Registry, slurm: SlurmJobs | None, sources: list[Source]) -> Attributor:
+    """Who used each GPU; pods labelled by exporter sources resolve to their labels."""
+    gpu_index = gpu_indices(sources)
+    try:
+        from greenkpi_collector.sources.exporters.scrape import ExporterSource
+    except ImportError:  # no prometheus_client: then no exporter source either
+        return Attributor(registry, slurm=slurm, gpu_index=gpu_index)
+    exporters = [s for s in sources if isinstance(s, ExporterSource)]
+    if not exporters:
+        return Attributor(registry, slurm=slurm, gpu_index=gpu_index)
+    from greenkpi_collector.sources.exporters.pods import PodAttributor
+
+    return PodAttributor(registry, slurm=slurm, gpu_index=gpu_index, exporters=exporters)
 
 
 def build_slurm(config: Config, notes: list[str]) -> SlurmJobs | None:
@@ -123,7 +147,7 @@ class Agent:
             window_s=config.window_s,
             max_resume_gap_s=config.max_resume_gap_s,
             notes=notes,
-            attributor=Attributor(registry, slurm=self.slurm, gpu_index=gpu_indices(sources)),
+            attributor=attributor(registry, self.slurm, sources),
         )
         self.sender = Sender(
             spool=Spool(config.spool_path, quota),

@@ -44,6 +44,13 @@ OPTIONS = (
     Option("sample_interval_s", float, 1.0, "seconds between readings", minimum=0.01),
     Option("window_s", float, 60.0, "seconds per measurement window", minimum=0.05),
     Option("gpu", str, "auto", "GPU source", ("auto", "nvml", "sim", "off")),
+    Option(
+        "source",
+        str,
+        None,
+        "GPU energy from an exporter instead of NVML: dcgm-exporter=URL or kepler=URL "
+        "(comma-separated for several)",
+    ),
     Option("cpu", str, "auto", "CPU/DRAM source", ("auto", "rapl", "estimate", "off")),
     Option("rapl_root", str, "/sys/class/powercap", "powercap sysfs root"),
     Option(
@@ -99,6 +106,7 @@ class Config:
     sample_interval_s: float
     window_s: float
     gpu: str
+    source: str | None
     cpu: str
     rapl_root: str
     cpu_tdp_w: float | None
@@ -209,5 +217,20 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
         raise ConfigError("window_s must be at least sample_interval_s")
     if values["window_s"] > 3600:
         raise ConfigError("window_s must be at most 3600 (the server's longest window)")
+    for spec in (values["source"] or "").split(","):
+        if not spec.strip():
+            continue
+        try:
+            from greenkpi_collector.sources.exporters import parse_spec
+
+            parse_spec(spec)
+        except ValueError as exc:
+            raise ConfigError(f"source from {origin['source']}: {exc}") from None
+        if values["gpu"] in ("nvml", "sim"):
+            # Both would measure the same GPUs: the energy would be counted twice.
+            raise ConfigError(
+                f"source from {origin['source']} and gpu = {values['gpu']} both measure the "
+                "GPUs; set gpu = off (or auto) to use the exporter"
+            )
     names = {f.name for f in fields(Config)} - {"sources"}
     return Config(**{k: values[k] for k in names}, sources=tuple(sorted(origin.items())))

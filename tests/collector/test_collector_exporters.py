@@ -270,3 +270,24 @@ def test_source_specs_name_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="must start with http"):
         parse_spec("kepler=node:28282")
     assert isinstance(build("kepler=http://127.0.0.1:9/metrics", timeout_s=0.2), KeplerSource)
+
+
+def test_the_source_setting_replaces_nvml_and_names_bad_values(
+    exposition: Exposition, tmp_path: Path
+) -> None:
+    from greenkpi_collector.agent import attributor, build_sources
+    from greenkpi_collector.attribution import Registry
+    from greenkpi_collector.config import ConfigError, load
+
+    exposition.text = dcgm_render("dcgm_exporter_4.8.prom")(0)
+    env = {"GREENKPI_STATE_DIR": str(tmp_path), "GREENKPI_CPU": "off"}
+    config = load({"source": f"dcgm-exporter={exposition.url}"}, env)
+    sources, notes, _ = build_sources(config)
+    assert [s.name for s in sources] == ["dcgm-exporter"]  # gpu = auto: NVML not read as well
+    assert {d.uuid for d in sources[0].devices()} == {GPU0, GPU1}
+    assert any("NVML is not read" in n for n in notes)
+    assert isinstance(attributor(Registry(tmp_path / "registry"), None, sources), PodAttributor)
+    with pytest.raises(ConfigError, match=r"source from GREENKPI_SOURCE: .*KIND one of"):
+        load({}, env | {"GREENKPI_SOURCE": "prometheus=http://x"})
+    with pytest.raises(ConfigError, match="gpu = nvml both measure the GPUs"):
+        load({"source": f"kepler={exposition.url}", "gpu": "nvml"}, env)
