@@ -13,6 +13,11 @@ them without a process on its GPU), puts the jobs' PIDs on simulated GPUs 0-2, a
 collector with slurm = on: per tick it maps every GPU process to its job (cgroup, cached per PID
 and start time) and every GPU to its allocation; every slurm_refresh_s it runs `squeue --json`.
 Also prints slurmctld's CPU over the same span (the controller's cost of answering).
+
+--exporter dcgm-exporter|kepler: no NVML; the collector scrapes, every second, an exposition this
+script serves for --gpus GPUs: dcgm-exporter's 25 default fields per GPU (etc/default-counters.csv,
+release 4.5.3-4.8.2) with pod labels, or Kepler 0.10+'s GPU and pod families, energy counters
+growing at 300 W per GPU. Its parse (prometheus_client) and the unit check are what is measured.
 """
 
 from __future__ import annotations
@@ -33,10 +38,73 @@ from typing import Any
 
 import psutil
 
+# dcgm-exporter's default fields (name, type) at release 4.5.3-4.8.2, etc/default-counters.csv.
+DCGM_FIELDS = (
+    "SM_CLOCK g;MEM_CLOCK g;MEMORY_TEMP g;GPU_TEMP g;POWER_USAGE g;TOTAL_ENERGY_CONSUMPTION c;"
+    "PCIE_REPLAY_COUNTER c;GPU_UTIL g;MEM_COPY_UTIL g;ENC_UTIL g;DEC_UTIL g;XID_ERRORS g;FB_FREE g;"
+    "FB_USED g;FB_RESERVED g;NVLINK_BANDWIDTH_TOTAL c;VGPU_LICENSE_STATUS g;"
+    "UNCORRECTABLE_REMAPPED_ROWS c;CORRECTABLE_REMAPPED_ROWS c;ROW_REMAP_FAILURE g"
+)
+PROF_FIELDS = (
+    "GR_ENGINE_ACTIVE g;PIPE_TENSOR_ACTIVE g;DRAM_ACTIVE g;PCIE_TX_BYTES g;PCIE_RX_BYTES g"
+)
+T0 = time.time()
+
+
+def exposition(kind: str, gpus: int) -> str:
+    """What the exporter would serve now: energy grows at 300 W per GPU since T0."""
+    joules = 1e6 + 300.0 * (time.time() - T0)
+    out = []
+    if kind == "kepler":
+        out.append("# TYPE kepler_node_gpu_joules_total counter")
+        for i in range(gpus):
+            out.append(
+                f'kepler_node_gpu_joules_total{{gpu="{i}",gpu_uuid="GPU-bench-{i:04d}",'
+                f'gpu_name="NVIDIA H100",vendor="nvidia",node_name="n"}} {joules:.3f}'
+            )
+        out.append("# TYPE kepler_node_gpu_watts gauge")
+        for i in range(gpus):
+            out.append(
+                f'kepler_node_gpu_watts{{gpu="{i}",gpu_uuid="GPU-bench-{i:04d}",'
+                f'gpu_name="NVIDIA H100",vendor="nvidia",node_name="n"}} 300'
+            )
+        out.append("# TYPE kepler_pod_gpu_joules_total counter")
+        for p in range(gpus):
+            out.append(
+                f'kepler_pod_gpu_joules_total{{pod_id="{p}",pod_name="pod-{p}",'
+                f'pod_namespace="ns",state="running",node_name="n"}} {joules / gpus:.3f}'
+            )
+        return "\n".join(out) + "\n"
+    fields = [("DCGM_FI_DEV_" + f, t) for f, t in (x.split() for x in DCGM_FIELDS.split(";"))]
+    fields += [("DCGM_FI_PROF_" + f, t) for f, t in (x.split() for x in PROF_FIELDS.split(";"))]
+    for name, t in fields:
+        out.append(f"# HELP {name} {name} (in mJ)." if "ENERGY" in name else f"# HELP {name} x")
+        out.append(f"# TYPE {name} {'counter' if t == 'c' else 'gauge'}")
+        value = {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": f"{joules * 1000:.0f}"}.get(name, "300")
+        for i in range(gpus):
+            out.append(
+                f'{name}{{gpu="{i}",UUID="GPU-bench-{i:04d}",pci_bus_id="00000000:{i:02X}:00.0",'
+                f'device="nvidia{i}",modelName="NVIDIA H100 80GB HBM3",hostname="n",'
+                f'DCGM_FI_DRIVER_VERSION="550.54.15",container="c",namespace="ns",'
+                f'pod="pod-{i}"}} {value}'
+            )
+    return "\n".join(out) + "\n"
+
 
 class Accept(BaseHTTPRequestHandler):
+    exporter = "dcgm-exporter"
+    gpus = 8
+
     def log_message(self, *args: object) -> None:
         pass
+
+    def do_GET(self) -> None:  # the exporter's /metrics
+        body = exposition(self.exporter, self.gpus).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -55,7 +123,10 @@ def main() -> int:
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--slurm", action="store_true", help="a real local Slurm cluster and jobs")
     ap.add_argument("--slurm-refresh-s", type=float, default=15.0)
+    ap.add_argument("--exporter", choices=("dcgm-exporter", "kepler"), help="scrape, no NVML")
+    ap.add_argument("--source-interval-s", type=float, default=5.0, help="seconds between scrapes")
     args = ap.parse_args()
+    Accept.exporter, Accept.gpus = args.exporter or "", args.gpus
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     state = Path(tempfile.mkdtemp(prefix="gk-bench-"))
@@ -75,6 +146,10 @@ def main() -> int:
         GREENKPI_LOG_LEVEL="warning",
         GREENKPI_SLURM="off",
     )
+    if args.exporter:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        env.update(GREENKPI_GPU="off", GREENKPI_SOURCE=f"{args.exporter}={url}")
+        env.update(GREENKPI_SOURCE_INTERVAL_S=str(args.source_interval_s))
     cluster = None
     ctld = None
     if args.slurm:
@@ -101,7 +176,8 @@ def main() -> int:
     cpu = _cpu(c1) - _cpu(c0)
     print(
         f"window_s: {args.window_s}  gpus: {args.gpus}  measured_s: {t1 - t0:.1f}  "
-        f"slurm: {'on, refresh ' + str(args.slurm_refresh_s) + ' s' if args.slurm else 'off'}"
+        f"slurm: {'on, refresh ' + str(args.slurm_refresh_s) + ' s' if args.slurm else 'off'}  "
+        f"exporter: {args.exporter + f' every {args.source_interval_s:g} s' if args.exporter else 'off (simulated NVML)'}"
     )
     if k0 is not None and k1 is not None:
         ctld_cpu = (k1.user + k1.system) - (k0.user + k0.system)

@@ -21,6 +21,7 @@ from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sampler import Sampler
 from greenkpi_collector.sender import Sender
 from greenkpi_collector.sources.base import Source, SourceUnavailable
+from greenkpi_collector.sources.exporters import KINDS as EXPORTER_KINDS
 from greenkpi_collector.sources.host import EstimateSource, HostLoad, cpu_model
 from greenkpi_collector.sources.slurm import SlurmJobs
 from greenkpi_collector.spool import Spool
@@ -56,7 +57,8 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
 
         # A scrape happens inside a sampling tick: never let a hung exporter stall it for long.
         timeout_s = min(config.timeout_s, 2.0)
-        sources.extend(build(spec, timeout_s=timeout_s) for spec in exporters)
+        interval_s = config.source_interval_s
+        sources.extend(build(spec, timeout_s, interval_s) for spec in exporters)
     rapl = False
     if config.cpu in ("auto", "rapl"):
         try:
@@ -76,16 +78,19 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
 def attributor(registry: Registry, slurm: SlurmJobs | None, sources: list[Source]) -> Attributor:
     """Who used each GPU; pods labelled by exporter sources resolve to their labels."""
     gpu_index = gpu_indices(sources)
-    try:
-        from greenkpi_collector.sources.exporters.scrape import ExporterSource
-    except ImportError:  # no prometheus_client: then no exporter source either
-        return Attributor(registry, slurm=slurm, gpu_index=gpu_index)
-    exporters = [s for s in sources if isinstance(s, ExporterSource)]
+    # By name, not isinstance: importing the exporter module (and prometheus_client) costs
+    # start-up time on every host that does not use it.
+    exporters = [s for s in sources if s.name in EXPORTER_KINDS]
     if not exporters:
         return Attributor(registry, slurm=slurm, gpu_index=gpu_index)
     from greenkpi_collector.sources.exporters.pods import PodAttributor
 
-    return PodAttributor(registry, slurm=slurm, gpu_index=gpu_index, exporters=exporters)
+    return PodAttributor(
+        registry,
+        slurm=slurm,
+        gpu_index=gpu_index,
+        exporters=exporters,  # type: ignore[arg-type]  # ExporterSource, by their names
+    )
 
 
 def build_slurm(config: Config, notes: list[str]) -> SlurmJobs | None:

@@ -51,6 +51,7 @@ OPTIONS = (
         "GPU energy from an exporter instead of NVML: dcgm-exporter=URL or kepler=URL "
         "(comma-separated for several)",
     ),
+    Option("source_interval_s", float, 5.0, "seconds between exporter scrapes", minimum=0.1),
     Option("cpu", str, "auto", "CPU/DRAM source", ("auto", "rapl", "estimate", "off")),
     Option("rapl_root", str, "/sys/class/powercap", "powercap sysfs root"),
     Option(
@@ -107,6 +108,7 @@ class Config:
     window_s: float
     gpu: str
     source: str | None
+    source_interval_s: float
     cpu: str
     rapl_root: str
     cpu_tdp_w: float | None

@@ -28,16 +28,16 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, url
 
 
-def build(spec: str, timeout_s: float = 5.0) -> Source:
+def build(spec: str, timeout_s: float = 5.0, interval_s: float = 5.0) -> Source:
     kind, url = parse_spec(spec)
     try:
         if kind == "dcgm-exporter":
             from greenkpi_collector.sources.exporters.dcgm import DcgmExporterSource
 
-            return DcgmExporterSource(url, timeout_s=timeout_s)
+            return DcgmExporterSource(url, timeout_s=timeout_s, interval_s=interval_s)
         from greenkpi_collector.sources.exporters.kepler import KeplerSource
 
-        return KeplerSource(url, timeout_s=timeout_s)
+        return KeplerSource(url, timeout_s=timeout_s, interval_s=interval_s)
     except ImportError:  # prometheus_client comes with greenkpi[collector]
         raise SourceUnavailable(
             f"{kind}: prometheus_client is not installed (pip install 'greenkpi[collector]')"

@@ -97,6 +97,7 @@ def factor(family: Family, prefix: str, quantity: str, gen: str) -> tuple[float,
 
 class DcgmExporterSource(ExporterSource):
     name = "dcgm-exporter"
+    wanted = (ENERGY, POWER, UTIL, "DCGM_FI_DEV_FB_", TEMP)
 
     def snapshots(self, families: dict[str, Family]) -> list[Snapshot]:
         gen = generation(families)

@@ -26,6 +26,7 @@ NODE_J, NODE_W, POD_J = (
 
 class KeplerSource(ExporterSource):
     name = "kepler"
+    wanted = ("kepler_node_gpu_", "kepler_pod_gpu_")
 
     def __init__(self, url: str, **kwargs: object) -> None:
         self._pod_last: dict[tuple[tuple[str, str], ...], float] = {}

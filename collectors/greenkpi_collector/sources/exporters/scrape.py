@@ -67,11 +67,18 @@ def fetch(url: str, timeout_s: float) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def parse(text: str) -> dict[str, Family]:
-    """Families by sample name, through prometheus_client's reference parser."""
+def parse(text: str, wanted: tuple[str, ...] = ()) -> dict[str, Family]:
+    """Families by sample name, through prometheus_client's reference parser. With ``wanted``,
+    only the samples of families starting so are parsed (HELP and TYPE lines of all are kept):
+    a dcgm-exporter node serves ~25 fields per GPU and we read five; parsing the rest at every
+    scrape cost more than the rest of the collector (bench/collector_overhead.py --exporter)."""
+    if wanted:
+        text = "\n".join(line for line in text.splitlines() if line.startswith(("#", *wanted)))
     out: dict[str, Family] = {}
     try:
         for family in text_string_to_metric_families(text):
+            if not family.samples and family.name not in out:
+                out[family.name] = Family(family.name, family.type, family.documentation)
             for sample in family.samples:
                 fam = out.get(sample.name)
                 if fam is None:
@@ -80,7 +87,7 @@ def parse(text: str) -> dict[str, Family]:
     except (ValueError, TypeError, IndexError) as exc:
         raise ScrapeError(f"not Prometheus exposition text: {exc}") from None
     if not out:
-        raise ScrapeError("empty exposition")
+        raise ScrapeError("no metric in the exposition (empty, garbage, or not this exporter)")
     return out
 
 
@@ -127,8 +134,8 @@ class EnergyCheck:
                 self._first = (t, energy_j, self.p_int)
             elif t - self._first[0] >= MIN_CHECK_SPAN_S and self.verdict in ("unverified", "bad"):
                 grown, powered = energy_j - self._first[1], self.p_int - self._first[2]
-                if self._pw is None:
-                    self.verdict = "no_power"
+                if self._pw is None or powered <= 0:
+                    self.verdict = "no_power"  # nothing to judge by: the declared unit stands
                 elif powered > 0:
                     self.ratio = grown / powered
                     ok = 1 / RATIO_TOLERANCE <= self.ratio <= RATIO_TOLERANCE
@@ -146,6 +153,9 @@ class Relay:
     t: float | None = None
     power_w: float | None = None
     check: EnergyCheck = field(default_factory=EnergyCheck)
+    # Joules the relay took from power since the exporter's counter last moved: the next counter
+    # delta covers that span too (exporters update in steps), so it is counted once, not twice.
+    from_power_j: float = 0.0
 
     def step(self, t: float, energy_j: float | None, power_w: float | None) -> tuple[str, str]:
         """Advance to time t; returns (method of this interval, problem or '')."""
@@ -163,17 +173,19 @@ class Relay:
             if raw is not None and self.raw_mj is not None
             else None
         )
-        method, problem, add_j = "power_integral", "", integral_j
         if raw is None and self.raw_mj is not None:
-            method, add_j = "counter", 0.0  # a missed read: the next delta covers this interval
-        elif raw is None:
+            # The series is missing from this scrape: like a missed NVML read, wait; the next
+            # delta (or power integral) covers this interval too.
+            return "counter", ""
+        method, problem, add_j = "power_integral", "", integral_j
+        if raw is None:
             pass  # no energy series at all: power readings, flagged as such
         elif delta is None:
             problem = "energy counter reset (interval from power readings)"
         elif delta / 1000 / dt > ABSURD_W:
             problem = f"energy counter jumped {delta / 1000:.3g} J in {dt:.1f} s (unit change?)"
         elif verdict in ("ok", "no_power"):
-            method, add_j = "counter", delta / 1000
+            method, add_j = "counter", max(0.0, delta / 1000 - self.from_power_j) if delta else 0.0
         elif verdict == "bad":
             problem = (
                 f"energy series grows {self.check.ratio:.3g}x the power integral: wrong unit; "
@@ -181,6 +193,10 @@ class Relay:
             )
         # unverified: power readings until two counter changes confirm the unit (no problem yet)
         self.mj += max(0, round(add_j * 1000))
+        if method == "power_integral":
+            self.from_power_j += add_j
+        if raw is not None and raw != self.raw_mj:
+            self.from_power_j = 0.0  # the counter moved: a new span starts here
         self.t, self.power_w = t, power_w if power_w is not None else self.power_w
         if raw is not None:
             self.raw_mj = raw
@@ -219,14 +235,25 @@ class ExporterSource:
     """Scrape, turn each GPU's snapshot into a Reading with a relayed counter."""
 
     name = "exporter"
+    wanted: tuple[str, ...] = ()  # metric-name prefixes worth parsing
 
     def __init__(
-        self, url: str, *, timeout_s: float = 5.0, clock: Callable[[], float] | None = None
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        interval_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         import time
 
         self.url = url
         self.timeout_s = timeout_s
+        # Exporters refresh their values every few seconds (dcgm-exporter: 30 s by default):
+        # between scrapes the last snapshot is re-used, and the relay moves on in time.
+        self.interval_s = interval_s
+        self._snaps: list[Snapshot] = []
+        self._scraped_at: float | None = None
         self.clock = clock or time.time
         self.pods = PodTable()
         self.relays: dict[str, Relay] = {}
@@ -246,12 +273,16 @@ class ExporterSource:
 
     def read(self) -> list[Reading]:
         t = self.clock()
-        try:
-            snaps = self.snapshots(parse(fetch(self.url, self.timeout_s)))
-        except ScrapeError as exc:
-            self._note(f"{self.name} {self.url}: {exc}")
-            # Like a missed NVML read: known GPUs report no counter, the next delta covers it.
-            return [Reading(uuid, "gpu", "counter") for uuid in self.known]
+        if self._scraped_at is not None and t - self._scraped_at < self.interval_s:
+            snaps = self._snaps
+        else:
+            try:
+                snaps = self.snapshots(parse(fetch(self.url, self.timeout_s), self.wanted))
+            except ScrapeError as exc:
+                self._note(f"{self.name} {self.url}: {exc}")
+                # Like a missed NVML read: known GPUs report no counter; the next delta covers it.
+                return [Reading(uuid, "gpu", "counter") for uuid in self.known]
+            self._snaps, self._scraped_at = snaps, t
         readings = []
         for snap in snaps:
             relay = self.relays.setdefault(snap.uuid, Relay())
