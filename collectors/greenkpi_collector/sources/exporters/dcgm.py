@@ -11,11 +11,14 @@ Two generations of field names are served (docs/collector.md, "Exporter sources"
   ``DCGM_FI_SYSTEM_DRIVER_VERSION`` and added ``DCGM_FI_DEV_FB_CAPACITY_BYTES``; 4.10 renamed four
   profiling fields (``DCGM_FI_PROF_PCIE_TX_BYTES`` -> ``..._BYTES_PER_SECOND``, ...).
 
-The exact 4.9 names of the energy, utilization and memory fields could not be checked against an
-authoritative list here, so fields are found by their DCGM prefix (``DCGM_FI_DEV_TOTAL_ENERGY_
-CONSUMPTION...``) and each unit is read from, in order: a unit suffix in the name (``_JOULES``),
-the HELP text (``(in mJ)``), the generation's default. The energy unit is then confirmed against
-the power gauge (``scrape.EnergyCheck``) before any counter delta is trusted.
+DCGM 4.7's own field table (DcgmFields.cpp) and go-dcgm's alias tests name some of the new fields:
+``DCGM_FI_DEV_BOARD_POWER_WATTS`` (was ``POWER_USAGE``), ``DCGM_FI_DEV_GPU_UTIL_RATIO``,
+``DCGM_FI_DEV_GPU_TEMP_CELSIUS``; the names the exporter serves for energy in J and memory in bytes
+could not be checked against an authoritative list here. So fields are found by their DCGM prefix
+(``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION...``) or known name, and each unit is read from, in order:
+a unit suffix in the name (``_JOULES``), the HELP text (``(in mJ)``), the generation's default. The
+energy unit is then confirmed against the power gauge (``scrape.EnergyCheck``) before any counter
+delta is trusted.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from greenkpi_collector.sources.exporters.scrape import ExporterSource, Family, 
 ENERGY, POWER, UTIL = (
     "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
     "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_GPU_UTIL",  # DCGM 4.7: DCGM_FI_DEV_GPU_UTIL_RATIO (same prefix)
 )
+BOARD_POWER = "DCGM_FI_DEV_BOARD_POWER_WATTS"  # DCGM 4.7's name for DCGM_FI_DEV_POWER_USAGE
 FB_USED, FB_FREE, FB_TOTAL = "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_TOTAL"
 FB_CAPACITY = "DCGM_FI_DEV_FB_CAPACITY_BYTES"  # 4.9+
 TEMP = "DCGM_FI_DEV_GPU_TEMP"
@@ -97,7 +101,7 @@ def factor(family: Family, prefix: str, quantity: str, gen: str) -> tuple[float,
 
 class DcgmExporterSource(ExporterSource):
     name = "dcgm-exporter"
-    wanted = (ENERGY, POWER, UTIL, "DCGM_FI_DEV_FB_", TEMP)
+    wanted = (ENERGY, POWER, BOARD_POWER, UTIL, "DCGM_FI_DEV_FB_", TEMP)
 
     def snapshots(self, families: dict[str, Family]) -> list[Snapshot]:
         gen = generation(families)
@@ -107,6 +111,7 @@ class DcgmExporterSource(ExporterSource):
         for quantity, prefix, avoid, attr in (
             ("energy", ENERGY, (), "energy_j"),
             ("power", POWER, ("INSTANT",), "power_w"),
+            ("power", BOARD_POWER, ("RAW", "LIMIT"), "power_w"),
             ("ratio", UTIL, (), "busy"),
             ("memory", FB_CAPACITY, (), "mem_total_bytes"),
             ("memory", FB_TOTAL, (), "mem_total_bytes"),
