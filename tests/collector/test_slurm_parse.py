@@ -148,6 +148,10 @@ def test_a_reused_pid_is_looked_up_afresh(tmp_path):
     # Job 7 ended; PID 500 now belongs to a process of job 8, started later.
     fake_proc(tmp_path, 500, 2000, "6:freezer:/slurm_n/uid_0/job_8/step_0\n", {})
     assert procs.of(500).job == 8
+    # Ended but not reaped (a zombie): gone too.
+    stat = tmp_path / "500" / "stat"
+    stat.write_text(stat.read_text().replace(") S ", ") Z "))
+    assert procs.of(500) is None
     # Gone entirely: nobody gets its energy (not the last job we saw on that PID).
     for f in (tmp_path / "500").iterdir():
         f.unlink()

@@ -24,7 +24,12 @@ from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sampler import Sampler
 from greenkpi_collector.sources.nvml import NvmlSource
 from greenkpi_collector.sources.sim import SIM_EPOCH, SimulatedNvml, sim_gpus
-from greenkpi_collector.sources.slurm import ProcessIdentities, SlurmJobs, discover
+from greenkpi_collector.sources.slurm import (
+    ProcessIdentities,
+    SlurmJobs,
+    discover,
+    proc_start_ticks,
+)
 from greenkpi_collector.sources.slurm_parse import job_id_from_cgroup
 from greenkpi_collector.spool import Spool
 
@@ -205,7 +210,8 @@ def test_a_job_that_ends_mid_window_is_split_by_time(slurm, tmp_path):
     rig.ticks(4)  # intervals ending START+1 .. START+4 run with the job's process
     slurm.run("scancel", job)
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{p}").exists() for p in [pid]) and time.monotonic() < deadline:
+    while proc_start_ticks(Path("/proc"), pid) is not None:  # gone (or a zombie)
+        assert time.monotonic() < deadline, f"job {job}'s process outlived scancel"
         time.sleep(0.05)
     assert rig.jobs.refresh()  # what the background thread does next
     rig.gpus[held].processes = []  # NVML no longer lists the ended process
@@ -225,7 +231,7 @@ def test_a_job_that_ends_mid_window_is_split_by_time(slurm, tmp_path):
 def test_a_hung_controller_never_blocks_sampling_and_flags_attribution(slurm, tmp_path):
     job = slurm.sbatch("--gres=gpu:1", "--account=vision", "-J", "during-hang")
     pid = slurm.wait_running(job)[-1]
-    rig = Rig(slurm, tmp_path, timeout_s=1.0)
+    rig = Rig(slurm, tmp_path, timeout_s=3.0)
     assert rig.jobs.refresh()
     [held] = rig.jobs.facts(int(job)).gpus_on(slurm.node)
     rig.on_gpus([held], pid)
@@ -245,7 +251,7 @@ def test_a_hung_controller_never_blocks_sampling_and_flags_attribution(slurm, tm
         assert rig.jobs.status.failures == 1 and "Timeout" in rig.jobs.status.last_error
     finally:
         os.kill(ctld.pid, signal.SIGCONT)
-    assert slowest < 0.5  # ticks never waited for the hung command (it took >= 1 s)
+    assert slowest < 1.0  # ticks never waited for the hung command (killed after 3 s)
     rig.ticks(1)
     [share] = rig.by_gpu()[held]["shares"]
     # What was known before the hang is sent, flagged: the facts may be stale.

@@ -68,14 +68,17 @@ class ProcIdentity:
 
 
 def proc_start_ticks(proc_root: Path, pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None if gone."""
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None if gone or a
+    zombie (an ended process not yet reaped uses no GPU and belongs to no job any more)."""
     try:
         stat = (proc_root / str(pid) / "stat").read_bytes()
     except OSError:
         return None
     fields = stat.rsplit(b")", 1)[-1].split()
     try:
-        return int(fields[19])  # fields after "(comm)" start at field 3
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])  # fields after "(comm)" start at field 3 (the state)
     except (IndexError, ValueError):
         return None
 
