@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from greenkpi.ingest.problems import problem
+from greenkpi.lib.problems import problem
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]):

@@ -25,13 +25,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import Min, Q, QuerySet, Sum
 
 from greenkpi.alerts.choices import BudgetScope, Metric
-from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW, day_floor
+from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW
 from greenkpi.kpis import daily
 from greenkpi.kpis.models import (
     DailyRollup,
     DailyTeamRollup,
     HourlyRollup,
 )
+from greenkpi.lib.periods import day_floor
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 # Per bucket and currency: the summed columns, in this order.

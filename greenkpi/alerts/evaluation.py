@@ -31,6 +31,7 @@ from greenkpi.alerts.models import (
 from greenkpi.alerts.selectors import BudgetStatus
 from greenkpi.kpis import services as kpis_services
 from greenkpi.kpis.models import RecomputeRun
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def rule_evaluate(
             mine.update(
                 claimed_until=None, claimed_by="", last_evaluated_at=now, last_error="", **state
             )
-    except kpis_services.TRANSIENT_ERRORS:
+    except TRANSIENT_ERRORS:
         mine.update(claimed_until=None, claimed_by="")
         raise
     except Exception as exc:  # this rule's problem (bad budget, a bug): record it, go on

@@ -17,10 +17,10 @@ import orjson
 from greenkpi.alerts import retraining, selectors
 from greenkpi.alerts.lifecycle import Observation
 from greenkpi.alerts.models import AlertRule, RuleKind
-from greenkpi.alerts.periods import hour_floor
 from greenkpi.inventory.models import Device, Host, Team
 from greenkpi.kpis import formulas
 from greenkpi.kpis.selectors import rollup_frame
+from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads.selectors import retraining_alert_candidates
 
 # A GPU counts as allocated for the whole idle window when reported for at least this share of it.

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from greenkpi.lib.periods import day_floor
+
 HOUR = timedelta(hours=1)
 RATE_WINDOW = timedelta(days=7)
 MIN_RATE_WINDOW = timedelta(hours=24)
@@ -243,10 +245,6 @@ def choose_method(requested: str, *, as_of: datetime, first_data: datetime | Non
     if first_data is not None and as_of - first_data >= PROFILE_MIN_HISTORY:
         return Method.WEEKDAY_PROFILE
     return Method.RECENT_RATE
-
-
-def day_floor(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def weekday_profile(

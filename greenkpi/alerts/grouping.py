@@ -29,6 +29,7 @@ import orjson
 from django.db import transaction
 
 from greenkpi.alerts import links, messages
+from greenkpi.alerts.dispatch import FLUSH_ALERT_GROUP, task
 from greenkpi.alerts.lifecycle import Event, State
 from greenkpi.alerts.models import (
     Alert,
@@ -61,12 +62,10 @@ def group_key(channel_id: int, labels: dict[str, str]) -> str:
 
 def dispatch_flush(group_id: int, countdown: float, queue: str | None = None) -> None:
     """Enqueue a flush of one group when its group_wait ends (call after commit)."""
-    from greenkpi.alerts import tasks
-
     options: dict[str, object] = {"countdown": max(countdown, 0.0)}
     if queue:
         options["queue"] = queue
-    tasks.flush_alert_group.apply_async(args=[group_id], **options)
+    task(FLUSH_ALERT_GROUP).apply_async(args=[group_id], **options)
 
 
 def groups_attach(

@@ -23,8 +23,8 @@ from greenkpi.alerts.choices import (
     RuleState,
 )
 from greenkpi.alerts.forecast import DEFAULT_THRESHOLDS_PCT
-from greenkpi.alerts.periods import PeriodKind
 from greenkpi.inventory.models import Organisation, Team
+from greenkpi.lib.periods import PeriodKind
 
 
 def default_thresholds() -> list[int]:

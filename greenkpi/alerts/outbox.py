@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from greenkpi.alerts.channels import PermanentError, TransientError, notifier_for
+from greenkpi.alerts.dispatch import SEND_NOTIFICATION, task
 from greenkpi.alerts.models import Alert, AlertGroup, AlertRule, Channel, Notification
 from greenkpi.inventory.models import Membership, Role
 
@@ -48,10 +49,8 @@ class SendResult:
 
 def dispatch(notification_id: str, queue: str | None = None) -> None:
     """Enqueue the send task (call after commit)."""
-    from greenkpi.alerts import tasks
-
     options = {"queue": queue} if queue else {}
-    tasks.send_notification.apply_async(args=[str(notification_id)], **options)
+    task(SEND_NOTIFICATION).apply_async(args=[str(notification_id)], **options)
 
 
 def recipients_for(channel: Channel, team_ids: Sequence[int | None]) -> list[str]:

@@ -17,9 +17,9 @@ from django.utils import timezone
 from greenkpi.alerts import consumption, forecast
 from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, Budget, BudgetScope, Metric
-from greenkpi.alerts.periods import hour_floor, period_bounds, period_label
 from greenkpi.inventory.models import Host
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.lib.periods import day_floor, hour_floor, period_bounds, period_label
 
 # A host that contributed to a budget and has been silent this long makes its status incomplete.
 SILENT_AFTER = timedelta(minutes=15)
@@ -175,7 +175,7 @@ def _org_statuses(
             method=method,
         )
         hosts = silent.get(key, [])
-        data_start = min(period_start, forecast.day_floor(as_of) - forecast.RATE_WINDOW)
+        data_start = min(period_start, day_floor(as_of) - forecast.RATE_WINDOW)
         out.append(
             BudgetStatus(
                 budget=budget,

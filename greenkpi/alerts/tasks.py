@@ -11,18 +11,9 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from greenkpi.alerts import digest, evaluation, grouping, outbox
-from greenkpi.kpis.services import TRANSIENT_ERRORS
+from greenkpi.lib.retry import retrying_task
 
-_RETRY = {
-    "bind": True,
-    "acks_late": True,
-    "ignore_result": True,
-    "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
+_RETRY = retrying_task(bind=True)
 # Delivery retries stay far below the broker's visibility timeout (2 h): the longest backoff is 1 h.
 DELIVERY_RETRIES = 10
 

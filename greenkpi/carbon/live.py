@@ -28,6 +28,7 @@ from django.utils import timezone
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.carbon.services import _parse_time
 from greenkpi.inventory.models import Site
+from greenkpi.lib.periods import hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def hourly_rows(
             continue
         if value < 0:
             continue
-        hour = moment.replace(minute=0, second=0, microsecond=0)
+        hour = hour_floor(moment)
         buckets[hour].append((float(value), bool(p.get("isEstimated"))))
     return [
         GridIntensityHourly(

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.lib.periods import hour_floor
 
 # Electricity Maps has renamed its export columns over time; each field lists the names seen in
 # exports (matched case-insensitively, "₂" or "2"). Only the time and lifecycle intensity are needed.
@@ -146,7 +147,7 @@ def _parse_row(
         return None
     values: dict[str, object] = {
         "zone": row_zone,
-        "hour": moment.replace(minute=0, second=0, microsecond=0),
+        "hour": hour_floor(moment),
         "lifecycle": lifecycle,
         "direct": _number(cell("direct")),
     }

@@ -16,7 +16,7 @@ import pandas as pd
 from django.http import HttpResponse
 
 from greenkpi.dashboard.figures import Figure
-from greenkpi.dashboard.periods import Period
+from greenkpi.lib.periods import Period
 
 FORMATS = ("json", "csv")
 

@@ -7,13 +7,14 @@ slower to serialise, reference/performance-limits.md section 7); every axis name
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from greenkpi.dashboard.downsample import lttb_indices
+from greenkpi.lib.periods import naive_utc, naive_utc_series
 
 Figure = dict[str, Any]
 TimeRange = tuple[datetime, datetime]
@@ -68,7 +69,7 @@ def _span(x_range: TimeRange | None, *, daily: bool = False) -> list[str] | None
     """The x-axis range as naive UTC ISO strings: the whole period, so a gap reads as a gap."""
     if x_range is None:
         return None
-    start, end = (t.astimezone(UTC).replace(tzinfo=None) for t in x_range)
+    start, end = (naive_utc(t) for t in x_range)
     if daily:  # whole bars: half a day either side of the first and the last day's midnight
         half = timedelta(hours=12)
         start = datetime.combine(start.date(), time.min) - half
@@ -78,8 +79,7 @@ def _span(x_range: TimeRange | None, *, daily: bool = False) -> list[str] | None
 
 def _naive_utc(values: pd.Series) -> np.ndarray:
     """datetime64[ns] without a timezone, whatever the column held."""
-    stamps = pd.to_datetime(values, utc=True)
-    return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return naive_utc_series(values).to_numpy(dtype="datetime64[ns]")
 
 
 def energy_by_team_daily(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:

@@ -7,13 +7,14 @@ exported alone still says how honest it is.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _naive_utc, empty_note
+from greenkpi.lib.periods import naive_utc
 
 LOCATION_COLOUR = "#0072B2"
 BEST_COLOUR = "#009E73"
@@ -37,7 +38,7 @@ def _caption(text: str) -> dict[str, Any]:
 def _span(x_range: TimeRange | None, grain: str) -> list[str] | None:
     if x_range is None:
         return None
-    start, end = (t.astimezone(UTC).replace(tzinfo=None) for t in x_range)
+    start, end = (naive_utc(t) for t in x_range)
     pad = timedelta(days=15) if grain == "month" else timedelta(hours=12)
     first = start.replace(day=1) if grain == "month" else start
     first = first.replace(hour=0, minute=0, second=0, microsecond=0)

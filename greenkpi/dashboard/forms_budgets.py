@@ -20,9 +20,9 @@ from greenkpi.alerts.models import (
     NoDataHandling,
     RuleKind,
 )
-from greenkpi.alerts.periods import PeriodKind
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.inventory.models import Team
+from greenkpi.lib.periods import PeriodKind
 
 THRESHOLD_MIN, THRESHOLD_MAX = 1, 200
 BUDGET_KINDS = (RuleKind.BUDGET_THRESHOLD, RuleKind.BUDGET_FORECAST)

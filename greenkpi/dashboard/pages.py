@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
-from greenkpi.dashboard.periods import PRESETS, BadPeriod, Period
 from greenkpi.dashboard.scoping import NoOrganisation, Scope
 from greenkpi.inventory.models import Team
+from greenkpi.lib.periods import PRESETS, BadPeriod, Period
 
 View = Callable[..., HttpResponse]
 

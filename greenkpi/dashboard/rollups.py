@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from django.db.models import F, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.db.models.functions import TruncDate
 
-from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
+from greenkpi.lib.periods import Period
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,3 @@ def team_filter(scope: Scope, team_ids: Collection[int] | None = None) -> Q:
     if scope.org_wide and team_ids is None:
         keep |= Q(team_id__isnull=True)
     return keep
-
-
-def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)

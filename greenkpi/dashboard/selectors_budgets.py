@@ -8,7 +8,7 @@ forecast, crossings, completeness), so a page, an alert and its notification nev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from greenkpi.alerts import selectors as alert_selectors
 from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, AlertRule, Budget, Channel, Silence
 from greenkpi.dashboard.scoping import Scope
+from greenkpi.lib.periods import naive_utc as _naive
 
 RECENTLY_RESOLVED = timedelta(days=7)
 RECENT_LIMIT = 50
@@ -154,10 +155,6 @@ def budget_rows(scope: Scope, now: datetime | None = None) -> list[BudgetRow]:
 
 
 # --- The burn-up chart of one budget ---------------------------------------------------------
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def budget_burn(row: BudgetRow, now: datetime | None = None) -> pd.DataFrame:

@@ -11,16 +11,16 @@ exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py c
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from greenkpi.dashboard import selectors_carbon_days as carbon_days
-from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.kpis import formulas
 from greenkpi.kpis.daily import SOURCE_COLUMNS
+from greenkpi.lib.periods import Period
 
 UNASSIGNED = "(no team)"
 # Longer ranges are drawn per month: a year of days stacked by team is unreadable.
@@ -93,54 +93,7 @@ def methodology_versions(frame: pd.DataFrame) -> list[str]:
 
 
 # --- periods ---------------------------------------------------------------------------------
-
-
-def _month_start(day: date) -> datetime:
-    return datetime(day.year, day.month, 1, tzinfo=UTC)
-
-
-def _add_months(moment: datetime, months: int) -> datetime:
-    index = moment.year * 12 + moment.month - 1 + months
-    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
-
-
-def is_calendar_months(period: Period) -> bool:
-    start, end = period.start, period.end
-    return (
-        start == _month_start(start.date())
-        and end == _month_start(end.date())
-        and end > start
-        and not period.preset
-    )
-
-
-def previous_period(period: Period) -> Period:
-    """The period compared against: the previous calendar month(s) when the range is whole months
-    (month over month), else the equal-length period just before."""
-    if is_calendar_months(period):
-        months = (period.end.year - period.start.year) * 12 + period.end.month - period.start.month
-        return Period(start=_add_months(period.start, -months), end=period.start, preset="")
-    return Period(start=period.start - (period.end - period.start), end=period.start, preset="")
-
-
-def month_period(text: str | None, *, now: datetime | None = None) -> Period:
-    """``?month=YYYY-MM`` as a whole UTC month; default the last full month. Bad input → 400."""
-    now = now or datetime.now(UTC)
-    if not text:
-        start = _add_months(_month_start(now.date()), -1)
-    else:
-        try:
-            year_s, month_s = text.split("-")
-            if len(year_s) != 4 or len(month_s) != 2:
-                raise ValueError(text)
-            start = datetime(int(year_s), int(month_s), 1, tzinfo=UTC)
-        except ValueError as exc:
-            raise BadPeriod("month must be written YYYY-MM, e.g. 2026-03") from exc
-        if start > now:
-            raise BadPeriod("that month has not started yet")
-        if start.year < 2000:
-            raise BadPeriod("months before 2000 hold no data")
-    return Period(start=start, end=_add_months(start, 1), preset="")
+# previous_period, month_period and is_calendar_months live in greenkpi.lib.periods.
 
 
 def month_hours(period: Period, now: datetime | None = None) -> float:

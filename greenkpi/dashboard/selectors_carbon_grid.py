@@ -21,10 +21,10 @@ from django.db.models.functions import ExtractHour
 
 from greenkpi.carbon.annual import annual_for
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.periods import Period
 from greenkpi.workloads import advice
 from greenkpi.workloads.models import TRAINING_KINDS, Run
 

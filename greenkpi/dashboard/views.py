@@ -14,9 +14,9 @@ from greenkpi.dashboard.charts import Chart, respond
 from greenkpi.dashboard.forms import TokenCreateForm
 from greenkpi.dashboard.onboarding import collector_commands
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.periods import period_from_query
 from greenkpi.dashboard.scoping import host_for, scope_for, team_for
 from greenkpi.inventory.services import token_create
+from greenkpi.lib.periods import period_from_query
 
 ENERGY_BY_TEAM = Chart(
     "energy-by-team", figures.energy_by_team_daily, tuple(selectors.TEAM_DAILY_COLUMNS)

@@ -19,9 +19,9 @@ from greenkpi.dashboard import selectors_carbon_report as report
 from greenkpi.dashboard import selectors_carbon_tiles as tiles
 from greenkpi.dashboard.charts import csv_response, figure_response
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.periods import Period, period_from_query
 from greenkpi.dashboard.scoping import Scope, scope_for
 from greenkpi.inventory.models import Team
+from greenkpi.lib.periods import Period, month_period, period_from_query, previous_period
 
 RUN_COLUMNS = (
     "team",
@@ -50,7 +50,7 @@ def _inputs(request: HttpRequest) -> tuple[Scope, Period, list[Team], pd.DataFra
 @dashboard_view
 def carbon(request: HttpRequest) -> HttpResponse:
     scope, period, teams, frame = _inputs(request)
-    previous = sc.previous_period(period)
+    previous = previous_period(period)
     before = sc.carbon_frame(scope, previous.start, previous.end, [t.pk for t in teams] or None)
     context = page_context(
         request,
@@ -138,7 +138,7 @@ def carbon_grid_runs_csv(request: HttpRequest) -> HttpResponse:
 
 def _report(request: HttpRequest) -> tuple[Scope, report.MonthlyReport]:
     scope = scope_for(request.user, request.GET.get("org"))
-    month = sc.month_period(request.GET.get("month"))
+    month = month_period(request.GET.get("month"))
     return scope, report.monthly_report(scope, month)
 
 

@@ -22,8 +22,8 @@ from django.utils.http import urlencode
 from greenkpi.dashboard import figures_models
 from greenkpi.dashboard.charts import FORMATS, Chart, csv_response, respond
 from greenkpi.dashboard.pages import dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.periods import BadPeriod, Period, period_from_query
 from greenkpi.dashboard.scoping import scope_for, team_for
+from greenkpi.lib.periods import HOUR, BadPeriod, Period, hour_floor, period_from_query
 from greenkpi.workloads import access
 from greenkpi.workloads.models import MLModel
 from greenkpi.workloads.selectors import (
@@ -219,10 +219,9 @@ def model_chart(request: HttpRequest, model_id: int, chart: str, fmt: str) -> Ht
 
 def _run_period(run_start: datetime, run_end: datetime | None) -> Period:
     """The run's own span (whole hours) as the power chart's time axis."""
-    start = run_start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    end = (run_end or datetime.now(UTC)).astimezone(UTC)
-    end = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return Period(start=start, end=max(end, start + timedelta(hours=1)), preset="")
+    start = hour_floor(run_start)
+    end = hour_floor(run_end or datetime.now(UTC)) + HOUR
+    return Period(start=start, end=max(end, start + HOUR), preset="")
 
 
 @dashboard_view

@@ -24,6 +24,7 @@ from greenkpi.inventory.models import Organisation
 from greenkpi.kpis import daily
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads import retraining
 
 
@@ -68,7 +69,7 @@ def demo_build(
     loaded = simulation.load_organisation(days=days, now=now, seed=seed)
     org = loaded.organisation
     lap("measurements")
-    hour = kpi_services.hour_floor(now)
+    hour = hour_floor(now)
     carbon.carbon_load(
         sites=loaded.sites, start=loaded.start - timedelta(days=1), end=hour + 2 * live.HOUR
     )

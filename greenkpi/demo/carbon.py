@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from greenkpi.carbon.models import ElectricityTariff, MarketFactor
 from greenkpi.carbon.services import grid_hourly_import_csv
 from greenkpi.inventory.models import Site
+from greenkpi.lib.periods import hour_floor
 
 SOURCE = "Simulated demo data (GreenKPI make demo), not measured"
 # zone: (mean lifecycle g/kWh, solar dip at noon as a share, renewable share at the mean)
@@ -47,7 +48,7 @@ def grid_series_csv(*, start: datetime, end: datetime, seed: int = 11) -> str:
     rng = random.Random(seed)
     lines = ["Datetime (UTC),Zone id,Carbon intensity gCO2eq/kWh (LCA),Renewable percentage,"
              "Data estimated"]  # fmt: skip
-    hour = start.replace(minute=0, second=0, microsecond=0)
+    hour = hour_floor(start)
     while hour < end:
         for zone in ZONES:
             value, share = intensity(zone, hour, rng)

@@ -26,7 +26,8 @@ from greenkpi.demo.simulation import BATCH_KEY, DEMO_SLUG, WINDOW
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch, Sample
 from greenkpi.inventory.models import Device, Host, Organisation
-from greenkpi.kpis.services import hour_floor, windows_mark_dirty
+from greenkpi.kpis.services import windows_mark_dirty
+from greenkpi.lib.periods import hour_floor
 
 LIVE_WINDOW = timedelta(minutes=1)
 # A demo restarted after a long break catches up at most this much; older hours stay a gap.

@@ -26,6 +26,7 @@ from greenkpi.inventory.services import (
     token_create,
     user_create,
 )
+from greenkpi.lib.periods import hour_floor
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "greenkpi-demo"  # printed by make demo; a demo, not a secret
@@ -55,7 +56,7 @@ class Loaded:
 
 def load_organisation(*, days: int, now: datetime, seed: int = 7) -> Loaded:
     """Create the demo organisation, its people, fleet and measurements up to the hour of ``now``."""
-    end = now.replace(minute=0, second=0, microsecond=0)
+    end = hour_floor(now)
     start = end - timedelta(days=days)
     rng = random.Random(seed)
     with transaction.atomic():

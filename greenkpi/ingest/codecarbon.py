@@ -27,6 +27,7 @@ from greenkpi.ingest.codecarbon_report import COMPONENTS, Report
 from greenkpi.ingest.models import CodeCarbonRun
 from greenkpi.ingest.services import ingest_batch
 from greenkpi.inventory.models import CollectorToken, Team
+from greenkpi.lib.periods import naive_utc
 from greenkpi_schema import FieldError, ValidationFailed, format_time
 
 KWH_TO_J = 3.6e6
@@ -178,7 +179,7 @@ def _to_utc(moment: datetime, run: CodeCarbonRun, now: datetime) -> datetime:
     if moment.tzinfo is not None:
         return moment.astimezone(UTC)
     if run.utc_offset_s is None:
-        local_minus_utc = (moment - now.astimezone(UTC).replace(tzinfo=None)).total_seconds()
+        local_minus_utc = (moment - naive_utc(now)).total_seconds()
         offset = round(local_minus_utc / OFFSET_STEP_S) * OFFSET_STEP_S
         if abs(offset) > MAX_OFFSET_S:
             raise ValidationFailed(

@@ -19,8 +19,8 @@ from greenkpi.ingest.auth import (
     CollectorTokenRateThrottle,
     HasCollectorToken,
 )
-from greenkpi.ingest.problems import problem
 from greenkpi.ingest.services import IdempotencyConflict, MalformedJSON, ingest_batch
+from greenkpi.lib.problems import problem
 from greenkpi_schema import ValidationFailed
 
 

@@ -18,9 +18,9 @@ from greenkpi.ingest import openapi
 from greenkpi.ingest.auth import CollectorPrincipal, CollectorTokenRateThrottle, HasCollectorToken
 from greenkpi.ingest.codecarbon import codecarbon_report_ingest
 from greenkpi.ingest.codecarbon_report import parse_report
-from greenkpi.ingest.problems import problem
 from greenkpi.inventory.models import CollectorToken
 from greenkpi.inventory.selectors import collector_token_authenticate
+from greenkpi.lib.problems import problem
 from greenkpi_schema import ValidationFailed
 
 # A CodeCarbon report is ~1.5 KB; anything much bigger is not one.

@@ -19,6 +19,7 @@ from greenkpi.ingest.models import SchedulerJob
 from greenkpi.inventory.attribution import Identity, Resolution, resolve, rules_from
 from greenkpi.inventory.mappings import mappings_rows
 from greenkpi.inventory.models import IdentityMappingChange
+from greenkpi.lib.periods import hour_floor
 
 IDENTITY_FIELDS = ("kind", "cluster", "user", "account", "job_name", "comment")
 
@@ -107,7 +108,7 @@ def mapping_changes_apply(*, now: datetime | None = None, limit: int = 200) -> i
                 if not any(spec.match(identity) for spec in specs):
                     continue
                 hit.append(job["id"])
-                hour = _floor(job["first_window"])
+                hour = hour_floor(job["first_window"])
                 while hour <= job["last_window"]:
                     hours.add(hour)
                     hour += timedelta(hours=1)
@@ -119,7 +120,3 @@ def mapping_changes_apply(*, now: datetime | None = None, limit: int = 200) -> i
                 # the jobs' runs follow once their windows are recomputed (workloads)
                 SchedulerJob.objects.filter(pk__in=hit).update(runs_synced_at=None)
     return marked
-
-
-def _floor(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)

@@ -17,7 +17,7 @@ from datetime import time as dtime
 
 import pandas as pd
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, FloatField, Max, Min, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -33,6 +33,7 @@ from greenkpi.kpis.models import (
     RollupWindow,
     RunStatus,
 )
+from greenkpi.lib.retry import retrying_task
 
 log = logging.getLogger(__name__)
 
@@ -392,13 +393,7 @@ def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRu
     return run
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),  # the database went away: transient
-    retry_backoff=5,
-    max_retries=5,
-)
+@shared_task(**retrying_task())
 def refresh_stale_days(limit: int = 400) -> int:
     """Periodic: rebuild the daily rollups of stale days (idempotent: a day is replaced whole)."""
     return days_refresh_stale(limit=limit).pk

@@ -15,6 +15,11 @@ import pandas as pd
 
 G_PER_KG = 1000.0
 LOW_UTILIZATION_BELOW = 0.30  # the "share of GPU-hours under 30 % busy"
+# A window with no idle_s reading counts as idle when it was busy less than this (5 %, the
+# reference's "GR_ENGINE_ACTIVE < 0.05" threshold); the rollups apply it in SQL.
+IDLE_BUSY_BELOW = 0.05
+# The share method of a GPU allocated to a scheduler job that no busy process used (waste).
+ALLOCATED_IDLE = "allocated-idle"
 
 
 def _sum(df: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:

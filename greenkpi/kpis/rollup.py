@@ -19,14 +19,9 @@ from greenkpi.carbon import methodology as m
 from greenkpi.carbon.selectors import intensities_for, market_factors_for, tariffs_for
 from greenkpi.ingest.models import Method, Sample, SampleShare
 from greenkpi.inventory.models import Device, DeviceKind, Host
-from greenkpi.kpis import attribution
+from greenkpi.kpis import attribution, rollup_pg
+from greenkpi.kpis.formulas import ALLOCATED_IDLE, IDLE_BUSY_BELOW
 from greenkpi.kpis.models import HourlyRollup
-
-# A window with no idle_s reading counts as idle when it was busy less than this (5 %, the
-# reference's "GR_ENGINE_ACTIVE < 0.05" threshold).
-IDLE_BUSY_BELOW = 0.05
-# The share method of a GPU allocated to a scheduler job that no busy process used (waste).
-ALLOCATED_IDLE = "allocated-idle"
 
 # Seconds between two timestamps, per backend. date_part returns a double on PostgreSQL (EXTRACT
 # returns numeric, several times slower to sum); SQLite stores ISO text and julianday is a double,
@@ -304,8 +299,6 @@ def windows_insert(
     in the same transaction); returns {hour: rows written}. PostgreSQL does the whole batch in
     one statement (``rollup_pg``); other backends build and write the rows hour by hour here."""
     if connection.vendor == "postgresql":
-        from greenkpi.kpis import rollup_pg  # imports this module
-
         return rollup_pg.windows_insert(organisation_id=organisation_id, hours=hours, now=now)
     written = {}
     for hour in sorted(set(hours)):

@@ -24,8 +24,8 @@ from greenkpi.carbon.selectors import intensities_over, market_factors_over, tar
 from greenkpi.ingest.models import Method, Sample, SampleShare
 from greenkpi.inventory.models import Device, DeviceKind, Host, Site
 from greenkpi.kpis.attribution import jobs_resolved
+from greenkpi.kpis.formulas import ALLOCATED_IDLE, IDLE_BUSY_BELOW
 from greenkpi.kpis.models import HourlyRollup
-from greenkpi.kpis.rollup import ALLOCATED_IDLE, IDLE_BUSY_BELOW
 
 # Per-sample expressions (one row of samples s, optionally joined to shares sh).
 _FRACTION_SHARED = """CASE WHEN sh.device_id IS NULL THEN 1.0

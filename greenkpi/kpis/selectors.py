@@ -9,6 +9,7 @@ import pandas as pd
 from django.db.models import F, Q, Sum, Value
 
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow
+from greenkpi.lib.periods import naive_utc_series
 
 # Every numeric and key column the KPI formulas read (units in the names).
 FRAME_COLUMNS = (
@@ -60,7 +61,7 @@ def rollup_frame(
         rows = rows.filter(team_id__in=list(team_ids))
     frame = pd.DataFrame.from_records(list(rows.values_list(*FRAME_COLUMNS)), columns=FRAME_COLUMNS)
     # Naive UTC: tz-aware indexes cost Plotly 100x (reference/performance-limits.md section 7).
-    frame["hour"] = pd.to_datetime(frame["hour"], utc=True).dt.tz_localize(None)
+    frame["hour"] = naive_utc_series(frame["hour"])
     for column in ("cost", "renewable_share"):
         frame[column] = frame[column].astype("float64")
     return frame

@@ -15,10 +15,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -36,14 +36,14 @@ from django.utils import timezone
 from greenkpi.ingest.models import Sample
 from greenkpi.kpis import rollup
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow, RunStatus
+from greenkpi.lib.periods import hour_floor
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
 # A claim must outlive the slowest recompute of one window (seconds for 1,000 GPUs); after it
 # lapses another worker may take the window over, so a killed worker never blocks it for long.
 DEFAULT_LEASE_S = 900
-# Errors worth retrying: the database went away or refused us for a moment.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 RUN_RETENTION = timedelta(days=30)
 # Hours of one organisation recomputed by one statement: claims, factor look-ups, planning and
 # bookkeeping are paid once per batch instead of once per hour, and a statement still reads at
@@ -60,11 +60,6 @@ class WindowResult:
     status: str  # "done", "busy" (claimed by someone else) or "failed"
     rows: int = 0
     error: str = ""
-
-
-def hour_floor(moment: datetime) -> datetime:
-    """The start of the UTC hour containing ``moment``."""
-    return datetime.fromtimestamp(int(moment.timestamp()) // 3600 * 3600, UTC)
 
 
 def worker_name() -> str:

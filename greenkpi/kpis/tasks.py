@@ -11,16 +11,9 @@ from datetime import datetime
 from celery import shared_task
 
 from greenkpi.kpis import services
+from greenkpi.lib.retry import retrying_task
 
-_RETRY = {
-    "acks_late": True,
-    "ignore_result": True,
-    "autoretry_for": services.TRANSIENT_ERRORS,
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
+_RETRY = retrying_task()
 
 
 @shared_task(**_RETRY)

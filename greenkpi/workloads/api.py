@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from greenkpi.dashboard.periods import BadPeriod, period_from_query
 from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
 from greenkpi.inventory.models import Team
+from greenkpi.lib.periods import BadPeriod, period_from_query
 from greenkpi.workloads import access, lifecycle, selectors, services
 from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
 from greenkpi.workloads.selectors import detail, listing

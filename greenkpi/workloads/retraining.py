@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import RecomputeRun
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.workloads import need, selectors
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
@@ -338,7 +339,7 @@ def models_recompute(
                 outcomes_recompute(model=model)
                 assessment_recompute(model=model, now=now)
                 done += 1
-            except kpi_services.TRANSIENT_ERRORS:
+            except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:  # a bad row must not block every other model
                 log.exception("retraining recompute failed for model %s", model.pk)

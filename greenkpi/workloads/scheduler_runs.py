@@ -26,6 +26,7 @@ from greenkpi.inventory.mappings import mappings_rows
 from greenkpi.inventory.models import Team
 from greenkpi.kpis.attribution import identity_of
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads.models import MLModel, Run, RunKind, RunStatus
 
 # The model a team's jobs hang under when no mapping (and no GREENKPI_MODEL) names one.
@@ -34,7 +35,7 @@ UNMAPPED_MODEL_NAME = "Slurm jobs without a model mapping"
 
 
 def _dirty(job: dict) -> bool:
-    start = job["first_window"].replace(minute=0, second=0, microsecond=0)
+    start = hour_floor(job["first_window"])
     return (
         RollupWindow.objects.filter(
             organisation_id=job["organisation_id"],

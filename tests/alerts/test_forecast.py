@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from greenkpi.alerts.forecast import budget_forecast, trailing_rate_per_h
-from greenkpi.alerts.periods import period_bounds, period_label
+from greenkpi.lib.periods import period_bounds, period_label
 
 H = timedelta(hours=1)
 MAY = datetime(2026, 5, 1, tzinfo=UTC)

@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from greenkpi.alerts import evaluation, outbox, tasks
 from greenkpi.alerts.models import AlertGroup, AlertRule, Channel, Notification, RuleKind
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.schedule import BEAT_SCHEDULE
 
 T0 = datetime(2026, 5, 11, 12, 0, tzinfo=UTC)
@@ -125,7 +126,9 @@ def test_a_transient_error_backs_off_and_gives_up_after_max_attempts(
 def test_tasks_ack_late_retry_only_transient_database_errors_and_beat_entries_expire():
     for task in (tasks.evaluate_rules, tasks.send_notification, tasks.sweep_outbox):
         assert task.acks_late is True
-        assert set(task.autoretry_for) == {OperationalError, InterfaceError}
+        assert (
+            set(task.autoretry_for) == set(TRANSIENT_ERRORS) >= {OperationalError, InterfaceError}
+        )
     for name, task in (
         ("alerts-evaluate-rules", tasks.evaluate_rules),
         ("alerts-sweep-outbox", tasks.sweep_outbox),

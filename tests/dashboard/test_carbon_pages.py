@@ -37,11 +37,11 @@ import time_machine
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
 from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard.periods import BadPeriod, Period
 from greenkpi.dashboard.selectors_carbon_tiles import Tile
 from greenkpi.inventory.models import Site
 from greenkpi.inventory.services import site_create, token_create
 from greenkpi.kpis import daily, services
+from greenkpi.lib.periods import BadPeriod, Period, month_period, previous_period
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 MARCH = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -596,25 +596,25 @@ def _period(start: datetime, end: datetime, preset: str = "") -> Period:
 
 def test_a_whole_month_is_compared_with_the_previous_calendar_month():
     march = _period(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
-    before = sc.previous_period(march)
+    before = previous_period(march)
     assert (before.start, before.end) == (march.start.replace(month=2), march.start)
     january = _period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
-    assert sc.previous_period(january).start == datetime(2025, 12, 1, tzinfo=UTC)
+    assert previous_period(january).start == datetime(2025, 12, 1, tzinfo=UTC)
 
 
 def test_other_ranges_are_compared_with_the_equal_length_before():
     week = _period(NOW - timedelta(days=7), NOW, "7d")
-    before = sc.previous_period(week)
+    before = previous_period(week)
     assert (before.start, before.end) == (NOW - timedelta(days=14), NOW - timedelta(days=7))
 
 
 def test_month_parameters():
-    assert sc.month_period("2026-02", now=NOW).end == datetime(2026, 3, 1, tzinfo=UTC)
-    assert sc.month_period("2025-12", now=NOW).end == datetime(2026, 1, 1, tzinfo=UTC)
-    assert sc.month_period(None, now=NOW).start == datetime(2026, 2, 1, tzinfo=UTC)
+    assert month_period("2026-02", now=NOW).end == datetime(2026, 3, 1, tzinfo=UTC)
+    assert month_period("2025-12", now=NOW).end == datetime(2026, 1, 1, tzinfo=UTC)
+    assert month_period(None, now=NOW).start == datetime(2026, 2, 1, tzinfo=UTC)
     for bad in ("2026-1", "26-01", "2026-00", "x", "2026-04"):
         with pytest.raises(BadPeriod):
-            sc.month_period(bad, now=NOW)
+            month_period(bad, now=NOW)
 
 
 def mixed_hours(grid, make_batch, post_batch) -> None:

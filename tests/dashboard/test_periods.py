@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from greenkpi.dashboard.periods import BadPeriod, period_from_query
+from greenkpi.lib.periods import BadPeriod, period_from_query
 
 NOW = datetime(2025, 3, 10, 12, 30, tzinfo=UTC)
 

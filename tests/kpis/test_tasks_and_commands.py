@@ -11,13 +11,16 @@ from django.db import InterfaceError, OperationalError
 
 from greenkpi.kpis import services, tasks
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.schedule import BEAT_SCHEDULE
 
 
 def test_tasks_ack_late_and_retry_only_transient_database_errors():
     for task in (tasks.recompute_dirty_windows, tasks.recompute_window):
         assert task.acks_late is True
-        assert set(task.autoretry_for) == {OperationalError, InterfaceError}
+        assert (
+            set(task.autoretry_for) == set(TRANSIENT_ERRORS) >= {OperationalError, InterfaceError}
+        )
         assert task.max_retries == 5
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import InterfaceError, OperationalError
 
 from greenkpi.kpis.models import RecomputeRun
+from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.schedule import BEAT_SCHEDULE
 from greenkpi.workloads import retraining, tasks
 
@@ -12,7 +13,7 @@ from greenkpi.workloads import retraining, tasks
 def test_the_task_acks_late_and_retries_only_transient_database_errors():
     task = tasks.recompute_retraining
     assert task.acks_late is True
-    assert set(task.autoretry_for) == {OperationalError, InterfaceError}
+    assert set(task.autoretry_for) == set(TRANSIENT_ERRORS) >= {OperationalError, InterfaceError}
 
 
 def test_the_beat_entry_has_an_expiry_shorter_than_its_hour():

@@ -16,7 +16,6 @@ import pandas as pd
 from django.db.models import Count, F, Max, Min, Q, Sum
 
 from greenkpi.dashboard import rollups
-from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope, hosts_visible
 
 # The fleet and host pages' reads live in hosts.py; callers keep using selectors.<name>.
@@ -40,6 +39,7 @@ from greenkpi.dashboard.sql import EpochDays, fetch_rows
 from greenkpi.inventory.models import CollectorToken, Team
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
 from greenkpi.kpis.selectors import last_run
+from greenkpi.lib.periods import Period, naive_utc_series
 
 UNASSIGNED = "(no team)"
 
@@ -204,9 +204,8 @@ def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:
     frame["model"] = frame["model"].replace("", "(unnamed model)")
     frame["run"] = frame["run"].replace("", "(no run)")
     for column in ("first", "last"):
-        times = pd.to_datetime(frame[column], utc=src.bucket == "hour")
-        if src.bucket == "hour":
-            times = times.dt.tz_localize(None)
+        hourly = src.bucket == "hour"
+        times = naive_utc_series(frame[column]) if hourly else pd.to_datetime(frame[column])
         frame[f"{column}_window_utc"] = times
     return frame[TEAM_RUN_COLUMNS]
 

@@ -16,12 +16,12 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Avg, Count, Max, Min, OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Floor
 
-from greenkpi.dashboard.periods import Period
 from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.sql import EpochSeconds
 from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import Device, Host
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.periods import Period
 
 J_PER_KWH = 3.6e6
 SILENT_AFTER = timedelta(minutes=10)

@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet, Sum
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.inventory.models import Device, Site
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads import advice
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
@@ -361,7 +362,7 @@ def _recurrence_advice(
         return empty
     reference = measured_runs[-1]
     run = next(r for r in series if r.key == reference.run_key)
-    start = run.started_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = hour_floor(run.started_at)
     profile: dict[int, float] = defaultdict(float)
     for row in rows[run.key]:
         profile[int((row["hour"] - start).total_seconds() // 3600)] += row["kwh"] or 0.0

@@ -9,6 +9,7 @@ from datetime import datetime
 import pandas as pd
 from django.db.models import Sum
 
+from greenkpi.lib.periods import naive_utc_series
 from greenkpi.workloads import lifecycle, need
 from greenkpi.workloads.models import (
     DriftFeature,
@@ -57,10 +58,6 @@ STEPS = ("day", "week")
 MAX_RUNS_SHOWN = 200
 
 
-def _naive_utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).dt.tz_localize(None)
-
-
 def run_kinds(*, model: MLModel) -> dict[str, str]:
     return dict(model.runs.values_list("key", "kind"))
 
@@ -91,7 +88,9 @@ def lifecycle_frame(
         return pd.DataFrame(columns=LIFECYCLE_COLUMNS)
     kinds = run_kinds(model=model)
     frame["phase"] = [lifecycle.phase_of(kinds.get(k)) for k in frame["run_key"]]
-    frame["bucket_utc"] = lifecycle.bucket_start(_naive_utc(frame["day"]).dt.normalize(), step)
+    frame["bucket_utc"] = lifecycle.bucket_start(
+        naive_utc_series(frame["day"]).dt.normalize(), step
+    )
     out = frame.groupby(["bucket_utc", "phase"], as_index=False)[
         ["energy_kwh", "operational_kgco2e", "embodied_kgco2e"]
     ].sum()
@@ -137,7 +136,7 @@ def sci_frame(*, model: MLModel, start: datetime, end: datetime) -> pd.DataFrame
     kg = [sums.get(r.key, RunTotals()).kgco2e for r in runs]
     out = pd.DataFrame(
         {
-            "ended_utc": _naive_utc(pd.Series([r.ended_at for r in runs])),
+            "ended_utc": naive_utc_series(pd.Series([r.ended_at for r in runs])),
             "version": [r.version.version if r.version else "" for r in runs],
             "run_key": [r.key for r in runs],
             "functional_unit": [r.functional_unit or "inference" for r in runs],
@@ -183,7 +182,7 @@ def evaluation_frame(*, model: MLModel, start: datetime, end: datetime) -> pd.Da
     )
     if frame.empty:
         return pd.DataFrame(columns=EVALUATION_COLUMNS)
-    frame["window_end_utc"] = _naive_utc(frame["window_end_utc"])
+    frame["window_end_utc"] = naive_utc_series(frame["window_end_utc"])
     frame["version"] = frame["version"].fillna("(no version)")
     return frame
 
@@ -213,7 +212,7 @@ def drift_frame(*, model: MLModel, start: datetime, end: datetime) -> pd.DataFra
     )
     if frame.empty:
         return pd.DataFrame(columns=DRIFT_COLUMNS)
-    frame["window_end_utc"] = _naive_utc(frame["window_end_utc"])
+    frame["window_end_utc"] = naive_utc_series(frame["window_end_utc"])
     frame["version"] = frame["version"].fillna("")
     frame["drifted"] = frame["value"] >= frame["threshold"]
     return frame[DRIFT_COLUMNS]

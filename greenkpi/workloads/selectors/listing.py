@@ -19,6 +19,7 @@ from django.db.models import (
     Value,
 )
 
+from greenkpi.lib.periods import naive_utc_stamp
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
@@ -71,13 +72,6 @@ VERDICT_LABELS = dict(Verdict.choices)
 
 class BadSort(ValueError):
     """An unknown ``?sort=`` (a 400 with the accepted values)."""
-
-
-def _naive(value: object) -> object:
-    """A tz-naive UTC timestamp (what the frames carry), or NaT."""
-    if value is None:
-        return pd.NaT
-    return pd.Timestamp(value).tz_convert("UTC").tz_localize(None)
 
 
 class ModelRow(NamedTuple):
@@ -266,8 +260,8 @@ def model_summaries(
                 "kgco2e": training_c + inference_c + other_c,
                 "last_training_run_id": m.last_training_id,
                 "last_training_run": m.last_training_key or "",
-                "last_training_started_utc": _naive(m.last_training_started),
-                "last_training_ended_utc": _naive(m.last_training_ended),
+                "last_training_started_utc": naive_utc_stamp(m.last_training_started),
+                "last_training_ended_utc": naive_utc_stamp(m.last_training_ended),
                 "last_training_status": m.last_training_status or "",
                 "verdict": m.verdict or "",
                 "verdict_label": VERDICT_LABELS.get(m.verdict, "") if m.verdict else "",

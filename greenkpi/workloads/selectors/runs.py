@@ -11,6 +11,7 @@ from django.db.models import Max, Min, Q, QuerySet, Sum
 
 from greenkpi.kpis import formulas
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.periods import naive_utc_series
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import Evaluation, MLModel, Run
 from greenkpi.workloads.selectors import _runs_rollups
@@ -28,10 +29,6 @@ def _run_rollups(model: MLModel, run: Run) -> QuerySet[HourlyRollup]:
     return _runs_rollups(model, [run.key]).filter(
         hour__gte=run.started_at - RUN_MARGIN, hour__lt=end + RUN_MARGIN
     )
-
-
-def _naive_utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).dt.tz_localize(None)
 
 
 def run_for(*, model: MLModel, run_id: int) -> Run | None:
@@ -206,7 +203,7 @@ def run_power_frame(*, model: MLModel, run: Run) -> pd.DataFrame:
     )
     if frame.empty:
         return pd.DataFrame(columns=POWER_COLUMNS)
-    frame["hour_utc"] = _naive_utc(frame["hour"])
+    frame["hour_utc"] = naive_utc_series(frame["hour"])
     frame["device"] = [
         _device_label(k, u, m)
         for k, u, m in zip(frame["kind"], frame["uuid"], frame["model"], strict=True)
