@@ -64,7 +64,7 @@ class Attributor:
             if len(self._job_env) > 4096:
                 self._job_env.pop(next(iter(self._job_env)))
         values = {
-            name: (getattr(explicit, name) if explicit else None) or env.get(var) or None
+            name: (getattr(explicit, name) if explicit else None) or _usable(env.get(var))
             for var, name in ENV_FIELDS.items()
         }
         tags = {}
@@ -102,6 +102,13 @@ class Attributor:
 
     def errors(self) -> list[str]:
         return self.slurm.errors() if self.slurm is not None else []
+
+
+def _usable(value: str | None) -> str | None:
+    """An environment value the schema accepts as a key (1..200 characters), else unset: one
+    process's odd variable must not make the server refuse the whole window."""
+    value = (value or "").strip()
+    return value if 0 < len(value) <= _TAG_MAX else None
 
 
 def plain(registry: Registry | None) -> Attributor:

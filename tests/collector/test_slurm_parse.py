@@ -199,6 +199,10 @@ def test_precedence_explicit_then_environment_then_scheduler(tmp_path):
     plain = attributor.resolve(602)
     assert (plain.team, plain.run, plain.job) == ("vision", "r1", None)
     assert attributor.resolve(603) is None  # no such process
+    # A variable the schema would refuse (over 200 characters) is ignored, not sent.
+    fake_proc(tmp_path, 604, 1, "0::/\n", {"GREENKPI_TEAM": "x" * 201, "GREENKPI_MODEL": "m"})
+    odd = attributor.resolve(604)
+    assert (odd.team, odd.model) == (None, "m")
 
 
 def test_allocated_idle_and_job_end(tmp_path):
