@@ -5,7 +5,8 @@ CSV-free summaries and tests all format numbers here, so the same quantity reads
 page. CSV files keep raw SI numbers (kg, kWh); this module is for people.
 
 - Figures keep ``SIGNIFICANT_DIGITS`` significant digits (4,010 · 312 · 45.6 · 3.81 · 0.0123), but
-  integer digits are never dropped (123,456 stays 123,456); no figure shows six decimals of noise.
+  integer digits are never dropped (123,456 stays 123,456); no figure shows six decimals of noise
+  (under 0.001: 3.30e-5).
 - A carbon *total* (kgCO2e) is written in kg below 1 t and in t from 1,000 kg on (under 10 g, in
   g: never six decimals of kg).
 - A carbon *intensity per functional unit* (kgCO2e per run, per 1,000 inferences ...) is written in
@@ -18,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 SIGNIFICANT_DIGITS = 3
+# Below 10^-3 a figure is written in scientific notation (3.30e-5), never with six decimals.
+SMALLEST_MAGNITUDE = -3
 NO_DATA = "\u2013"  # an en dash: "no data", never 0
 
 
@@ -35,6 +38,8 @@ def significant(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> str:
         return "0"
     rounded = float(f"{value:.{digits}g}")  # 9.996 -> 10.0: decimals follow the rounded value
     magnitude = math.floor(math.log10(abs(rounded)))
+    if magnitude < SMALLEST_MAGNITUDE:  # 0.0000330 would need seven decimals: 3.30e-5
+        return f"{rounded:.{digits - 1}e}".replace("e-0", "e-")
     decimals = max(digits - 1 - magnitude, 0)
     if decimals == 0:
         return f"{value:,.0f}"
