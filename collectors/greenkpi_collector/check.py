@@ -24,8 +24,19 @@ def run_check(config: Config, say: Callable[[str], None] = print) -> int:
     measured = False
     problems = 0
     say(f"host: {config.hostname}")
+    exporters = [spec for spec in (config.source or "").split(",") if spec.strip()]
+    if exporters:
+        from greenkpi_collector.sources.exporters import describe
+
+        for spec in exporters:
+            lines, seen = describe(spec)
+            for line in lines:
+                say(line)
+            measured = measured or seen
     if config.gpu == "off":
         say("GPU: off (gpu = off)")
+    elif exporters and config.gpu == "auto":
+        say("GPU: NVML not read (an exporter source measures the GPUs)")
     else:
         try:
             from greenkpi_collector.sources.nvml import NvmlSource, load_pynvml

@@ -305,3 +305,27 @@ def test_the_source_setting_replaces_nvml_and_names_bad_values(
         load({}, env | {"GREENKPI_SOURCE": "prometheus=http://x"})
     with pytest.raises(ConfigError, match="gpu = nvml both measure the GPUs"):
         load({"source": f"kepler={exposition.url}", "gpu": "nvml"}, env)
+
+
+def test_check_says_what_the_exporter_serves_and_when_it_is_down(
+    exposition: Exposition, tmp_path: Path
+) -> None:
+    from greenkpi_collector.check import run_check
+    from greenkpi_collector.config import load
+
+    exposition.text = dcgm_render("dcgm_exporter_4.9.prom")(0)
+    env = {"GREENKPI_STATE_DIR": str(tmp_path), "GREENKPI_CPU": "off"}
+    lines: list[str] = []
+    run_check(load({"source": f"dcgm-exporter={exposition.url}"}, env), lines.append)
+    assert (
+        f"GPU (dcgm-exporter): {GPU0} NVIDIA H100 80GB HBM3: energy counter relayed"
+        in "\n".join(lines)
+    )
+    assert any("field names of 4.9" in line for line in lines)
+    assert "GPU: NVML not read (an exporter source measures the GPUs)" in lines
+    exposition.status = 503
+    lines.clear()
+    run_check(load({"source": f"kepler={exposition.url}"}, env), lines.append)
+    assert any(
+        line.startswith("GPU (kepler) note: kepler http") and "503" in line for line in lines
+    )

@@ -44,4 +44,19 @@ def build(spec: str, timeout_s: float = 5.0, interval_s: float = 5.0) -> Source:
         ) from None
 
 
-__all__ = ["KINDS", "build", "parse_spec"]
+def describe(spec: str, timeout_s: float = 2.0) -> tuple[list[str], bool]:
+    """For ``greenkpi-collector check``: one scrape, in plain words; (lines, whether GPUs seen)."""
+    kind = spec.partition("=")[0].strip()
+    try:
+        source = build(spec, timeout_s=timeout_s, interval_s=0.0)
+    except (SourceUnavailable, ValueError) as exc:
+        return [f"GPU ({kind}): not measured: {exc}"], False
+    lines = [
+        f"GPU ({kind}): {d.uuid} {d.model}: energy counter relayed, unit checked against power"
+        for d in source.devices()
+    ]
+    lines += [f"GPU ({kind}) note: {e}" for e in source.errors() if "not yet confirmed" not in e]
+    return lines or [f"GPU ({kind}): no GPU in the exposition"], bool(source.devices())
+
+
+__all__ = ["KINDS", "build", "describe", "parse_spec"]

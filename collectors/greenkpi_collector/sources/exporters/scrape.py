@@ -60,6 +60,8 @@ def fetch(url: str, timeout_s: float) -> str:
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             body = response.read(MAX_BODY_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise ScrapeError(f"cannot scrape: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ScrapeError(f"cannot scrape: {getattr(exc, 'reason', exc)}") from None
     if len(body) > MAX_BODY_BYTES:
