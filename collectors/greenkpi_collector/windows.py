@@ -76,6 +76,9 @@ class DeviceWindow:
     resets: int = 0
     attributable: bool = False
     shares: dict[ShareKey, float] = field(default_factory=dict)
+    # Allocated-idle intervals of process-less GPUs: (start, end, key, joules). A job's end is
+    # learned from the next listing, so at close the part after a known end is taken back.
+    held: list[tuple[float, float, ShareKey, float]] = field(default_factory=list)
 
     def add(
         self,
@@ -109,6 +112,8 @@ class DeviceWindow:
             idle = r.busy is not None and r.busy < IDLE_BUSY_FRACTION
             for key, part in split_interval(energy, r.procs, resolve, allocated, idle):
                 self.shares[key] = self.shares.get(key, 0.0) + part
+                if key.pid is None and key.method == "allocated-idle" and part > 0:
+                    self.held.append((self.last_wall, t_wall, key, part))
         self.last, self.last_wall = r, t_wall
 
     def _interval_energy(self, r: Reading, dt: float) -> tuple[float, int]:
@@ -135,6 +140,8 @@ class DeviceWindow:
     def close(self, describe: Describe | None = None) -> Sample | None:
         if self.covered_s <= 0:
             return None
+        if describe is not None and self.held:
+            self._release_after_job_end(describe)
         shares = _shares(self.shares, self.energy_j, describe) if self.attributable else []
         return Sample(
             device_uuid=self.uuid,
@@ -154,6 +161,24 @@ class DeviceWindow:
             else None,
             shares=shares,
         )
+
+    def _release_after_job_end(self, describe: Describe) -> None:
+        """Idle energy after a job's known end was nobody's: split by time, to unattributed."""
+        ends: dict[JobKey, float | None] = {}
+        nobody = ShareKey.unattributed()
+        for t0, t1, key, part in self.held:
+            assert key.job is not None
+            if key.job not in ends:
+                end = describe(key.job)[0].end
+                ends[key.job] = end.timestamp() if end is not None else None
+            end_s = ends[key.job]
+            if end_s is None or end_s >= t1:
+                continue
+            after = part if end_s <= t0 else part * (t1 - end_s) / (t1 - t0)
+            self.shares[key] -= after
+            self.shares[nobody] = self.shares.get(nobody, 0.0) + after
+        for key in [k for k, v in self.shares.items() if k.job and v <= 1e-9]:
+            del self.shares[key]  # wholly after the end: no empty share for the job
 
     def cursor(self) -> Cursor:
         last = self.last

@@ -294,3 +294,42 @@ def test_an_unknown_job_triggers_a_listing_at_once():
         assert calls.acquire(timeout=5)  # not an hour later
     finally:
         slurm.close()
+
+
+def test_idle_energy_after_a_jobs_known_end_is_split_off_by_time():
+    from greenkpi_collector.sources.base import Reading
+    from greenkpi_collector.windows import resume
+
+    from greenkpi_schema import SlurmJob
+
+    t = 1_800_000_000.0
+
+    def reading(joules: float) -> Reading:
+        return Reading(
+            uuid="GPU-0",
+            kind="gpu",
+            method="counter",
+            counter=int(joules * 1000),
+            counter_unit_j=1e-3,
+            busy=0.0,
+            procs=(),
+        )
+
+    def window_with_end(end: float | None):
+        window = resume(reading(0), None, t, 0)
+        held = Claim(pid=None, team=None, model=None, run=None, job=("c", 5))
+        for k in range(1, 11):  # 100 J/s for 10 s, the GPU held by job 5 with no process
+            window.add(reading(100.0 * k), t + k, lambda pid: None, held)
+        ended = datetime.fromtimestamp(end, UTC) if end is not None else None
+
+        def describe(job):
+            return SlurmJob(cluster="c", job_id="5", end=ended), "slurm:c:5"
+
+        return {s.method: s.energy_j for s in window.close(describe).shares}
+
+    # The listing said the job ended 4.5 s into the window: 450 J were its, 550 J nobody's.
+    assert window_with_end(t + 4.5) == pytest.approx(
+        {"allocated-idle": 450.0, "unattributed": 550.0}
+    )
+    assert window_with_end(None) == pytest.approx({"allocated-idle": 1000.0})
+    assert window_with_end(t - 1) == pytest.approx({"unattributed": 1000.0})
