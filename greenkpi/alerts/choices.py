@@ -8,7 +8,7 @@ from django.db import models
 
 class Metric(models.TextChoices):
     ENERGY_KWH = "energy_kwh", "Energy (kWh, IT)"
-    CO2E_KG = "co2e_kg", "Carbon (kgCO2e, location-based + embodied)"
+    CO2E_KG = "co2e_kg", "CO2e, total (SCI numerator), kgCO2e"
     GPU_HOURS = "gpu_h", "GPU-hours allocated"
     COST = "cost", "Electricity cost"
 

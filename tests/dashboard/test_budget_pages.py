@@ -202,9 +202,9 @@ def test_the_list_shows_consumption_forecast_method_crossing_and_status(
     nlp_budget(acme, people)
     body = login(client, people, "nina").get(url("budgets")).content.decode()
     assert "NLP energy" in body
-    assert "36.00 kWh" in body  # consumed
+    assert "36.0 kWh" in body  # consumed (three significant digits, docs/kpis.md)
     assert "36.0 %" in body
-    assert "288.00 kWh" in body  # forecast
+    assert "288 kWh" in body  # forecast
     assert "288.0 %" in body
     assert "recent rate: trailing 72 h, 12 kWh/day" in body
     assert "2026-05-16 08:00" in body  # predicted 100 % crossing
@@ -224,7 +224,7 @@ def test_a_viewer_sees_the_list_without_new_or_edit(client, people, history, acm
     )
     body = login(client, people, "victor").get(url("budgets")).content.decode()
     # Vision: 72 h x 2 kWh = 144 kWh of 100: over budget since May 10 02:00 (50 h x 2 = 100).
-    assert "Vision energy" in body and "144.00 kWh" in body and "Over budget" in body
+    assert "Vision energy" in body and "144 kWh" in body and "Over budget" in body
     assert "NLP" not in body
     assert "New budget" not in body
     assert reverse("dashboard:budget-edit", args=[budget.pk]) not in body
@@ -354,7 +354,7 @@ def test_detail_page_shows_figures_chart_panel_and_recent_alerts(client, people,
     body = login(client, people, "nina").get(url("budget-detail", budget.pk)).content.decode()
     assert f'data-figure-url="/budgets/{budget.pk}/burn.json?org=acme"' in body
     assert f"/budgets/{budget.pk}/burn.csv?org=acme" in body
-    assert "36.00" in body and "60.0 %" in body  # 36 of 60 kWh
+    assert "36.0 kWh" in body and "60.0 %" in body  # 36 of 60 kWh
     assert "NLP thresholds" in body and "firing" in body
 
 

@@ -60,6 +60,16 @@ def sci(value: object, functional_unit: object = "") -> str:
 
 
 @register.filter
+def amount(value: object, unit: object = "") -> str:
+    """A budget figure in its unit: kgCO2e by the carbon rule ("3.81 tCO2e"), any other unit
+    (kWh, GPU-h, a currency) with three significant digits ("1,234 kWh")."""
+    if str(unit) == "kgCO2e":
+        figure = units.co2e_mass(_float(value))
+        return f"{figure.number} {figure.unit}CO2e"
+    return f"{units.significant(_float(value))} {unit}".rstrip()
+
+
+@register.filter
 def pct(value: object) -> str:
     return units.percent(_float(value))
 
