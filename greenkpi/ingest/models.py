@@ -124,7 +124,7 @@ class SchedulerJob(models.Model):
     task ``1234_7``, a het component ``1234+1``; ``run_key`` (``slurm:<cluster>:<job id>``) is the
     run key its shares carry. Facts are refreshed by every batch that mentions the job (a known
     value is never blanked by an empty one); ``first_window`` / ``last_window`` bound the windows
-    it holds, which is what a mapping change marks dirty.
+    it holds (at hour resolution), which is what a mapping change marks dirty.
     """
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
@@ -149,8 +149,8 @@ class SchedulerJob(models.Model):
     attributes = models.JSONField(
         default=dict, blank=True, help_text="Kind-specific facts: array / het ids, MLflow run id."
     )
-    first_window = models.DateTimeField(help_text="Start of the first window seen for the job.")
-    last_window = models.DateTimeField(help_text="Start of the last window seen for the job.")
+    first_window = models.DateTimeField(help_text="UTC hour of the first window seen for the job.")
+    last_window = models.DateTimeField(help_text="UTC hour of the last window seen for the job.")
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
     runs_synced_at = models.DateTimeField(

@@ -9,7 +9,7 @@ cost one attribute test each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -53,17 +53,100 @@ def job_key(job: Any) -> JobKey:
     return (job.kind, job.cluster, job.job_id)
 
 
+# A job's last_seen is bookkeeping at minute resolution (like Device.last_seen): refreshing it on
+# every batch would rewrite the job's row once per request.
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _attributes(facts: JobFacts) -> dict[str, Any]:
+    job = facts.job
+    out = {name: getattr(job, name) for name in ATTRIBUTE_FACTS if getattr(job, name, None)}
+    if facts.mlflow_run_id:
+        out[MLFLOW_TAG] = facts.mlflow_run_id
+    return out
+
+
+def _facts_change(facts: JobFacts, stored: dict[str, Any]) -> bool:
+    """Whether the batch tells something the stored row does not know (a known value is never
+    blanked by an empty one, so only non-empty new values count)."""
+    job = facts.job
+    for name in TEXT_FACTS:
+        value = getattr(job, name, None)
+        if value and value != stored[name]:
+            return True
+    if job.start is not None and job.start != stored["started_at"]:
+        return True
+    if job.end is not None and job.end != stored["ended_at"]:
+        return True
+    if bool(job.complete) != stored["complete"]:
+        return True
+    attributes = stored["attributes"] or {}
+    return any(attributes.get(k) != v for k, v in _attributes(facts).items())
+
+
 def jobs_upsert(
     *, organisation_id: int, jobs: dict[JobKey, JobFacts], now: datetime
 ) -> dict[JobKey, int]:
-    """Insert or refresh the batch's jobs in one statement; {key: SchedulerJob id}.
+    """{key: SchedulerJob id} for the batch's jobs, writing only what changed.
 
-    Rows are written in key order so two batches naming the same jobs lock them in the same
-    order (no deadlock). ``runs_synced_at`` is cleared so workloads brings the job's run up to
-    date (its end, its name).
+    The steady state (known jobs, same facts, windows inside the stored hours, last_seen fresh) is
+    one SELECT and no write: a write per job and batch cost ~0.2 ms a job on PostgreSQL, 40 jobs a
+    batch ~9 ms. Window bounds are kept at hour resolution (what a mapping change recomputes).
+    Changed or new jobs go through one INSERT ... ON CONFLICT DO UPDATE, in key order (two batches
+    naming the same jobs lock them in the same order); ``runs_synced_at`` is cleared when a fact
+    changed, so workloads brings the job's run up to date (its end, its name).
     """
     if not jobs:
         return {}
+    stored = {
+        (row["kind"], row["cluster"], row["job_id"]): row
+        for row in SchedulerJob.objects.filter(
+            organisation_id=organisation_id, job_id__in={key[2] for key in jobs}
+        ).values(
+            "id",
+            "kind",
+            "cluster",
+            "job_id",
+            *TEXT_FACTS,
+            "started_at",
+            "ended_at",
+            "complete",
+            "attributes",
+            "first_window",
+            "last_window",
+            "last_seen",
+        )
+    }
+    ids: dict[JobKey, int] = {}
+    write: dict[JobKey, tuple[JobFacts, bool]] = {}
+    stale_before = now - LAST_SEEN_RESOLUTION
+    for key, facts in jobs.items():
+        row = stored.get(key)
+        if row is None:
+            write[key] = (facts, True)
+            continue
+        changed = _facts_change(facts, row)
+        if (
+            changed
+            or _hour(facts.first_window) < row["first_window"]
+            or _hour(facts.last_window) > row["last_window"]
+            or row["last_seen"] < stale_before
+        ):
+            write[key] = (facts, changed)
+        else:
+            ids[key] = row["id"]
+    if write:
+        ids.update(_upsert(organisation_id, write, now))
+    return ids
+
+
+def _upsert(
+    organisation_id: int, jobs: dict[JobKey, tuple[JobFacts, bool]], now: datetime
+) -> dict[JobKey, int]:
     table = SchedulerJob._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
@@ -75,17 +158,12 @@ def jobs_upsert(
     )
     as_json = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     # organisation, kind, cluster, job id, run key, the texts, start, end, complete, attributes,
-    # first and last window, first and last seen, runs_synced_at
-    row_sql = "(" + ", ".join(["%s"] * (8 + len(TEXT_FACTS)) + [as_json] + ["%s"] * 4) + ", NULL)"
+    # first and last window (hours), first and last seen, runs_synced_at (NULL: a fact changed)
+    row_sql = "(" + ", ".join(["%s"] * (8 + len(TEXT_FACTS)) + [as_json] + ["%s"] * 5) + ")"
     params: list[Any] = []
     for key in sorted(jobs):
-        facts = jobs[key]
+        facts, changed = jobs[key]
         job = facts.job
-        attributes = {
-            name: getattr(job, name) for name in ATTRIBUTE_FACTS if getattr(job, name, None)
-        }
-        if facts.mlflow_run_id:
-            attributes[MLFLOW_TAG] = facts.mlflow_run_id
         params += [
             organisation_id,
             *key,
@@ -94,11 +172,12 @@ def jobs_upsert(
             adapt(job.start),
             adapt(job.end),
             bool(job.complete),
-            orjson.dumps(attributes).decode(),
-            adapt(facts.first_window),
-            adapt(facts.last_window),
+            orjson.dumps(_attributes(facts)).decode(),
+            adapt(_hour(facts.first_window)),
+            adapt(_hour(facts.last_window)),
             adapt(now),
             adapt(now),
+            None if changed else adapt(now),
         ]
     keep = ", ".join(
         f'"{c}" = CASE WHEN excluded."{c}" <> \'\' THEN excluded."{c}" ELSE j."{c}" END'
@@ -117,7 +196,9 @@ def jobs_upsert(
         f"complete = excluded.complete, attributes = {merge_attributes}, "
         f"first_window = {least}(j.first_window, excluded.first_window), "
         f"last_window = {greatest}(j.last_window, excluded.last_window), "
-        f"last_seen = excluded.last_seen, runs_synced_at = NULL "
+        f"last_seen = excluded.last_seen, "
+        f"runs_synced_at = CASE WHEN excluded.runs_synced_at IS NULL THEN NULL "
+        f"ELSE j.runs_synced_at END "
         f"RETURNING id, kind, cluster, job_id"
     )
     with connection.cursor() as cur:

@@ -615,3 +615,31 @@ def test_the_mapping_form_refuses_a_bad_regex_and_a_good_one_recomputes_history(
     assert client.post(f"/slurm/mappings/{mapping.pk}/delete/?org=acme").status_code == 302
     services.windows_recompute_dirty()
     assert {r.team_id for r in by_job(acme, hour)["slurm:hpc:400"]} == {acme.vision.pk}
+
+
+def test_a_known_job_with_the_same_facts_is_not_rewritten_and_a_new_fact_is_stored(
+    acme, acme_token, post_batch, hour
+):
+    """Steady state: a batch of known jobs costs one SELECT, no write; a new fact (the job's end)
+    is stored, never blanked by a later batch that omits it, and brings the run up to date."""
+    _, secret = acme_token
+    running = job("900", "nlp-lab", "nina", "long")
+    assert post_batch(secret, node_batch("node-r", [(running, "busy")], hour)).status_code == 201
+    SchedulerJob.objects.update(runs_synced_at=hour)  # as if its run were in sync
+    stored = SchedulerJob.objects.get(job_id="900")
+    later = hour + timedelta(minutes=30)
+    assert post_batch(secret, node_batch("node-r", [(running, "busy")], later)).status_code == 201
+    again = SchedulerJob.objects.get(job_id="900")
+    assert (again.last_seen, again.runs_synced_at) == (stored.last_seen, hour)  # not rewritten
+    assert (again.first_window, again.last_window) == (hour, hour)  # hours, not windows
+
+    ended = {**running, "start": z(hour), "end": z(later + timedelta(minutes=3))}
+    body = node_batch("node-r", [(ended, "busy")], later + timedelta(minutes=3))
+    assert post_batch(secret, body).status_code == 201
+    done = SchedulerJob.objects.get(job_id="900")
+    assert done.ended_at == later + timedelta(minutes=3)
+    assert done.runs_synced_at is None  # the run follows
+    body = node_batch("node-r", [(running, "busy")], hour + timedelta(hours=1))
+    assert post_batch(secret, body).status_code == 201
+    kept = SchedulerJob.objects.get(job_id="900")
+    assert kept.ended_at == done.ended_at and kept.last_window == hour + timedelta(hours=1)
