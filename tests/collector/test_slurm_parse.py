@@ -333,3 +333,46 @@ def test_idle_energy_after_a_jobs_known_end_is_split_off_by_time():
     )
     assert window_with_end(None) == pytest.approx({"allocated-idle": 1000.0})
     assert window_with_end(t - 1) == pytest.approx({"unattributed": 1000.0})
+
+
+def test_text_listing_gives_the_same_facts_as_json():
+    # Both recorded from the same jobs in one session of Debian's 22.05.8 (rec: arrays, het,
+    # completed, a job name with a space, a comment).
+    from greenkpi_collector.sources.slurm_parse import parse_jobs_text
+
+    from_json = parse_jobs(load("squeue-22.05.8-b.json"), "gktest")
+    text = (DATA / "scontrol-show-job-d-oneliner-22.05.8-b.txt").read_text()
+    assert parse_jobs_text(text, "gktest") == from_json
+    assert len(from_json) == 6 and from_json[1].job_name == "train a"
+
+
+def test_without_json_plugins_the_listing_falls_back_to_text():
+    calls = []
+
+    def runner(argv, timeout_s):
+        calls.append(" ".join(argv))
+        if argv[:2] == ["scontrol", "--json"]:
+            raise RuntimeError("scontrol: unrecognized option '--json'")  # 22.05, verified
+        if argv[0] == "squeue":
+            raise RuntimeError("squeue: error: cannot load serializer/json plugin")  # assumed text
+        return (DATA / "scontrol-show-job-d-oneliner-22.05.8-b.txt").read_text()
+
+    slurm = SlurmJobs("gktest", "vm", runner=runner)
+    assert slurm.refresh() and slurm.refresh()
+    assert calls == [
+        "scontrol --json show job -d",
+        "squeue --json",
+        "scontrol show job -d --oneliner",
+        "scontrol show job -d --oneliner",  # the fallback is remembered
+    ]
+    assert slurm.status.command == "scontrol show job -d --oneliner"
+    assert slurm.facts(1).gpus_on("vm") == (0, 1)
+
+
+def test_a_down_controller_is_a_failure_not_a_reason_to_change_format():
+    def runner(argv, timeout_s):
+        raise RuntimeError("slurm_load_jobs error: Unable to contact slurm controller")
+
+    slurm = SlurmJobs("gktest", "vm", runner=runner)
+    assert not slurm.refresh()
+    assert slurm._json_scontrol and slurm._json_squeue

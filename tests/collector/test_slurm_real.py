@@ -280,3 +280,15 @@ def test_check_says_what_slurm_shows_and_writes_nothing(slurm, tmp_path):
     env["GREENKPI_SLURM"] = "off"
     out = subprocess.run([COLLECTOR, "check"], env=env, capture_output=True, text=True).stdout
     assert "Slurm: off" in out
+
+
+def test_the_text_fallback_reads_the_live_cluster_as_json_does(slurm, tmp_path):
+    job = slurm.sbatch("--gres=gpu:2", "--account=vision", "--comment=greenkpi:x", "-J", "a b")
+    slurm.wait_running(job)
+    as_json = SlurmJobs("gktest", slurm.node)
+    as_text = SlurmJobs("gktest", slurm.node)
+    as_text._json_scontrol = as_text._json_squeue = False  # what a build without JSON does
+    assert as_json.refresh() and as_text.refresh()
+    assert as_text.status.command == "scontrol show job -d --oneliner"
+    assert as_text.snapshot.jobs == as_json.snapshot.jobs
+    assert as_text.snapshot.allocated == as_json.snapshot.allocated == {0: int(job), 1: int(job)}

@@ -8,7 +8,8 @@ Per tick (the sampling thread, never blocked):
   a job holds without a process on it is found (allocated-idle).
 
 Job facts come from a background thread that runs ``scontrol --json show job -d`` (Slurm 23.02+)
-or, where scontrol has no ``--json`` (22.05, Debian 12), ``squeue --json``: every ``refresh_s`` and
+or, where scontrol has no ``--json`` (22.05, Debian 12), ``squeue --json``, or where no JSON can be
+made at all, ``scontrol show job -d --oneliner`` (text): every ``refresh_s`` and
 at once when an unknown job appears, each run bounded by ``timeout_s``. A slow, hanging or failing
 command only makes the facts stale: shares then carry what is known with ``complete: false``.
 """
@@ -37,6 +38,7 @@ from greenkpi_collector.sources.slurm_parse import (
     mark_incomplete,
     parse_environ,
     parse_jobs,
+    parse_jobs_text,
     partial,
 )
 
@@ -46,6 +48,8 @@ MAX_JOBS = 4096  # facts kept (bounded: a node sees far fewer jobs between two r
 MAX_PROCS = 4096  # (pid, start time) entries kept
 ATTRIBUTION_ENV = ("GREENKPI_TEAM", "GREENKPI_MODEL", "GREENKPI_RUN", "MLFLOW_RUN_ID")
 Runner = Callable[[Sequence[str], float], str]
+# Words in a client's error that mean "this build cannot write JSON" (not "the controller is down").
+_NO_JSON = ("unrecognized option", "invalid option", "serializer", "json", "plugin")
 
 
 def run_command(argv: Sequence[str], timeout_s: float) -> str:
@@ -194,6 +198,7 @@ class SlurmJobs:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._json_scontrol = True  # until scontrol says it has no --json
+        self._json_squeue = True  # until squeue says it cannot make JSON
         self._errors: dict[str, int] = {}
 
     # --- the refresher ---------------------------------------------------------------------
@@ -253,12 +258,21 @@ class SlurmJobs:
                 out = self.runner(argv, self.timeout_s)
                 return self._here(parse_jobs(json.loads(out), self.cluster)), " ".join(argv)
             except RuntimeError as exc:
-                if "unrecognized option" not in str(exc) and "invalid option" not in str(exc):
+                if not any(w in str(exc).lower() for w in _NO_JSON):
                     raise
                 self._json_scontrol = False  # Slurm < 23.02: squeue has the same job objects
-        argv = ["squeue", "--json"]
+        if self._json_squeue:
+            argv = ["squeue", "--json"]
+            try:
+                out = self.runner(argv, self.timeout_s)
+                return self._here(parse_jobs(json.loads(out), self.cluster)), " ".join(argv)
+            except RuntimeError as exc:
+                if not any(w in str(exc).lower() for w in _NO_JSON):
+                    raise
+                self._json_squeue = False  # a build without the JSON plugins: parse text
+        argv = ["scontrol", "show", "job", "-d", "--oneliner"]
         out = self.runner(argv, self.timeout_s)
-        return self._here(parse_jobs(json.loads(out), self.cluster)), " ".join(argv)
+        return self._here(parse_jobs_text(out, self.cluster)), " ".join(argv)
 
     def _here(self, jobs: dict[int, JobFacts]) -> dict[int, JobFacts]:
         """Only this node's jobs are kept: the listing covers the whole cluster."""

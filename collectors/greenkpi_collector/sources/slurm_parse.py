@@ -7,6 +7,8 @@ No subprocess and no I/O here, so every rule is unit-tested against recorded out
   are plain integers, ``job_state`` a string, ``array_task_id`` null outside arrays, ``het_job_id``
   0 outside het jobs, ``end_time`` start + time limit while the job runs. ``scontrol`` of this
   release has no ``--json`` (checked: "unrecognized option").
+* Any release, when no JSON is to be had (a build without the JSON serializer plugin):
+  ``scontrol show job -d --oneliner`` text, one job per line (recorded from 22.05.8).
 * Slurm 23.02 and newer (data_parser v0.0.39+): ``scontrol --json show job -d`` and ``squeue
   --json``. Numbers may be ``{"set": bool, "infinite": bool, "number": int}``, ``job_state`` a
   list of strings. Not verified against a running daemon here (see docs/collector.md).
@@ -259,6 +261,99 @@ def _ranges(spec: str) -> Iterable[int]:
             yield from range(int(low), int(high) + 1)
         else:
             yield int(low)
+
+
+# --- text (scontrol show job -d --oneliner) -------------------------------------------------------
+
+# A key starts after whitespace: "JobName=train a Account=x" -> JobName is "train a". A value that
+# itself contains " word=" (a comment like "a b=c") is cut there: text is the last resort.
+_TEXT_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z][A-Za-z0-9_:/]*)=")
+
+
+def _text_pairs(line: str) -> list[tuple[str, str]]:
+    keys = list(_TEXT_KEY.finditer(line))
+    return [
+        (
+            m.group(1),
+            line[m.end() : keys[i + 1].start() if i + 1 < len(keys) else len(line)].strip(),
+        )
+        for i, m in enumerate(keys)
+    ]
+
+
+def _local_time(value: str | None) -> datetime | None:
+    """scontrol prints the host's local time without a zone; "Unknown"/"None" are no time."""
+    if not value or not value[:1].isdigit():
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def parse_jobs_text(text: str, cluster: str) -> dict[int, JobFacts]:
+    """{raw job id: facts} from ``scontrol show job -d --oneliner``."""
+    out: dict[int, JobFacts] = {}
+    for line in text.splitlines():
+        pairs = _text_pairs(line)
+        if not pairs or pairs[0][0] != "JobId":
+            continue
+        fields: dict[str, str] = {}
+        gpus: list[tuple[str, tuple[int, ...]]] = []
+        nodes_expr = ""
+        for key, value in pairs:
+            if (
+                key == "Nodes"
+            ):  # one detail group: "Nodes=gpu[01-02] CPU_IDs=.. GRES=gpu:2(IDX:0-1)"
+                nodes_expr = value
+            elif key == "GRES" and nodes_expr:
+                indices = gpu_indices(value)
+                gpus.extend((name, indices) for name in expand_hostlist(nodes_expr) if indices)
+            else:
+                fields.setdefault(key, value)
+        facts = _facts_from_text(fields, cluster, tuple(gpus))
+        if facts is not None:
+            out[facts.raw_id] = facts
+    return out
+
+
+def _facts_from_text(
+    f: dict[str, str], cluster: str, gpus: tuple[tuple[str, tuple[int, ...]], ...]
+) -> JobFacts | None:
+    def number(key: str) -> int | None:
+        value = f.get(key, "")
+        return int(value) if value.isdigit() else None
+
+    raw_id = number("JobId")
+    if raw_id is None:
+        return None
+    array_job, array_task = number("ArrayJobId"), number("ArrayTaskId")
+    if array_job is None or array_task is None:
+        array_job = array_task = None
+    het_job, het_offset = number("HetJobId"), number("HetJobOffset")
+    if het_job is None or het_offset is None:
+        het_job = het_offset = None
+    state = _text(f.get("JobState"))
+    return JobFacts(
+        cluster=cluster,
+        raw_id=raw_id,
+        job_id=canonical_id(raw_id, array_job, array_task, het_job, het_offset),
+        array_job_id=array_job,
+        array_task_id=array_task,
+        het_job_id=het_job,
+        het_job_offset=het_offset,
+        user=_text(f.get("UserId", "").split("(", 1)[0]),
+        account=_text(f.get("Account")),
+        partition=_text(f.get("Partition")),
+        qos=_text(f.get("QOS")),
+        job_name=_text(f.get("JobName")),
+        comment=_text(f.get("Comment")),
+        nodes=_text(f.get("NodeList")),
+        start=_local_time(f.get("StartTime")),
+        end=_local_time(f.get("EndTime")) if state in ENDED_STATES else None,
+        state=state,
+        gpus=gpus,
+    )
 
 
 # --- node lists --------------------------------------------------------------------------------
