@@ -3,6 +3,7 @@ parsed with orjson and validated by greenkpi_schema, which is ~30x faster than D
 
 from __future__ import annotations
 
+import re
 import zlib
 from datetime import datetime
 
@@ -19,13 +20,14 @@ from greenkpi.ingest.auth import (
     CollectorTokenRateThrottle,
     HasCollectorToken,
 )
+from greenkpi.ingest.bodies import BodyTooLarge, LengthRequired, is_json, read_limited
 from greenkpi.ingest.services import IdempotencyConflict, MalformedJSON, ingest_batch
 from greenkpi.lib.problems import problem
 from greenkpi_schema import ValidationFailed
 
-
-class BodyTooLarge(Exception):
-    pass
+# 1-200 printable ASCII characters, no space at either end (a UUID fits; so does a hash).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,198}[!-~])?$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 class BadEncoding(Exception):
@@ -33,13 +35,9 @@ class BadEncoding(Exception):
 
 
 def read_body(request: HttpRequest, limit: int) -> bytes:
-    """The request body, gunzipped if needed, never holding more than ``limit`` bytes of either."""
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"Content-Length {declared} exceeds {limit} bytes")
-    raw = request.read(limit + 1)
-    if len(raw) > limit:
-        raise BodyTooLarge(f"body exceeds {limit} bytes")
+    """The request body (chunked or not), gunzipped if needed, never holding more than ``limit``
+    bytes of either."""
+    raw = read_limited(request, limit)
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("", "identity"):
         return raw
@@ -81,6 +79,22 @@ def too_large(detail: str) -> HttpResponse:
     )
 
 
+def not_json() -> HttpResponse:
+    """415 for any Content-Type but application/json. Every client we know sends that (ours,
+    and CodeCarbon's ``requests.post(json=...)``), and a form or text body that happens to parse
+    as JSON is more likely a mistake (or a cross-site form post) than a collector."""
+    return problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        "send the body as Content-Type: application/json",
+    )
+
+
+def length_required(detail: str) -> HttpResponse:
+    return problem(411, "length-required", "Length required", detail)
+
+
 class IngestView(APIView):
     authentication_classes = [CollectorTokenAuthentication]
     permission_classes = [HasCollectorToken]
@@ -94,44 +108,59 @@ class IngestView(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "pattern": IDEMPOTENCY_KEY_PATTERN,
+                },
                 OpenApiParameter.HEADER,
                 required=True,
-                description="A unique id per batch (e.g. a UUID); a retry sends the same key.",
+                description="A unique id per batch (e.g. a UUID); a retry sends the same key. "
+                "1-200 printable ASCII characters.",
             ),
             OpenApiParameter(
-                "Content-Encoding", str, OpenApiParameter.HEADER, description="gzip or omitted"
+                "Content-Encoding",
+                {"type": "string", "enum": ["gzip", "identity"]},
+                OpenApiParameter.HEADER,
+                description="gzip, or omitted",
             ),
         ],
         responses={
             201: OpenApiResponse(
                 openapi.RESULT_SCHEMA, description="Stored (or replayed: same answer)"
             ),
-            400: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Invalid batch; see errors[]"),
-            401: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Missing or bad token"),
-            413: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Too many bytes or samples"),
-            422: OpenApiResponse(
-                openapi.PROBLEM_SCHEMA, description="Key reused with another body"
-            ),
-            429: OpenApiResponse(
-                openapi.PROBLEM_SCHEMA, description="Rate limited; see Retry-After"
+            **openapi.problems(
+                400,
+                401,
+                411,
+                413,
+                415,
+                422,
+                429,
+                s400="Invalid batch, missing or bad Idempotency-Key, malformed JSON or gzip",
             ),
         },
         tags=["ingest"],
     )
     def post(self, request: Request) -> HttpResponse:
         key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 200 or not key.isprintable():
+        if not _IDEMPOTENCY_KEY.match(key):
             return problem(
                 400,
                 "idempotency-key",
                 "Idempotency-Key required",
-                "send an Idempotency-Key header (1-200 printable characters, e.g. a UUID) per batch",
+                "send an Idempotency-Key header (1-200 printable ASCII characters, e.g. a UUID) "
+                "per batch",
             )
+        if not is_json(request._request):
+            return not_json()
         try:
             body = read_body(request._request, settings.INGEST_MAX_BODY_BYTES)
         except BodyTooLarge as exc:
             return too_large(str(exc))
+        except LengthRequired as exc:
+            return length_required(str(exc))
         except BadEncoding as exc:
             return problem(400, "encoding", "Unreadable body", str(exc))
         try:

@@ -16,8 +16,10 @@ from rest_framework.views import APIView
 
 from greenkpi.ingest import openapi
 from greenkpi.ingest.auth import CollectorPrincipal, CollectorTokenRateThrottle, HasCollectorToken
+from greenkpi.ingest.bodies import BodyTooLarge, LengthRequired, is_json, read_limited
 from greenkpi.ingest.codecarbon import codecarbon_report_ingest
 from greenkpi.ingest.codecarbon_report import parse_report
+from greenkpi.ingest.views import length_required, not_json
 from greenkpi.inventory.models import CollectorToken
 from greenkpi.inventory.selectors import collector_token_authenticate
 from greenkpi.lib.problems import problem
@@ -151,19 +153,29 @@ class CodeCarbonIngestView(APIView):
         ],
         responses={
             201: OpenApiResponse(RESULT_SCHEMA, description="Stored, or nothing new to store"),
-            400: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Invalid report; errors[]"),
-            404: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Unknown or revoked token"),
-            413: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Body too large"),
-            429: OpenApiResponse(openapi.PROBLEM_SCHEMA, description="Over the token's rate"),
+            **openapi.problems(
+                400,
+                404,
+                411,
+                413,
+                415,
+                429,
+                s400="Invalid report (errors[]), host or team; malformed JSON",
+                s404="Unknown, malformed, revoked or expired token (the token is the address)",
+                s413="Body over 64 KiB",
+            ),
         },
         tags=["ingest"],
     )
     def post(self, request: Request, token: str) -> HttpResponse:
-        raw = request._request.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            return problem(
-                413, "too-large", "Report too large", f"body exceeds {MAX_BODY_BYTES} bytes"
-            )
+        if not is_json(request._request):
+            return not_json()
+        try:
+            raw = read_limited(request._request, MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return problem(413, "too-large", "Report too large", str(exc))
+        except LengthRequired as exc:
+            return length_required(str(exc))
         host = request.query_params.get("host", "").strip() or None
         if host is not None and (len(host) > 255 or not host.isprintable()):
             return problem(400, "invalid-report", "Invalid host", "host: 1-255 printable chars")
