@@ -196,6 +196,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request and response components apart, so request strings that may not be blank say so
+    # (minLength 1, and a non-space pattern: greenkpi/api_schema.py).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "greenkpi.api_schema.require_non_blank",
+    ],
 }
 
 # --- Mail ---------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse
+
 from greenkpi_schema import (
     DEVICE_KINDS,
     METHODS,
@@ -160,17 +162,22 @@ RESULT_SCHEMA = {
     },
 }
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_SCHEMA = {
     "type": "object",
+    "description": "RFC 7807 problem details",
+    "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"},
+        "type": {"type": "string", "format": "uri"},
         "title": {"type": "string"},
-        "status": {"type": "integer"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
+            "description": "Every bad field, with an RFC 6901 JSON pointer into the body",
             "items": {
                 "type": "object",
+                "required": ["pointer", "code", "detail"],
                 "properties": {
                     "pointer": {"type": "string"},
                     "code": {"type": "string"},
@@ -181,3 +188,30 @@ PROBLEM_SCHEMA = {
         },
     },
 }
+
+# What each error status means wherever it appears; an operation lists the ones it can give.
+PROBLEM_DESCRIPTIONS = {
+    400: "Invalid request; errors[] names every bad field",
+    401: "Missing, malformed, revoked or expired credentials",
+    403: "Authenticated but not allowed (a collector token reading; a viewer writing)",
+    404: "Not found, or not visible to the caller (the same answer for both)",
+    405: "Method not allowed",
+    406: "Not acceptable (ask for application/json)",
+    411: "Chunked body the server cannot read; send Content-Length",
+    413: "Body too large (also after gunzip) or too many samples: split it",
+    415: "Content-Type is not application/json",
+    422: "The Idempotency-Key was used with a different body",
+    429: "Over the token's rate; wait Retry-After seconds",
+}
+
+
+def problems(*statuses: int, **descriptions: str) -> dict:
+    """drf-spectacular responses for the given error statuses, as application/problem+json.
+    ``descriptions`` (e.g. ``s404="..."``) override the generic wording for one operation."""
+    return {
+        (status, PROBLEM_MEDIA_TYPE): OpenApiResponse(
+            PROBLEM_SCHEMA,
+            description=descriptions.get(f"s{status}", PROBLEM_DESCRIPTIONS[status]),
+        )
+        for status in statuses
+    }

@@ -87,7 +87,11 @@ def model_for(request: Request, model_id: int, *, write: bool) -> MLModel:
     token = _token(request)
     if token is not None and token.organisation.slug != org_slug:
         raise Http404("no such model")
-    access = access_for(request, org_slug)
+    try:
+        access = access_for(request, org_slug)
+    except Http404:
+        # Another organisation's model: the same answer as an unknown id, not "no organisation".
+        raise Http404("no such model") from None
     model = MLModel.objects.select_related("team__organisation").get(pk=model_id)
     visible = access.readable_team_ids | access.writable_team_ids
     if model.team_id not in visible:

@@ -10,12 +10,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from greenkpi.ingest.auth import CollectorTokenAuthentication, CollectorTokenRateThrottle
+from greenkpi.ingest.openapi import problems
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import BadPeriod, period_from_query
 from greenkpi.workloads import access, lifecycle, selectors, services
@@ -24,6 +26,25 @@ from greenkpi.workloads.selectors import detail, listing
 
 TAGS = ["models"]
 
+# Every error each kind of operation can answer, as problem+json (401: no credentials; 403: a
+# collector token reading, a viewer writing, or a session without its CSRF token; 404: unknown
+# or invisible; 415: a body that is not JSON; 429: a collector token over its rate).
+READ_ERRORS = problems(401, 403, 404, 429)
+QUERY_ERRORS = problems(400, 401, 403, 404, 429, s400="Bad range, dates, team or sort")
+WRITE_ERRORS = problems(400, 401, 403, 404, 415, 429)
+
+# Bounds of the stored columns, so no number reaches the database that it cannot hold (a 400
+# naming the field instead of a 500) and the schema states them. Ids are BigAutoField.
+ID_MAX = 2**63 - 1
+POSITIVE_INT_MAX = 2**31 - 1  # PositiveIntegerField on PostgreSQL (integer)
+# Float columns are doubles, which hold any finite number; metric values, statistics and counts
+# are further capped so the sums, ratios and weights computed from them stay finite (and JSON).
+METRIC_ABS_MAX = 1e12
+COUNT_MAX = 1e15
+DAYS_MAX = 36_500.0  # a century
+IMPORTANCE_MAX = 1e6
+DESCRIPTION_MAX_LEN = 10_000
+
 
 class RegistryApi(APIView):
     """Session (people) or collector token (training jobs: write-only)."""
@@ -31,6 +52,8 @@ class RegistryApi(APIView):
     authentication_classes = [CollectorTokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [CollectorTokenRateThrottle]
+    # JSON only, as documented: form bodies cannot carry the nested policy or features anyway.
+    parser_classes = [JSONParser]
 
     def valid(self, serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
         serializer = serializer_class(data=data)
@@ -54,15 +77,23 @@ def _version(model: MLModel, name: str | None, *, default_deployed: bool) -> Mod
 class PolicySerializer(serializers.Serializer):
     primary_metric = serializers.CharField(max_length=100, required=False)
     higher_is_better = serializers.BooleanField(required=False)
-    metric_floor = serializers.FloatField(required=False, allow_null=True)
-    max_age_days = serializers.FloatField(required=False, min_value=0.01)
-    min_retrain_interval_days = serializers.FloatField(required=False, min_value=0)
+    metric_floor = serializers.FloatField(
+        required=False, allow_null=True, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX
+    )
+    max_age_days = serializers.FloatField(required=False, min_value=0.01, max_value=DAYS_MAX)
+    min_retrain_interval_days = serializers.FloatField(
+        required=False, min_value=0, max_value=DAYS_MAX
+    )
     persistence_evaluations = serializers.IntegerField(required=False, min_value=1, max_value=100)
     need_watch = serializers.FloatField(required=False, min_value=0, max_value=1)
     need_enter = serializers.FloatField(required=False, min_value=0, max_value=1)
     need_exit = serializers.FloatField(required=False, min_value=0, max_value=1)
-    min_gain_per_kgco2e = serializers.FloatField(required=False, allow_null=True, min_value=0)
-    min_gain = serializers.FloatField(required=False)
+    min_gain_per_kgco2e = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=METRIC_ABS_MAX
+    )
+    min_gain = serializers.FloatField(
+        required=False, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX
+    )
 
 
 class AssessmentSerializer(serializers.Serializer):
@@ -100,7 +131,9 @@ class ModelsApi(RegistryApi):
         team = serializers.SlugField()
         key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' model key.")
         name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-        description = serializers.CharField(required=False, default="", allow_blank=True)
+        description = serializers.CharField(
+            max_length=DESCRIPTION_MAX_LEN, required=False, default="", allow_blank=True
+        )
         policy = PolicySerializer(required=False)
 
     class ModelsCreated(serializers.Serializer):
@@ -109,7 +142,11 @@ class ModelsApi(RegistryApi):
         key = serializers.CharField()
         created = serializers.BooleanField()
 
-    @extend_schema(operation_id="models_list", tags=TAGS, responses=ModelOutput(many=True))
+    @extend_schema(
+        operation_id="models_list",
+        tags=TAGS,
+        responses={200: ModelOutput(many=True), **READ_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         access.forbid_collector_reads(request)
         scope = access.access_for(request, request.query_params.get("org") or None)
@@ -123,7 +160,7 @@ class ModelsApi(RegistryApi):
         summary="Register a model (idempotent: the same team and key return the existing one)",
         tags=TAGS,
         request=ModelsInput,
-        responses={200: ModelsCreated, 201: ModelsCreated},
+        responses={200: ModelsCreated, 201: ModelsCreated, **WRITE_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = self.valid(self.ModelsInput, request.data)
@@ -162,7 +199,10 @@ class ModelsSummaryApi(RegistryApi):
                 "sort", str, description="-energy (default), energy, -co2e, co2e, name."
             ),
         ],
-        responses={200: serializers.ListSerializer(child=serializers.DictField())},
+        responses={
+            200: serializers.ListSerializer(child=serializers.DictField()),
+            **QUERY_ERRORS,
+        },
     )
     def get(self, request: Request) -> Response:
         access.forbid_collector_reads(request)
@@ -213,7 +253,9 @@ class ModelDetailApi(RegistryApi):
             row = getattr(model, "assessment", None)
             return AssessmentSerializer(row).data if row is not None else None
 
-    @extend_schema(operation_id="models_retrieve", tags=TAGS, responses=ModelDetailOutput)
+    @extend_schema(
+        operation_id="models_retrieve", tags=TAGS, responses={200: ModelDetailOutput, **READ_ERRORS}
+    )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
         return Response(self.ModelDetailOutput(model).data)
@@ -222,7 +264,13 @@ class ModelDetailApi(RegistryApi):
 class VersionsApi(RegistryApi):
     class VersionsInput(serializers.Serializer):
         version = serializers.CharField(max_length=100)
-        baseline_value = serializers.FloatField(required=False, allow_null=True, default=None)
+        baseline_value = serializers.FloatField(
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=-METRIC_ABS_MAX,
+            max_value=METRIC_ABS_MAX,
+        )
         trained_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         deploy = serializers.BooleanField(required=False, default=False)
 
@@ -237,7 +285,7 @@ class VersionsApi(RegistryApi):
         summary="Register (and optionally deploy) a version",
         tags=TAGS,
         request=VersionsInput,
-        responses={200: VersionsOutput, 201: VersionsOutput},
+        responses={200: VersionsOutput, 201: VersionsOutput, **WRITE_ERRORS},
     )
     def post(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=True)
@@ -255,7 +303,9 @@ class RunsApi(RegistryApi):
         key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' run key.")
         kind = serializers.ChoiceField(choices=RunKind.choices)
         started_at = serializers.DateTimeField(required=False, default=None)
-        version = serializers.CharField(required=False, default="", allow_blank=True)
+        version = serializers.CharField(
+            max_length=100, required=False, default="", allow_blank=True
+        )
         functional_unit = serializers.CharField(
             max_length=50, required=False, default="", allow_blank=True
         )
@@ -291,7 +341,11 @@ class RunsApi(RegistryApi):
         devices = serializers.IntegerField()
         sci_kgco2e_per_unit = serializers.FloatField(allow_null=True)
 
-    @extend_schema(operation_id="models_runs_list", tags=TAGS, responses=RunsOutput(many=True))
+    @extend_schema(
+        operation_id="models_runs_list",
+        tags=TAGS,
+        responses={200: RunsOutput(many=True), **READ_ERRORS},
+    )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
         rows = []
@@ -326,7 +380,7 @@ class RunsApi(RegistryApi):
         summary="Open a run (idempotent by key: a retry returns the same run)",
         tags=TAGS,
         request=RunsInput,
-        responses={200: RunsOpened, 201: RunsOpened},
+        responses={200: RunsOpened, 201: RunsOpened, **WRITE_ERRORS},
     )
     def post(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=True)
@@ -346,7 +400,13 @@ def _run(model: MLModel, run_id: int) -> Run:
 
 class ProducedVersionSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=100)
-    baseline_value = serializers.FloatField(required=False, allow_null=True, default=None)
+    baseline_value = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=-METRIC_ABS_MAX,
+        max_value=METRIC_ABS_MAX,
+    )
     deploy = serializers.BooleanField(required=False, default=False)
 
 
@@ -359,7 +419,7 @@ class RunCloseApi(RegistryApi):
         )
         ended_at = serializers.DateTimeField(required=False, default=None)
         functional_units = serializers.FloatField(
-            required=False, allow_null=True, default=None, min_value=0
+            required=False, allow_null=True, default=None, min_value=0, max_value=COUNT_MAX
         )
         functional_unit = serializers.CharField(
             max_length=50, required=False, default="", allow_blank=True
@@ -377,7 +437,7 @@ class RunCloseApi(RegistryApi):
         summary="Close a run with its outcome and functional-unit count (SCI's R)",
         tags=TAGS,
         request=RunCloseInput,
-        responses=RunCloseOutput,
+        responses={200: RunCloseOutput, **WRITE_ERRORS},
     )
     def post(self, request: Request, model_id: int, run_id: int) -> Response:
         model = access.model_for(request, model_id, write=True)
@@ -405,19 +465,25 @@ class RunCloseApi(RegistryApi):
 class EvaluationsApi(RegistryApi):
     class EvaluationsInput(serializers.Serializer):
         metric = serializers.CharField(max_length=100)
-        value = serializers.FloatField()
+        value = serializers.FloatField(min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX)
         higher_is_better = serializers.BooleanField(required=False, default=True)
         version = serializers.CharField(
-            required=False, default="", allow_blank=True, help_text="Default: the deployed one."
+            max_length=100,
+            required=False,
+            default="",
+            allow_blank=True,
+            help_text="Default: the deployed one.",
         )
-        run = serializers.IntegerField(required=False, allow_null=True, default=None)
+        run = serializers.IntegerField(
+            required=False, allow_null=True, default=None, min_value=1, max_value=ID_MAX
+        )
         window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
         window_end = serializers.DateTimeField()
         labelled = serializers.BooleanField(
             required=False, default=True, help_text="False: estimated without labels (CBPE ...)."
         )
         samples = serializers.IntegerField(
-            required=False, allow_null=True, min_value=0, default=None
+            required=False, allow_null=True, min_value=0, max_value=POSITIVE_INT_MAX, default=None
         )
 
     class EvaluationsOutput(serializers.Serializer):
@@ -431,7 +497,9 @@ class EvaluationsApi(RegistryApi):
         higher_is_better = serializers.BooleanField()
 
     @extend_schema(
-        operation_id="models_evaluations_list", tags=TAGS, responses=EvaluationsOutput(many=True)
+        operation_id="models_evaluations_list",
+        tags=TAGS,
+        responses={200: EvaluationsOutput(many=True), **READ_ERRORS},
     )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
@@ -443,7 +511,7 @@ class EvaluationsApi(RegistryApi):
         summary="Post an evaluation (labelled or estimated) of a version over a window",
         tags=TAGS,
         request=EvaluationsInput,
-        responses={201: EvaluationsOutput},
+        responses={201: EvaluationsOutput, **WRITE_ERRORS},
     )
     def post(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=True)
@@ -457,44 +525,59 @@ class EvaluationsApi(RegistryApi):
         return Response(self.EvaluationsOutput(row).data, status=status.HTTP_201_CREATED)
 
 
-class DriftReportsApi(RegistryApi):
-    class DriftReportsFeature(serializers.Serializer):
-        feature = serializers.CharField(max_length=200)
-        statistic = serializers.CharField(
-            max_length=20, required=False, default="js", help_text="psi, js, wasserstein or yours"
-        )
-        value = serializers.FloatField(required=False, allow_null=True, default=None)
-        threshold = serializers.FloatField(
-            required=False, allow_null=True, default=None, min_value=0
-        )
-        importance = serializers.FloatField(
-            required=False, allow_null=True, default=None, min_value=0
-        )
-        reference_counts = serializers.ListField(
-            child=serializers.FloatField(min_value=0),
-            required=False,
-            allow_null=True,
-            default=None,
-            max_length=1000,
-        )
-        current_counts = serializers.ListField(
-            child=serializers.FloatField(min_value=0),
-            required=False,
-            allow_null=True,
-            default=None,
-            max_length=1000,
-        )
-        bin_edges = serializers.ListField(
-            child=serializers.FloatField(), required=False, allow_null=True, default=None
-        )
+class DriftFeatureInput(serializers.Serializer):
+    """One feature of a drift report: a statistic the client computed, or histograms."""
 
+    feature = serializers.CharField(max_length=200)
+    statistic = serializers.CharField(
+        max_length=20, required=False, default="js", help_text="psi, js, wasserstein or yours"
+    )
+    value = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=-METRIC_ABS_MAX,
+        max_value=METRIC_ABS_MAX,
+    )
+    threshold = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=METRIC_ABS_MAX
+    )
+    importance = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=IMPORTANCE_MAX
+    )
+    reference_counts = serializers.ListField(
+        child=serializers.FloatField(min_value=0, max_value=COUNT_MAX),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=1000,
+    )
+    current_counts = serializers.ListField(
+        child=serializers.FloatField(min_value=0, max_value=COUNT_MAX),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=1000,
+    )
+    bin_edges = serializers.ListField(
+        child=serializers.FloatField(min_value=-COUNT_MAX, max_value=COUNT_MAX),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=1001,
+    )
+
+
+class DriftReportsApi(RegistryApi):
     class DriftReportsInput(serializers.Serializer):
-        version = serializers.CharField(required=False, default="", allow_blank=True)
+        version = serializers.CharField(
+            max_length=100, required=False, default="", allow_blank=True
+        )
         window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
         window_end = serializers.DateTimeField()
-        features = serializers.ListField(
-            child=serializers.DictField(), min_length=1, max_length=500
-        )
+        # A nested serializer, not dicts validated one by one: its errors carry each item's
+        # index, so they become JSON pointers such as /features/1/value.
+        features = DriftFeatureInput(many=True, min_length=1, max_length=500)
 
     class DriftReportsFeatureOutput(serializers.Serializer):
         feature = serializers.CharField()
@@ -518,15 +601,12 @@ class DriftReportsApi(RegistryApi):
         summary="Post a drift report: per feature a statistic, or histograms the server scores",
         tags=TAGS,
         request=DriftReportsInput,
-        responses={201: DriftReportsOutput},
+        responses={201: DriftReportsOutput, **WRITE_ERRORS},
     )
     def post(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=True)
         data = self.valid(self.DriftReportsInput, request.data)
-        features = [
-            services.FeatureInput(**self.valid(self.DriftReportsFeature, raw))
-            for raw in data["features"]
-        ]
+        features = [services.FeatureInput(**dict(raw)) for raw in data["features"]]
         version = _version(model, data["version"], default_deployed=True)
         try:
             report = services.drift_report_create(
@@ -572,7 +652,7 @@ class RetrainingApi(RegistryApi):
         operation_id="models_retraining",
         summary="Retraining need (verdict and its components), verdict history, retrain efficiency",
         tags=TAGS,
-        responses=RetrainingOutput,
+        responses={200: RetrainingOutput, **READ_ERRORS},
     )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
@@ -603,7 +683,7 @@ class CarbonApi(RegistryApi):
         operation_id="models_carbon",
         summary="Lifecycle energy and carbon per version and phase, SCI per unit over time",
         tags=TAGS,
-        responses=CarbonOutput,
+        responses={200: CarbonOutput, **READ_ERRORS},
     )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
@@ -705,7 +785,7 @@ class AdviceApi(RegistryApi):
         summary="Carbon-aware advice for recurring runs: least-carbon start hours and sites, "
         "estimated and measured savings",
         tags=TAGS,
-        responses=AdviceOutput,
+        responses={200: AdviceOutput, **READ_ERRORS},
     )
     def get(self, request: Request, model_id: int) -> Response:
         model = access.model_for(request, model_id, write=False)
