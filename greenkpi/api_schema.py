@@ -25,3 +25,49 @@ def require_non_blank(result: dict[str, Any], generator: Any, request: Any, publ
             ):
                 prop["pattern"] = NON_BLANK
     return result
+
+
+def list_bounds(result: dict[str, Any], generator: Any, request: Any, public: bool):
+    """A many=True serializer's min_length/max_length, which drf-spectacular does not emit."""
+    from greenkpi.workloads.api import DriftReportsApi
+
+    features = DriftReportsApi.DriftReportsInput().fields["features"]
+    schemas = result.get("components", {}).get("schemas", {})
+    prop = schemas.get("DriftReportsInputRequest", {}).get("properties", {}).get("features")
+    if prop is not None:
+        prop["minItems"], prop["maxItems"] = features.min_length, features.max_length
+    return result
+
+
+def ingest_example(result: dict[str, Any], generator: Any, request: Any, public: bool):
+    """A valid example batch with timestamps relative to when the schema is served, so clients
+    and fuzzers that start from the examples send something the server stores."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+
+    def at(seconds: int) -> str:
+        return (start + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+    example = {
+        "schema_version": 1,
+        "host": {"hostname": "gpu-node-7", "agent_version": "0.1.0", "clock": at(3600)},
+        "samples": [
+            {
+                "device_uuid": "GPU-example-0",
+                "device_kind": "gpu",
+                "start": at(60 * i),
+                "end": at(60 * (i + 1)),
+                "energy_j": 30450.0,
+                "method": "counter",
+                "power_avg_w": 507.5,
+                "util_busy": 0.93,
+            }
+            for i in range(3)
+        ],
+    }
+    operation = result.get("paths", {}).get("/api/v1/ingest/", {}).get("post")
+    if operation is not None:
+        content = operation["requestBody"]["content"]["application/json"]
+        content["examples"] = {"batch": {"summary": "Three 60 s windows", "value": example}}
+    return result

@@ -202,6 +202,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "greenkpi.api_schema.require_non_blank",
+        "greenkpi.api_schema.list_bounds",
+        "greenkpi.api_schema.ingest_example",
     ],
 }
 

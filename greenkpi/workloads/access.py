@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -22,6 +23,7 @@ from greenkpi.dashboard.scoping import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.models import CollectorToken, Organisation, Team
 from greenkpi.workloads.models import MLModel
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
 WRITE_ONLY = "collector tokens are write-only: they cannot read the registry"
 
 
@@ -39,8 +41,16 @@ def _token(request: Request) -> CollectorToken | None:
     return request.auth if isinstance(request.auth, CollectorToken) else None
 
 
+def is_slug(value: str) -> bool:
+    """Whether ``value`` can be a slug at all: anything else (a NUL byte, a space) names nothing,
+    and must not reach the database, which refuses NUL bytes with an error (a 500)."""
+    return bool(SLUG.fullmatch(value))
+
+
 def access_for(request: Request, org_slug: str | None = None) -> Access:
     """The caller's access in ``org_slug`` (a token: its own organisation, whatever is asked)."""
+    if org_slug and not is_slug(org_slug):
+        raise Http404("no such organisation")
     token = _token(request)
     if token is not None:
         if org_slug and org_slug != token.organisation.slug:

@@ -21,6 +21,13 @@ from greenkpi.ingest.openapi import problems
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import BadPeriod, period_from_query
 from greenkpi.workloads import access, lifecycle, selectors, services
+from greenkpi.workloads.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSlugField,
+)
 from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
 from greenkpi.workloads.selectors import detail, listing
 
@@ -75,25 +82,21 @@ def _version(model: MLModel, name: str | None, *, default_deployed: bool) -> Mod
 
 
 class PolicySerializer(serializers.Serializer):
-    primary_metric = serializers.CharField(max_length=100, required=False)
-    higher_is_better = serializers.BooleanField(required=False)
-    metric_floor = serializers.FloatField(
+    primary_metric = StrictCharField(max_length=100, required=False)
+    higher_is_better = StrictBooleanField(required=False)
+    metric_floor = StrictFloatField(
         required=False, allow_null=True, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX
     )
-    max_age_days = serializers.FloatField(required=False, min_value=0.01, max_value=DAYS_MAX)
-    min_retrain_interval_days = serializers.FloatField(
-        required=False, min_value=0, max_value=DAYS_MAX
-    )
-    persistence_evaluations = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    need_watch = serializers.FloatField(required=False, min_value=0, max_value=1)
-    need_enter = serializers.FloatField(required=False, min_value=0, max_value=1)
-    need_exit = serializers.FloatField(required=False, min_value=0, max_value=1)
-    min_gain_per_kgco2e = serializers.FloatField(
+    max_age_days = StrictFloatField(required=False, min_value=0.01, max_value=DAYS_MAX)
+    min_retrain_interval_days = StrictFloatField(required=False, min_value=0, max_value=DAYS_MAX)
+    persistence_evaluations = StrictIntegerField(required=False, min_value=1, max_value=100)
+    need_watch = StrictFloatField(required=False, min_value=0, max_value=1)
+    need_enter = StrictFloatField(required=False, min_value=0, max_value=1)
+    need_exit = StrictFloatField(required=False, min_value=0, max_value=1)
+    min_gain_per_kgco2e = StrictFloatField(
         required=False, allow_null=True, min_value=0, max_value=METRIC_ABS_MAX
     )
-    min_gain = serializers.FloatField(
-        required=False, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX
-    )
+    min_gain = StrictFloatField(required=False, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX)
 
 
 class AssessmentSerializer(serializers.Serializer):
@@ -127,11 +130,11 @@ class ModelOutput(PolicySerializer):
 
 class ModelsApi(RegistryApi):
     class ModelsInput(serializers.Serializer):
-        org = serializers.SlugField(required=False, help_text="Organisation slug (people in many).")
-        team = serializers.SlugField()
-        key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' model key.")
-        name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-        description = serializers.CharField(
+        org = StrictSlugField(required=False, help_text="Organisation slug (people in many).")
+        team = StrictSlugField()
+        key = StrictCharField(max_length=KEY_MAX_LEN, help_text="The collectors' model key.")
+        name = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+        description = StrictCharField(
             max_length=DESCRIPTION_MAX_LEN, required=False, default="", allow_blank=True
         )
         policy = PolicySerializer(required=False)
@@ -209,6 +212,8 @@ class ModelsSummaryApi(RegistryApi):
         scope = access.access_for(request, request.query_params.get("org") or None)
         team_ids = set(scope.readable_team_ids)
         slugs = request.query_params.getlist("team")
+        if not all(access.is_slug(slug) for slug in slugs):
+            raise Http404("no such team")
         if slugs:
             wanted = dict(
                 Team.objects.filter(organisation=scope.organisation, slug__in=slugs).values_list(
@@ -263,8 +268,8 @@ class ModelDetailApi(RegistryApi):
 
 class VersionsApi(RegistryApi):
     class VersionsInput(serializers.Serializer):
-        version = serializers.CharField(max_length=100)
-        baseline_value = serializers.FloatField(
+        version = StrictCharField(max_length=100)
+        baseline_value = StrictFloatField(
             required=False,
             allow_null=True,
             default=None,
@@ -272,7 +277,7 @@ class VersionsApi(RegistryApi):
             max_value=METRIC_ABS_MAX,
         )
         trained_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-        deploy = serializers.BooleanField(required=False, default=False)
+        deploy = StrictBooleanField(required=False, default=False)
 
     class VersionsOutput(serializers.Serializer):
         id = serializers.IntegerField()
@@ -300,19 +305,15 @@ class VersionsApi(RegistryApi):
 
 class RunsApi(RegistryApi):
     class RunsInput(serializers.Serializer):
-        key = serializers.CharField(max_length=KEY_MAX_LEN, help_text="The collectors' run key.")
+        key = StrictCharField(max_length=KEY_MAX_LEN, help_text="The collectors' run key.")
         kind = serializers.ChoiceField(choices=RunKind.choices)
         started_at = serializers.DateTimeField(required=False, default=None)
-        version = serializers.CharField(
-            max_length=100, required=False, default="", allow_blank=True
-        )
-        functional_unit = serializers.CharField(
+        version = StrictCharField(max_length=100, required=False, default="", allow_blank=True)
+        functional_unit = StrictCharField(
             max_length=50, required=False, default="", allow_blank=True
         )
-        recurrence = serializers.CharField(
-            max_length=100, required=False, default="", allow_blank=True
-        )
-        mlflow_run_id = serializers.CharField(
+        recurrence = StrictCharField(max_length=100, required=False, default="", allow_blank=True)
+        mlflow_run_id = StrictCharField(
             max_length=100, required=False, default="", allow_blank=True
         )
 
@@ -399,15 +400,15 @@ def _run(model: MLModel, run_id: int) -> Run:
 
 
 class ProducedVersionSerializer(serializers.Serializer):
-    version = serializers.CharField(max_length=100)
-    baseline_value = serializers.FloatField(
+    version = StrictCharField(max_length=100)
+    baseline_value = StrictFloatField(
         required=False,
         allow_null=True,
         default=None,
         min_value=-METRIC_ABS_MAX,
         max_value=METRIC_ABS_MAX,
     )
-    deploy = serializers.BooleanField(required=False, default=False)
+    deploy = StrictBooleanField(required=False, default=False)
 
 
 class RunCloseApi(RegistryApi):
@@ -418,10 +419,10 @@ class RunCloseApi(RegistryApi):
             default=RunStatus.SUCCEEDED,
         )
         ended_at = serializers.DateTimeField(required=False, default=None)
-        functional_units = serializers.FloatField(
+        functional_units = StrictFloatField(
             required=False, allow_null=True, default=None, min_value=0, max_value=COUNT_MAX
         )
-        functional_unit = serializers.CharField(
+        functional_unit = StrictCharField(
             max_length=50, required=False, default="", allow_blank=True
         )
         produced_version = ProducedVersionSerializer(required=False, allow_null=True, default=None)
@@ -464,25 +465,25 @@ class RunCloseApi(RegistryApi):
 
 class EvaluationsApi(RegistryApi):
     class EvaluationsInput(serializers.Serializer):
-        metric = serializers.CharField(max_length=100)
-        value = serializers.FloatField(min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX)
-        higher_is_better = serializers.BooleanField(required=False, default=True)
-        version = serializers.CharField(
+        metric = StrictCharField(max_length=100)
+        value = StrictFloatField(min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX)
+        higher_is_better = StrictBooleanField(required=False, default=True)
+        version = StrictCharField(
             max_length=100,
             required=False,
             default="",
             allow_blank=True,
             help_text="Default: the deployed one.",
         )
-        run = serializers.IntegerField(
+        run = StrictIntegerField(
             required=False, allow_null=True, default=None, min_value=1, max_value=ID_MAX
         )
         window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
         window_end = serializers.DateTimeField()
-        labelled = serializers.BooleanField(
+        labelled = StrictBooleanField(
             required=False, default=True, help_text="False: estimated without labels (CBPE ...)."
         )
-        samples = serializers.IntegerField(
+        samples = StrictIntegerField(
             required=False, allow_null=True, min_value=0, max_value=POSITIVE_INT_MAX, default=None
         )
 
@@ -528,39 +529,39 @@ class EvaluationsApi(RegistryApi):
 class DriftFeatureInput(serializers.Serializer):
     """One feature of a drift report: a statistic the client computed, or histograms."""
 
-    feature = serializers.CharField(max_length=200)
-    statistic = serializers.CharField(
+    feature = StrictCharField(max_length=200)
+    statistic = StrictCharField(
         max_length=20, required=False, default="js", help_text="psi, js, wasserstein or yours"
     )
-    value = serializers.FloatField(
+    value = StrictFloatField(
         required=False,
         allow_null=True,
         default=None,
         min_value=-METRIC_ABS_MAX,
         max_value=METRIC_ABS_MAX,
     )
-    threshold = serializers.FloatField(
+    threshold = StrictFloatField(
         required=False, allow_null=True, default=None, min_value=0, max_value=METRIC_ABS_MAX
     )
-    importance = serializers.FloatField(
+    importance = StrictFloatField(
         required=False, allow_null=True, default=None, min_value=0, max_value=IMPORTANCE_MAX
     )
     reference_counts = serializers.ListField(
-        child=serializers.FloatField(min_value=0, max_value=COUNT_MAX),
+        child=StrictFloatField(min_value=0, max_value=COUNT_MAX),
         required=False,
         allow_null=True,
         default=None,
         max_length=1000,
     )
     current_counts = serializers.ListField(
-        child=serializers.FloatField(min_value=0, max_value=COUNT_MAX),
+        child=StrictFloatField(min_value=0, max_value=COUNT_MAX),
         required=False,
         allow_null=True,
         default=None,
         max_length=1000,
     )
     bin_edges = serializers.ListField(
-        child=serializers.FloatField(min_value=-COUNT_MAX, max_value=COUNT_MAX),
+        child=StrictFloatField(min_value=-COUNT_MAX, max_value=COUNT_MAX),
         required=False,
         allow_null=True,
         default=None,
@@ -570,9 +571,7 @@ class DriftFeatureInput(serializers.Serializer):
 
 class DriftReportsApi(RegistryApi):
     class DriftReportsInput(serializers.Serializer):
-        version = serializers.CharField(
-            max_length=100, required=False, default="", allow_blank=True
-        )
+        version = StrictCharField(max_length=100, required=False, default="", allow_blank=True)
         window_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
         window_end = serializers.DateTimeField()
         # A nested serializer, not dicts validated one by one: its errors carry each item's

@@ -106,3 +106,10 @@ def test_another_organisations_model_and_an_unknown_id_give_the_same_404(
             if answers:
                 assert answers[0] == answers[1], (caller.headers, path, answers)
                 assert answers[0][0] == 404
+
+
+def test_a_nul_byte_in_a_query_slug_is_404_not_500(alice, acme_models):
+    """Found by Schemathesis: PostgreSQL refuses NUL bytes in text, so they must not reach it."""
+    assert alice.get("models/summary/", team="vi\x00sion").status_code == 404
+    assert alice.get("models/summary/", org="ac\x00me").status_code == 404
+    assert alice.get("models/", org="ac\x00me").status_code == 404
