@@ -53,6 +53,22 @@ def field_errors(data: Any, pointer: str = "") -> list[FieldError]:
     return [FieldError(pointer, str(code), str(data))]
 
 
+def _string_keys(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {str(key): _string_keys(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_string_keys(item) for item in data]
+    return str(data)
+
+
+def _fields(data: Any) -> dict[str, Any]:
+    """The older per-field map (``fields``: name -> messages), kept beside ``errors[]`` for
+    clients that read it; list indexes become string keys, which JSON objects need."""
+    if isinstance(data, dict) and set(data) - {"detail", api_settings.NON_FIELD_ERRORS_KEY}:
+        return {"fields": _string_keys(data)}
+    return {}
+
+
 def problem_exception_handler(exc: Exception, context: dict[str, Any]):
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(NOT_FOUND_DETAIL)
@@ -66,7 +82,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]):
         errors = field_errors(data)
         only = errors[0].message if len(errors) == 1 and not errors[0].pointer else None
         detail = only or f"{len(errors)} problem(s); nothing was stored"
-        out = problem(response.status_code, slug, title, detail, errors=errors)
+        out = problem(response.status_code, slug, title, detail, errors=errors, **_fields(data))
     else:
         detail = data.get("detail") if isinstance(data, dict) else None
         out = problem(response.status_code, slug, title, str(detail) if detail else title)

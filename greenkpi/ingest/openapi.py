@@ -186,6 +186,10 @@ PROBLEM_SCHEMA = {
                 },
             },
         },
+        "fields": {
+            "type": "object",
+            "description": "The same errors as a map of field name to messages (older form)",
+        },
     },
 }
 
