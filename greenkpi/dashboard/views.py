@@ -9,12 +9,12 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from greenkpi.dashboard import figures, selectors
+from greenkpi.dashboard import figures, selectors, selectors_budgets
 from greenkpi.dashboard.charts import Chart, respond
 from greenkpi.dashboard.forms import TokenCreateForm
 from greenkpi.dashboard.onboarding import collector_commands
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.scoping import host_for, scope_for, team_for
+from greenkpi.dashboard.scoping import Scope, host_for, scope_for, team_for
 from greenkpi.inventory.services import token_create
 from greenkpi.lib.periods import period_from_query
 
@@ -113,6 +113,7 @@ def teams(request: HttpRequest) -> HttpResponse:
         scope,
         period,
         totals=selectors.team_totals(scope, period),
+        budgets_by_team=_budgets_by_team(scope),
         freshness=selectors.freshness(scope),
         period_query=urlencode(period.query()),
     )
@@ -124,17 +125,29 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
     scope, team_obj = team_for(request.user, team_id)
     period = period_from_query(request.GET, default="30d")
     runs = selectors.team_energy_by_run(team_obj, period)
+    total = next(t for t in selectors.team_totals(scope, period) if t.team.pk == team_obj.pk)
     context = page_context(
         request,
         scope,
         period,
         team=team_obj,
+        total=total,
+        budgets=_budgets_by_team(scope).get(team_obj.pk, []),
         runs=runs.head(100).itertuples(index=False),
         run_count=len(runs),
         chart_query=urlencode(period.query()),
         energy_query=chart_query(scope, period, [team_obj]),
     )
     return render(request, "dashboard/team.html", context)
+
+
+def _budgets_by_team(scope: Scope) -> dict[int, list[selectors_budgets.BudgetRow]]:
+    """The visible budgets of each team (team and model budgets), with their status now."""
+    out: dict[int, list[selectors_budgets.BudgetRow]] = {}
+    for row in selectors_budgets.budget_rows(scope):
+        if row.budget.team_id is not None:
+            out.setdefault(row.budget.team_id, []).append(row)
+    return out
 
 
 @dashboard_view

@@ -49,3 +49,35 @@ def test_the_login_page_names_the_demo_users_only_in_demo_mode(client, settings)
     assert 'data-testid="demo-users"' in page and DEMO_PASSWORD in page
     assert "<code>admin</code>" in page and "<code>nlp-viewer</code>" in page
     assert "vision-lead" not in page  # only users that exist
+
+
+def test_the_teams_pages_show_co2e_cost_and_budget_status_not_only_energy(client, fleet, people):
+    """Issue 12: Teams and Team showed energy only. Same rows as the overview's tiles: the
+    teams' CO2e totals add up to the overview's."""
+    from greenkpi.alerts import services
+    from greenkpi.inventory.models import Team
+
+    nlp = Team.objects.get(slug="nlp")
+    services.budget_create(
+        organisation=nlp.organisation,
+        user=people["nina"],
+        team=nlp,
+        name="NLP energy",
+        metric="energy_kwh",
+        period="month",
+        amount=1000,
+    )
+    client.force_login(people["alice"])
+    teams = client.get("/teams/?range=7d")
+    totals = {row.team.slug: row for row in teams.context["totals"]}
+    overview = client.get("/?range=7d").context["tiles"]
+    assert sum(t.co2e_kg for t in totals.values()) == pytest.approx(overview.co2e_kg, rel=1e-9)
+    assert totals["nlp"].co2e_kg > 0
+    page = teams.content.decode()
+    assert "CO2e, total (SCI numerator)" in page and "NLP energy" in page
+    assert 'data-testid="budget-status">On track<' in page
+    assert "no tariff" in page  # the fleet has no tariff: said, not shown as 0
+
+    team_page = client.get(f"/teams/{nlp.pk}/?range=7d").content.decode()
+    assert 'data-testid="tile-co2e"' in team_page and 'data-testid="tile-energy"' in team_page
+    assert "NLP energy" in team_page and 'data-testid="budget-status"' in team_page

@@ -214,20 +214,43 @@ def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:
 class TeamTotal:
     team: Team
     energy_kwh: float
+    co2e_kg: float = 0.0  # CO2e, total (SCI numerator): Scope 2 location-based + embodied
+    costs: tuple[Money, ...] = ()  # one per currency, largest first; none without a tariff
 
 
 def team_totals(scope: Scope, period: Period) -> list[TeamTotal]:
-    """Every visible team with its energy over the period (zero when absent): one GROUP BY team
-    over the rows team_energy_daily reads, so the totals equal its days summed."""
+    """Every visible team with its energy, CO2e total and cost over the period (zero when
+    absent): one GROUP BY team and currency over the rows team_energy_daily reads, so the
+    totals equal its days summed and the overview's tiles (same columns, same rows)."""
     src = rollups.source(scope.organisation.pk, period, per_team=True)
-    sums = dict(
+    rows = (
         src.rows.filter(team_id__in=sorted(scope.team_ids))
-        .values("team_id")
-        .annotate(kwh=Sum("energy_kwh"))
+        .values("team_id", "currency")
+        .annotate(
+            kwh=Sum("energy_kwh"),
+            kg=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
+            price=Sum("cost"),
+        )
         .order_by()
-        .values_list("team_id", "kwh")
+        .values_list("team_id", "currency", "kwh", "kg", "price")
     )
-    return [TeamTotal(team=t, energy_kwh=float(sums.get(t.pk) or 0.0)) for t in scope.teams]
+    kwh: dict[int, float] = {}
+    kg: dict[int, float] = {}
+    money: dict[int, list[Money]] = {}
+    for team_id, currency, energy, co2e, price in rows:
+        kwh[team_id] = kwh.get(team_id, 0.0) + (energy or 0.0)
+        kg[team_id] = kg.get(team_id, 0.0) + (co2e or 0.0)
+        if currency and price is not None:
+            money.setdefault(team_id, []).append(Money(currency, float(price)))
+    return [
+        TeamTotal(
+            team=t,
+            energy_kwh=float(kwh.get(t.pk, 0.0)),
+            co2e_kg=float(kg.get(t.pk, 0.0)),
+            costs=tuple(sorted(money.get(t.pk, []), key=lambda m: -m.amount)),
+        )
+        for t in scope.teams
+    ]
 
 
 def tokens_visible(scope: Scope) -> list[CollectorToken]:

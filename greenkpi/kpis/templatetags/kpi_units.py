@@ -74,6 +74,12 @@ def pct(value: object) -> str:
     return units.percent(_float(value))
 
 
+@register.filter
+def get_item(mapping: object, key: object) -> object:
+    """``mapping[key]`` (None when absent): a per-team dict read in a loop over teams."""
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
 @register.simple_tag
 def carbon_name(key: str, form: str = "name") -> str:
     """The one name of a carbon quantity: form ``name``, ``title``, ``tile`` or ``csv_header``."""
