@@ -63,7 +63,11 @@ def test_a_real_collector_on_a_slurm_node_stores_each_windows_job(
         # Poll the collector's spool, not the database (SQLite's in-memory test database is
         # locked while the live server writes): both GPUs' windows measured and all delivered.
         state = tmp_path / "state"
-        wait_until(lambda: spool_depth(state)[1] >= 12, 40, "three windows of the GPUs")
+        wait_until(lambda: "job(s) on node" in log.read_text(), 40, "the first Slurm listing")
+        # Windows closed before that listing carry partial facts (complete: false): wait for
+        # three more windows of the four GPUs, which have the full facts.
+        listed_at = spool_depth(state)[1]
+        wait_until(lambda: spool_depth(state)[1] >= listed_at + 12, 40, "windows after it")
         wait_until(lambda: spool_depth(state)[0] == 0, 30, "every window delivered")
     finally:
         proc.send_signal(signal.SIGTERM)

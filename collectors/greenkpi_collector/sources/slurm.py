@@ -246,6 +246,10 @@ class SlurmJobs:
                 for index in facts.gpus_on(self.node):
                     allocated[index] = facts.raw_id
         self.snapshot = Snapshot(self.clock(), jobs, allocated, command)
+        if self.status.refreshes == 0 or self.status.last_error is not None:
+            log.info(  # the first listing, or the first after failures: attribution is complete
+                "Slurm: %d job(s) on node %s listed by '%s'", len(jobs), self.node, command
+            )
         self.status.command, self.status.last_ok = command, self.clock()
         self.status.refreshes += 1
         self.status.last_error = None
