@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0005_scheduler_jobs'),
+        ("ingest", "0005_scheduler_jobs"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='schedulerjob',
-            name='first_window',
-            field=models.DateTimeField(help_text='UTC hour of the first window seen for the job.'),
+            model_name="schedulerjob",
+            name="first_window",
+            field=models.DateTimeField(help_text="UTC hour of the first window seen for the job."),
         ),
         migrations.AlterField(
-            model_name='schedulerjob',
-            name='last_window',
-            field=models.DateTimeField(help_text='UTC hour of the last window seen for the job.'),
+            model_name="schedulerjob",
+            name="last_window",
+            field=models.DateTimeField(help_text="UTC hour of the last window seen for the job."),
         ),
     ]
