@@ -106,3 +106,34 @@ def test_an_edit_records_the_old_and_the_new_spec(acme):
 
 def test_the_run_kinds_a_mapping_may_give_are_the_registrys():
     assert [value for value, _ in RUN_KINDS] == list(RunKind.values)
+
+
+def test_the_admin_refuses_a_bad_regex_on_its_field_and_saves_through_the_service(acme, client):
+    from django.contrib.auth import get_user_model
+
+    from greenkpi.inventory.models import IdentityMapping
+
+    root = get_user_model().objects.create_superuser("root", "root@example.test", "pw-root-123")
+    client.force_login(root)
+    form = {
+        "organisation": acme.pk,
+        "kind": "slurm-job-name",
+        "cluster": "",
+        "pattern": "train-(",
+        "team": "",
+        "model_key": "m",
+        "run_kind": "",
+        "priority": 0,
+        "note": "",
+    }
+    bad = client.post("/admin/inventory/identitymapping/add/", form)
+    assert bad.status_code == 200  # the form again, with the error on its field
+    assert "not a valid regular expression" in bad.content.decode()
+    assert not IdentityMapping.objects.exists()
+    good = client.post("/admin/inventory/identitymapping/add/", {**form, "pattern": "^train-"})
+    assert good.status_code == 302
+    mapping = IdentityMapping.objects.get()
+    assert IdentityMappingChange.objects.filter(pattern="^train-").count() == 1
+    client.post(f"/admin/inventory/identitymapping/{mapping.pk}/delete/", {"post": "yes"})
+    assert not IdentityMapping.objects.exists()
+    assert IdentityMappingChange.objects.filter(pattern="^train-").count() == 2
