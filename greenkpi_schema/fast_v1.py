@@ -21,6 +21,14 @@ from greenkpi_schema.v1 import (
     _INT_MAX,
     _POWER_MAX_W,
     _TEMP_RANGE_C,
+    K8S_ANNOTATION_VALUE_LEN,
+    K8S_LABEL_KEY_LEN,
+    K8S_LABEL_VALUE_LEN,
+    K8S_MAX_ANNOTATIONS,
+    K8S_MAX_LABELS,
+    K8S_NAMESPACE_PATTERN,
+    K8S_POD_PATTERN,
+    K8S_TEXT_LIMITS,
     MAX_KEY_LEN,
     MAX_SHARES,
     MAX_TAGS,
@@ -53,14 +61,13 @@ def _text(name: str) -> Any:
 UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
 
 
-class WireSlurmJob(msgspec.Struct):
+class WireSlurmJob(msgspec.Struct, tag_field="kind", tag="slurm"):
     """A decoded shares[].scheduler of kind slurm; same attribute names as v1.SlurmJob.
 
-    ``kind`` is a plain required field while Slurm is the only kind. Issue 13 turns this into a
-    tagged union (``tag_field="kind"``) with a K8s struct: the wire form stays the same.
+    ``kind`` is the tag of a tagged union with WireK8sPod (a missing or unknown kind fails the
+    decode, and v1 names the problem); the wire form is the same as before the union.
     """
 
-    kind_: Literal["slurm"] = field(name="kind")
     cluster: _text("cluster")  # type: ignore[valid-type]
     job_id: Annotated[str, Meta(pattern=SLURM_JOB_ID_PATTERN)]
     array_job_id: UInt32 | None = None
@@ -81,6 +88,43 @@ class WireSlurmJob(msgspec.Struct):
     kind: ClassVar[str] = "slurm"
 
 
+def _k8s_text(name: str) -> Any:
+    return Annotated[str, Meta(min_length=1, max_length=K8S_TEXT_LIMITS[name])]
+
+
+def _string_map(most: int, value_len: int) -> Any:
+    key = Annotated[str, Meta(min_length=1, max_length=K8S_LABEL_KEY_LEN)]
+    return Annotated[
+        dict[key, Annotated[str, Meta(max_length=value_len)]],
+        Meta(max_length=most),
+    ]
+
+
+class WireK8sPod(msgspec.Struct, tag_field="kind", tag="k8s"):
+    """A decoded shares[].scheduler of kind k8s; same attribute names as v1.K8sPod."""
+
+    namespace: Annotated[str, Meta(pattern=K8S_NAMESPACE_PATTERN)]
+    pod: Annotated[str, Meta(pattern=K8S_POD_PATTERN)]
+    cluster: _k8s_text("cluster") | None = None  # type: ignore[valid-type]
+    container: _k8s_text("container") | None = None  # type: ignore[valid-type]
+    uid: _k8s_text("uid") | None = None  # type: ignore[valid-type]
+    labels: _string_map(K8S_MAX_LABELS, K8S_LABEL_VALUE_LEN) = field(  # type: ignore[valid-type]
+        default_factory=dict
+    )
+    annotations: _string_map(K8S_MAX_ANNOTATIONS, K8S_ANNOTATION_VALUE_LEN) = field(  # type: ignore[valid-type]
+        default_factory=dict
+    )
+    start: AwareTime | None = None
+    end: AwareTime | None = None
+    complete: bool = True
+
+    kind: ClassVar[str] = "k8s"
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
 class WireShare(msgspec.Struct):
     """A decoded share; same attribute names as v1.Share."""
 
@@ -93,7 +137,7 @@ class WireShare(msgspec.Struct):
     run: Key | None = None
     pid: Annotated[int, Meta(ge=0, lt=PID_MAX)] | None = None
     tags: Tags = field(default_factory=dict)
-    scheduler: WireSlurmJob | None = None
+    scheduler: WireSlurmJob | WireK8sPod | None = None
 
 
 class WireSample(msgspec.Struct):
@@ -181,7 +225,7 @@ def decode_batch_fast(body: bytes, *, now: datetime, limits: Limits) -> DecodedB
     return DecodedBatch(host=host, samples=wire.samples)
 
 
-def _job_ok(job: WireSlurmJob) -> bool:
+def _job_ok(job: WireSlurmJob | WireK8sPod) -> bool:
     """Normalise the job's times to UTC (as v1 does) and apply v1's cross-field rules."""
     if job.start is not None and job.start.tzinfo is not UTC:
         job.start = job.start.astimezone(UTC)

@@ -7,6 +7,7 @@ serializer costs ~35 ms per 1,000 samples, this loop a few. It collects every pr
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,9 @@ METHODS = ("counter", "power_integral", "estimate")
 # the client as a whole, nobody claimed it, or a scheduler had allocated the GPU to a job that ran
 # no process on it (or kept it < 5 % busy): the job is charged for the idle allocation.
 SHARE_METHODS = ("utilization", "equal", "declared", "unattributed", "allocated-idle")
-# Who scheduled the work a share belongs to (shares[].scheduler.kind). Issue 13 adds "k8s" as a
-# second object type next to SlurmJob; the wire field `kind` already tells them apart.
-SCHEDULER_KINDS = ("slurm",)
+# Who scheduled the work a share belongs to (shares[].scheduler.kind): a Slurm job (SlurmJob) or a
+# Kubernetes pod (K8sPod, issue 13); the wire field `kind` tells the two object shapes apart.
+SCHEDULER_KINDS = ("slurm", "k8s")
 
 MAX_ERRORS = 100
 MAX_KEY_LEN = 200
@@ -119,8 +120,52 @@ class SlurmJob:
     complete: bool = True
 
 
-# A share's scheduler identity; issue 13 widens this to ``SlurmJob | K8sPod``.
-Scheduler = SlurmJob
+# Kubernetes names (kubernetes.io/docs/concepts/overview/working-with-objects/names): a namespace is
+# an RFC 1123 label (<= 63), a pod an RFC 1123 subdomain (<= 253). Label keys are an optional DNS
+# prefix (<= 253) + "/" + a name (<= 63); values <= 63 (labels), annotations are bounded here.
+K8S_NAMESPACE_PATTERN = r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z"
+K8S_POD_PATTERN = r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\Z"
+_K8S_NAMESPACE = re.compile(K8S_NAMESPACE_PATTERN)
+_K8S_POD = re.compile(K8S_POD_PATTERN)
+K8S_TEXT_LIMITS = {"cluster": 100, "container": 63, "uid": 64}
+K8S_MAX_LABELS = 64
+K8S_LABEL_KEY_LEN = 317
+K8S_LABEL_VALUE_LEN = 63
+K8S_MAX_ANNOTATIONS = 16  # only the ones GreenKPI reads (greenkpi.io/*), never all of a pod's
+K8S_ANNOTATION_VALUE_LEN = MAX_KEY_LEN
+# A label or annotation naming the share's run key explicitly (else k8s:<namespace>/<pod>).
+K8S_RUN_LABEL = "greenkpi.io/run"
+
+
+@dataclass(slots=True)
+class K8sPod:
+    """The Kubernetes pod (and container) a share's processes or idle allocated GPU belonged to.
+
+    ``namespace`` and ``pod`` are required; the rest is what the API server told the collector.
+    ``complete=False``: the API server could not be asked (403, timeout) and no cached labels were
+    known, so labels are missing rather than empty.
+    """
+
+    kind: ClassVar[str] = "k8s"
+    namespace: str
+    pod: str
+    cluster: str | None = None
+    container: str | None = None
+    uid: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    start: datetime | None = None
+    end: datetime | None = None
+    complete: bool = True
+
+    @property
+    def job_id(self) -> str:
+        """The pod as one scheduler job: ``<namespace>/<pod>`` (unique within a cluster)."""
+        return f"{self.namespace}/{self.pod}"
+
+
+# A share's scheduler identity.
+Scheduler = SlurmJob | K8sPod
 
 
 @dataclass(slots=True)
@@ -793,6 +838,8 @@ def _parse_scheduler(raw: Any, pointer: str, errors: list[FieldError], i: int) -
             )
         )
         return None
+    if kind == "k8s":
+        return _parse_k8s(raw, pointer, errors, i)
     before = len(errors)
     texts: dict[str, str | None] = {}
     for name, limit in SLURM_TEXT_LIMITS.items():
@@ -875,12 +922,135 @@ def _parse_scheduler(raw: Any, pointer: str, errors: list[FieldError], i: int) -
     return job
 
 
+def _string_map(
+    raw: Any, pointer: str, errors: list[FieldError], i: int, most: int, value_len: int
+) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if (
+        not isinstance(raw, dict)
+        or len(raw) > most
+        or not all(
+            type(k) is str
+            and type(v) is str
+            and 0 < len(k) <= K8S_LABEL_KEY_LEN
+            and len(v) <= value_len
+            for k, v in raw.items()
+        )
+    ):
+        errors.append(
+            FieldError(
+                pointer,
+                "type",
+                f"must map at most {most} keys (1..{K8S_LABEL_KEY_LEN} characters) to strings "
+                f"of at most {value_len} characters",
+                i,
+            )
+        )
+        return {}
+    return raw
+
+
+def _parse_k8s(
+    raw: dict[str, Any], pointer: str, errors: list[FieldError], i: int
+) -> K8sPod | None:
+    before = len(errors)
+    names: dict[str, str] = {}
+    for name, regex, what in (
+        ("namespace", _K8S_NAMESPACE, "a Kubernetes namespace (RFC 1123 label, <= 63)"),
+        ("pod", _K8S_POD, "a Kubernetes pod name (RFC 1123 subdomain, <= 253)"),
+    ):
+        value = raw.get(name)
+        if value is None:
+            errors.append(FieldError(f"{pointer}/{name}", "required", f"{name} is required", i))
+        elif type(value) is not str or regex.search(value) is None:
+            errors.append(FieldError(f"{pointer}/{name}", "format", f"must be {what}", i))
+        else:
+            names[name] = value
+    texts: dict[str, str | None] = {}
+    for name, limit in K8S_TEXT_LIMITS.items():
+        value = raw.get(name)
+        if value is not None and (type(value) is not str or not value or len(value) > limit):
+            errors.append(
+                FieldError(
+                    f"{pointer}/{name}",
+                    "type",
+                    f"must be a non-empty string of at most {limit} characters",
+                    i,
+                )
+            )
+        texts[name] = value
+    labels = _string_map(
+        raw.get("labels"), f"{pointer}/labels", errors, i, K8S_MAX_LABELS, K8S_LABEL_VALUE_LEN
+    )
+    annotations = _string_map(
+        raw.get("annotations"),
+        f"{pointer}/annotations",
+        errors,
+        i,
+        K8S_MAX_ANNOTATIONS,
+        K8S_ANNOTATION_VALUE_LEN,
+    )
+    times: dict[str, datetime | None] = {}
+    for name in ("start", "end"):
+        value = raw.get(name)
+        times[name] = None
+        if value is not None:
+            moment = _parse_time(value)
+            if isinstance(moment, str):
+                errors.append(FieldError(f"{pointer}/{name}", "time", moment, i))
+            else:
+                times[name] = moment
+    complete = raw.get("complete", True)
+    if type(complete) is not bool:
+        errors.append(FieldError(f"{pointer}/complete", "type", "must be true or false", i))
+    if len(errors) > before:
+        return None
+    pod = K8sPod(
+        namespace=names["namespace"],
+        pod=names["pod"],
+        cluster=texts["cluster"],
+        container=texts["container"],
+        uid=texts["uid"],
+        labels=labels,
+        annotations=annotations,
+        start=times["start"],
+        end=times["end"],
+        complete=complete,
+    )
+    problem = scheduler_problem(pod)
+    if problem is not None:
+        errors.append(FieldError(f"{pointer}/{problem[0]}", problem[1], problem[2], i))
+        return None
+    return pod
+
+
+def k8s_run_key(pod: Any) -> str:
+    """The run a pod's shares belong to: its ``greenkpi.io/run`` label or annotation (label first),
+    else ``k8s:<namespace>/<pod>`` (``k8s:<cluster>:<namespace>/<pod>`` when the cluster is known,
+    like Slurm's ``slurm:<cluster>:<job id>``)."""
+    named = pod.labels.get(K8S_RUN_LABEL) or pod.annotations.get(K8S_RUN_LABEL)
+    if named:
+        return cast(str, named)[:MAX_KEY_LEN]
+    where = f"{pod.cluster}:" if pod.cluster else ""
+    key = f"k8s:{where}{pod.namespace}/{pod.pod}"
+    if len(key) > MAX_KEY_LEN:
+        # a run key is <= 200 characters; a longer name keeps its start and a digest of the whole
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        key = f"{key[: MAX_KEY_LEN - 17]}~{digest}"
+    return key
+
+
 def scheduler_problem(job: Any) -> tuple[str, str, str] | None:
     """(field, code, message) if a well-typed SlurmJob contradicts itself, else None.
 
     Shared by v1 and fast_v1 so both refuse exactly the same jobs: the canonical job id and the
     array / het fields must say the same thing, and a job cannot end before it starts.
     """
+    if job.kind == "k8s":
+        if job.start is not None and job.end is not None and job.end < job.start:
+            return ("end", "order", "a pod cannot end before it starts")
+        return None
     job_id: str = job.job_id
     array = (job.array_job_id, job.array_task_id)
     het = (job.het_job_id, job.het_job_offset)
@@ -916,7 +1086,20 @@ def scheduler_problem(job: Any) -> tuple[str, str, str] | None:
 
 
 def scheduler_to_json(job: Any) -> dict[str, Any]:
-    """The wire form of a SlurmJob (v1 dataclass or fast_v1 struct): known fields only."""
+    """The wire form of a SlurmJob or K8sPod (v1 dataclass or fast_v1 struct): known fields only."""
+    if job.kind == "k8s":
+        pod: dict[str, Any] = {"kind": "k8s", "namespace": job.namespace, "pod": job.pod}
+        for name in (*K8S_TEXT_LIMITS, "labels", "annotations"):
+            value = getattr(job, name)
+            if value:
+                pod[name] = value
+        for name in ("start", "end"):
+            moment = getattr(job, name)
+            if moment is not None:
+                pod[name] = format_time(moment)
+        if not job.complete:
+            pod["complete"] = False
+        return pod
     out: dict[str, Any] = {"kind": job.kind, "cluster": job.cluster, "job_id": job.job_id}
     for name in (*SLURM_ID_FIELDS, *SLURM_TEXT_LIMITS):
         value = getattr(job, name)

@@ -119,10 +119,12 @@ class SampleShare(models.Model):
 class SchedulerJob(models.Model):
     """A scheduler's job as the collectors saw it, once per organisation (not once per share).
 
-    ``kind`` is the scheduler (``slurm``; ``k8s`` next, whose namespace / pod / container / labels
-    go to ``attributes``, so adding it is additive). ``job_id`` is canonical: ``1234``, an array
-    task ``1234_7``, a het component ``1234+1``; ``run_key`` (``slurm:<cluster>:<job id>``) is the
-    run key its shares carry. Facts are refreshed by every batch that mentions the job (a known
+    ``kind`` is the scheduler: ``slurm``, or ``k8s`` (issue 13: one row per pod, ``job_id``
+    ``<namespace>/<pod>``, its namespace / pod / container / uid / labels / annotations in
+    ``attributes``, so the kind is additive: same table, same rollup link, same mapping path).
+    A Slurm ``job_id`` is canonical: ``1234``, an array task ``1234_7``, a het component
+    ``1234+1``; ``run_key`` (``slurm:<cluster>:<job id>``, ``k8s:<namespace>/<pod>`` or a pod's
+    ``greenkpi.io/run``) is the run key its shares carry. Facts are refreshed by every batch that mentions the job (a known
     value is never blanked by an empty one); ``first_window`` / ``last_window`` bound the windows
     it holds (at hour resolution), which is what a mapping change marks dirty.
     """
@@ -130,7 +132,8 @@ class SchedulerJob(models.Model):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16)
     cluster = models.CharField(max_length=200, blank=True)
-    job_id = models.CharField(max_length=100)
+    # Slurm's canonical id, or a pod's "<namespace>/<pod>" (63 + 1 + 253 characters)
+    job_id = models.CharField(max_length=320)
     run_key = models.CharField(max_length=200)
     user = models.CharField(max_length=200, blank=True)
     account = models.CharField(max_length=200, blank=True)

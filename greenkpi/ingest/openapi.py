@@ -11,7 +11,16 @@ from greenkpi_schema import (
     SHARE_METHODS,
     SUPPORTED_VERSIONS,
 )
-from greenkpi_schema.v1 import SLURM_ID_FIELDS, SLURM_JOB_ID_PATTERN, SLURM_TEXT_LIMITS
+from greenkpi_schema.v1 import (
+    K8S_MAX_ANNOTATIONS,
+    K8S_MAX_LABELS,
+    K8S_NAMESPACE_PATTERN,
+    K8S_POD_PATTERN,
+    K8S_TEXT_LIMITS,
+    SLURM_ID_FIELDS,
+    SLURM_JOB_ID_PATTERN,
+    SLURM_TEXT_LIMITS,
+)
 
 INGEST_DESCRIPTION = """
 Stores a batch of measurement windows from one host. Authenticate with a collector token
@@ -34,12 +43,12 @@ _time = {
     "description": "ISO 8601 with a time zone (UTC, Z)",
 }
 
-SCHEDULER_SCHEMA = {
+SLURM_SCHEDULER_SCHEMA = {
     "type": "object",
-    "description": "The scheduler job this share belongs to (docs/api.md, 'Scheduler identity')",
+    "description": "The Slurm job this share belongs to (docs/api.md, 'Scheduler identity')",
     "required": ["kind", "cluster", "job_id"],
     "properties": {
-        "kind": {"type": "string", "enum": list(SCHEDULER_KINDS)},
+        "kind": {"type": "string", "enum": ["slurm"]},
         "job_id": {
             "type": "string",
             "pattern": SLURM_JOB_ID_PATTERN,
@@ -61,6 +70,40 @@ SCHEDULER_SCHEMA = {
             "description": "false: the job lookup failed, only the fields sent are known",
         },
     },
+}
+
+_string_map = {"type": "object", "additionalProperties": {"type": "string"}}
+K8S_SCHEDULER_SCHEMA = {
+    "type": "object",
+    "description": "The Kubernetes pod this share belongs to (docs/api.md, 'Scheduler identity')",
+    "required": ["kind", "namespace", "pod"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["k8s"]},
+        "namespace": {"type": "string", "pattern": K8S_NAMESPACE_PATTERN},
+        "pod": {"type": "string", "pattern": K8S_POD_PATTERN},
+        **{
+            name: {"type": "string", "minLength": 1, "maxLength": limit}
+            for name, limit in K8S_TEXT_LIMITS.items()
+        },
+        "labels": {**_string_map, "maxProperties": K8S_MAX_LABELS},
+        "annotations": {
+            **_string_map,
+            "maxProperties": K8S_MAX_ANNOTATIONS,
+            "description": "Only the ones GreenKPI reads, e.g. greenkpi.io/run",
+        },
+        "start": {**_time, "nullable": True},
+        "end": {**_time, "nullable": True},
+        "complete": {
+            "type": "boolean",
+            "default": True,
+            "description": "false: the API server could not be asked; labels are unknown",
+        },
+    },
+}
+SCHEDULER_SCHEMA = {
+    "description": f"Who scheduled this share's work: one of {', '.join(SCHEDULER_KINDS)}",
+    "oneOf": [SLURM_SCHEDULER_SCHEMA, K8S_SCHEDULER_SCHEMA],
+    "discriminator": {"propertyName": "kind"},
 }
 
 SHARE_SCHEMA = {

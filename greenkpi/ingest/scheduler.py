@@ -16,18 +16,30 @@ import orjson
 from django.db import connection
 
 from greenkpi.ingest.models import SchedulerJob
+from greenkpi_schema.v1 import k8s_run_key
 
 JobKey = tuple[str, str, str]  # (kind, cluster, job id)
 # Text facts refreshed by every batch; an empty value never blanks a known one.
 TEXT_FACTS = ("user", "account", "partition", "qos", "job_name", "comment", "nodes")
 # Facts kept in ``attributes`` (kind-specific: Slurm array / het ids, and the MLflow run id).
 ATTRIBUTE_FACTS = ("array_job_id", "array_task_id", "het_job_id", "het_job_offset")
+# A Kubernetes pod's facts, all in ``attributes`` (job_id is "<namespace>/<pod>"): what the
+# k8s-namespace / k8s-label identity mappings read at rollup time.
+K8S_ATTRIBUTE_FACTS = ("namespace", "pod", "container", "uid", "labels", "annotations")
 MLFLOW_TAG = "mlflow_run_id"
 
 
 def run_key_of(kind: str, cluster: str, job_id: str) -> str:
     """The run key a job's shares carry and its run is registered under."""
     return f"{kind}:{cluster}:{job_id}"
+
+
+def job_run_key(job: Any) -> str:
+    """The run key of a scheduler identity: Slurm's ``slurm:<cluster>:<job id>``; a pod's
+    ``greenkpi.io/run`` label or annotation, else ``k8s:[<cluster>:]<namespace>/<pod>``."""
+    if job.kind == "k8s":
+        return k8s_run_key(job)
+    return run_key_of(*job_key(job))
 
 
 @dataclass(slots=True)
@@ -50,7 +62,7 @@ class JobFacts:
 
 
 def job_key(job: Any) -> JobKey:
-    return (job.kind, job.cluster, job.job_id)
+    return (job.kind, job.cluster or "", job.job_id)
 
 
 # A job's last_seen is bookkeeping at minute resolution (like Device.last_seen): refreshing it on
@@ -64,7 +76,8 @@ def _hour(moment: datetime) -> datetime:
 
 def _attributes(facts: JobFacts) -> dict[str, Any]:
     job = facts.job
-    out = {name: getattr(job, name) for name in ATTRIBUTE_FACTS if getattr(job, name, None)}
+    names = K8S_ATTRIBUTE_FACTS if job.kind == "k8s" else ATTRIBUTE_FACTS
+    out = {name: getattr(job, name) for name in names if getattr(job, name, None)}
     if facts.mlflow_run_id:
         out[MLFLOW_TAG] = facts.mlflow_run_id
     return out
@@ -167,7 +180,7 @@ def _upsert(
         params += [
             organisation_id,
             *key,
-            run_key_of(*key),
+            job_run_key(job),
             *((getattr(job, name, None) or "") for name in TEXT_FACTS),
             adapt(job.start),
             adapt(job.end),

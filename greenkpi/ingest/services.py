@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch
-from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, jobs_upsert, run_key_of
+from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, job_run_key, jobs_upsert
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
 from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import DecodedBatch, decode_batch_fast
@@ -444,7 +444,7 @@ def _rows(
                     position,
                     teams.get(share.team) if share.team else None,
                     share.model or "",
-                    share.run or (run_key_of(*key) if key else ""),
+                    share.run or (job_run_key(job) if key else ""),
                     share.pid,
                     share.energy_j,
                     share.method,

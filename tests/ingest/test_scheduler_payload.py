@@ -6,6 +6,8 @@ is a 400 naming it, with nothing stored, and a valid one (or an old payload) is 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from greenkpi.ingest.models import Sample
 
 JOB = {
@@ -54,3 +56,66 @@ def test_valid_scheduler_shares_and_old_payloads_are_stored(acme_token, post_bat
     old = make_batch(hostname="old-node", devices=1, windows=1, shares=[{"energy_j": 12000.0}])
     assert post_batch(secret, old).status_code == 201
     assert Sample.objects.count() == 2
+
+
+# Kubernetes pods (issue 13): the same table and link as Slurm jobs, one row per pod.
+POD = {
+    "kind": "k8s",
+    "namespace": "vision",
+    "pod": "train-resnet-0",
+    "container": "trainer",
+    "labels": {"team": "vision", "app.kubernetes.io/name": "resnet50"},
+}
+
+
+def test_a_malformed_pod_is_a_400_naming_the_field(acme_token, post_batch, make_batch):
+    _, secret = acme_token
+    pod = {**POD, "namespace": "Vision_Team"}
+    batch = make_batch(devices=1, windows=1, shares=[{"energy_j": 12000.0, "scheduler": pod}])
+    response = post_batch(secret, batch)
+    assert response.status_code == 400, response.content
+    assert [(e["pointer"], e["code"]) for e in response.json()["errors"]] == [
+        ("/samples/0/shares/0/scheduler/namespace", "format")
+    ]
+    assert Sample.objects.count() == 0
+
+
+def test_pod_shares_are_stored_like_jobs_with_their_run_key(acme_token, post_batch, make_batch):
+    from greenkpi.ingest.models import SampleShare, SchedulerJob
+
+    _, secret = acme_token
+    named = {**POD, "pod": "bert-0", "annotations": {"greenkpi.io/run": "bert-sweep-3"}}
+    batch = make_batch(
+        devices=1,
+        windows=2,
+        shares=[
+            {"energy_j": 8000.0, "method": "utilization", "scheduler": POD},
+            {"energy_j": 4000.0, "method": "allocated-idle", "scheduler": named},
+        ],
+    )
+    assert post_batch(secret, batch).status_code == 201
+    jobs = {j.job_id: j for j in SchedulerJob.objects.all()}
+    assert set(jobs) == {"vision/train-resnet-0", "vision/bert-0"}
+    pod = jobs["vision/train-resnet-0"]
+    assert (pod.kind, pod.cluster, pod.run_key) == ("k8s", "", "k8s:vision/train-resnet-0")
+    assert pod.attributes["labels"] == POD["labels"]
+    assert pod.attributes["container"] == "trainer"
+    assert jobs["vision/bert-0"].run_key == "bert-sweep-3"
+    runs = sorted(SampleShare.objects.values_list("run_key", "scheduler_job__job_id"))
+    assert runs == [
+        ("bert-sweep-3", "vision/bert-0"),
+        ("bert-sweep-3", "vision/bert-0"),
+        ("k8s:vision/train-resnet-0", "vision/train-resnet-0"),
+        ("k8s:vision/train-resnet-0", "vision/train-resnet-0"),
+    ]
+    # a later batch without labels (API server down: complete=false) keeps the known labels
+    later = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    again = make_batch(
+        devices=1,
+        windows=1,
+        start=later,
+        shares=[{"energy_j": 12000.0, "scheduler": {**POD, "labels": {}, "complete": False}}],
+    )
+    assert post_batch(secret, again).status_code == 201
+    pod.refresh_from_db()
+    assert pod.attributes["labels"] == POD["labels"] and pod.complete is False

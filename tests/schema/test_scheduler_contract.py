@@ -1,4 +1,5 @@
-"""The scheduler identity on shares (issue 11): old payloads still validate, new ones as designed.
+"""The scheduler identity on shares (issues 11 and 13): old payloads still validate, Slurm jobs and
+Kubernetes pods (kind "k8s", additive) as designed.
 
 Every case runs through both decoders: v1's hand-written validator (the source of truth, which
 names the problem) and the msgspec fast path, which must accept exactly the same valid bodies.
@@ -12,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from greenkpi_schema import Limits, SlurmJob, ValidationFailed, parse_batch
+from greenkpi_schema import K8sPod, Limits, SlurmJob, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import decode_batch_fast
-from greenkpi_schema.v1 import batch_to_json, scheduler_to_json
+from greenkpi_schema.v1 import batch_to_json, k8s_run_key, scheduler_to_json
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LIMITS = Limits()
@@ -136,7 +137,7 @@ def pointer(field: str) -> str:
 
 
 BAD = [
-    ({**FULL_JOB, "kind": "k8s"}, pointer("kind"), "choice"),
+    ({**FULL_JOB, "kind": "pbs"}, pointer("kind"), "choice"),
     ({k: v for k, v in FULL_JOB.items() if k != "kind"}, pointer("kind"), "choice"),
     ({k: v for k, v in FULL_JOB.items() if k != "cluster"}, pointer("cluster"), "required"),
     ({**FULL_JOB, "cluster": ""}, pointer("cluster"), "type"),
@@ -182,4 +183,94 @@ def test_window_times_stay_recent_while_job_times_may_be_old():
     # A job can have started weeks before the window (long training): only the window is bounded.
     old_start = (NOW - timedelta(days=60)).isoformat()
     slow, fast = both(new_body({**FULL_JOB, "start": old_start}))
+    assert not isinstance(slow, set) and fast is not None
+
+
+# Kubernetes pods (issue 13): kind "k8s" is a second object shape in the same union.
+
+POD = {
+    "kind": "k8s",
+    "cluster": "prod-eu",
+    "namespace": "vision",
+    "pod": "train-resnet-7f9c-0",
+    "container": "trainer",
+    "uid": "0b7c6f1e-3d2a-4c5b-9e8f-112233445566",
+    "labels": {"team": "vision", "app.kubernetes.io/name": "resnet50"},
+    "annotations": {"greenkpi.io/run": "resnet50-2026-11-22"},
+    "start": "2026-11-22T10:30:00+01:00",
+}
+
+
+def test_old_and_slurm_payloads_still_validate_with_k8s_in_the_union():
+    for body in (OLD_BODY, new_body(FULL_JOB)):
+        slow, fast = both(body)
+        assert not isinstance(slow, set) and fast is not None
+
+
+def test_a_full_pod_is_accepted_with_equal_values_on_both_paths():
+    slow, fast = both(new_body(POD))
+    assert not isinstance(slow, set) and fast is not None
+    pod = slow.samples[0].shares[1].scheduler
+    assert isinstance(pod, K8sPod)
+    assert (pod.kind, pod.job_id, pod.container) == ("k8s", "vision/train-resnet-7f9c-0", "trainer")
+    assert pod.labels["app.kubernetes.io/name"] == "resnet50"
+    fast_pod = fast.samples[0].shares[1].scheduler
+    assert fast_pod.kind == "k8s" and fast_pod.job_id == pod.job_id
+    assert scheduler_to_json(fast_pod) == scheduler_to_json(pod)
+    assert fast_pod.start.tzinfo is pod.start.tzinfo
+    again = parse_batch(orjson.loads(orjson.dumps(batch_to_json(slow))), now=NOW, limits=LIMITS)
+    assert again.samples[0].shares[1].scheduler == pod
+
+
+def test_a_minimal_pod_and_an_idle_allocation():
+    minimal = {"kind": "k8s", "namespace": "nlp", "pod": "bert-0", "complete": False}
+    slow, fast = both(new_body(minimal, method="allocated-idle"))
+    assert not isinstance(slow, set) and fast is not None
+    pod = slow.samples[0].shares[1].scheduler
+    assert scheduler_to_json(pod) == minimal
+    assert pod.labels == {} and pod.complete is False
+
+
+def test_run_key_is_the_pod_unless_a_label_or_annotation_names_one():
+    pod = K8sPod(namespace="nlp", pod="bert-0")
+    assert k8s_run_key(pod) == "k8s:nlp/bert-0"
+    pod.cluster = "prod-eu"
+    assert k8s_run_key(pod) == "k8s:prod-eu:nlp/bert-0"
+    pod.annotations = {"greenkpi.io/run": "from-annotation"}
+    assert k8s_run_key(pod) == "from-annotation"
+    pod.labels = {"greenkpi.io/run": "from-label"}
+    assert k8s_run_key(pod) == "from-label"
+
+
+BAD_PODS = [
+    ({k: v for k, v in POD.items() if k != "namespace"}, pointer("namespace"), "required"),
+    ({k: v for k, v in POD.items() if k != "pod"}, pointer("pod"), "required"),
+    ({**POD, "namespace": "Vision"}, pointer("namespace"), "format"),
+    ({**POD, "namespace": "n" * 64}, pointer("namespace"), "format"),
+    ({**POD, "namespace": "vision\n"}, pointer("namespace"), "format"),
+    ({**POD, "pod": "-bad"}, pointer("pod"), "format"),
+    ({**POD, "pod": 12}, pointer("pod"), "format"),
+    ({**POD, "container": ""}, pointer("container"), "type"),
+    ({**POD, "cluster": "c" * 101}, pointer("cluster"), "type"),
+    ({**POD, "labels": ["team=vision"]}, pointer("labels"), "type"),
+    ({**POD, "labels": {"team": 7}}, pointer("labels"), "type"),
+    ({**POD, "labels": {"team": "v" * 64}}, pointer("labels"), "type"),
+    ({**POD, "labels": {f"k{i}": "v" for i in range(65)}}, pointer("labels"), "type"),
+    ({**POD, "annotations": {f"a{i}": "v" for i in range(17)}}, pointer("annotations"), "type"),
+    ({**POD, "start": "2026-11-22T10:00:00"}, pointer("start"), "time"),
+    ({**POD, "end": "2026-11-22T09:00:00Z"}, pointer("end"), "order"),
+    ({**POD, "complete": 0}, pointer("complete"), "type"),
+]
+
+
+@pytest.mark.parametrize(("pod", "where", "code"), BAD_PODS)
+def test_malformed_pod_fields_are_refused_with_a_pointer(pod, where, code):
+    errors, fast = both(new_body(pod))
+    assert errors == {(where, code)}
+    assert fast is None
+
+
+def test_unknown_fields_inside_the_pod_are_ignored():
+    body = copy.deepcopy(new_body({**POD, "node": "gpu-7"}))
+    slow, fast = both(body)
     assert not isinstance(slow, set) and fast is not None

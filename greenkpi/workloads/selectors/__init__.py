@@ -81,7 +81,7 @@ def _model_rollups(model: MLModel) -> QuerySet[HourlyRollup]:
 # per organisation, so such a run's rollups are all rows carrying its key, whatever team and model
 # the mappings gave them (an unmapped job's rows have no model key; its run hangs under the team's
 # placeholder model, workloads.scheduler_runs).
-SCHEDULER_RUN_PREFIXES = ("slurm:",)
+SCHEDULER_RUN_PREFIXES = ("slurm:", "k8s:")
 
 
 def _runs_rollups(model: MLModel, run_keys: list[str]) -> QuerySet[HourlyRollup]:
