@@ -16,6 +16,7 @@ import pandas as pd
 from django.http import HttpResponse
 
 from greenkpi.dashboard.figures import Figure
+from greenkpi.kpis import labels
 from greenkpi.lib.periods import Period
 
 FORMATS = ("json", "csv")
@@ -75,6 +76,8 @@ def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
             # Names repeat (a team per day of a year): defuse each distinct value once.
             out[column] = out[column].map({v: _defuse(v) for v in out[column].unique()})
+    # The carbon quantities under the names the pages use ("Scope 2 location-based (kgCO2e)").
+    out = out.rename(columns=labels.CSV_HEADERS)
     # ISO 8601 with an explicit Z: spreadsheets and scripts must not guess the timezone.
     body = out.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")

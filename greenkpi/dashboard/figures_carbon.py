@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _naive_utc, empty_note
+from greenkpi.kpis import labels
 from greenkpi.lib.periods import naive_utc
 
 LOCATION_COLOUR = "#0072B2"
@@ -103,14 +104,18 @@ def co2e_by_team(
         # Room below for both axis titles (the legend is on the right).
         "margin": {"l": 64, "r": 16, "t": 48, "b": 64},
         "barmode": "stack",
-        "xaxis": {**axis, "domain": [0, 0.48], "title": {"text": f"{x_title}: location-based"}},
+        "xaxis": {
+            **axis,
+            "domain": [0, 0.48],
+            "title": {"text": f"{x_title}: {labels.SCOPE2_LOCATION.name}"},
+        },
         "xaxis2": {
             **axis,
             "domain": [0.52, 1],
             "anchor": "y2",
-            "title": {"text": f"{x_title}: market-based"},
+            "title": {"text": f"{x_title}: {labels.SCOPE2_MARKET.name}"},
         },
-        "yaxis": {"title": {"text": f"Operational CO2e ({unit}CO2e)"}, "rangemode": "tozero"},
+        "yaxis": {"title": {"text": f"CO2e, Scope 2 ({unit}CO2e)"}, "rangemode": "tozero"},
         "yaxis2": {"anchor": "x2", "matches": "y", "showticklabels": False},
         # Right of the plots: below them it ran into the location-based axis title.
         "legend": {"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top"},

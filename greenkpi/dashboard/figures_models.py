@@ -18,6 +18,7 @@ from greenkpi.dashboard.figures import (
     _naive_utc,
     _span,
 )
+from greenkpi.kpis import labels
 
 # Above the plot: below it, a legend collides with the two-line date ticks and the axis title.
 LEGEND_ABOVE = {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0}
@@ -81,7 +82,7 @@ def lifecycle(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figur
     if layout["xaxis"].get("range"):
         layout["xaxis2"]["range"] = layout["xaxis"]["range"]
     layout["yaxis2"] = {
-        "title": {"text": "CO2e (kgCO2e)"},
+        "title": {"text": f"{labels.TOTAL.tile} (kgCO2e)"},
         "domain": [0.0, 0.45],
         "rangemode": "tozero",
         "anchor": "x2",

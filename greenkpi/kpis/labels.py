@@ -74,3 +74,10 @@ BY_COLUMN = {q.column: q for q in QUANTITIES}
 # Frames that hold the total under another name (model and run figures, budgets' co2e_kg).
 BY_COLUMN["kgco2e"] = TOTAL
 BY_COLUMN["co2e_kg"] = TOTAL
+# What a CSV download calls these columns: the names people read on the pages, with the unit.
+CSV_HEADERS = {column: q.csv_header for column, q in BY_COLUMN.items()}
+
+
+def csv_header(column: str) -> str:
+    """The CSV header of a frame column: a carbon quantity's name, else the column itself."""
+    return CSV_HEADERS.get(column, column)

@@ -41,6 +41,7 @@ from greenkpi.dashboard.selectors_carbon_tiles import Tile
 from greenkpi.inventory.models import Site
 from greenkpi.inventory.services import site_create, token_create
 from greenkpi.kpis import daily, services
+from greenkpi.kpis.labels import csv_header
 from greenkpi.lib.periods import BadPeriod, Period, month_period, previous_period
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -208,7 +209,8 @@ def test_the_team_table_and_its_csv_hold_each_teams_hand_worked_figures(client, 
     assert set(rows) == {"Vision", "NLP"}
     for team, expected in (("Vision", VISION), ("NLP", NLP)):
         for column, value in expected.items():
-            assert float(rows[team][column]) == approx(value), (team, column)
+            # carbon quantities under their page names: "Scope 2 location-based (kgCO2e)"
+            assert float(rows[team][csv_header(column)]) == approx(value), (team, column)
         assert rows[team]["currency"] == "EUR"
         assert float(rows[team]["pue_used"]) == approx(1.3)
         assert float(rows[team]["avg_gpu_utilization"]) == approx(0.75)
@@ -225,8 +227,8 @@ def test_the_co2e_chart_stacks_teams_per_day_side_by_side_and_says_what_it_rests
         ("2026-03-02T00:00:00Z", "NLP"),
         ("2026-03-02T00:00:00Z", "Vision"),
     ]
-    assert float(rows[1]["operational_location_kgco2e"]) == approx(0.00107744)
-    assert float(rows[1]["operational_market_kgco2e"]) == approx(0.00026)
+    assert float(rows[1]["Scope 2 location-based (kgCO2e)"]) == approx(0.00107744)
+    assert float(rows[1]["Scope 2 market-based (kgCO2e)"]) == approx(0.00026)
     figure = orjson.loads(client.get(f"/carbon/co2e-by-team.json?{MARCH_RANGE}").content)
     assert [(t["name"], t["xaxis"]) for t in figure["data"]] == [
         ("NLP", "x"),
@@ -236,7 +238,9 @@ def test_the_co2e_chart_stacks_teams_per_day_side_by_side_and_says_what_it_rests
     ]
     layout = figure["layout"]
     assert layout["barmode"] == "stack"
-    assert layout["yaxis"]["title"]["text"] == "Operational CO2e (kgCO2e)"
+    assert layout["yaxis"]["title"]["text"] == "CO2e, Scope 2 (kgCO2e)"
+    assert layout["xaxis"]["title"]["text"].endswith("Scope 2 location-based")
+    assert layout["xaxis2"]["title"]["text"].endswith("Scope 2 market-based")
     assert "location-based" in layout["xaxis"]["title"]["text"]
     assert "market-based" in layout["xaxis2"]["title"]["text"]
     caption = layout["annotations"][0]["text"]
@@ -315,7 +319,7 @@ def test_the_report_csv_writes_the_team_rows_then_the_total(client, carbon, peop
     assert float(rows[2]["embodied_share"]) == approx(0.192393)
     assert float(rows[2]["facility_energy_kwh"]) == approx(0.065)
     for column, value in NLP.items():
-        assert float(rows[0][column]) == approx(value), column
+        assert float(rows[0][csv_header(column)]) == approx(value), column
 
 
 def test_the_report_defaults_to_the_last_full_month(client, carbon, people):
@@ -734,7 +738,7 @@ def test_the_carbon_page_draws_its_chart_and_its_csv_downloads(
     page.wait_for_url("**/carbon/**")
     traces = chart_traces(page, "co2e-by-team")
     assert sorted(traces) == ["NLP", "NLP", "Vision", "Vision"]  # location and market panels
-    assert page.locator("#co2e-by-team .ytitle").text_content() == "Operational CO2e (kgCO2e)"
+    assert page.locator("#co2e-by-team .ytitle").text_content() == "CO2e, Scope 2 (kgCO2e)"
     assert page.locator("[data-testid=tile-location]").inner_text() not in ("", "\u2013")
     assert page.locator("[data-testid=team-table] tbody tr").count() == 2
     shoot(page, "carbon")
