@@ -1,0 +1,201 @@
+"""kpis.read: which table answers (``plan``) and that the answer is always what the hourly rows
+sum to, whether a day is fresh, stale (a window recomputed after its refresh) or never refreshed.
+
+Worked example (team vision, model resnet, run r7, site paris-dc, one GPU, 2025-03-10..12):
+2 kWh at 00:00 and 1 kWh at 23:00 of the 10th, 4 kWh at 00:00 of the 11th, 8 kWh at 12:00 of the
+12th; 0.5 kWh of team nlp (model bert) at 06:00 of the 10th. So the 10th is 3.5 kWh (3 of vision),
+the 11th 4 kWh, the whole range 15.5 kWh.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+
+from greenkpi.kpis import daily
+from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup, RollupWindow
+from greenkpi.kpis.read import freshness
+from greenkpi.kpis.read import sums as read
+
+pytestmark = pytest.mark.django_db
+
+D10 = datetime(2025, 3, 10, tzinfo=UTC)
+DAYS = [date(2025, 3, 10), date(2025, 3, 11), date(2025, 3, 12)]
+START, END = D10, D10 + timedelta(days=3)
+
+
+def hour_row(org, device, hour, kwh, *, team=None, model_key="resnet"):
+    window, _ = RollupWindow.objects.get_or_create(organisation=org, hour=hour)
+    window.computed_at = hour + timedelta(hours=1)  # long before any refresh of today
+    window.save()
+    return HourlyRollup.objects.create(
+        organisation=org,
+        hour=hour,
+        device=device,
+        device_kind="gpu",
+        host=device.host,
+        site=org.paris,
+        team=team or org.vision,
+        model_key=model_key,
+        run_key="r7",
+        samples=60,
+        covered_s=3600.0,
+        energy_kwh=kwh,
+        estimated_energy_kwh=0.0,
+        pue=1.5,
+        facility_energy_kwh=kwh * 1.5,
+        intensity_g_per_kwh=100.0,
+        intensity_source="annual",
+        intensity_zone="FR",
+        market_g_per_kwh=50.0,
+        market_source="location",
+        operational_location_kgco2e=kwh * 0.15,
+        operational_market_kgco2e=kwh * 0.075,
+        embodied_kgco2e=0.01,
+        renewable_share=0.5,
+        cost=kwh * 0.2,
+        currency="EUR",
+        methodology_version="test",
+    )
+
+
+@pytest.fixture
+def world(acme):
+    from greenkpi.inventory.models import Device, Host
+
+    host = Host.objects.create(organisation=acme, hostname="gpu-a", default_team=acme.vision)
+    gpu = Device.objects.create(host=host, uuid="GPU-a-0", kind="gpu")
+    hour_row(acme, gpu, D10, 2.0)
+    hour_row(acme, gpu, D10 + timedelta(hours=23), 1.0)
+    hour_row(acme, gpu, D10 + timedelta(hours=6), 0.5, team=acme.nlp, model_key="bert")
+    hour_row(acme, gpu, D10 + timedelta(days=1), 4.0)
+    hour_row(acme, gpu, D10 + timedelta(days=2, hours=12), 8.0)
+    daily.days_refresh(organisation_id=acme.pk, days=DAYS)
+    acme.gpu = gpu
+    return acme
+
+
+def energy(org, start=START, end=END, **kwargs) -> float:
+    frame = read.sums(
+        organisation_id=org.pk, start=start, end=end, columns=["energy_kwh"], **kwargs
+    )
+    return float(frame["energy_kwh"].sum())
+
+
+def test_fresh_whole_days_come_from_the_team_table_or_the_daily_table_by_the_keys(world):
+    by_team = read.plan(
+        organisation_id=world.pk, start=START, end=END, keys=["team_id", "currency"], grain=None
+    )
+    assert (by_team.table, by_team.days, by_team.skip, by_team.spans) == (
+        DailyTeamRollup,
+        (DAYS[0], date(2025, 3, 13)),
+        frozenset(),
+        (),
+    )
+    by_model = read.plan(
+        organisation_id=world.pk, start=START, end=END, keys=["model_key"], grain="day"
+    )
+    assert by_model.table is DailyRollup and by_model.spans == ()
+    by_host = read.plan(
+        organisation_id=world.pk, start=START, end=END, keys=["host_id"], grain=None
+    )
+    assert by_host.table is None and by_host.spans == ((START, END),)
+    hours = read.plan(organisation_id=world.pk, start=START, end=END, keys=[], grain="hour")
+    assert hours.table is None and hours.spans == ((START, END),)
+
+
+def test_the_partial_ends_of_a_range_are_read_from_the_hours(world):
+    start, end = D10 + timedelta(hours=6), D10 + timedelta(days=2, hours=13)
+    plan = read.plan(organisation_id=world.pk, start=start, end=end, keys=[], grain=None)
+    assert plan.days == (DAYS[1], DAYS[2])
+    assert plan.spans == ((start, D10 + timedelta(days=1)), (D10 + timedelta(days=2), end))
+    # 0.5 (06:00 nlp) + 1.0 (23:00) + 4.0 (the 11th, daily) + 8.0 (12:00 of the 12th)
+    assert energy(world, start, end) == pytest.approx(13.5)
+
+
+def test_sums_per_key_and_day_equal_the_hand_worked_hours(world):
+    frame = read.sums(
+        organisation_id=world.pk,
+        start=START,
+        end=END,
+        columns=["energy_kwh", "cost", "methodology_version_min"],
+        by=["team_id"],
+        grain="day",
+    )
+    got = {
+        (str(r.bucket_utc.date()), int(r.team_id)): (r.energy_kwh, r.cost)
+        for r in frame.itertuples()
+    }
+    assert got == {
+        ("2025-03-10", world.vision.pk): (pytest.approx(3.0), pytest.approx(0.6)),
+        ("2025-03-10", world.nlp.pk): (pytest.approx(0.5), pytest.approx(0.1)),
+        ("2025-03-11", world.vision.pk): (pytest.approx(4.0), pytest.approx(0.8)),
+        ("2025-03-12", world.vision.pk): (pytest.approx(8.0), pytest.approx(1.6)),
+    }
+    assert set(frame["methodology_version_min"]) == {"test"}
+    assert energy(world, where={"model_key": ["bert"]}) == pytest.approx(0.5)
+    assert energy(world, where={"team_id": [world.nlp.pk, None]}) == pytest.approx(0.5)
+
+
+def test_a_stale_day_is_read_from_the_hours_until_it_is_refreshed(world):
+    # Fresh: the refresh came long after the windows' computes.
+    assert energy(world) == pytest.approx(15.5)
+    # A late sample: the 11th's hour is recomputed (2 kWh more) after the day's refresh.
+    late = HourlyRollup.objects.get(hour=D10 + timedelta(days=1))
+    late.energy_kwh = 6.0
+    late.save()
+    RollupWindow.objects.filter(hour=late.hour).update(
+        computed_at=F("computed_at") + timedelta(days=3650)
+    )
+    plan = read.plan(organisation_id=world.pk, start=START, end=END, keys=[], grain=None)
+    assert plan.skip == {DAYS[1]}
+    assert plan.spans == ((D10 + timedelta(days=1), D10 + timedelta(days=2)),)
+    for by in ([], ["team_id"], ["model_key", "run_key"]):
+        assert energy(world, by=by) == pytest.approx(17.5), by
+        assert energy(world, by=by, grain="day") == pytest.approx(17.5), by
+        assert energy(world, by=by, grain="native") == pytest.approx(17.5), by
+    # The daily table still says 4.0 for the 11th: proof the read did not take it.
+    assert DailyRollup.objects.get(day=DAYS[1]).energy_kwh == pytest.approx(4.0)
+
+
+def test_a_day_never_refreshed_is_read_from_the_hours(world):
+    DailyRollup.objects.all().delete()
+    DailyTeamRollup.objects.all().delete()
+    assert energy(world) == 0.0  # the refreshed days are taken from the (now empty) tables
+    from greenkpi.kpis.models import DailyWindow
+
+    DailyWindow.objects.all().delete()
+    assert energy(world) == pytest.approx(15.5)
+    assert energy(world, by=["team_id"], grain="native") == pytest.approx(15.5)
+
+
+def test_native_grain_keeps_days_and_hours_apart(world):
+    end = D10 + timedelta(days=2, hours=13)
+    frame = read.sums(
+        organisation_id=world.pk, start=START, end=end, columns=["energy_kwh"], grain="native"
+    )
+    assert sorted(zip(frame["bucket_utc"].astype(str), frame["bucket_h"], strict=True)) == [
+        ("2025-03-10 00:00:00", 24),
+        ("2025-03-11 00:00:00", 24),
+        ("2025-03-12 12:00:00", 1),
+    ]
+
+
+def test_freshness_costs_one_query_and_a_read_at_most_three(world):
+    with CaptureQueriesContext(connection) as queries:
+        freshness.fresh_days(organisation_id=world.pk, first=DAYS[0], end=date(2026, 1, 1))
+    assert len(queries) == 1
+    with CaptureQueriesContext(connection) as queries:
+        energy(world, start=D10 + timedelta(hours=1), by=["team_id"], grain="day")
+    assert len(queries) == 3  # freshness, daily table, hourly rows
+
+
+def test_unknown_keys_and_columns_are_refused(world):
+    with pytest.raises(read.BadRead):
+        energy(world, by=["colour"])
+    with pytest.raises(read.BadRead):
+        read.sums(organisation_id=world.pk, start=START, end=END, columns=["hours"])
