@@ -4,39 +4,44 @@ A budget's scope key is (team_id, model_key), None meaning "any": organisation (
 (t, None), organisation-wide model (None, k), a team's model (t, k). Every read is one organisation
 over [start, as_of), where ``start`` covers every budget's period and forecast history:
 
-* whole UTC days come from the daily tables: DailyTeamRollup (day x team x currency) for the
-  organisation and team keys, DailyRollup filtered on the budgets' model keys for model keys;
-* HourlyRollup is read only for today's partial day [day(as_of), as_of) and for days whose daily
-  rows are stale (never refreshed, or an hourly window recomputed after the day's last refresh:
-  ``kpis.daily.stale_days_between``), so the sums always equal the hourly ones.
+Every read goes through ``kpis.read.sums`` (grain "native"): whole UTC days from the daily tables
+(DailyTeamRollup for the organisation and team keys, DailyRollup filtered on the budgets' model keys
+for model keys), HourlyRollup for today's partial day [day(as_of), as_of) and for stale days (the
+read layer's one freshness rule), so the sums always equal the hourly ones.
 
-Each source is grouped by its bucket (day or hour), the key columns it needs and ``currency`` (a
-cost budget counts only its currency; the rest is uncosted energy). Queries: two for stale days,
-then one per source kind present (at most 2 daily + 2 hourly), and one for the first hour of
-scopes whose history starts inside the window (the rate and profile of a young scope).
+Each read is grouped by its bucket (day or hour), the key columns it needs and ``currency`` (a
+cost budget counts only its currency; the rest is uncosted energy). Queries: one freshness query
+and at most two data queries per key kind (teams, models), and one for the first hour of scopes
+whose history starts inside the window (the rate and profile of a young scope).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Min, Q, QuerySet, Sum
+import pandas as pd
+from django.db.models import Min, Q, QuerySet
 
 from greenkpi.alerts.choices import BudgetScope, Metric
 from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW
-from greenkpi.kpis import daily
-from greenkpi.kpis.models import (
-    DailyRollup,
-    DailyTeamRollup,
-    HourlyRollup,
-)
+from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import day_floor
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 # Per bucket and currency: the summed columns, in this order.
 COLUMNS = ("energy_kwh", "co2e_kg", "allocated_gpu_h", "facility_energy_kwh", "cost")
+# What the budgets read, per bucket and group (co2e_kg = operational location-based + embodied).
+READ_COLUMNS = (
+    "energy_kwh",
+    "operational_location_kgco2e",
+    "embodied_kgco2e",
+    "allocated_gpu_h",
+    "facility_energy_kwh",
+    "cost",
+)
 METRIC_INDEX = {Metric.ENERGY_KWH: 0, Metric.CO2E_KG: 1, Metric.GPU_HOURS: 2, Metric.COST: 4}
 # History read before the period: the profile's 4 weeks + a day, so a scope whose first bucket is
 # the window's first day is old enough that its exact first hour changes nothing.
@@ -108,43 +113,6 @@ def _add(target: dict[datetime, Sums], moment: datetime, currency: str, row: Ite
         sums[currency] = values
 
 
-def _day_moment(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def _day_ranges(days: Iterable[date]) -> list[tuple[datetime, datetime]]:
-    """Sorted days as [start, end) runs of consecutive days."""
-    runs: list[tuple[datetime, datetime]] = []
-    for day in sorted(days):
-        moment = _day_moment(day)
-        if runs and runs[-1][1] == moment:
-            runs[-1] = (runs[-1][0], moment + DAY)
-        else:
-            runs.append((moment, moment + DAY))
-    return runs
-
-
-def _sum_kwargs() -> dict[str, Sum]:
-    return {
-        "s_energy": Sum("energy_kwh"),
-        "s_op": Sum("operational_location_kgco2e"),
-        "s_emb": Sum("embodied_kgco2e"),
-        "s_alloc": Sum("allocated_gpu_h"),
-        "s_facility": Sum("facility_energy_kwh"),
-        "s_cost": Sum("cost"),
-    }
-
-
-def _row_values(r: dict) -> tuple[float, ...]:
-    return (
-        r["s_energy"],
-        (r["s_op"] or 0.0) + (r["s_emb"] or 0.0),
-        r["s_alloc"],
-        r["s_facility"],
-        r["s_cost"],
-    )
-
-
 def scope_series(
     *,
     organisation_id: int,
@@ -158,13 +126,6 @@ def scope_series(
     out = {k: ScopeSeries() for k in keys}
     if not keys:
         return out
-    today = day_floor(as_of)
-    stale = daily.stale_days_between(
-        organisation_id=organisation_id,
-        start=start.date(),
-        end=today.date(),
-        unrefreshed_are_stale=True,
-    )
     org_wide = (None, None) in keys
     team_ids = sorted({t for t, m in keys if t is not None and m is None})
     model_keys = sorted({m for _, m in keys if m is not None})
@@ -184,43 +145,39 @@ def scope_series(
                 found.append((team_id, model_key))
         return found
 
-    # Whole days from the daily tables (stale days excluded: they are read hourly below).
-    day_range = {"organisation_id": organisation_id, "day__gte": start.date(), "day__lt": today}
-    sums = _sum_kwargs()
+    # One read per key kind through kpis.read: whole fresh days from the daily tables (per
+    # team: DailyTeamRollup; per model: DailyRollup), today's hours and stale days from the hours.
+    reads: list[tuple[list[str], dict[str, list[object]]]] = []
     if org_wide or team_ids:
-        rows = DailyTeamRollup.objects.filter(**day_range).exclude(day__in=stale)
-        if not org_wide:
-            rows = rows.filter(team_id__in=team_ids)
-        group = ["day", "currency"] + (["team_id"] if team_ids else [])
-        for r in rows.values(*group).annotate(**sums).order_by():
-            for k in to_keys(r.get("team_id"), None):
-                _add(out[k].daily, _day_moment(r["day"]), r["currency"], _row_values(r))
+        team_where: dict[str, list[object]] = {} if org_wide else {"team_id": list(team_ids)}
+        reads.append((["team_id", "currency"] if team_ids else ["currency"], team_where))
     if model_keys:
-        rows = DailyRollup.objects.filter(**day_range, model_key__in=model_keys).exclude(
-            day__in=stale
+        reads.append((["team_id", "model_key", "currency"], {"model_key": list(model_keys)}))
+    for by, where in reads:
+        frame = read.sums(
+            organisation_id=organisation_id,
+            start=start,
+            end=as_of,
+            columns=READ_COLUMNS,
+            by=by,
+            where=where,
+            grain="native",
         )
-        group = ["day", "team_id", "model_key", "currency"]
-        for r in rows.values(*group).annotate(**sums).order_by():
-            for k in to_keys(r["team_id"], r["model_key"]):
-                _add(out[k].daily, _day_moment(r["day"]), r["currency"], _row_values(r))
-
-    # Hours: today's partial day and the stale days.
-    hours = Q(hour__gte=today, hour__lt=as_of)
-    for first, end in _day_ranges(stale):
-        hours |= Q(hour__gte=first, hour__lt=end)
-    hourly = HourlyRollup.objects.filter(hours, organisation_id=organisation_id)
-    if org_wide or team_ids:
-        rows = hourly if org_wide else hourly.filter(team_id__in=team_ids)
-        group = ["hour", "currency"] + (["team_id"] if team_ids else [])
-        for r in rows.values(*group).annotate(**sums).order_by():
-            for k in to_keys(r.get("team_id"), None):
-                _add(out[k].hourly, r["hour"], r["currency"], _row_values(r))
-    if model_keys:
-        rows = hourly.filter(model_key__in=model_keys)
-        group = ["hour", "team_id", "model_key", "currency"]
-        for r in rows.values(*group).annotate(**sums).order_by():
-            for k in to_keys(r["team_id"], r["model_key"]):
-                _add(out[k].hourly, r["hour"], r["currency"], _row_values(r))
+        if frame.empty:
+            continue
+        frame["co2e_kg"] = frame["operational_location_kgco2e"] + frame["embodied_kgco2e"]
+        frame["cost"] = frame["cost"].fillna(0.0)
+        moments = frame["bucket_utc"].dt.tz_localize(UTC).dt.to_pydatetime()
+        team_col = frame["team_id"] if "team_id" in frame else [None] * len(frame)
+        model_col = frame["model_key"] if "model_key" in frame else [None] * len(frame)
+        values = frame[list(COLUMNS)].to_numpy().tolist()
+        for moment, hours, team_id, model_key, currency, row in zip(
+            moments, frame["bucket_h"], team_col, model_col, frame["currency"], values, strict=True
+        ):
+            team = None if team_id is None or pd.isna(team_id) else int(team_id)
+            for k in to_keys(team, model_key):
+                target = out[k].daily if hours == 24 else out[k].hourly
+                _add(target, moment, currency, row)
 
     _first_hours(organisation_id, out, start)
     return out

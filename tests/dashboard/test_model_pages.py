@@ -541,10 +541,18 @@ def test_the_api_run_list_and_the_model_page_show_the_same_totals(world, people)
 
 
 def test_run_sums_read_daily_rows_before_today_and_hourly_rows_today(world, acme):
-    """The pages' run totals: DailyRollup for past days (fast over a year), HourlyRollup for today
-    (not refreshed into days yet). Both halves give the hand-worked totals."""
-    from greenkpi.kpis.models import DailyRollup
+    """The pages' run totals (through kpis.read): DailyRollup for fresh days (fast over a year),
+    HourlyRollup for days not refreshed into days yet. Both give the hand-worked totals."""
+    from django.db.models import F
+
+    from greenkpi.kpis.models import DailyRollup, DailyWindow, RollupWindow
     from greenkpi.workloads.selectors.source import run_sums
+
+    # The fixture refreshed the days just after computing their hours (within kpis.daily.SETTLE,
+    # so still stale for the read layer): age the computes so the days' rows count as fresh.
+    RollupWindow.objects.filter(organisation_id=acme.pk).update(
+        computed_at=F("computed_at") - timedelta(hours=1)
+    )
 
     def serve_kwh(now: datetime) -> float:
         frame = run_sums(
@@ -562,8 +570,11 @@ def test_run_sums_read_daily_rows_before_today_and_hourly_rows_today(world, acme
     assert serve_kwh(same_day) == pytest.approx(SERVE_KWH, rel=1e-6)  # hourly rows of "today"
     assert serve_kwh(next_day) == pytest.approx(SERVE_KWH, rel=1e-6)  # the day's daily rows
     DailyRollup.objects.filter(organisation_id=acme.pk).delete()
-    assert serve_kwh(next_day) == 0.0  # proof it read the daily rows
+    assert serve_kwh(next_day) == 0.0  # proof it read the daily rows of a fresh day
+    # A day never refreshed (no DailyWindow: today before its first refresh) reads its hours.
+    DailyWindow.objects.filter(organisation_id=acme.pk).delete()
     assert serve_kwh(same_day) == pytest.approx(SERVE_KWH, rel=1e-6)
+    assert serve_kwh(next_day) == pytest.approx(SERVE_KWH, rel=1e-6)
 
 
 # --- Team -> model -> run -------------------------------------------------------------------

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from django.db.models import Sum
 
 from greenkpi.lib.periods import naive_utc_series
 from greenkpi.workloads import lifecycle, need
@@ -21,7 +20,7 @@ from greenkpi.workloads.models import (
     RunKind,
 )
 from greenkpi.workloads.selectors import RunTotals, run_totals
-from greenkpi.workloads.selectors.source import rollups_between, run_sums
+from greenkpi.workloads.selectors.source import model_sums, run_sums
 
 LIFECYCLE_COLUMNS = [
     "bucket_utc",
@@ -69,21 +68,14 @@ def lifecycle_frame(
     inference, evaluation, unregistered run keys), from its rollups in [start, end). Two queries."""
     if step not in STEPS:
         raise ValueError(f"step must be one of {', '.join(STEPS)}")
-    rows = (
-        rollups_between(organisation_id=model.team.organisation_id, start=start, end=end)
-        .filter(team_id=model.team_id, model_key=model.key)
-        .values("day", "run_key")
-        .annotate(
-            energy_kwh=Sum("energy_kwh"),
-            operational_kgco2e=Sum("operational_location_kgco2e"),
-            embodied_kgco2e=Sum("embodied_kgco2e"),
-        )
-        .order_by()
-    )
-    frame = pd.DataFrame.from_records(
-        list(rows),
-        columns=["day", "run_key", "energy_kwh", "operational_kgco2e", "embodied_kgco2e"],
-    )
+    frame = model_sums(
+        organisation_id=model.team.organisation_id,
+        start=start,
+        end=end,
+        by=["run_key"],
+        where={"team_id": [model.team_id], "model_key": [model.key]},
+        grain="day",
+    ).rename(columns={"bucket_utc": "day"})
     if frame.empty:
         return pd.DataFrame(columns=LIFECYCLE_COLUMNS)
     kinds = run_kinds(model=model)

@@ -15,7 +15,6 @@ from django.db.models import (
     OuterRef,
     Q,
     Subquery,
-    Sum,
     Value,
 )
 
@@ -30,7 +29,7 @@ from greenkpi.workloads.models import (
     Verdict,
     VersionStatus,
 )
-from greenkpi.workloads.selectors.source import rollups_between, whole_days
+from greenkpi.workloads.selectors.source import model_sums, whole_days
 
 MODEL_LIST_COLUMNS = [
     "model_id",
@@ -142,14 +141,6 @@ IN_RANGE_COLUMNS = [
 SCI_COLUMNS = ["team_id", "model_key", "run_key", "operational_kgco2e", "embodied_kgco2e"]
 
 
-def _sums(rows: Iterable[tuple[object, ...]], columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(list(rows), columns=columns)
-    for c in ("energy_kwh", "operational_kgco2e", "embodied_kgco2e"):
-        if c in frame:
-            frame[c] = frame[c].astype("float64").fillna(0.0)
-    return frame
-
-
 def model_summaries(
     *,
     organisation_id: int,
@@ -192,19 +183,13 @@ def model_summaries(
         ],
     )
     model_ids = {(m.team_id, m.key): m.pk for m in models}
-    in_range = _sums(
-        rollups_between(organisation_id=organisation_id, start=start, end=end)
-        .filter(team_id__in=team_ids, model_key__in=sorted({m.key for m in models}))
-        .values("team_id", "model_key", "run_key")
-        .annotate(
-            energy_kwh=Sum("energy_kwh"),
-            operational_kgco2e=Sum("operational_location_kgco2e"),
-            embodied_kgco2e=Sum("embodied_kgco2e"),
-        )
-        .order_by()
-        .values_list(*IN_RANGE_COLUMNS),
-        IN_RANGE_COLUMNS,
-    )
+    in_range = model_sums(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        by=["team_id", "model_key", "run_key"],
+        where={"team_id": list(team_ids), "model_key": sorted({m.key for m in models})},
+    )[IN_RANGE_COLUMNS]
     in_range["model_id"] = [
         model_ids.get((t, k))
         for t, k in zip(in_range["team_id"], in_range["model_key"], strict=True)
@@ -309,22 +294,18 @@ def _sci_by_model(
     if whole_days(start, end):
         first = datetime.combine(first.date(), time.min, tzinfo=UTC)
         last = datetime.combine(last.date() + timedelta(days=1), time.min, tzinfo=UTC)
-    totals = _sums(
-        rollups_between(organisation_id=organisation_id, start=first, end=last)
-        .filter(
-            team_id__in=sorted({keys[i][0] for i in served["model_id"]}),
-            model_key__in=sorted({keys[i][1] for i in served["model_id"]}),
-            run_key__in=sorted(set(served["run_key"])),
-        )
-        .values("team_id", "model_key", "run_key")
-        .annotate(
-            operational_kgco2e=Sum("operational_location_kgco2e"),
-            embodied_kgco2e=Sum("embodied_kgco2e"),
-        )
-        .order_by()
-        .values_list(*SCI_COLUMNS),
-        SCI_COLUMNS,
-    )
+    totals = model_sums(
+        organisation_id=organisation_id,
+        start=first,
+        end=last,
+        by=["team_id", "model_key", "run_key"],
+        where={
+            "team_id": sorted({keys[i][0] for i in served["model_id"]}),
+            "model_key": sorted({keys[i][1] for i in served["model_id"]}),
+            "run_key": sorted(set(served["run_key"])),
+        },
+        columns=("operational_location_kgco2e", "embodied_kgco2e"),
+    )[SCI_COLUMNS]
     kg = {
         (t, m, r): o + e
         for t, m, r, o, e in totals[

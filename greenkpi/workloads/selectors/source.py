@@ -1,34 +1,45 @@
-"""Which rollup table a range of the model pages reads: DailyRollup for whole UTC days (a year of
-2,000 GPUs is ~24x fewer rows than hourly), HourlyRollup otherwise (the last 24 hours, a run's own
-hours). Both carry the same owner keys and summed columns, so callers group them alike."""
+"""The model pages' rollup reads, as thin calls into ``kpis.read`` (which picks the table and
+patches stale days; docs/kpis.md, "The read layer")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime, time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
-from django.db.models import QuerySet, Sum
-from django.db.models.functions import TruncDay
 
-from greenkpi.kpis.models import DailyRollup, HourlyRollup
+from greenkpi.kpis.read import sums as read
+
+# The names the model pages use for the rollups' columns.
+CO2E_COLUMNS = {"operational_location_kgco2e": "operational_kgco2e"}
 
 
 def whole_days(start: datetime, end: datetime) -> bool:
     return all(t.astimezone(UTC).time() == time.min for t in (start, end))
 
 
-def rollups_between(*, organisation_id: int, start: datetime, end: datetime) -> QuerySet:
-    """The organisation's rollup rows in [start, end), each with a ``day`` (UTC) to group by."""
-    if whole_days(start, end):
-        return DailyRollup.objects.filter(
-            organisation_id=organisation_id,
-            day__gte=start.astimezone(UTC).date(),
-            day__lt=end.astimezone(UTC).date(),
-        )
-    return HourlyRollup.objects.filter(
-        organisation_id=organisation_id, hour__gte=start, hour__lt=end
-    ).annotate(day=TruncDay("hour", tzinfo=UTC))
+def model_sums(
+    *,
+    organisation_id: int,
+    start: datetime,
+    end: datetime,
+    by: Sequence[str],
+    where: dict[str, list[object]],
+    columns: Sequence[str] = ("energy_kwh", "operational_location_kgco2e", "embodied_kgco2e"),
+    grain: read.Grain = None,
+) -> pd.DataFrame:
+    """Sums of the organisation's rollups in [start, end) per ``by`` (``operational_kgco2e``:
+    location-based operational kgCO2e), through the read layer."""
+    frame = read.sums(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        columns=columns,
+        by=by,
+        where=where,
+        grain=grain,
+    )
+    return frame.rename(columns=CO2E_COLUMNS)
 
 
 RUN_SUM_COLUMNS = [
@@ -49,33 +60,30 @@ def run_sums(
     run_keys: Iterable[str],
     now: datetime | None = None,
 ) -> pd.DataFrame:
-    """Totals per run key for the pages' run lists: DailyRollup for the UTC days before today,
-    HourlyRollup for today (not refreshed into days yet). A year of one team is then ~365 x a
-    few daily rows instead of ~24 x GPUs x 365 hourly ones. Two queries."""
+    """Whole-life totals per run key for the pages' run lists (every rollup up to the end of the
+    current hour; the read layer takes fresh days from DailyRollup, so a year of one team is ~365
+    x a few daily rows instead of ~24 x GPUs x 365 hourly ones)."""
     keys = sorted(set(run_keys))
     if not keys:
         return pd.DataFrame(columns=RUN_SUM_COLUMNS)
-    today = datetime.combine(
-        (now or datetime.now(UTC)).astimezone(UTC).date(), time.min, tzinfo=UTC
-    )
-    owner = {"organisation_id": organisation_id, "team_id": team_id, "model_key": model_key}
-    sums = {
-        "energy_kwh": Sum("energy_kwh"),
-        "facility_energy_kwh": Sum("facility_energy_kwh"),
-        "operational_kgco2e": Sum("operational_location_kgco2e"),
-        "embodied_kgco2e": Sum("embodied_kgco2e"),
-        "gpu_hours": Sum("allocated_gpu_h"),
-    }
-    parts = [
-        DailyRollup.objects.filter(**owner, run_key__in=keys, day__lt=today.date()),
-        HourlyRollup.objects.filter(**owner, run_key__in=keys, hour__gte=today),
-    ]
-    frame = pd.DataFrame.from_records(
-        [row for rows in parts for row in rows.values("run_key").annotate(**sums).order_by()],
-        columns=RUN_SUM_COLUMNS,
+    # Up to the end of today (UTC): every hour recorded so far, today's read from HourlyRollup
+    # until its first refresh.
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    frame = model_sums(
+        organisation_id=organisation_id,
+        start=read.BEGINNING,
+        end=end,
+        by=["run_key"],
+        where={"team_id": [team_id], "model_key": [model_key], "run_key": list(keys)},
+        columns=(
+            "energy_kwh",
+            "facility_energy_kwh",
+            "operational_location_kgco2e",
+            "embodied_kgco2e",
+            "allocated_gpu_h",
+        ),
     )
     if frame.empty:
         return pd.DataFrame(columns=RUN_SUM_COLUMNS)
-    numbers = RUN_SUM_COLUMNS[1:]
-    frame[numbers] = frame[numbers].astype("float64").fillna(0.0)
-    return frame.groupby("run_key", as_index=False)[numbers].sum()
+    return frame.rename(columns={"allocated_gpu_h": "gpu_hours"})[RUN_SUM_COLUMNS]
