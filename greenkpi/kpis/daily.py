@@ -4,7 +4,8 @@ Decoupled from the hourly recompute: a day is rebuilt (replaced, never increment
 hourly rows whenever one of its hourly windows was recomputed after the day's last refresh
 (``stale_days``). On PostgreSQL a refresh is one INSERT ... SELECT per run of consecutive days;
 elsewhere (SQLite, the fast test layer) the same sums come through the ORM, and a test holds the two
-paths equal. Pages read ``daily_frame`` for ranges of whole days (docs/kpis.md, "Daily rollups").
+paths equal. Readers go through ``kpis.read``, which takes fresh whole days from these tables and
+the rest from the hours (docs/kpis.md, "The read layer").
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
-import pandas as pd
 from celery import shared_task
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, FloatField, Max, Min, OuterRef, Q, Sum
@@ -334,41 +334,6 @@ def stale_days(*, limit: int = 400) -> list[tuple[int, date]]:
     return list(found[:limit])
 
 
-def stale_days_between(
-    *, organisation_id: int, start: date, end: date, unrefreshed_are_stale: bool = False
-) -> set[date]:
-    """Days in [start, end) whose daily rows may differ from the hourly ones: a window computed
-    but the day never refreshed, or recomputed after the refresh (``stale_days``'s rule, SETTLE
-    included). A reader takes these days from HourlyRollup. Two queries of one row per day.
-
-    ``unrefreshed_are_stale``: also every day never refreshed, windows or not (budgets take no
-    chance on hourly rows written without a window record, e.g. by tests and backfills)."""
-    refreshed = dict(
-        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=start, day__lt=end)
-        .values_list("day", "refreshed_at")
-        .order_by()  # the model's ordering would join the organisation for its name
-    )
-    computed = (
-        RollupWindow.objects.filter(
-            organisation_id=organisation_id,
-            hour__gte=day_start(start),
-            hour__lt=day_start(end),
-            computed_at__isnull=False,
-        )
-        .annotate(d=TruncDate("hour", tzinfo=UTC))
-        .values("d")
-        .annotate(last=Max("computed_at"))
-        .values_list("d", "last")
-        .order_by()
-    )
-    # A day without computed windows has no hourly rows (only a window's recompute writes them),
-    # so whatever daily rows it has are all there is: not stale.
-    stale = {d for d, last in computed if d not in refreshed or refreshed[d] <= last + SETTLE}
-    if unrefreshed_are_stale:
-        stale |= {start + timedelta(days=n) for n in range((end - start).days)} - refreshed.keys()
-    return stale
-
-
 def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRun:
     """The periodic job (and the end of a backfill): refresh every stale day, recording the run."""
     run = RecomputeRun.objects.create(kind=kind, started_at=timezone.now())
@@ -397,26 +362,3 @@ def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRu
 def refresh_stale_days(limit: int = 400) -> int:
     """Periodic: rebuild the daily rollups of stale days (idempotent: a day is replaced whole)."""
     return days_refresh_stale(limit=limit).pk
-
-
-def daily_frame(
-    organisation_id: int,
-    start_day: date,
-    end_day: date,
-    team_ids: Iterable[int] | None = None,
-) -> pd.DataFrame:
-    """DailyRollup rows of one organisation for days in [start_day, end_day) (end exclusive).
-
-    ``day`` comes as naive datetime64 (midnight UTC), like rollup_frame's ``hour``.
-    """
-    rows = DailyRollup.objects.filter(
-        organisation_id=organisation_id, day__gte=start_day, day__lt=end_day
-    )
-    if team_ids is not None:
-        rows = rows.filter(team_id__in=list(team_ids))
-    frame = pd.DataFrame.from_records(
-        list(rows.values_list(*DAILY_COLUMNS)), columns=list(DAILY_COLUMNS)
-    )
-    frame["day"] = pd.to_datetime(frame["day"])
-    frame["cost"] = frame["cost"].astype("float64")
-    return frame

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import http.server
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
 
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.inventory.models import Device, Host
-from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.models import HourlyRollup, RollupWindow
 
 _uuids = count(1)
 
@@ -59,6 +59,15 @@ def add_rollup(
     cost: float | None = None,
     currency: str = "",
 ) -> HourlyRollup:
+    # What a recompute leaves behind besides its rows: the hour's window, computed. The read
+    # layer (kpis.read) takes a day from its hours while the day has computed windows and no
+    # refresh after them; a day without computed windows has no hourly rows to read.
+    RollupWindow.objects.get_or_create(
+        organisation=org,
+        hour=hour,
+        # computed as the hour closed: a later refresh of its day makes the day fresh
+        defaults={"version": 1, "computed_version": 1, "computed_at": hour + timedelta(hours=1)},
+    )
     return HourlyRollup.objects.create(
         organisation=org,
         hour=hour,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from greenkpi.kpis import daily
@@ -194,16 +195,6 @@ def test_the_periodic_refresh_records_its_run(worked):
     assert daily.days_refresh_stale().windows_done == 0
 
 
-def test_daily_frame_reads_a_half_open_range_of_days_and_teams(worked):
-    daily.days_refresh(organisation_id=worked.pk, days=[DAY1, DAY2])
-    frame = daily.daily_frame(worked.pk, DAY1, DAY2)
-    assert list(frame["day"].astype(str)) == ["2025-03-10"]
-    assert frame["energy_kwh"].sum() == pytest.approx(3.0)
-    assert len(daily.daily_frame(worked.pk, DAY1, DAY2 + timedelta(days=1))) == 2
-    assert daily.daily_frame(worked.pk, DAY1, DAY2, team_ids=[worked.nlp.pk]).empty
-    assert list(daily.daily_frame(worked.pk, DAY1, DAY1).columns) == list(daily.DAILY_COLUMNS)
-
-
 def test_daily_rows_equal_hourly_rows_after_a_real_ingest_and_recompute(
     acme, acme_token, make_batch, post_batch
 ):
@@ -231,7 +222,12 @@ def test_daily_rows_equal_hourly_rows_after_a_real_ingest_and_recompute(
         start=daily.day_start(first),
         end=daily.day_start(last + timedelta(days=1)),
     )
-    days = daily.daily_frame(acme.pk, first, last + timedelta(days=1))
+    days = pd.DataFrame.from_records(
+        DailyRollup.objects.filter(organisation=acme, day__gte=first, day__lte=last).values(
+            *daily.DAILY_COLUMNS
+        )
+    )
+    days["day"] = pd.to_datetime(days["day"])
     assert len(hours) >= 4 and not days.empty
     hours["day"] = hours["hour"].dt.normalize()
     keys = ["day", "team_id", "model_key"]
@@ -378,13 +374,16 @@ def test_the_carbon_columns_are_summed_as_worked_by_hand(worked, gpus):
     assert (d2.methodology_version_min, d2.methodology_version_max) == ("test", "test")
 
 
-def test_stale_days_between_are_the_days_whose_windows_changed_after_their_refresh(worked):
+def test_stale_days_are_the_days_whose_windows_changed_after_their_refresh(worked):
+    """The read layer's freshness rule (kpis.read.freshness) is the refresh job's rule."""
+    from greenkpi.kpis.read.freshness import stale_days
+
     later = datetime.now(UTC) + daily.SETTLE * 3
     RollupWindow.objects.create(organisation=worked, hour=H0, computed_at=datetime.now(UTC))
     RollupWindow.objects.create(organisation=worked, hour=H0 + timedelta(days=1))  # never computed
-    span = {"organisation_id": worked.pk, "start": DAY1, "end": DAY2 + timedelta(days=1)}
-    assert daily.stale_days_between(**span) == {DAY1}  # computed, never refreshed
+    span = {"organisation_id": worked.pk, "first": DAY1, "end": DAY2 + timedelta(days=1)}
+    assert stale_days(**span) == {DAY1}  # computed, never refreshed
     DailyWindow.objects.create(organisation=worked, day=DAY1, refreshed_at=later)
-    assert daily.stale_days_between(**span) == set()
+    assert stale_days(**span) == set()
     RollupWindow.objects.filter(hour=H0).update(computed_at=later)  # recomputed after
-    assert daily.stale_days_between(**span) == {DAY1}
+    assert stale_days(**span) == {DAY1}

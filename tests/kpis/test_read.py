@@ -166,6 +166,8 @@ def test_a_day_never_refreshed_is_read_from_the_hours(world):
     DailyRollup.objects.all().delete()
     DailyTeamRollup.objects.all().delete()
     assert energy(world) == 0.0  # the refreshed days are taken from the (now empty) tables
+    # A day with no computed window has no hours to read: its daily rows are all there is.
+    assert not freshness.stale_days(organisation_id=world.pk, first=DAYS[0], end=date(2025, 4, 1))
     from greenkpi.kpis.models import DailyWindow
 
     DailyWindow.objects.all().delete()
@@ -185,13 +187,15 @@ def test_native_grain_keeps_days_and_hours_apart(world):
     ]
 
 
-def test_freshness_costs_one_query_and_a_read_at_most_three(world):
+def test_freshness_costs_one_query_and_a_read_at_most_two(world):
     with CaptureQueriesContext(connection) as queries:
-        freshness.fresh_days(organisation_id=world.pk, first=DAYS[0], end=date(2026, 1, 1))
+        assert not freshness.stale_days(
+            organisation_id=world.pk, first=DAYS[0], end=date(2026, 1, 1)
+        )
     assert len(queries) == 1
     with CaptureQueriesContext(connection) as queries:
         energy(world, start=D10 + timedelta(hours=1), by=["team_id"], grain="day")
-    assert len(queries) == 3  # freshness, daily table, hourly rows
+    assert len(queries) == 2  # freshness, then the daily table UNION ALL the hourly rows
 
 
 def test_unknown_keys_and_columns_are_refused(world):

@@ -3,13 +3,14 @@
 The one freshness rule (docs/kpis.md, "The read layer"): a UTC day is read from HourlyRollup when
 
 * it is only partly inside the range (the ends of a range that does not start or end at midnight),
-* or it was never refreshed into the daily tables (no DailyWindow, so no daily rows: today
-  before its first refresh, hours written by a backfill or a test without a window record),
-* or one of its hourly windows was recomputed after the day's last refresh (``kpis.daily``'s
-  ``SETTLE`` included: a late sample re-marked an hour and the refresh has not caught up yet).
+* or one of its hourly windows was computed after the day's last refresh, or the day was never
+  refreshed (``kpis.daily``'s rule for what its refresh job picks up, ``SETTLE`` included: a late
+  sample re-marked an hour and the refresh has not caught up yet; today before its first refresh).
 
 Every other whole day is read from DailyTeamRollup or DailyRollup, whose rows are then exactly
-what the hourly rows sum to. One query, whatever the length of the range.
+what the hourly rows sum to. A day without computed windows has no hourly rows (only a window's
+recompute writes them), so whatever daily rows it has are all there is. One query, whatever the
+length of the range.
 """
 
 from __future__ import annotations
@@ -40,19 +41,15 @@ def whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
     return (first, last) if first < last else None
 
 
-def fresh_days(*, organisation_id: int, first: date, end: date) -> tuple[set[date], set[date]]:
-    """(fresh, stale): the days in [first, end) the daily tables answer for, and the refreshed days
-    whose daily rows may differ from their hourly rows (module rule). Days in neither set were
-    never refreshed: they have no daily rows and are read from the hours like the stale ones.
+def stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
+    """The days in [first, end) the daily tables may not answer for (module rule).
 
-    One query: the refreshed days (DailyWindow) UNION the days with computed windows and their
-    newest compute, so a page pays one round trip for its freshness whatever the range."""
+    One query of ~2 rows a day: the days with computed windows and their newest compute UNION ALL
+    the days' refreshes. (A correlated probe of DailyWindow per day made Django group by the hour,
+    not the day: 24x the rows.)"""
     if end <= first:
-        return set(), set()
+        return set()
     no_time = Value(None, output_field=DateTimeField())
-    refreshed = DailyWindow.objects.filter(
-        organisation_id=organisation_id, day__gte=first, day__lt=end
-    ).values_list("day", "refreshed_at", no_time)
     computed = (
         RollupWindow.objects.filter(
             organisation_id=organisation_id,
@@ -63,31 +60,35 @@ def fresh_days(*, organisation_id: int, first: date, end: date) -> tuple[set[dat
         .annotate(d=TruncDate("hour", tzinfo=UTC))
         .values("d")
         .annotate(last=Max("computed_at"), none=no_time)
-        .values_list("d", "none", "last")
+        .values_list("d", "last", "none")
+        .order_by()
     )
-    refreshed_at: dict[date, datetime] = {}
+    refreshed = (
+        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=first, day__lt=end)
+        .values_list("day", no_time, "refreshed_at")
+        .order_by()  # the model's ordering would join the organisation for its name
+    )
     last_computed: dict[date, datetime] = {}
-    for day, at, last in refreshed.order_by().union(computed.order_by(), all=True):
-        if at is not None:
-            refreshed_at[day] = at
+    refreshed_at: dict[date, datetime] = {}
+    for day, last, at in computed.union(refreshed, all=True):
         if last is not None:
             last_computed[day] = last
-    stale = {
+        if at is not None:
+            refreshed_at[day] = at
+    return {
         day
-        for day, at in refreshed_at.items()
-        if day in last_computed and at <= last_computed[day] + SETTLE
+        for day, last in last_computed.items()
+        if day not in refreshed_at or refreshed_at[day] <= last + SETTLE
     }
-    return refreshed_at.keys() - stale, stale
 
 
-def gaps(first: date, end: date, days: Iterable[date]) -> list[Span]:
-    """[start, end) spans of the days in [first, end) that are not in ``days``."""
+def day_spans(days: Iterable[date]) -> list[Span]:
+    """Sorted days as [start, end) spans of consecutive days."""
     spans: list[Span] = []
-    cursor = first
-    for day in sorted(d for d in set(days) if first <= d < end):
-        if day > cursor:
-            spans.append((midnight(cursor), midnight(day)))
-        cursor = day + DAY
-    if cursor < end:
-        spans.append((midnight(cursor), midnight(end)))
+    for day in sorted(set(days)):
+        moment = midnight(day)
+        if spans and spans[-1][1] == moment:
+            spans[-1] = (spans[-1][0], moment + DAY)
+        else:
+            spans.append((moment, moment + DAY))
     return spans

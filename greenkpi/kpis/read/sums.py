@@ -20,13 +20,26 @@ from operator import or_
 from typing import Literal
 
 import pandas as pd
-from django.db.models import Aggregate, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models import (
+    Aggregate,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.functions import TruncDate
 
 from greenkpi.kpis.daily import SOURCE_COLUMNS, SUMMED_COLUMNS
 from greenkpi.kpis.models import DailyRollup, DailySums, DailyTeamRollup, HourlyRollup
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read.freshness import Span
+from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, fetch_rows
 
 # Keys a read may group or filter by, and the tables that carry them.
 TEAM_KEYS = frozenset({"team_id", "site_id", "currency"})
@@ -83,13 +96,12 @@ def plan(
         return Plan(None, None, frozenset(), ())
     if days is None or grain == "hour" or not set(keys) <= DAILY_KEYS:
         return Plan(None, None, frozenset(), ((start, end),))
-    fresh, stale = freshness.fresh_days(organisation_id=organisation_id, first=days[0], end=days[1])
+    stale = freshness.stale_days(organisation_id=organisation_id, first=days[0], end=days[1])
     ends = [(start, freshness.midnight(days[0])), (freshness.midnight(days[1]), end)]
-    spans = _merged([s for s in ends if s[0] < s[1]] + freshness.gaps(days[0], days[1], fresh))
-    if not fresh:  # nothing for the daily tables
+    spans = _merged([s for s in ends if s[0] < s[1]] + freshness.day_spans(stale))
+    if len(stale) == (days[1] - days[0]).days:  # nothing left for the daily tables
         return Plan(None, None, frozenset(), tuple(spans))
     table = DailyTeamRollup if set(keys) <= TEAM_KEYS else DailyRollup
-    # Whole days from the table but its stale ones (never-refreshed days have no daily rows).
     return Plan(table, days, frozenset(stale), tuple(spans))
 
 
@@ -141,12 +153,13 @@ def _hourly_aggregates(columns: Sequence[str]) -> dict[str, Aggregate]:
             )
         elif c == "renewable_known_kwh":
             out[name] = Sum("facility_energy_kwh", filter=known, default=0.0)
-        elif c == "idle_location_kgco2e":  # g; divided by 1000 after summing, as kpis.daily does
-            out[name] = Sum(
+        elif c == "idle_location_kgco2e":  # g, divided by 1000 after summing as kpis.daily does
+            grams = Sum(
                 F("idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh"),
                 output_field=FloatField(),
                 default=0.0,
             )
+            out[name] = ExpressionWrapper(grams / 1000.0, output_field=FloatField())
         elif c in by_source:
             out[name] = Sum(
                 "facility_energy_kwh", filter=Q(intensity_source=by_source[c]), default=0.0
@@ -158,20 +171,6 @@ def _hourly_aggregates(columns: Sequence[str]) -> dict[str, Aggregate]:
         else:
             out[name] = Sum(c)
     return out
-
-
-def _fetch(
-    rows: QuerySet, group: list[str], aggregates: dict[str, Aggregate]
-) -> list[tuple[object, ...]]:
-    """Grouped sums as tuples (a dict per row cost ~70 ms at the models list's 20 k groups)."""
-    if not group:  # one total: an aggregate, absent when no row matched
-        found = rows.aggregate(n_rows=Count("pk"), **aggregates)
-        if not found.pop("n_rows"):
-            return []
-        return [tuple(found[name] for name in aggregates)]
-    return list(
-        rows.values(*group).annotate(**aggregates).values_list(*group, *aggregates).order_by()
-    )
 
 
 def sums(
@@ -198,8 +197,11 @@ def sums(
     the_plan = plan(organisation_id=organisation_id, start=start, end=end, keys=keys, grain=grain)
     time_columns = ["bucket_utc", "bucket_h"] if grain == "native" else ["bucket_utc"]
     out_columns = [*(time_columns if grain else []), *by, *columns]
-    parts: list[pd.DataFrame] = []
     filters = _where_q(where)
+    # Every part groups by the organisation (one value: it stands for "no key" too), its bucket
+    # (epoch days, or epoch seconds for hours) and ``by``; ``bucket_h`` says which unit.
+    group = ["organisation_id", *(["bucket"] if grain else []), *by]
+    parts: list[QuerySet] = []
     if the_plan.table is not None and the_plan.days is not None:
         rows = the_plan.table.objects.filter(
             filters,
@@ -209,45 +211,47 @@ def sums(
         )
         if the_plan.skip:
             rows = rows.exclude(day__in=sorted(the_plan.skip))
-        group = (["day"] if grain else []) + list(by)
-        records = _fetch(rows, group, _daily_aggregates(columns))
-        frame = pd.DataFrame.from_records(records, columns=[*group, *columns])
         if grain:
-            frame = frame.rename(columns={"day": "bucket_utc"})
-            frame["bucket_utc"] = pd.to_datetime(frame["bucket_utc"])
-            if grain == "native":
-                frame["bucket_h"] = 24
-        parts.append(frame)
+            rows = rows.annotate(bucket=EpochDays("day"))
+        parts.append(_grouped(rows, group, _daily_aggregates(columns), hours=24))
     if the_plan.spans:
         within = reduce(or_, (Q(hour__gte=a, hour__lt=b) for a, b in the_plan.spans))
         rows = HourlyRollup.objects.filter(within, filters, organisation_id=organisation_id)
-        group = list(by)
         if grain == "day":
-            rows = rows.annotate(bucket=TruncDate("hour", tzinfo=UTC))
-            group = ["bucket", *group]
+            rows = rows.annotate(bucket=EpochDays(TruncDate("hour", tzinfo=UTC)))
         elif grain in ("hour", "native"):
-            group = ["hour", *group]
-        records = _fetch(rows, group, _hourly_aggregates(columns))
-        frame = pd.DataFrame.from_records(records, columns=[*group, *columns])
-        if "idle_location_kgco2e" in frame:
-            frame["idle_location_kgco2e"] = frame["idle_location_kgco2e"].astype("float64") / 1000.0
-        if grain:
-            frame = frame.rename(columns={group[0]: "bucket_utc"})
-            times = pd.to_datetime(frame["bucket_utc"], utc=grain != "day")
-            frame["bucket_utc"] = times.dt.tz_localize(None) if grain != "day" else times
-            if grain == "native":
-                frame["bucket_h"] = 1
-        parts.append(frame)
-    parts = [p for p in parts if len(p)]
+            rows = rows.annotate(bucket=EpochSeconds("hour"))
+        hours = 24 if grain == "day" else 1
+        parts.append(_grouped(rows, group, _hourly_aggregates(columns), hours=hours))
     if not parts:
         return _typed(pd.DataFrame(columns=out_columns), columns)
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    # One round trip: the daily and the hourly part as one UNION ALL.
+    query = parts[0].union(parts[1], all=True) if len(parts) > 1 else parts[0]
+    frame = pd.DataFrame.from_records(fetch_rows(query), columns=[*group, *columns, "bucket_h"])
+    if grain:
+        days = frame["bucket_h"] == 24
+        times = pd.to_datetime(frame["bucket"].where(days, 0), unit="D")
+        seconds = pd.to_datetime(frame["bucket"].where(~days, 0), unit="s")
+        frame["bucket_utc"] = times.where(days, seconds)
     frame = _typed(frame[out_columns], columns)
     if len(parts) > 1 and not grain:
         # Over the whole range a group gets rows from both tables (its fresh days and its stale
         # or partial ones): add them up. With a time bucket the two never share a bucket.
         frame = _combine(frame, list(by), columns)
     return frame
+
+
+def _grouped(
+    rows: QuerySet, group: list[str], aggregates: dict[str, Aggregate], *, hours: int
+) -> QuerySet:
+    """``aggregates`` per ``group`` as a values_list, then the bucket length in hours."""
+    return (
+        rows.values(*group)
+        .annotate(**aggregates)
+        .annotate(bucket_h=Value(hours, output_field=IntegerField()))
+        .values_list(*group, *aggregates, "bucket_h")
+        .order_by()
+    )
 
 
 def _typed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
