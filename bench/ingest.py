@@ -509,7 +509,11 @@ def main() -> int:
             warm = make_bodies(args.workers * 2, args.batch, args.hosts, seed=99)
             for i, body in enumerate(warm):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": f"warm-{i}"}
+                headers = {
+                    "Authorization": f"Bearer {secret}",
+                    "Idempotency-Key": f"warm-{i}",
+                    "Content-Type": "application/json",
+                }
                 c.request("POST", "/api/v1/ingest/", body=body, headers=headers)
                 r = c.getresponse()
                 if r.status != 201:
