@@ -155,6 +155,7 @@ def _slurm_accounts(organisation_id: int, day: date, recipient: Recipient) -> di
         start=start,
         end=end,
         team_ids=None if recipient.org_wide else recipient.team_ids,
+        kind="slurm",
     )
     accounts = waste_by(jobs, by="account")
     return {

@@ -55,11 +55,12 @@ def jobs_usage(
     team_ids: Iterable[int] | None = None,
     account: str = "",
     user: str = "",
+    kind: str | None = None,
 ) -> list[JobUsage]:
     """Jobs with windows in [start, end), most wasted GPU-hours first (then kgCO2e, energy).
 
     ``team_ids`` limits to the jobs whose energy went (mostly) to those teams: a person sees the
-    jobs of the teams they may see, like every page.
+    jobs of the teams they may see, like every page. ``kind``: one scheduler (``slurm``, ``k8s``).
     """
     rows = (
         HourlyRollup.objects.filter(
@@ -94,6 +95,8 @@ def jobs_usage(
     if not per_job:
         return []
     facts = SchedulerJob.objects.filter(organisation_id=organisation_id, pk__in=list(per_job))
+    if kind:
+        facts = facts.filter(kind=kind)
     if account:
         facts = facts.filter(account=account)
     if user:

@@ -643,3 +643,19 @@ def test_a_known_job_with_the_same_facts_is_not_rewritten_and_a_new_fact_is_stor
     assert post_batch(secret, body).status_code == 201
     kept = SchedulerJob.objects.get(job_id="900")
     assert kept.ended_at == done.ended_at and kept.last_window == hour + timedelta(hours=1)
+
+
+def test_a_kubernetes_pod_is_not_a_slurm_job_on_the_report(slurm, acme_token, post_batch, hour):
+    acme = slurm
+    _, secret = acme_token
+    pod = {"kind": "k8s", "namespace": "vision", "pod": "train-0", "container": "trainer"}
+    body = node_batch("k8s-node", [(None, "busy")], hour)
+    for sample in body["samples"]:
+        sample["shares"] = [{"energy_j": BUSY_J, "method": "utilization", "scheduler": pod}]
+    assert post_batch(secret, body).status_code == 201
+    services.window_recompute(organisation_id=acme.pk, hour=hour)
+    end = hour + timedelta(hours=1)
+    every = jobs_read.jobs_usage(organisation_id=acme.pk, start=hour, end=end)
+    slurm_only = jobs_read.jobs_usage(organisation_id=acme.pk, start=hour, end=end, kind="slurm")
+    assert len(every) == len(slurm_only) + 1
+    assert {j.cluster for j in slurm_only} == {"hpc"}

@@ -50,6 +50,7 @@ def jobs_report(
         team_ids=teams.keys(),
         account=account,
         user=user,
+        kind="slurm",  # Kubernetes pods are scheduler jobs too (issue 13), not on this report
     )
     slugs = teams
     gap = jobs_read.unmapped(
