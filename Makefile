@@ -7,12 +7,12 @@ PORT ?= 8000
 # The PostgreSQL + Redis layer of `make test` runs when DATABASE_URL points at PostgreSQL.
 PG_URL := $(filter postgres%,$(DATABASE_URL))
 
-.PHONY: install demo test test-sqlite test-postgres lint fmt migrate bench clean
+.PHONY: install demo test test-sqlite test-postgres lint fmt migrate bench clean podresources-proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,collector]"
+	$(PY) -m pip install --quiet -e ".[dev,collector,kubernetes]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -66,3 +66,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache var/celery-broker var/staticfiles
+
+# The kubelet pod-resources client, generated from the vendored api.proto (Kubernetes attribution).
+PODRES := collectors/greenkpi_collector/sources/kubernetes/podresources_v1
+podresources-proto: install
+	$(PY) -m grpc_tools.protoc -Icollectors --python_out=collectors --pyi_out=collectors \
+		--grpc_python_out=collectors $(PODRES)/api.proto

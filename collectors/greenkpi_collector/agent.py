@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from greenkpi_collector.attribution import Registry
 from greenkpi_collector.config import Config, ConfigError
@@ -75,12 +76,38 @@ def build_sources(config: Config) -> tuple[list[Source], list[str], bool]:
     return sources, notes, rapl
 
 
-def attributor(registry: Registry, slurm: SlurmJobs | None, sources: list[Source]) -> Attributor:
-    """Who used each GPU; pods labelled by exporter sources resolve to their labels."""
+def attributor(
+    registry: Registry,
+    slurm: SlurmJobs | None,
+    sources: list[Source],
+    kube: Any = None,
+) -> Attributor:
+    """Who used each GPU; pods labelled by exporter sources resolve to their labels, pods the
+    kubelet allocated GPUs to (``kube``: build_kubernetes's answer) through sources.kubernetes."""
     gpu_index = gpu_indices(sources)
     # By name, not isinstance: importing the exporter module (and prometheus_client) costs
     # start-up time on every host that does not use it.
     exporters = [s for s in sources if s.name in EXPORTER_KINDS]
+    if kube is not None and not exporters:
+        from greenkpi_collector.sources.kubernetes.attributor import KubeAttributor
+
+        client, cache, config = kube
+        mig_parent = {
+            mig: g.uuid
+            for s in sources
+            for g in getattr(s, "gpus", ())
+            for mig in getattr(g, "mig_uuids", ())
+        }
+        return KubeAttributor(
+            registry,
+            slurm=slurm,
+            gpu_index=gpu_index,
+            pods=client,
+            cache=cache,
+            cluster=config.kube_cluster,
+            mig_parent=mig_parent,
+            proc_root=config.proc_root,
+        )
     if not exporters:
         return Attributor(registry, slurm=slurm, gpu_index=gpu_index)
     from greenkpi_collector.sources.exporters.pods import PodAttributor
@@ -91,6 +118,29 @@ def attributor(registry: Registry, slurm: SlurmJobs | None, sources: list[Source
         gpu_index=gpu_index,
         exporters=exporters,  # type: ignore[arg-type]  # ExporterSource, by their names
     )
+
+
+def build_kubernetes(config: Config, notes: list[str]) -> Any:
+    """(pod-resources client, pod cache, config) when Kubernetes attribution is on, else None.
+
+    ``auto`` turns it on when the kubelet socket exists. A socket that exists but refuses us is
+    not fatal: the agent measures on with attribution unknown (``check`` and the host's source
+    errors say why)."""
+    if config.kubernetes == "off":
+        return None
+    if config.kubernetes == "auto" and not os.path.exists(config.kubelet_socket):
+        return None
+    try:
+        from greenkpi_collector.sources.kubernetes.apiserver import PodCache
+        from greenkpi_collector.sources.kubernetes.podresources import PodResourcesClient
+    except ImportError as exc:  # grpcio missing: pip install 'greenkpi[collector,kubernetes]'
+        if config.kubernetes == "on":
+            raise SourceUnavailable(f"kubernetes = on, but {exc}") from None
+        notes.append(f"no Kubernetes attribution: {exc}")
+        return None
+    client = PodResourcesClient(config.kubelet_socket)
+    cache = PodCache(config.kube_node, url=config.kube_api_url)
+    return client, cache, config
 
 
 def build_slurm(config: Config, notes: list[str]) -> SlurmJobs | None:
@@ -152,7 +202,7 @@ class Agent:
             window_s=config.window_s,
             max_resume_gap_s=config.max_resume_gap_s,
             notes=notes,
-            attributor=attributor(registry, self.slurm, sources),
+            attributor=attributor(registry, self.slurm, sources, build_kubernetes(config, notes)),
         )
         self.sender = Sender(
             spool=Spool(config.spool_path, quota),

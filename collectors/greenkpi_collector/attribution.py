@@ -12,6 +12,8 @@ Split of one sampling interval's energy E on one GPU among its processes p (docs
     no process on the GPU, or p claimed by nobody:   to nobody               method unattributed
     a scheduler job holds the GPU and it has no process, or the GPU is < 5 % busy and the
     process belongs to that job:                     to the job              method allocated-idle
+    several pods hold one GPU (time-sliced, MPS, MIG slices of it) and it has no process:
+                                                     E / holders each        method allocated-idle
 Unattributed energy is charged by the backend to the host's default team.
 """
 
@@ -32,10 +34,11 @@ from greenkpi_collector.sources.base import ProcUse
 MAX_ANCESTORS = 64
 
 
-# A scheduler job as the window builder keys it: (scheduler cluster, Slurm's raw job id). Its facts
-# (canonical id, account, end, ...) are looked up when the window closes, so facts that arrive
-# mid-window do not split one job into two shares.
-JobKey = tuple[str, int]
+# A scheduler job as the window builder keys it: (scheduler cluster, Slurm's raw job id), or for a
+# Kubernetes pod (cluster, "<namespace>/<pod>:<container>") -- a str, never an int. Its facts
+# (canonical id, account, labels, end, ...) are looked up when the window closes, so facts that
+# arrive mid-window do not split one job into two shares.
+JobKey = tuple[str, int | str]
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,19 @@ def split_interval(
     energy_j: float,
     procs: Iterable[ProcUse],
     resolve: Callable[[int], Claim | None],
-    allocated: Claim | None = None,
+    allocated: Claim | tuple[Claim, ...] | None = None,
     idle: bool = False,
 ) -> list[tuple[ShareKey, float]]:
-    """``allocated``: the scheduler job holding this GPU; ``idle``: the GPU was < 5 % busy."""
+    """``allocated``: the scheduler job holding this GPU (or the pods sharing it); ``idle``: the
+    GPU was < 5 % busy."""
     procs = list(procs)
+    holders = allocated if isinstance(allocated, tuple) else (allocated,) if allocated else ()
     if not procs:
-        if allocated is not None:
-            return [(ShareKey.of(allocated, "allocated-idle"), energy_j)]
+        if holders:
+            each = energy_j / len(holders)
+            return [(ShareKey.of(holder, "allocated-idle"), each) for holder in holders]
         return [(ShareKey.unattributed(), energy_j)]
+    held_jobs = {holder.job for holder in holders}
     utils = [p.util for p in procs]
     if any(u for u in utils):
         weights, method = [u or 0.0 for u in utils], "utilization"
@@ -91,7 +98,7 @@ def split_interval(
         claim = resolve(proc.pid)
         if claim is None:
             key = ShareKey.unattributed()
-        elif idle and allocated is not None and claim.job == allocated.job:
+        elif idle and claim.job is not None and claim.job in held_jobs:
             key = ShareKey.of(claim, "allocated-idle")  # the job's own process idles on it
         else:
             key = ShareKey.of(claim, method)

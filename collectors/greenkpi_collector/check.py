@@ -91,6 +91,7 @@ def run_check(config: Config, say: Callable[[str], None] = print) -> int:
     problems += _check_spool(config, say)
     problems += _check_registry(config, say)
     problems += _check_slurm(config, say)
+    problems += _check_kubernetes(config, say)
     problems += _check_server(config, say)
     if not measured:
         say("verdict: nothing can be measured on this host")
@@ -119,6 +120,49 @@ def _check_slurm(config: Config, say: Callable[[str], None]) -> int:
         "environment > Slurm job > host default team"
     )
     return 0 if ok else 1
+
+
+def _check_kubernetes(config: Config, say: Callable[[str], None]) -> int:
+    """What the kubelet and the API server say about this node's pods (one List, one pod list).
+    A missing or refused socket is said in plain words; the agent still measures without it."""
+    if config.kubernetes == "off":
+        say("Kubernetes: off (kubernetes = off)")
+        return 0
+    if config.kubernetes == "auto" and not os.path.exists(config.kubelet_socket):
+        say(f"Kubernetes: not used: no kubelet pod-resources socket at {config.kubelet_socket}")
+        return 0
+    try:
+        from greenkpi_collector.sources.kubernetes.apiserver import PodCache
+        from greenkpi_collector.sources.kubernetes.podresources import (
+            PodResourcesClient,
+            PodResourcesUnavailable,
+        )
+    except ImportError as exc:
+        say(f"Kubernetes: attribution unknown: {exc} (install greenkpi[kubernetes])")
+        return 1
+    client = PodResourcesClient(config.kubelet_socket)
+    problems = 0
+    try:
+        allocations = client.allocations()
+        allocatable = client.allocatable()
+        pods = {ref.key for refs in allocations.values() for ref in refs}
+        say(
+            f"Kubernetes: kubelet {config.kubelet_socket}: {len(allocatable)} allocatable GPU "
+            f"device(s), {len(allocations)} allocated to {len(pods)} pod(s)"
+        )
+    except PodResourcesUnavailable as exc:
+        say(f"Kubernetes: {exc}; the collector measures on with pod attribution unknown")
+        problems += 1
+    finally:
+        client.close()
+    cache = PodCache(config.kube_node, url=config.kube_api_url)
+    cache.refresh()
+    if cache.last_error:
+        say(f"Kubernetes: {cache.last_error}; pods keep no labels until it answers")
+        problems += 1
+    else:
+        say(f"Kubernetes: API server lists {len(cache.by_uid)} pod(s) on node {config.kube_node}")
+    return problems
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -67,6 +67,23 @@ OPTIONS = (
     Option("slurm_node", str, None, "this host's Slurm node name (default: short hostname)"),
     Option("slurm_refresh_s", float, 15.0, "seconds between Slurm job listings", minimum=1.0),
     Option("slurm_timeout_s", float, 10.0, "longest wait for scontrol/squeue", minimum=0.1),
+    Option(
+        "kubernetes",
+        str,
+        "auto",
+        "Kubernetes pod attribution: auto (when the kubelet socket exists), on, off",
+        ("auto", "on", "off"),
+    ),
+    Option(
+        "kubelet_socket",
+        str,
+        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        "the kubelet pod-resources API socket",
+    ),
+    Option("kube_node", str, None, "this node's name (default: NODE_NAME, else the hostname)"),
+    Option("kube_api_url", str, None, "API server URL (default: in-cluster service account)"),
+    Option("kube_cluster", str, None, "cluster name sent with pod shares (optional)"),
+    Option("proc_root", str, "/proc", "where host PIDs' cgroups are read (hostPID: /proc)"),
     Option("sim_gpus", int, 2, "number of simulated GPUs (gpu = sim)", minimum=1),
     Option("sim_scenario", str, None, "JSON file scripting simulated processes (gpu = sim)"),
     Option(
@@ -116,6 +133,12 @@ class Config:
     slurm_node: str
     slurm_refresh_s: float
     slurm_timeout_s: float
+    kubernetes: str
+    kubelet_socket: str
+    kube_node: str
+    kube_api_url: str | None
+    kube_cluster: str | None
+    proc_root: str
     sim_gpus: int
     sim_scenario: str | None
     spool_max_mb: float
@@ -214,6 +237,7 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
             origin[key] = "command line"
     values["hostname"] = values["hostname"] or socket.gethostname()
     values["slurm_node"] = values["slurm_node"] or socket.gethostname().split(".")[0]
+    values["kube_node"] = values["kube_node"] or env.get("NODE_NAME") or socket.gethostname()
     values["registry_dir"] = values["registry_dir"] or str(Path(values["state_dir"]) / "registry")
     if values["window_s"] < values["sample_interval_s"]:
         raise ConfigError("window_s must be at least sample_interval_s")

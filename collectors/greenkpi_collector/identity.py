@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from greenkpi_collector.attribution import Claim, JobKey, Registry
 from greenkpi_collector.sources.slurm import ProcessIdentities, SlurmJobs
-from greenkpi_schema import SlurmJob
+from greenkpi_schema import K8sPod, SlurmJob
 
 ENV_FIELDS = {"GREENKPI_TEAM": "team", "GREENKPI_MODEL": "model", "GREENKPI_RUN": "run"}
 # The share tags' length limits (greenkpi_schema.v1): longer values are cut, not refused.
@@ -83,8 +83,9 @@ class Attributor:
             job=job,
         )
 
-    def allocated(self, uuid: str, t_wall: float) -> Claim | None:
-        """The scheduler job that holds this GPU now, as a claim without a process."""
+    def allocated(self, uuid: str, t_wall: float) -> Claim | tuple[Claim, ...] | None:
+        """The scheduler job that holds this GPU now, as a claim without a process (the pods
+        sharing it, several claims: sources.kubernetes)."""
         if self.slurm is None:
             return None
         index = self.gpu_index.get(uuid)
@@ -95,8 +96,8 @@ class Attributor:
             return None
         return Claim(pid=None, team=None, model=None, run=None, job=(facts.cluster, facts.raw_id))
 
-    def describe(self, job: JobKey) -> tuple[SlurmJob, str]:
-        assert self.slurm is not None  # only Slurm claims carry a job
+    def describe(self, job: JobKey) -> tuple[SlurmJob | K8sPod, str]:
+        assert self.slurm is not None and isinstance(job[1], int)  # Slurm claims: int job ids
         facts = self.slurm.describe(job[1], self._job_env.get(job[1], ()))
         return facts.to_schema(), facts.run_key
 

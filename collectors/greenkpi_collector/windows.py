@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 from greenkpi_collector.attribution import Claim, JobKey, ShareKey, split_interval
 from greenkpi_collector.sources.base import METHOD_RANK, Reading
-from greenkpi_schema import Sample, Share, SlurmJob
+from greenkpi_schema import K8sPod, Sample, Share, SlurmJob
 from greenkpi_schema.v1 import MAX_SHARES
 
 IDLE_BUSY_FRACTION = 0.05  # an interval with busy < 5 % counts as idle seconds
 _METHODS = {rank: name for name, rank in METHOD_RANK.items()}
-# A job's schema identity and its run key ("slurm:<cluster>:<job id>"), looked up at close.
-Describe = Callable[[JobKey], tuple[SlurmJob, str]]
+# A job's schema identity and its run key ("slurm:<cluster>:<job id>", a pod's), looked up at close.
+Describe = Callable[[JobKey], tuple[SlurmJob | K8sPod, str]]
 
 
 @dataclass
@@ -85,7 +85,7 @@ class DeviceWindow:
         r: Reading,
         t_wall: float,
         resolve: Callable[[int], Claim | None],
-        allocated: Claim | None = None,
+        allocated: Claim | tuple[Claim, ...] | None = None,
     ) -> None:
         dt = t_wall - self.last_wall
         if dt <= 0:

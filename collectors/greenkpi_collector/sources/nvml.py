@@ -75,6 +75,7 @@ class _Gpu:
     has_counter: bool
     mig: bool
     mig_instances: int = 0
+    mig_uuids: list[str] = field(default_factory=list)  # what Kubernetes allocates (MIG-...)
     last_proc_ts_us: int = 0  # NVML returns per-process samples newer than this
     sm_clock_mhz: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -134,7 +135,7 @@ class NvmlSource:
                 "readings (method power_integral)"
             )
         if gpu.mig:
-            gpu.mig_instances = self._count_mig(handle)
+            gpu.mig_instances = self._count_mig(handle, gpu.mig_uuids)
             # NVML has power and energy only for the physical GPU, and no per-instance
             # utilization, so energy is measured per GPU and split equally among its processes.
             gpu.notes.append(
@@ -143,15 +144,19 @@ class NvmlSource:
             )
         return gpu
 
-    def _count_mig(self, handle: Any) -> int:
+    def _count_mig(self, handle: Any, uuids: list[str] | None = None) -> int:
         top = self._try("MIG count", self.api.nvmlDeviceGetMaxMigDeviceCount, handle) or 0
         found = 0
         for i in range(top):
             try:
-                self.api.nvmlDeviceGetMigDeviceHandleByIndex(handle, i)
+                mig = self.api.nvmlDeviceGetMigDeviceHandleByIndex(handle, i)
                 found += 1
             except self.api.NVMLError:
                 continue  # NotFound: that slot holds no instance
+            if uuids is not None:
+                uuid = self._try("MIG UUID", self.api.nvmlDeviceGetUUID, mig)
+                if uuid:
+                    uuids.append(_text(uuid))
         return found
 
     def devices(self) -> list[DeviceInfo]:

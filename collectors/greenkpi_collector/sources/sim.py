@@ -97,6 +97,9 @@ class SimulatedNvml:
         return index
 
     def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        if isinstance(handle, tuple):  # a MIG instance: (parent handle, index)
+            parent = self._gpu(handle[0], "nvmlDeviceGetUUID").uuid
+            return f"MIG-{parent.removeprefix('GPU-')}-{handle[1]}"
         return self._gpu(handle, "nvmlDeviceGetUUID").uuid
 
     def nvmlDeviceGetName(self, handle: Any) -> str:

@@ -1,0 +1,152 @@
+"""The collector's Attributor taught Kubernetes: a GPU's holders from the kubelet, a process's pod
+from its cgroup, a pod's labels from the API server.
+
+Rules (docs/collector.md, "Kubernetes"):
+* A process whose cgroup names a pod the API server knows works for that pod: its share carries
+  ``scheduler: {kind: k8s, ...}`` (a ``wrap`` registration or GREENKPI_* variable still sets
+  team / model / run first). Processes of several pods on one GPU (time-slicing, MPS) split the
+  interval by NVML's per-process utilization (method ``utilization``), equally when NVML has none
+  (MPS, MIG: method ``equal``).
+* A GPU (or a MIG slice of it) allocated to pods, with no process in the interval: the holders'
+  ``allocated-idle`` share, equal per holding pod. MIG slices are separate devices to the kubelet;
+  NVML measures the physical GPU, so a slice's pod is a holder of its parent GPU.
+* The kubelet socket missing or refused: attribution is unknown (processes keep their
+  registration / environment claims, idle GPUs go to nobody); ``errors`` says why, once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from greenkpi_collector.attribution import Claim, JobKey
+from greenkpi_collector.identity import Attributor
+from greenkpi_collector.sources.kubernetes.apiserver import PodCache, PodMeta
+from greenkpi_collector.sources.kubernetes.cgroup import pod_of_pid
+from greenkpi_collector.sources.kubernetes.podresources import (
+    PodRef,
+    PodResourcesClient,
+    PodResourcesUnavailable,
+)
+from greenkpi_schema import K8sPod
+from greenkpi_schema.v1 import K8S_TEXT_LIMITS, k8s_run_key
+
+
+class KubeAttributor(Attributor):
+    def __init__(
+        self,
+        *args: Any,
+        pods: PodResourcesClient,
+        cache: PodCache,
+        cluster: str | None = None,
+        mig_parent: dict[str, str] | None = None,
+        proc_root: str = "/proc",
+        list_s: float = 10.0,
+        clock: Any = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.pods = pods
+        self.cache = cache
+        self.cluster = (cluster or "")[: K8S_TEXT_LIMITS["cluster"]]
+        self.mig_parent = mig_parent or {}
+        self.proc_root = proc_root
+        self.list_s = list_s
+        self.clock = clock
+        self.holders: dict[str, tuple[PodRef, ...]] = {}
+        self.kubelet_error: str | None = None
+        self._listed_at = float("-inf")
+        self._errors: list[str] = []
+        self._k8s_tick: dict[int, Claim | None] = {}
+        self._containers: dict[str, str] = {}
+
+    def refresh(self) -> None:
+        super().refresh()
+        self._k8s_tick.clear()
+        now = self.clock()
+        if now - self._listed_at < self.list_s:
+            return
+        self._listed_at = now
+        try:
+            allocations = self.pods.allocations()
+        except PodResourcesUnavailable as exc:
+            if str(exc) != self.kubelet_error:
+                self._errors.append(f"{exc}; pod attribution unknown")
+            self.kubelet_error = str(exc)
+            self.holders = {}
+            return
+        self.kubelet_error = None
+        holders: dict[str, list[PodRef]] = {}
+        for device, refs in allocations.items():
+            gpu = self.mig_parent.get(device, device)  # a MIG slice's pod holds its parent GPU
+            for ref in refs:
+                if all(r.key != ref.key for r in holders.get(gpu, [])):
+                    holders.setdefault(gpu, []).append(ref)
+        self.holders = {gpu: tuple(refs) for gpu, refs in holders.items()}
+        self.cache.refresh()
+
+    def _job(self, namespace: str, pod: str, container: str | None) -> JobKey:
+        """The pod's key (one share per pod and window); its container is remembered aside."""
+        key = f"{namespace}/{pod}"
+        if container:
+            if len(self._containers) > 4096:
+                self._containers.clear()
+            self._containers[key] = container
+        return (self.cluster, key)
+
+    def resolve(self, pid: int) -> Claim | None:
+        if pid in self._k8s_tick:
+            return self._k8s_tick[pid]
+        base = super().resolve(pid)
+        claim = base
+        found = pod_of_pid(pid, self.proc_root) if pid >= 0 else None
+        meta = self.cache.by_pod_uid(found[0]) if found is not None else None
+        if found is not None and meta is not None:
+            container = meta.containers.get(found[1] or "")
+            claim = Claim(
+                pid=base.pid if base is not None else pid,
+                team=base.team if base is not None else None,
+                model=base.model if base is not None else None,
+                run=base.run if base is not None else None,
+                tags=base.tags if base is not None else (),
+                job=self._job(meta.namespace, meta.name, container),
+            )
+        self._k8s_tick[pid] = claim
+        return claim
+
+    def allocated(self, uuid: str, t_wall: float) -> Claim | tuple[Claim, ...] | None:
+        refs = self.holders.get(uuid)
+        if not refs:
+            return super().allocated(uuid, t_wall)
+        claims = tuple(
+            Claim(pid=None, team=None, model=None, run=None, job=self._job(*_ref(r))) for r in refs
+        )
+        return claims[0] if len(claims) == 1 else claims
+
+    def describe(self, job: JobKey) -> tuple[Any, str]:
+        if not isinstance(job[1], str):
+            return super().describe(job)
+        key = job[1]
+        container = self._containers.get(key, "")
+        namespace, _, name = key.partition("/")
+        meta: PodMeta | None = self.cache.by_key.get(key)
+        pod = K8sPod(
+            namespace=namespace,
+            pod=name,
+            cluster=job[0] or None,
+            container=container[:63] or None,
+            uid=(meta.uid[:64] or None) if meta is not None else None,
+            labels=dict(meta.labels) if meta is not None else {},
+            annotations=dict(meta.annotations) if meta is not None else {},
+            start=meta.start if meta is not None else None,
+            complete=meta is not None,
+        )
+        return pod, k8s_run_key(pod)
+
+    def errors(self) -> list[str]:
+        out, self._errors = self._errors, []
+        return super().errors() + out + self.cache.errors()
+
+
+def _ref(ref: PodRef) -> tuple[str, str, str]:
+    return ref.namespace, ref.pod, ref.container
