@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import NotSupportedError, connections
-from django.db.models import FloatField, Func, IntegerField, QuerySet
+from django.db import NotSupportedError
+from django.db.models import FloatField, Func
 
 
 class EpochSeconds(Func):
@@ -36,40 +36,3 @@ class EpochSeconds(Func):
             template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
             **extra,
         )
-
-
-class EpochDays(Func):
-    """Days since 1970-01-01 of a date expression, as an integer.
-
-    A year of team-days is ~18 k rows; psycopg parsing each date cost ~40 % of fetching them
-    (bench/dashboard.py), an integer costs nothing and pandas turns it into a date in one step.
-    """
-
-    arity = 1
-    output_field = IntegerField()
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        raise NotSupportedError(f"EpochDays is not written for {connection.vendor}")
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return super().as_sql(
-            compiler, connection, template="(%(expressions)s - DATE '1970-01-01')", **extra
-        )
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return super().as_sql(
-            compiler,
-            connection,
-            template="CAST(ROUND(julianday(%(expressions)s) - 2440587.5) AS INTEGER)",
-            **extra,
-        )
-
-
-def fetch_rows(queryset: QuerySet) -> list[tuple[Any, ...]]:
-    """The rows of a ``values_list`` queryset straight from the cursor, without Django's
-    per-value converters: for plain numbers (ints, floats) they only cost time, ~30 ms over a
-    year of team-days (bench/dashboard.py). Use only where every column is such a number."""
-    sql, params = queryset.query.sql_with_params()
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 MAX_QUERIES = {
     "/": 9,  # + carbon/cost tiles and the freshness line (newest rollup hour, last run)
     "/fleet/": 7,
-    "/teams/": 8,  # + the visible budgets and their status (issue 12: budget status per team)
+    "/teams/": 9,  # + the visible budgets and their status, + the read layer's freshness probe
     "/settings/tokens/": 6,
     "/charts/energy-by-team.json": 6,
     "/charts/energy-by-team.csv": 6,

@@ -1,7 +1,7 @@
 """Reads behind every dashboard page, chart and CSV. Each takes a Scope (or a scoped object).
 
-Energy, carbon and cost come from the rollups (DailyRollup for whole days, HourlyRollup for hours;
-see rollups.py); only the host power/utilization charts read raw windows, for ranges up to 7 days
+Energy, carbon and cost come from the rollups through kpis.read (rollups.py: fresh whole days from
+the daily tables, partial and stale days from the hours); only the host power/utilization charts read raw windows, for ranges up to 7 days
 where minute resolution matters. Frames carry units in column names and tz-naive UTC times (what
 Plotly serialises fastest; reference/performance-limits.md section 7).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, Q
 
 from greenkpi.dashboard import rollups
 from greenkpi.dashboard.scoping import Scope, hosts_visible
@@ -35,11 +35,10 @@ from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
     host_series,
     host_series_hourly,
 )
-from greenkpi.dashboard.sql import EpochDays, fetch_rows
 from greenkpi.inventory.models import CollectorToken, Team
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
 from greenkpi.kpis.selectors import last_run
-from greenkpi.lib.periods import Period, naive_utc_series
+from greenkpi.lib.periods import Period
 
 UNASSIGNED = "(no team)"
 
@@ -52,27 +51,24 @@ def team_energy_daily(
 ) -> pd.DataFrame:
     """Energy per UTC day and team in kWh, for the visible teams (or the chosen subset).
 
-    Read from the rollups (DailyRollup for whole days, HourlyRollup for hours), whose attribution
-    is: energy a share names a team for goes to that team, the rest of every window to the host's
-    default team; a window counts in the hour (so the day) it starts. One GROUP BY query.
+    Read from the rollups (kpis.read), whose attribution is: energy a share names a team for goes
+    to that team, the rest of every window to the host's default team; a window counts in the
+    hour (so the day) it starts.
     """
-    src = rollups.source(scope.organisation.pk, period, per_team=True)
-    rows = (
-        src.rows.filter(rollups.team_filter(scope, team_ids))
-        .annotate(d=EpochDays(src.day))
-        .values("d", "team_id")
-        .annotate(kwh=Sum("energy_kwh"))
-        .order_by()
-        .values_list("d", "team_id", "kwh")
-    )
-    out = pd.DataFrame.from_records(fetch_rows(rows), columns=["day", "team_id", "energy_kwh"])
+    out = rollups.sums(
+        scope.organisation.pk,
+        period,
+        ["energy_kwh"],
+        by=["team_id"],
+        teams=rollups.team_where(scope, team_ids),
+        grain="day",
+    ).rename(columns={"bucket_utc": "day"})
     if out.empty:
         return pd.DataFrame(columns=TEAM_DAILY_COLUMNS)
     out["team_id"] = out["team_id"].astype("Int64")
     out = out.sort_values(["day", "team_id"], na_position="last")
     names = {t.pk: t.name for t in scope.teams}
     out["team"] = out["team_id"].map(names).astype(object).fillna(UNASSIGNED)
-    out["day"] = pd.to_datetime(out["day"], unit="D")
     return out[TEAM_DAILY_COLUMNS].reset_index(drop=True)
 
 
@@ -118,29 +114,30 @@ def overview(scope: Scope, period: Period, team_ids: Collection[int] | None = No
         ),
         devices=Count("devices", distinct=True),
     )
-    src = rollups.source(scope.organisation.pk, period, per_team=True)
-    money = (
-        src.rows.filter(rollups.team_filter(scope, team_ids))
-        .values("currency")
-        .annotate(
-            kwh=Sum("energy_kwh"),
-            co2e=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
-            price=Sum("cost"),
-            unpriced=Sum("facility_energy_kwh", filter=Q(cost__isnull=True)),
-            unmapped=Sum("unmapped_energy_kwh"),
-        )
-        .order_by()
-        .values_list("currency", "kwh", "co2e", "price", "unpriced", "unmapped")
+    money = rollups.sums(
+        scope.organisation.pk,
+        period,
+        [
+            "energy_kwh",
+            "operational_location_kgco2e",
+            "embodied_kgco2e",
+            "facility_energy_kwh",
+            "cost",
+            "unmapped_energy_kwh",
+        ],
+        by=["currency"],
+        teams=rollups.team_where(scope, team_ids),
     )
     energy_kwh = co2e = uncosted = unmapped = 0.0
     costs: list[Money] = []
-    for currency, kwh, kg, price, unpriced, orphan in money:
-        unmapped += orphan or 0.0
-        energy_kwh += kwh or 0.0
-        co2e += kg or 0.0
-        uncosted += unpriced or 0.0
-        if currency and price is not None:
-            costs.append(Money(currency, float(price)))
+    for row in money.itertuples(index=False):
+        unmapped += row.unmapped_energy_kwh
+        energy_kwh += row.energy_kwh
+        co2e += row.operational_location_kgco2e + row.embodied_kgco2e
+        if pd.isna(row.cost):  # no tariff priced it (cost is empty exactly without a currency)
+            uncosted += row.facility_energy_kwh
+        elif row.currency:
+            costs.append(Money(row.currency, float(row.cost)))
     return Overview(
         energy_kwh=energy_kwh,
         avg_power_kw=energy_kwh / period.hours if period.hours else 0.0,
@@ -188,25 +185,30 @@ def team_energy_by_run(team: Team, period: Period) -> pd.DataFrame:
     of its default hosts as "(unnamed model)". first/last_window_utc are the start of the first
     and of the last rollup bucket with energy: an hour, or a day for periods of whole days.
     """
-    src = rollups.source(team.organisation_id, period)
-    rows = (
-        src.rows.filter(team_id=team.pk)
-        .values("model_key", "run_key")
-        .annotate(kwh=Sum("energy_kwh"), first=Min(src.bucket), last=Max(src.bucket))
-        .order_by("-kwh", "model_key", "run_key")
-        .values_list("model_key", "run_key", "kwh", "first", "last")
+    grain = "day" if period.days is not None else "hour"
+    rows = rollups.sums(
+        team.organisation_id,
+        period,
+        ["energy_kwh"],
+        by=["model_key", "run_key"],
+        teams=[team.pk],
+        grain=grain,
     )
-    frame = pd.DataFrame.from_records(
-        list(rows), columns=["model", "run", "energy_kwh", "first", "last"]
-    )
-    if frame.empty:
+    if rows.empty:
         return pd.DataFrame(columns=TEAM_RUN_COLUMNS)
+    frame = (
+        rows.groupby(["model_key", "run_key"], as_index=False)
+        .agg(
+            energy_kwh=("energy_kwh", "sum"),
+            first_window_utc=("bucket_utc", "min"),
+            last_window_utc=("bucket_utc", "max"),
+        )
+        .rename(columns={"model_key": "model", "run_key": "run"})
+        .sort_values(["energy_kwh", "model", "run"], ascending=[False, True, True], kind="stable")
+        .reset_index(drop=True)
+    )
     frame["model"] = frame["model"].replace("", "(unnamed model)")
     frame["run"] = frame["run"].replace("", "(no run)")
-    for column in ("first", "last"):
-        hourly = src.bucket == "hour"
-        times = naive_utc_series(frame[column]) if hourly else pd.to_datetime(frame[column])
-        frame[f"{column}_window_utc"] = times
     return frame[TEAM_RUN_COLUMNS]
 
 
@@ -220,28 +222,24 @@ class TeamTotal:
 
 def team_totals(scope: Scope, period: Period) -> list[TeamTotal]:
     """Every visible team with its energy, CO2e total and cost over the period (zero when
-    absent): one GROUP BY team and currency over the rows team_energy_daily reads, so the
+    absent): one read per team and currency of the rows team_energy_daily reads, so the
     totals equal its days summed and the overview's tiles (same columns, same rows)."""
-    src = rollups.source(scope.organisation.pk, period, per_team=True)
-    rows = (
-        src.rows.filter(team_id__in=sorted(scope.team_ids))
-        .values("team_id", "currency")
-        .annotate(
-            kwh=Sum("energy_kwh"),
-            kg=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
-            price=Sum("cost"),
-        )
-        .order_by()
-        .values_list("team_id", "currency", "kwh", "kg", "price")
+    rows = rollups.sums(
+        scope.organisation.pk,
+        period,
+        ["energy_kwh", "operational_location_kgco2e", "embodied_kgco2e", "cost"],
+        by=["team_id", "currency"],
+        teams=sorted(scope.team_ids),
     )
     kwh: dict[int, float] = {}
     kg: dict[int, float] = {}
     money: dict[int, list[Money]] = {}
-    for team_id, currency, energy, co2e, price in rows:
-        kwh[team_id] = kwh.get(team_id, 0.0) + (energy or 0.0)
-        kg[team_id] = kg.get(team_id, 0.0) + (co2e or 0.0)
-        if currency and price is not None:
-            money.setdefault(team_id, []).append(Money(currency, float(price)))
+    for row in rows.itertuples(index=False):
+        team_id = int(row.team_id)
+        kwh[team_id] = kwh.get(team_id, 0.0) + row.energy_kwh
+        kg[team_id] = kg.get(team_id, 0.0) + row.operational_location_kgco2e + row.embodied_kgco2e
+        if row.currency and not pd.isna(row.cost):
+            money.setdefault(team_id, []).append(Money(row.currency, float(row.cost)))
     return [
         TeamTotal(
             team=t,
