@@ -44,7 +44,8 @@ def _layout(
     layout: dict[str, Any] = {
         "margin": {"l": 64, "r": 16, "t": 16, "b": 56},
         "xaxis": {"title": {"text": x_title}},
-        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        # exponentformat none: ticks read 0.002, never "2m" or "2µ" (SI prefixes on kg, kWh)
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", "exponentformat": "none"},
         # Above the plot: below it, a legend of many devices (host charts) wraps onto the x-axis
         # title. Plotly widens the top margin to fit it.
         "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},

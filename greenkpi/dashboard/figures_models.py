@@ -118,17 +118,24 @@ def sci(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:
     """SCI per 1,000 functional units of each inference run, at its end, one line per version."""
     units = sorted(set(frame["functional_unit"])) if len(frame) else ["inference"]
     unit = f"{units[0]}s" if len(units) == 1 else "functional units"
-    work = frame.assign(label=[f"version {v}" if v else "no version" for v in frame["version"]])
+    # The one unit rule (lib/units.py): a per-unit figure under 1 kg is drawn in grams, so the
+    # axis never reads "2µ" kg; the CSV keeps kg.
+    peak = float(frame["sci_kgco2e_per_1000"].abs().max()) if len(frame) else 0.0
+    mass = "g" if 0 < peak < 1 else "kg"
+    work = frame.assign(
+        label=[f"version {v}" if v else "no version" for v in frame["version"]],
+        sci_shown=frame["sci_kgco2e_per_1000"] * (1000.0 if mass == "g" else 1.0),
+    )
     traces = _per_group_lines(
         work,
         group="label",
         x="ended_utc",
-        y="sci_kgco2e_per_1000",
-        hover=f"%{{y:.4g}} kgCO2e per 1,000 {unit}",
+        y="sci_shown",
+        hover=f"%{{y:.3g}} {mass}CO2e per 1,000 {unit}",
     )
     layout = _layout(
         x_title="Run end (UTC)",
-        y_title=f"SCI (kgCO2e per 1,000 {unit})",
+        y_title=f"SCI ({mass}CO2e per 1,000 {unit})",
         legend=LEGEND_ABOVE,
         empty=not traces,
         x_span=_span(x_range),

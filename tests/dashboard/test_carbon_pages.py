@@ -753,7 +753,7 @@ def test_the_carbon_page_draws_its_chart_and_its_csv_downloads(
     target = tmp_path / "co2e.csv"
     download_info.value.save_as(target)
     lines = target.read_text().splitlines()
-    assert lines[0] == ",".join(sc.SERIES_COLUMNS)
+    assert lines[0] == ",".join(csv_header(c) for c in sc.SERIES_COLUMNS)
     assert len(lines) == 1 + 2  # today, one row per team
 
     page.get_by_role("link", name="Grid insights: cleanest hours and sites").click()

@@ -384,7 +384,9 @@ def test_the_sci_chart_is_the_run_sci_per_1000_inferences(world, people):
     assert row["run_key"] == "serve-1" and row["version"] == "1"
     assert float(row["sci_kgco2e_per_1000"]) == pytest.approx(SCI_PER_1000, rel=1e-5)
     figure = client.get(f"/models/{world.model.pk}/sci.json?range=7d").json()
-    assert figure["layout"]["yaxis"]["title"]["text"] == "SCI (kgCO2e per 1,000 inferences)"
+    # 1.44 g per 1,000 inferences: drawn in grams (never "µ kg"); the CSV keeps kg
+    assert figure["layout"]["yaxis"]["title"]["text"] == "SCI (gCO2e per 1,000 inferences)"
+    assert figure["layout"]["yaxis"]["exponentformat"] == "none"
     # The API's carbon series reads the same frames: per unit x 1000 is the page's number.
     api_sci = client.get(f"/api/v1/models/{world.model.pk}/carbon/").json()["sci"]
     assert api_sci[0]["sci_kgco2e_per_unit"] * 1000 == pytest.approx(
