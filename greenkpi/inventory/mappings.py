@@ -14,6 +14,7 @@ from greenkpi.inventory.attribution import (
     PATTERN_KINDS,
     PatternError,
     compile_pattern,
+    label_rule,
 )
 from greenkpi.inventory.models import (
     RUN_KINDS,
@@ -54,7 +55,16 @@ def mapping_validate(
         errors["model_key"] = "at most 200 characters"
     if len(cluster) > 200:
         errors["cluster"] = "at most 200 characters"
-    gives_model = bool(model_key) or (regex is not None and MODEL_GROUP in regex.groupindex)
+    gives_model = (
+        bool(model_key)
+        or (regex is not None and MODEL_GROUP in regex.groupindex)
+        # a k8s-label mapping by key alone gives the label's value as the model
+        or (
+            kind == MappingKind.K8S_LABEL
+            and "pattern" not in errors
+            and label_rule(pattern)[1] is None
+        )
+    )
     if not errors and team is None and not gives_model and not run_kind:
         errors["team"] = (
             "a mapping sets a team, a model (a key, or a (?P<model>…) group) or a run kind"

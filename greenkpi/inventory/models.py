@@ -224,13 +224,17 @@ class CollectorToken(models.Model):
 
 
 class MappingKind(models.TextChoices):
-    """What an identity mapping matches on. ``k8s-namespace`` / ``k8s-label`` come next (issue 13):
-    a new kind is a new choice here, a field of ``attribution.Identity`` and a row in its tables."""
+    """What an identity mapping matches on: a new kind is a new choice here, a field of
+    ``attribution.Identity`` and a row in its tables. ``k8s-*`` (issue 13) match Kubernetes pods:
+    a namespace (exact), or a label ``key=value`` (exact) or ``key`` (present; its value can be
+    the model key)."""
 
     SLURM_USER = "slurm-user", "Slurm user → team"
     SLURM_ACCOUNT = "slurm-account", "Slurm account → team"
     SLURM_COMMENT = "slurm-comment", "Slurm comment pattern → model"
     SLURM_JOB_NAME = "slurm-job-name", "Slurm job-name pattern → model"
+    K8S_NAMESPACE = "k8s-namespace", "Kubernetes namespace → team"
+    K8S_LABEL = "k8s-label", "Kubernetes label (key=value, or key) → team or model"
 
 
 # Run kinds a mapping may give the runs of the jobs it matches (workloads.RunKind's values; the

@@ -21,11 +21,23 @@ from greenkpi.inventory.mappings import mappings_rows
 from greenkpi.inventory.models import IdentityMappingChange
 from greenkpi.lib.periods import hour_floor
 
-IDENTITY_FIELDS = ("kind", "cluster", "user", "account", "job_name", "comment")
+IDENTITY_FIELDS = ("kind", "cluster", "user", "account", "job_name", "comment", "attributes")
+_TEXT_FIELDS = IDENTITY_FIELDS[:-1]
 
 
 def identity_of(row: dict[str, object]) -> Identity:
-    return Identity(**{name: str(row.get(name) or "") for name in IDENTITY_FIELDS})
+    """The mapping-relevant facts of a SchedulerJob row (a pod's namespace and labels live in its
+    ``attributes``, ingest.scheduler)."""
+    texts = {name: str(row.get(name) or "") for name in _TEXT_FIELDS}
+    if texts["kind"] != "k8s":
+        return Identity(**texts)
+    attributes = row.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    labels = attributes.get("labels")
+    pairs = tuple(
+        sorted((str(k), str(v)) for k, v in labels.items()) if isinstance(labels, dict) else ()
+    )
+    return Identity(**texts, namespace=str(attributes.get("namespace") or ""), labels=pairs)
 
 
 def jobs_resolved(*, organisation_id: int, start: datetime, end: datetime) -> dict[int, Resolution]:
