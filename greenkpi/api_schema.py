@@ -71,3 +71,21 @@ def ingest_example(result: dict[str, Any], generator: Any, request: Any, public:
         content = operation["requestBody"]["content"]["application/json"]
         content["examples"] = {"batch": {"summary": "Three 60 s windows", "value": example}}
     return result
+
+
+def bodies_required(result: dict[str, Any], generator: Any, request: Any, public: bool):
+    """A request body with required fields is itself required (a POST without a body and without
+    a Content-Type is refused, 400 or 415), so say so; one whose fields are all optional (closing
+    a run) may be omitted."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            for media in operation["requestBody"].get("content", {}).values():
+                schema = media.get("schema", {})
+                ref = schema.get("$ref", "")
+                schema = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else schema
+                if schema.get("required"):
+                    operation["requestBody"]["required"] = True
+    return result

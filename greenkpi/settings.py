@@ -204,6 +204,7 @@ SPECTACULAR_SETTINGS = {
         "greenkpi.api_schema.require_non_blank",
         "greenkpi.api_schema.list_bounds",
         "greenkpi.api_schema.ingest_example",
+        "greenkpi.api_schema.bodies_required",
     ],
 }
 
