@@ -43,3 +43,53 @@ def test_the_daemonset_runs_on_gpu_nodes_with_the_token_from_a_secret() -> None:
     import tomllib
 
     assert tomllib.loads(config)["token_file"] == "/var/run/secrets/greenkpi/token"
+
+
+def test_the_kustomize_base_gives_pod_attribution_least_privilege_and_read_only_mounts() -> None:
+    """Issue 13's packaging, checked by parsing (no Debian kubectl exists to render it here: the
+    kubectl on this machine comes from a vendor repository, not the project's own files)."""
+    base = DEPLOY / "kubernetes"
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    docs = [
+        d
+        for name in kustomization["resources"]
+        for d in yaml.safe_load_all((base / name).read_text())
+    ]
+    kinds = {d["kind"]: d for d in docs}
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "ConfigMap"} <= set(
+        kinds
+    )
+    (rule,) = kinds["ClusterRole"]["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    binding = kinds["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == kinds["ClusterRole"]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "greenkpi-collector", "namespace": "greenkpi"}
+    ]
+    spec = kinds["DaemonSet"]["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == kinds["ServiceAccount"]["metadata"]["name"]
+    (container,) = spec["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for path in ("/var/lib/kubelet/pod-resources", "/sys/class/powercap"):
+        assert mounts[path]["readOnly"] is True
+        assert volumes[mounts[path]["name"]]["hostPath"]["path"] == path
+    # the only writable mount is the spool
+    assert [m["mountPath"] for m in mounts.values() if not m.get("readOnly")] == [
+        "/var/lib/greenkpi-collector"
+    ]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    import tomllib
+
+    from greenkpi_collector.config import load
+
+    toml = tomllib.loads(kinds["ConfigMap"]["data"]["collector.toml"])
+    assert toml["kubernetes"] == "auto"
+    config = load({}, {"NODE_NAME": "gpu-node-7"})
+    assert config.kubelet_socket.startswith(mounts["/var/lib/kubelet/pod-resources"]["mountPath"])
+    assert config.kube_node == "gpu-node-7"
