@@ -423,3 +423,31 @@ def test_check_says_what_the_kubelet_and_api_server_show_or_why_not(kubelet, api
     config = load({"kubelet_socket": absent}, {})  # auto: no socket, not a Kubernetes node
     assert _check_kubernetes(config, lines.append) == 0
     assert lines == [f"Kubernetes: not used: no kubelet pod-resources socket at {absent}"]
+
+
+# --- the agent wires it ---------------------------------------------------------------------------
+
+
+def test_the_agent_builds_the_kube_attributor_with_nvml_mig_parents(kubelet, tmp_path):
+    from greenkpi_collector.agent import attributor, build_kubernetes
+    from greenkpi_collector.attribution import Registry
+    from greenkpi_collector.config import load
+    from greenkpi_collector.sources.nvml import NvmlSource
+    from greenkpi_collector.sources.sim import SimGpu, SimulatedNvml
+
+    path, _ = kubelet
+    notes: list[str] = []
+    assert build_kubernetes(load({"kubelet_socket": str(tmp_path / "none")}, {}), notes) is None
+    config = load({"kubelet_socket": path, "kube_api_url": "http://127.0.0.1:9"}, {})
+    kube = build_kubernetes(config, notes)
+    assert kube is not None and notes == []
+    nvml = NvmlSource(SimulatedNvml([SimGpu("GPU-M", mig=True, mig_instances=2), SimGpu("GPU-T")]))
+    built = attributor(Registry(tmp_path / "registry"), None, [nvml], kube)
+    assert isinstance(built, KubeAttributor)
+    assert built.mig_parent == {"MIG-M-0": "GPU-M", "MIG-M-1": "GPU-M"}
+    built.refresh()  # the API server is down (port 9): the kubelet still names the holders
+    assert [c.job for c in built.allocated("GPU-T", 0.0)] == [
+        ("", "vision/train-a"),
+        ("", "nlp/serve-b"),
+    ]
+    assert any("Kubernetes API: unreachable" in e for e in built.errors())
