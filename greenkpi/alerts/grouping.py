@@ -39,6 +39,7 @@ from greenkpi.alerts.models import (
     Notification,
     Silence,
 )
+from greenkpi.lib.retry import bounded_countdown
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def group_key(channel_id: int, labels: dict[str, str]) -> str:
 
 def dispatch_flush(group_id: int, countdown: float, queue: str | None = None) -> None:
     """Enqueue a flush of one group when its group_wait ends (call after commit)."""
-    options: dict[str, object] = {"countdown": max(countdown, 0.0)}
+    # A group_wait beyond the broker's visibility timeout would be redelivered in a loop: the
+    # flush then runs early, finds the group not yet due, and the evaluation tick sends it.
+    options: dict[str, object] = {"countdown": bounded_countdown(countdown)}
     if queue:
         options["queue"] = queue
     task(FLUSH_ALERT_GROUP).apply_async(args=[group_id], **options)

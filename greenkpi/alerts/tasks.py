@@ -11,7 +11,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from greenkpi.alerts import digest, evaluation, grouping, outbox
-from greenkpi.lib.retry import retrying_task
+from greenkpi.lib.retry import bounded_countdown, retrying_task
 
 _RETRY = retrying_task(bind=True)
 # Delivery retries stay far below the broker's visibility timeout (2 h): the longest backoff is 1 h.
@@ -34,7 +34,9 @@ def send_notification(self: Task, notification_id: str) -> str:
     """Send one outbox row (claimed, so a duplicate message sends nothing)."""
     result = outbox.notification_send(notification_id=notification_id)
     if result.status == "retry" and self.request.retries < DELIVERY_RETRIES:
-        raise self.retry(countdown=result.retry_in_s, max_retries=DELIVERY_RETRIES)
+        raise self.retry(
+            countdown=bounded_countdown(result.retry_in_s), max_retries=DELIVERY_RETRIES
+        )
     return result.status
 
 

@@ -46,3 +46,22 @@ def retrying_task(**options: Any) -> dict[str, Any]:
     """Options for ``@shared_task(**retrying_task(...))``: idempotent (acks_late), result ignored,
     transient errors retried by RETRY_POLICY; ``options`` add to or override these."""
     return {"acks_late": True, "ignore_result": True, **RETRY_POLICY, **options}
+
+
+# Redis redelivers a message not acknowledged within the broker's visibility_timeout, so a task
+# sent with a longer countdown (or ETA) runs again, and again (checklist scenario 24). Every
+# countdown goes through bounded_countdown; tests/test_celery_countdowns.py scans for the rest.
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0  # kombu's Redis default
+
+
+def visibility_timeout_s() -> float:
+    from django.conf import settings
+
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    return float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S))
+
+
+def bounded_countdown(seconds: float) -> float:
+    """``seconds``, but never more than half the visibility timeout (never negative). A task
+    that must wait longer runs early and finds nothing due yet; its periodic sweep catches up."""
+    return min(max(seconds, 0.0), visibility_timeout_s() / 2)
