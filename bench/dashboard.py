@@ -265,8 +265,12 @@ def load_hourly(inv: dict, *, first_day: date, days: int) -> int:
             "currency": currency[site],
             "methodology_version": np.array(METHODOLOGY_VERSION.encode()),
             "computed_at": now,
+            # No scheduler jobs in the bench (scheduler_job_id stays NULL: left out of the COPY).
+            "unmapped_energy_kwh": 0.0,
+            "allocated_idle_gpu_h": 0.0,
+            "allocated_idle_energy_kwh": 0.0,
         }
-        missing = set(types) - set(values) - {"id"}
+        missing = set(types) - set(values) - {"id", "scheduler_job_id"}
         assert not missing, f"bench does not fill {missing}"
         body = binary_records(types, values, n)
         with (
