@@ -15,7 +15,9 @@ length of the range.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import DateTimeField, Max, Value
@@ -41,7 +43,35 @@ def whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
     return (first, last) if first < last else None
 
 
+_BATCH: ContextVar[dict[tuple[int, date, date], set[date]] | None] = ContextVar(
+    "kpis_read_freshness_batch", default=None
+)
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Several reads of one range answered by one freshness query: inside the block the stale
+    days of an (organisation, first, end) are read once (a budget batch reads teams, the
+    organisation and models over the same window). The rule is the same; only its query is shared."""
+    token = _BATCH.set({})
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+
+
 def stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
+    """The days in [first, end) the daily tables may not answer for (module rule)."""
+    memo = _BATCH.get()
+    if memo is None:
+        return _stale_days(organisation_id=organisation_id, first=first, end=end)
+    key = (organisation_id, first, end)
+    if key not in memo:
+        memo[key] = _stale_days(organisation_id=organisation_id, first=first, end=end)
+    return memo[key]
+
+
+def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
     """The days in [first, end) the daily tables may not answer for (module rule).
 
     One query of ~2 rows a day: the days with computed windows and their newest compute UNION ALL
