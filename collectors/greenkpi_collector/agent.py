@@ -7,6 +7,7 @@ the sampler spools the last partial window, and the sender gets ``shutdown_grace
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -132,8 +133,15 @@ def build_kubernetes(config: Config, notes: list[str]) -> Any:
         return None
     try:
         from greenkpi_collector.sources.kubernetes.apiserver import PodCache
-        from greenkpi_collector.sources.kubernetes.podresources import PodResourcesClient
-    except ImportError as exc:  # grpcio missing: pip install 'greenkpi[collector,kubernetes]'
+        from greenkpi_collector.sources.kubernetes.podresources import (
+            PODRESOURCES_GRPC,
+            PodResourcesClient,
+        )
+
+        # the generated modules import grpc and check the protobuf runtime's version: fail here,
+        # at start-up, not in the sampling loop
+        importlib.import_module(PODRESOURCES_GRPC)
+    except Exception as exc:  # grpcio missing: pip install 'greenkpi[collector,kubernetes]'
         if config.kubernetes == "on":
             raise SourceUnavailable(f"kubernetes = on, but {exc}") from None
         notes.append(f"no Kubernetes attribution: {exc}")

@@ -6,6 +6,7 @@ listed, and a missing one is reported "missing" (the agent's first run creates i
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -134,10 +135,13 @@ def _check_kubernetes(config: Config, say: Callable[[str], None]) -> int:
     try:
         from greenkpi_collector.sources.kubernetes.apiserver import PodCache
         from greenkpi_collector.sources.kubernetes.podresources import (
+            PODRESOURCES_GRPC,
             PodResourcesClient,
             PodResourcesUnavailable,
         )
-    except ImportError as exc:
+
+        importlib.import_module(PODRESOURCES_GRPC)
+    except Exception as exc:  # grpcio / protobuf missing or of another generation
         say(f"Kubernetes: attribution unknown: {exc} (install greenkpi[kubernetes])")
         return 1
     client = PodResourcesClient(config.kubelet_socket)

@@ -451,3 +451,19 @@ def test_the_agent_builds_the_kube_attributor_with_nvml_mig_parents(kubelet, tmp
         ("", "nlp/serve-b"),
     ]
     assert any("Kubernetes API: unreachable" in e for e in built.errors())
+
+
+def test_without_grpcio_the_agent_measures_on_and_says_why(kubelet, monkeypatch):
+    from greenkpi_collector.agent import build_kubernetes
+    from greenkpi_collector.config import load
+
+    path, _ = kubelet
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    monkeypatch.delitem(
+        sys.modules, "greenkpi_collector.sources.kubernetes.podresources_v1.api_pb2_grpc"
+    )
+    notes: list[str] = []
+    assert build_kubernetes(load({"kubelet_socket": path}, {}), notes) is None
+    assert notes and notes[0].startswith("no Kubernetes attribution: ") and "grpc" in notes[0]
+    with pytest.raises(Exception, match="grpc"):
+        build_kubernetes(load({"kubelet_socket": path, "kubernetes": "on"}, {}), [])

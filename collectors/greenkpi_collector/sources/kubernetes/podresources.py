@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+# The generated gRPC module: importing it imports grpc and checks the protobuf runtime's version.
+PODRESOURCES_GRPC = "greenkpi_collector.sources.kubernetes.podresources_v1.api_pb2_grpc"
 GPU_RESOURCE_PREFIXES = ("nvidia.com/",)  # nvidia.com/gpu, nvidia.com/mig-1g.10gb, ...
 
 
