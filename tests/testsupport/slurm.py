@@ -56,6 +56,60 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
     return not _alive(pid)
 
 
+def stale_daemons(own_conf: Path | None = None) -> list[int]:
+    """PIDs of slurmctld/slurmd processes started by an earlier test session that died.
+
+    Only called with the machine lock held, so any Slurm daemon running from a scratch
+    ``slurm.conf`` other than ours was left by a session killed before its teardown (a
+    ``timeout`` around pytest does that). It would keep ports 6817/6818 and answer our client
+    commands in place of our own controller, which a test that pauses "its" controller then
+    misreads (seen here).
+    """
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or Path(argv[0].decode(errors="replace")).name not in ("slurmctld", "slurmd"):
+            continue
+        conf = argv[argv.index(b"-f") + 1].decode(errors="replace") if b"-f" in argv else ""
+        if conf.endswith("slurm.conf") and conf != str(own_conf) and _alive(int(proc.name)):
+            pids.append(int(proc.name))
+    return pids
+
+
+def stale_job_processes() -> list[int]:
+    """PIDs of a dead session's job steps: slurmstepd and the processes in its job cgroups.
+
+    They outlive a SIGKILLed slurmd, and a new cluster numbers its jobs from 1 again, so a
+    stale ``job_2`` process would be taken for our job 2. Only called with the machine lock
+    held and before our daemons start, when no job of ours exists.
+    """
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            cgroup = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        if comm == "slurmstepd" or ("/job_" in cgroup and "/slurm" in cgroup):
+            pids.append(int(proc.name))
+    return pids
+
+
+def stop_stale_daemons(own_conf: Path | None = None) -> None:
+    for pid in stale_daemons(own_conf) + stale_job_processes():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in stale_daemons(own_conf) + stale_job_processes():
+        _wait_gone(pid, 10)
+
+
 class LocalSlurm:
     """One cluster named ``cluster`` whose only node is this host, with 4 GPUs of GRES."""
 
@@ -157,6 +211,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                 self.made_devices.append(dev)
 
     def start(self) -> None:
+        stop_stale_daemons(self.conf)
         self._write_config()
         self._start_munge()
         self._make_devices()
@@ -177,13 +232,22 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
         while time.monotonic() < deadline:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 state = self.run("sinfo", "-h", "-o", "%T", timeout_s=5).strip()
-                if state == "idle":
+                if state == "idle" and self._answers_as_ours():
                     return
             for proc in self.procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{proc.args[0]} exited: {self.logs()}")
             time.sleep(0.2)
         raise RuntimeError(f"node not idle after {DEADLINE_S} s (state {state!r}): {self.logs()}")
+
+    def _answers_as_ours(self) -> bool:
+        """True when the controller that answers is ours: its state lives in our scratch dir."""
+        out = self.run("scontrol", "show", "config", timeout_s=5)
+        return any(
+            line.split("=", 1)[-1].strip() == str(self.scratch / "state")
+            for line in out.splitlines()
+            if line.startswith("StateSaveLocation")
+        )
 
     def logs(self) -> str:
         out = []
