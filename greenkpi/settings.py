@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "greenkpi.alerts",
     "greenkpi.workloads",
     "greenkpi.dashboard",
+    "greenkpi.demo",
 ]
 
 MIDDLEWARE = [

@@ -26,7 +26,7 @@ from greenkpi.alerts import services as alert_services
 from greenkpi.demo import build
 from greenkpi.ingest.models import Sample, SampleShare
 from greenkpi.inventory.models import Team
-from greenkpi.kpis import daily
+from greenkpi.kpis import daily, dirty
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
 from greenkpi.kpis.read import sums as read
@@ -151,7 +151,7 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
         }
         assert Sample.objects.filter(**hour).update(energy_j=F("energy_j") * 3) > 0
         SampleShare.objects.filter(**hour).update(energy_j=F("energy_j") * 3)
-        kpi_services.windows_mark_dirty(organisation_id=org.pk, window_starts=[LATE_HOUR])
+        dirty.windows_mark_dirty(organisation_id=org.pk, window_starts=[LATE_HOUR])
         kpi_services.windows_recompute_dirty()
     with time_machine.travel(NOW + timedelta(minutes=16), tick=False):
         day = LATE_HOUR.date()

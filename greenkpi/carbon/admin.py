@@ -66,7 +66,7 @@ class GridIntensityHourlyAdmin(admin.ModelAdmin):
                 marked = 0
                 if form.cleaned_data["recompute"] and result.first_hour and result.last_hour:
                     # imported here: kpis depends on carbon, not the other way at import time
-                    from greenkpi.kpis.services import windows_mark_dirty_for_zones
+                    from greenkpi.kpis.dirty import windows_mark_dirty_for_zones
 
                     marked = windows_mark_dirty_for_zones(
                         zones=result.zones, start=result.first_hour, end=result.last_hour

@@ -173,7 +173,7 @@ def fetch_live(
         result.hours_written += len(rows)
         if mark_dirty:
             # imported here: kpis depends on carbon, not the other way at import time
-            from greenkpi.kpis.services import windows_mark_dirty_for_zones
+            from greenkpi.kpis.dirty import windows_mark_dirty_for_zones
 
             hours = [r.hour for r in rows]
             result.windows_marked += windows_mark_dirty_for_zones(

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Team
 
 

@@ -20,7 +20,7 @@ from greenkpi.alerts.models import (
     NoDataHandling,
     RuleKind,
 )
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import PeriodKind
 

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
-from greenkpi.dashboard.scoping import NoOrganisation, Scope
+from greenkpi.inventory.access import NoOrganisation, Scope
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import PRESETS, BadPeriod, Period
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 import pandas as pd
 
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import Period
 

@@ -20,7 +20,7 @@ from greenkpi.alerts import forecast
 from greenkpi.alerts import selectors as alert_selectors
 from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, AlertRule, Budget, Channel, Silence
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.lib.periods import naive_utc as _naive
 
 RECENTLY_RESOLVED = timedelta(days=7)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from greenkpi.dashboard import selectors_carbon_days as carbon_days
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.kpis import formulas
 from greenkpi.kpis.daily import SOURCE_COLUMNS
 from greenkpi.lib.periods import Period

@@ -21,7 +21,7 @@ from django.db.models.functions import ExtractHour
 
 from greenkpi.carbon.annual import annual_for
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.dashboard.scoping import Scope
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis.models import HourlyRollup
 from greenkpi.lib.periods import Period

@@ -16,11 +16,12 @@ from greenkpi.carbon.annual import SOURCES, annual_for
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.selectors import SILENT_AFTER
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis.daily import SOURCE_COLUMNS
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.lib.periods import Period
 
 # The per-team table's columns (one list: selectors_carbon.TEAM_COLUMNS) plus the month, the row

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
-from greenkpi.dashboard.scoping import Scope
 from greenkpi.dashboard.selectors_carbon import kpi_table, methodology_versions, source_shares
+from greenkpi.inventory.access import Scope
 from greenkpi.kpis import formulas, labels
 from greenkpi.lib import units
 from greenkpi.lib.periods import Period

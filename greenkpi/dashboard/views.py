@@ -14,8 +14,9 @@ from greenkpi.dashboard.charts import Chart, respond
 from greenkpi.dashboard.forms import TokenCreateForm
 from greenkpi.dashboard.onboarding import collector_commands
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.scoping import Scope, host_for, scope_for, team_for
+from greenkpi.inventory.access import Scope, scope_for, team_for
 from greenkpi.inventory.services import token_create
+from greenkpi.kpis.read.hosts import host_for
 from greenkpi.lib.periods import period_from_query
 
 ENERGY_BY_TEAM = Chart(

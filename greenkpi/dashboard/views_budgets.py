@@ -24,7 +24,7 @@ from greenkpi.dashboard import selectors_budgets as sel
 from greenkpi.dashboard.charts import Chart, respond
 from greenkpi.dashboard.forms_budgets import AlertRuleForm, BudgetForm, SilenceForm
 from greenkpi.dashboard.pages import dashboard_view, page_context
-from greenkpi.dashboard.scoping import Scope, scope_for
+from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.lib.periods import Period
 
 

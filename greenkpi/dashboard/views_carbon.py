@@ -19,7 +19,7 @@ from greenkpi.dashboard import selectors_carbon_report as report
 from greenkpi.dashboard import selectors_carbon_tiles as tiles
 from greenkpi.dashboard.charts import csv_response, figure_response
 from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.scoping import Scope, scope_for
+from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import Period, month_period, period_from_query, previous_period
 

@@ -22,7 +22,7 @@ from django.utils.http import urlencode
 from greenkpi.dashboard import figures_models
 from greenkpi.dashboard.charts import FORMATS, Chart, csv_response, respond
 from greenkpi.dashboard.pages import dashboard_view, page_context, teams_filter
-from greenkpi.dashboard.scoping import scope_for, team_for
+from greenkpi.inventory.access import scope_for, team_for
 from greenkpi.lib.periods import HOUR, BadPeriod, Period, hour_floor, period_from_query
 from greenkpi.workloads import access
 from greenkpi.workloads.models import MLModel

@@ -26,7 +26,7 @@ from greenkpi.demo.simulation import BATCH_KEY, DEMO_SLUG, WINDOW
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch, Sample
 from greenkpi.inventory.models import Device, Host, Organisation
-from greenkpi.kpis.services import windows_mark_dirty
+from greenkpi.kpis.dirty import windows_mark_dirty
 from greenkpi.lib.periods import hour_floor
 
 LIVE_WINDOW = timedelta(minutes=1)

@@ -152,7 +152,7 @@ def _store(
             response=body_out,
         )
         if accepted:
-            from greenkpi.kpis.services import windows_mark_dirty
+            from greenkpi.kpis.dirty import windows_mark_dirty
 
             # New (possibly late) samples: their rollup windows are recomputed by the KPI engine.
             # One upsert per batch, committed with the samples.

@@ -19,6 +19,7 @@ from greenkpi.ingest.models import SchedulerJob
 from greenkpi.inventory.attribution import Identity, Resolution, resolve, rules_from
 from greenkpi.inventory.mappings import mappings_rows
 from greenkpi.inventory.models import IdentityMappingChange
+from greenkpi.kpis.dirty import windows_mark_dirty
 from greenkpi.lib.periods import hour_floor
 
 IDENTITY_FIELDS = ("kind", "cluster", "user", "account", "job_name", "comment", "attributes")
@@ -87,8 +88,6 @@ def mapping_changes_apply(*, now: datetime | None = None, limit: int = 200) -> i
     The claim (a conditional UPDATE of ``applied_at``) and the marks commit together, so a second
     worker finds nothing to do and a crash leaves the change pending. Returns windows marked.
     """
-    from greenkpi.kpis.services import windows_mark_dirty  # services imports the rollup paths
-
     now = now or timezone.now()
     marked = 0
     with transaction.atomic():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from greenkpi.ingest.models import Sample
 from greenkpi.kpis import rollup
+from greenkpi.kpis.dirty import windows_mark_dirty
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow, RunStatus
 from greenkpi.lib.periods import hour_floor
 from greenkpi.lib.retry import TRANSIENT_ERRORS
@@ -64,36 +65,6 @@ class WindowResult:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def windows_mark_dirty(
-    *, organisation_id: int, window_starts: Iterable[datetime], now: datetime | None = None
-) -> int:
-    """Mark the hours of these sample windows dirty for recompute; one statement per call.
-
-    Called by ingest inside its transaction, so the mark commits with the samples. Bumping
-    ``version`` (rather than setting a flag) tells a recompute that started earlier that its
-    result is already stale. Hours are locked in sorted order so concurrent batches never deadlock.
-    """
-    hours = sorted({hour_floor(start) for start in set(window_starts)})
-    if not hours:
-        return 0
-    now = now or timezone.now()
-    adapt = connection.ops.adapt_datetimefield_value
-    table = RollupWindow._meta.db_table
-    values = ", ".join(["(%s, %s, 1, 0, %s, '', 0, 0, 0, '')"] * len(hours))
-    params: list[object] = []
-    for hour in hours:
-        params += [organisation_id, adapt(hour), adapt(now)]
-    with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {table} (organisation_id, hour, version, computed_version, marked_at, "
-            f"claimed_by, rows, duration_ms, failures, last_error) VALUES {values} "
-            f"ON CONFLICT (organisation_id, hour) DO UPDATE SET "
-            f"version = {table}.version + 1, marked_at = excluded.marked_at",
-            params,
-        )
-    return len(hours)
 
 
 def window_recompute(
@@ -350,22 +321,3 @@ def backfill_windows(
     for organisation_id, hours in by_org.items():
         windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
     return sorted(((o, hour_floor(h)) for o, h in found), key=lambda w: (w[1], w[0]))
-
-
-def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: datetime) -> int:
-    """After new grid data for ``zones`` in [start, end] (inclusive hours): mark dirty the windows
-    whose rollups used a site in those zones, so their carbon is recomputed."""
-    found = (
-        HourlyRollup.objects.filter(
-            site__grid_zone__in=[z.upper() for z in zones], hour__gte=start, hour__lte=end
-        )
-        .values_list("organisation_id", "hour")
-        .distinct()
-    )
-    by_org: dict[int, list[datetime]] = {}
-    for organisation_id, hour in found:
-        by_org.setdefault(organisation_id, []).append(hour)
-    return sum(
-        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
-        for organisation_id, hours in by_org.items()
-    )

@@ -1,6 +1,6 @@
 """Who may read or write which model through the API (docs/retraining.md, "API").
 
-- People: the dashboard's scope (``dashboard.scoping.scope_for``). A model of a team the person
+- People: the scope every page uses (``inventory.access.scope_for``). A model of a team the person
   cannot see is *not found* (404), never *forbidden*, so ids cannot be probed. Writing needs the
   manager or admin role on the team (or the organisation); a viewer of the team gets 403.
 - Collector tokens may WRITE (register models, versions and runs, close runs, post evaluations and
@@ -19,7 +19,7 @@ from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
-from greenkpi.dashboard.scoping import NoOrganisation, Scope, scope_for
+from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.models import CollectorToken, Organisation, Team
 from greenkpi.workloads.models import MLModel
 

@@ -23,8 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from greenkpi.dashboard.scoping import NoOrganisation, Scope, scope_for
 from greenkpi.ingest.auth import CollectorTokenAuthentication
+from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save
 from greenkpi.inventory.models import RUN_KINDS, IdentityMapping, MappingKind, Team
 from greenkpi.lib.periods import BadPeriod, period_from_query

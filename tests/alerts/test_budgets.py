@@ -119,7 +119,7 @@ def test_a_silent_host_makes_the_status_incomplete_not_under_budget(acme, people
 
 
 def test_hours_awaiting_recompute_make_the_status_incomplete(acme, people, nlp_history):
-    from greenkpi.kpis.services import windows_mark_dirty
+    from greenkpi.kpis.dirty import windows_mark_dirty
 
     budget = nlp_budget(acme, people)
     windows_mark_dirty(organisation_id=acme.pk, window_starts=[MAY8 + 5 * H])

@@ -674,7 +674,7 @@ def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
 ):
     """Summing (in the database, or in the daily table once the days are refreshed) must not
     change any figure: compared with the formulas over raw hourly rows."""
-    from greenkpi.dashboard.scoping import scope_for
+    from greenkpi.inventory.access import scope_for
     from greenkpi.kpis import formulas
     from greenkpi.kpis.selectors import rollup_frame
 

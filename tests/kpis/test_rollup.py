@@ -9,7 +9,7 @@ import pytest
 
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
-from greenkpi.kpis import services
+from greenkpi.kpis import dirty, services
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow
 
 # One H100 window: 60 s, 12,000 J, busy 75 %, idle 5 s. Three windows per device in the hour.
@@ -104,7 +104,7 @@ def test_a_recompute_replaces_the_window_and_never_adds_to_it(acme, acme_token, 
     first = [
         (r.device_id, r.team_id, r.energy_kwh, r.embodied_kgco2e) for r in recompute(acme, hour)
     ]
-    services.windows_mark_dirty(organisation_id=acme.pk, window_starts=[hour])
+    dirty.windows_mark_dirty(organisation_id=acme.pk, window_starts=[hour])
     second = [
         (r.device_id, r.team_id, r.energy_kwh, r.embodied_kgco2e) for r in recompute(acme, hour)
     ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import OperationalError
 
-from greenkpi.kpis import services
+from greenkpi.kpis import dirty, services
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow
 
 
@@ -65,7 +65,7 @@ def test_a_batch_recomputes_each_hour_as_a_lone_window_would_and_records_each_wi
     lone = {}
     for h in hours:
         lone[h] = [(r.device_id, r.team_id, r.samples, r.energy_kwh) for r in recompute(acme, h)]
-        services.windows_mark_dirty(organisation_id=acme.pk, window_starts=[h])
+        dirty.windows_mark_dirty(organisation_id=acme.pk, window_starts=[h])
 
     run = services.windows_recompute(windows=[(acme.pk, h) for h in hours], kind="test")
 

@@ -16,7 +16,6 @@ import pandas as pd
 from django.db.models import Count, Q
 
 from greenkpi.dashboard import rollups
-from greenkpi.dashboard.scoping import Scope, hosts_visible
 
 # The fleet and host pages' reads live in hosts.py; callers keep using selectors.<name>.
 from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
@@ -35,8 +34,10 @@ from greenkpi.dashboard.selectors.hosts import (  # noqa: F401
     host_series,
     host_series_hourly,
 )
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import CollectorToken, Team
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
+from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.kpis.selectors import last_run
 from greenkpi.lib.periods import Period
 

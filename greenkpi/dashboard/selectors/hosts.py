@@ -16,11 +16,12 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Avg, Count, Max, Min, OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Floor
 
-from greenkpi.dashboard.scoping import Scope, hosts_visible
 from greenkpi.dashboard.sql import EpochSeconds
 from greenkpi.ingest.models import Sample
+from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Device, Host
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.lib.periods import Period
 
 J_PER_KWH = 3.6e6
@@ -126,7 +127,7 @@ def fleet(scope: Scope, page: int | str | None = 1) -> FleetPage:
 
 
 def host_detail(host: Host) -> HostHealth:
-    """One host's health with its devices (the host itself came through scoping.host_for)."""
+    """One host's health with its devices (the host itself came through kpis.read.hosts.host_for)."""
     devices = list(
         Device.objects.filter(host=host)
         .annotate(

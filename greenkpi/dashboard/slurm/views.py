@@ -15,8 +15,8 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from greenkpi.dashboard.pages import dashboard_view, page_context
-from greenkpi.dashboard.scoping import Scope, scope_for
 from greenkpi.dashboard.slurm.forms import MappingForm
+from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save
 from greenkpi.inventory.models import IdentityMapping
 from greenkpi.lib.periods import period_from_query

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from greenkpi.carbon.services import ImportFailed, grid_hourly_import_csv
-from greenkpi.kpis.services import windows_mark_dirty_for_zones
+from greenkpi.kpis.dirty import windows_mark_dirty_for_zones
 
 
 class Command(BaseCommand):

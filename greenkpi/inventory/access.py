@@ -1,8 +1,8 @@
 """Who may see what: the one place that answers it for every page, chart and CSV.
 
 Rules (docs/dashboard.md): an org-wide member sees the whole organisation; a team member sees only
-their teams; a host is visible when its default team is visible or when a visible team has rollup
-rows on it (energy its processes claimed there, kpis.DailyHostTeam); superusers see everything.
+their teams; superusers see everything. Which hosts a scope sees depends on where its teams'
+work ran, a KPI fact, so that rule lives with the rollups (kpis.read.hosts).
 Anything not visible is reported as *not found* (404), never *forbidden*, so ids of other tenants
 and teams cannot be probed.
 """
@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from greenkpi.inventory.models import Host, Membership, Organisation, Role, Team
-from greenkpi.kpis.models import DailyHostTeam
+from greenkpi.inventory.models import Membership, Organisation, Role, Team
 
 MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 
@@ -101,32 +99,6 @@ def scope_for(user: AbstractBaseUser | AnonymousUser, org_slug: str | None = Non
         managed_team_ids=managed,
         manages_org=manages_org,
     )
-
-
-def hosts_visible(scope: Scope) -> QuerySet[Host]:
-    """Hosts of the scope's organisation that the user may see (unordered filters only)."""
-    hosts = Host.objects.filter(organisation=scope.organisation)
-    if scope.org_wide:
-        return hosts
-    # A team sees a host it computed on even when another team is the host's default: the daily
-    # refresh records (day, host, team) of every rollup row, read here through its (team, host)
-    # index instead of scanning shares.
-    computed_on = DailyHostTeam.objects.filter(
-        organisation_id=scope.organisation.pk, team_id__in=sorted(scope.team_ids)
-    ).values("host_id")
-    return hosts.filter(Q(default_team_id__in=scope.team_ids) | Q(pk__in=computed_on))
-
-
-def host_for(user: AbstractBaseUser | AnonymousUser, host_id: int) -> tuple[Scope, Host]:
-    """A visible host with its site and default team, and the user's scope in its organisation."""
-    org_slug = Host.objects.filter(pk=host_id).values_list("organisation__slug", flat=True).first()
-    if org_slug is None:
-        raise Http404("no such host")
-    scope = scope_for(user, org_slug)  # 404 when the user is not in that organisation
-    host = hosts_visible(scope).select_related("site", "default_team").filter(pk=host_id).first()
-    if host is None:
-        raise Http404("no such host")
-    return scope, host
 
 
 def team_for(user: AbstractBaseUser | AnonymousUser, team_id: int) -> tuple[Scope, Team]:

@@ -1,0 +1,67 @@
+"""The door of the recompute queue: producers (ingest, carbon) mark (organisation, hour) windows
+dirty here; kpis claims and recomputes them (services.windows_recompute_dirty).
+
+This is the one place a lower app calls into kpis. The queue is kpis' own bookkeeping of each
+window (RollupWindow: version, claim lease, last result), so it stays in kpis; producers only
+bump a window's ``version`` in their own transaction, and never read or compute rollups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.lib.periods import hour_floor
+
+
+def windows_mark_dirty(
+    *, organisation_id: int, window_starts: Iterable[datetime], now: datetime | None = None
+) -> int:
+    """Mark the hours of these sample windows dirty for recompute; one statement per call.
+
+    Called by ingest inside its transaction, so the mark commits with the samples. Bumping
+    ``version`` (rather than setting a flag) tells a recompute that started earlier that its
+    result is already stale. Hours are locked in sorted order so concurrent batches never deadlock.
+    """
+    hours = sorted({hour_floor(start) for start in set(window_starts)})
+    if not hours:
+        return 0
+    now = now or timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    table = RollupWindow._meta.db_table
+    values = ", ".join(["(%s, %s, 1, 0, %s, '', 0, 0, 0, '')"] * len(hours))
+    params: list[object] = []
+    for hour in hours:
+        params += [organisation_id, adapt(hour), adapt(now)]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (organisation_id, hour, version, computed_version, marked_at, "
+            f"claimed_by, rows, duration_ms, failures, last_error) VALUES {values} "
+            f"ON CONFLICT (organisation_id, hour) DO UPDATE SET "
+            f"version = {table}.version + 1, marked_at = excluded.marked_at",
+            params,
+        )
+    return len(hours)
+
+
+def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: datetime) -> int:
+    """After new grid data for ``zones`` in [start, end] (inclusive hours): mark dirty the windows
+    whose rollups used a site in those zones, so their carbon is recomputed."""
+    found = (
+        HourlyRollup.objects.filter(
+            site__grid_zone__in=[z.upper() for z in zones], hour__gte=start, hour__lte=end
+        )
+        .values_list("organisation_id", "hour")
+        .distinct()
+    )
+    by_org: dict[int, list[datetime]] = {}
+    for organisation_id, hour in found:
+        by_org.setdefault(organisation_id, []).append(hour)
+    return sum(
+        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
+        for organisation_id, hours in by_org.items()
+    )
