@@ -60,7 +60,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise (which serves static files pre-compressed): pages, JSON figures and CSV.
     "django.middleware.gzip.GZipMiddleware",
-    "greenkpi.dashboard.middleware.ContentSecurityPolicyMiddleware",
+    "greenkpi.dashboard.common.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

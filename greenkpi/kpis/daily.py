@@ -65,7 +65,7 @@ SUMMED_COLUMNS = (
     "embodied_kgco2e",
     "unmapped_energy_kwh",
 )
-# What the carbon pages show beside the sums (selectors_carbon_days): facility kWh per intensity
+# What the carbon pages show beside the sums (dashboard/carbon/days.py): facility kWh per intensity
 # source, the idle time's location-based kgCO2e (a row-wise product, so summed here, never
 # re-derived from sums) and the range of methodology versions.
 SOURCE_COLUMNS = {

@@ -246,7 +246,7 @@ class DailySums(models.Model):
     cost = models.FloatField(
         null=True, help_text="Σ cost of the priced hours; empty = none priced."
     )
-    # What the carbon pages and the report show beside the sums (selectors_carbon_days).
+    # What the carbon pages and the report show beside the sums (dashboard/carbon/days.py).
     idle_location_kgco2e = models.FloatField(
         default=0.0, help_text="Σ idle IT kWh x PUE x location intensity of each hour, kgCO2e."
     )
@@ -305,7 +305,7 @@ class DailyRollup(DailySums):
 class DailyHostTeam(models.Model):
     """The teams that had rollup rows on each host on one UTC day (refreshed with DailyRollup).
 
-    Lets scoping show a team the hosts it computed on without scanning shares or hourly rows.
+    Lets kpis.read.hosts show a team the hosts it computed on without scanning shares or hourly rows.
     """
 
     organisation = models.ForeignKey(

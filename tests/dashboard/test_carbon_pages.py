@@ -36,8 +36,8 @@ import time_machine
 
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
-from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard.selectors_carbon_tiles import Tile
+from greenkpi.dashboard.carbon import selectors as sc
+from greenkpi.dashboard.carbon.tiles import Tile
 from greenkpi.inventory.models import Site
 from greenkpi.inventory.services import site_create, token_create
 from greenkpi.kpis import daily, services
@@ -639,7 +639,7 @@ def mixed_hours(grid, make_batch, post_batch) -> None:
 def test_the_daily_rows_sum_to_what_the_hourly_rows_sum_to(grid, make_batch, post_batch):
     """The carbon frame of whole days from DailyTeamRollup equals the same days summed from
     HourlyRollup, column by column (sources, idle CO2e, renewable kWh, versions included)."""
-    from greenkpi.dashboard import selectors_carbon_days as days
+    from greenkpi.dashboard.carbon import days
 
     mixed_hours(grid, make_batch, post_batch)
     refresh_days()

@@ -10,9 +10,12 @@ import orjson
 import pandas as pd
 import pytest
 
-from greenkpi.dashboard import figures
-from greenkpi.dashboard.charts import encode_figure
-from greenkpi.dashboard.downsample import lttb_indices
+from greenkpi.dashboard.common import figures
+from greenkpi.dashboard.common.charts import encode_figure
+from greenkpi.dashboard.common.downsample import lttb_indices
+from greenkpi.dashboard.fleet import figures as fleet_figures
+from greenkpi.dashboard.overview import figures as overview_figures
+from greenkpi.dashboard.teams import figures as teams_figures
 
 
 def random_walk(n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +88,7 @@ def host_frame(n: int, devices: int = 2) -> pd.DataFrame:
 
 def test_host_power_draws_one_trace_per_device_with_at_most_2000_points_and_the_peak():
     frame = host_frame(8_000)
-    figure = figures.host_power(frame)
+    figure = fleet_figures.host_power(frame)
     assert [t["name"] for t in figure["data"]] == ["GPU 0", "GPU 1"]
     for trace, (_, rows) in zip(figure["data"], frame.groupby("device"), strict=True):
         assert len(trace["x"]) == len(trace["y"]) <= figures.MAX_POINTS_PER_TRACE
@@ -96,7 +99,7 @@ def test_host_power_draws_one_trace_per_device_with_at_most_2000_points_and_the_
 
 
 def test_a_host_figure_of_8_devices_serialises_under_300_kb_in_milliseconds():
-    figure = figures.host_power(host_frame(8_000, devices=8))
+    figure = fleet_figures.host_power(host_frame(8_000, devices=8))
     encode_figure(figure)
     started = time.perf_counter()
     body = encode_figure(figure)
@@ -109,14 +112,14 @@ def test_a_host_figure_of_8_devices_serialises_under_300_kb_in_milliseconds():
 
 
 def test_encoded_times_are_utc_epoch_milliseconds():
-    figure = figures.host_power(host_frame(3, devices=1))
+    figure = fleet_figures.host_power(host_frame(3, devices=1))
     trace = orjson.loads(encode_figure(figure))["data"][0]
     millis = np.frombuffer(base64.b64decode(trace["x"]["bdata"]), dtype="<f8")
     assert millis[0] == 1.7e12  # 1.7e9 s after the epoch, as built by host_frame
 
 
 def test_utilization_is_in_percent_on_a_fixed_axis():
-    figure = figures.host_utilization(host_frame(100))
+    figure = fleet_figures.host_utilization(host_frame(100))
     assert figure["layout"]["yaxis"]["title"]["text"] == "Busy (%)"
     assert figure["layout"]["yaxis"]["range"] == [0, 100]
 
@@ -124,7 +127,7 @@ def test_utilization_is_in_percent_on_a_fixed_axis():
 def test_devices_without_a_reading_get_no_trace():
     frame = host_frame(10)
     frame.loc[frame["device"] == "GPU 1", "util_pct"] = np.nan
-    assert [t["name"] for t in figures.host_utilization(frame)["data"]] == ["GPU 0"]
+    assert [t["name"] for t in fleet_figures.host_utilization(frame)["data"]] == ["GPU 0"]
 
 
 def test_energy_by_team_stacks_one_bar_trace_per_team_largest_first():
@@ -136,7 +139,7 @@ def test_energy_by_team_stacks_one_bar_trace_per_team_largest_first():
             "energy_kwh": [1.0, 5.0, 2.0],
         }
     )
-    figure = figures.energy_by_team_daily(frame)
+    figure = overview_figures.energy_by_team_daily(frame)
     assert [t["name"] for t in figure["data"]] == ["NLP", "Vision"]
     assert figure["layout"]["barmode"] == "stack"
     assert list(figure["data"][1]["y"]) == [1.0, 2.0]
@@ -146,10 +149,10 @@ def test_energy_by_team_stacks_one_bar_trace_per_team_largest_first():
 @pytest.mark.parametrize(
     "build",
     [
-        figures.energy_by_team_daily,
-        figures.host_power,
-        figures.host_utilization,
-        figures.team_energy_by_model,
+        overview_figures.energy_by_team_daily,
+        fleet_figures.host_power,
+        fleet_figures.host_utilization,
+        teams_figures.team_energy_by_model,
     ],
 )
 def test_an_empty_frame_gives_an_empty_figure_that_says_so(build):
@@ -175,7 +178,7 @@ def test_team_models_are_horizontal_bars_summed_over_runs():
     frame = pd.DataFrame(
         {"model": ["bert", "bert", "gpt"], "run": ["a", "b", "c"], "energy_kwh": [1.0, 2.0, 0.5]}
     )
-    (trace,) = figures.team_energy_by_model(frame)["data"]
+    (trace,) = teams_figures.team_energy_by_model(frame)["data"]
     assert trace["orientation"] == "h"
     assert dict(zip(trace["y"], trace["x"], strict=True)) == {"gpt": 0.5, "bert": 3.0}
 
@@ -184,16 +187,16 @@ def test_time_charts_span_the_whole_period_so_a_silent_host_shows_as_a_gap():
     from datetime import UTC, datetime
 
     period = (datetime(2025, 3, 1, 6, tzinfo=UTC), datetime(2025, 3, 3, 6, tzinfo=UTC))
-    power = figures.host_power(host_frame(10), x_range=period)
+    power = fleet_figures.host_power(host_frame(10), x_range=period)
     assert power["layout"]["xaxis"]["range"] == ["2025-03-01T06:00:00", "2025-03-03T06:00:00"]
-    daily = figures.energy_by_team_daily(
+    daily = overview_figures.energy_by_team_daily(
         pd.DataFrame(columns=["day", "team", "energy_kwh"]), x_range=period
     )
     assert daily["layout"]["xaxis"]["range"] == ["2025-02-28T12:00:00", "2025-03-03T12:00:00"]
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_defused():
-    from greenkpi.dashboard.charts import csv_response
+    from greenkpi.dashboard.common.charts import csv_response
 
     frame = pd.DataFrame(
         {"model": ['=HYPERLINK("http://evil")', "bert", "@SUM(A1)"], "energy_kwh": [-1.5, 2.0, 3.0]}

@@ -336,7 +336,7 @@ def test_the_models_list_sorts_by_energy_both_ways(world, people, acme):
 
 
 def test_the_models_list_is_paged_and_its_csv_holds_every_model(world, people, acme):
-    from greenkpi.dashboard import views_models
+    from greenkpi.dashboard.models import views as views_models
     from greenkpi.workloads import services
 
     for n in range(4):
@@ -708,8 +708,8 @@ def test_a_manager_walks_team_to_model_to_run_and_every_chart_draws(
 def test_empty_frames_draw_an_empty_state_with_units_on_every_axis():
     import pandas as pd
 
-    from greenkpi.dashboard import figures_models
-    from greenkpi.dashboard.figures import NO_DATA
+    from greenkpi.dashboard.common.figures import NO_DATA
+    from greenkpi.dashboard.models import figures as figures_models
     from greenkpi.workloads.selectors import detail, runs
 
     builders = {
@@ -731,7 +731,7 @@ def test_a_long_run_power_series_is_downsampled_per_device():
     import numpy as np
     import pandas as pd
 
-    from greenkpi.dashboard import figures_models
+    from greenkpi.dashboard.models import figures as figures_models
 
     hours = pd.date_range("2026-01-01", periods=5_000, freq="h")
     frame = pd.DataFrame(

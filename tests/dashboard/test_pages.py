@@ -221,7 +221,7 @@ def test_the_shown_collector_commands_are_accepted_by_the_collectors_own_parser(
 
     from greenkpi_collector.cli import parser
 
-    from greenkpi.dashboard.onboarding import collector_commands
+    from greenkpi.dashboard.common.onboarding import collector_commands
 
     lines = [
         line for line in collector_commands("https://gk.example") if "greenkpi-collector " in line
@@ -345,7 +345,7 @@ def test_the_tiles_the_chart_and_the_team_totals_agree(client, fleet, people, qu
 
 
 def test_the_fleet_is_paged_by_hostname(client, fleet, people, settings, monkeypatch):
-    from greenkpi.dashboard.selectors import hosts as host_selectors
+    from greenkpi.dashboard.fleet import selectors as host_selectors
 
     monkeypatch.setattr(host_selectors, "FLEET_PAGE_SIZE", 2)
     client.force_login(people["alice"])

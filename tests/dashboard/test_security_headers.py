@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from greenkpi.dashboard.middleware import CONTENT_SECURITY_POLICY
+from greenkpi.dashboard.common.middleware import CONTENT_SECURITY_POLICY
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

@@ -183,7 +183,7 @@ def test_the_host_week_chart_is_an_index_only_scan(acme):
 
     from django.test.utils import CaptureQueriesContext
 
-    from greenkpi.dashboard.selectors.hosts import host_series
+    from greenkpi.dashboard.fleet.selectors import host_series
     from greenkpi.lib.periods import Period
 
     hosts = [Host.objects.create(organisation=acme, hostname=f"h{i}") for i in range(2)]

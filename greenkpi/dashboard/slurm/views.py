@@ -14,7 +14,7 @@ from django.urls import path
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
-from greenkpi.dashboard.pages import dashboard_view, page_context
+from greenkpi.dashboard.common.pages import dashboard_view, page_context
 from greenkpi.dashboard.slurm.forms import MappingForm
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save

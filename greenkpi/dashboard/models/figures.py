@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenkpi.dashboard.downsample import lttb_indices
-from greenkpi.dashboard.figures import (
+from greenkpi.dashboard.common.downsample import lttb_indices
+from greenkpi.dashboard.common.figures import (
     MAX_POINTS_PER_TRACE,
     PALETTE,
     Figure,

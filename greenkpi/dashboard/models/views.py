@@ -19,9 +19,9 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, register_converter, reverse
 from django.utils.http import urlencode
 
-from greenkpi.dashboard import figures_models
-from greenkpi.dashboard.charts import FORMATS, Chart, csv_response, respond
-from greenkpi.dashboard.pages import dashboard_view, page_context, teams_filter
+from greenkpi.dashboard.common.charts import FORMATS, Chart, csv_response, respond
+from greenkpi.dashboard.common.pages import dashboard_view, page_context, teams_filter
+from greenkpi.dashboard.models import figures as figures_models
 from greenkpi.inventory.access import scope_for, team_for
 from greenkpi.lib.periods import HOUR, BadPeriod, Period, hour_floor, period_from_query
 from greenkpi.workloads import access

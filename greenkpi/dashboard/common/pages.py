@@ -9,11 +9,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 
-from greenkpi.inventory.access import NoOrganisation, Scope
+from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.models import Team
 from greenkpi.lib.periods import PRESETS, BadPeriod, Period
 
@@ -66,3 +67,20 @@ def chart_query(scope: Scope, period: Period, teams: list[Team] | None = None) -
     if teams:
         params["team"] = [t.slug for t in teams]
     return urlencode(params, doseq=True)
+
+
+def request_scope(request: HttpRequest) -> Scope:
+    """The scope of the organisation a GET or a form POST names (``org``)."""
+    return scope_for(request.user, request.GET.get("org") or request.POST.get("org"))
+
+
+def org_redirect(name: str, scope: Scope, *args: object) -> HttpResponseRedirect:
+    """A redirect to the dashboard page ``name`` that stays in the scope's organisation."""
+    query = urlencode({"org": scope.organisation.slug})
+    return HttpResponseRedirect(f"{reverse(f'dashboard:{name}', args=args)}?{query}")
+
+
+def managers_only(scope: Scope) -> None:
+    """Pages only managers use: a 404 for everyone else."""
+    if not (scope.manages_org or scope.managed_team_ids):
+        raise Http404("no such page")  # viewers: as if it did not exist

@@ -16,10 +16,10 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Avg, Count, Max, Min, OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Floor
 
-from greenkpi.dashboard.sql import EpochSeconds
+from greenkpi.dashboard.common.sql import EpochSeconds
 from greenkpi.ingest.models import Sample
 from greenkpi.inventory.access import Scope
-from greenkpi.inventory.models import Device, Host
+from greenkpi.inventory.models import CollectorToken, Device, Host
 from greenkpi.kpis.models import HourlyRollup
 from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.lib.periods import Period
@@ -244,3 +244,16 @@ def _device_labels(frame: pd.DataFrame) -> list[str]:
         name = short if uuid.upper().startswith(kind.upper()) else f"{kind.upper()} {short}"
         labels.append(f"{name} · {model}" if model else name)
     return labels
+
+
+def tokens_visible(scope: Scope) -> list[CollectorToken]:
+    """Collector tokens the user may see: all of the organisation's for its managers, else those
+    whose default team they manage; empty for viewers."""
+    if not scope.can_manage_tokens:
+        return []
+    tokens = CollectorToken.objects.filter(organisation=scope.organisation).select_related(
+        "default_team", "created_by"
+    )
+    if not scope.manages_org:
+        tokens = tokens.filter(default_team_id__in=list(scope.managed_team_ids))
+    return list(tokens.order_by("-created_at", "-pk"))

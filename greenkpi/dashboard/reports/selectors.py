@@ -1,5 +1,5 @@
 """Reads behind the monthly ESG report (/reports/): per-team and total figures of one UTC month
-from ``selectors_carbon`` (the same frame and formulas as the carbon page), data completeness per
+from ``carbon.selectors`` (the same frame and formulas as the carbon page), data completeness per
 host, and where the grid figures came from with their licences."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from django.db.models import Count, Max, Sum
 from greenkpi.carbon.annual import SOURCES, annual_for
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard.selectors import SILENT_AFTER
+from greenkpi.dashboard.carbon import selectors as sc
+from greenkpi.dashboard.overview.selectors import SILENT_AFTER
 from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis.daily import SOURCE_COLUMNS
@@ -24,7 +24,7 @@ from greenkpi.kpis.models import HourlyRollup, RollupWindow
 from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.lib.periods import Period
 
-# The per-team table's columns (one list: selectors_carbon.TEAM_COLUMNS) plus the month, the row
+# The per-team table's columns (one list: carbon.selectors.TEAM_COLUMNS) plus the month, the row
 # kind and the versions used.
 REPORT_COLUMNS = [
     "month",

@@ -1,7 +1,8 @@
-"""Carbon and reports: CO2e (location and market), embodied, renewable share, cost, month over
-month per team; the monthly ESG report (CSV and printable); grid intensity by hour and best hours.
+"""Carbon: CO2e (location and market), embodied, renewable share, cost, month over month per
+team; grid intensity by hour and best hours. (The monthly ESG report is in reports/.)
 
-Thin, like views.py: scope -> selectors (selectors_carbon*) -> render / figure / CSV.
+Thin, like every page: scope -> selectors (carbon/selectors, days, grid, tiles) -> render /
+figure / CSV.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ from django.shortcuts import render
 from django.urls import URLPattern, path
 from django.utils.http import urlencode
 
-from greenkpi.dashboard import figures_carbon
-from greenkpi.dashboard import selectors_carbon as sc
-from greenkpi.dashboard import selectors_carbon_grid as grid
-from greenkpi.dashboard import selectors_carbon_report as report
-from greenkpi.dashboard import selectors_carbon_tiles as tiles
-from greenkpi.dashboard.charts import csv_response, figure_response
-from greenkpi.dashboard.pages import chart_query, dashboard_view, page_context, teams_filter
+from greenkpi.dashboard.carbon import figures as figures_carbon
+from greenkpi.dashboard.carbon import grid, tiles
+from greenkpi.dashboard.carbon import selectors as sc
+from greenkpi.dashboard.common.charts import csv_response, figure_response
+from greenkpi.dashboard.common.pages import chart_query, dashboard_view, page_context, teams_filter
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.models import Team
-from greenkpi.lib.periods import Period, month_period, period_from_query, previous_period
+from greenkpi.lib.periods import Period, period_from_query, previous_period
 
 RUN_COLUMNS = (
     "team",
@@ -136,43 +135,6 @@ def carbon_grid_runs_csv(request: HttpRequest) -> HttpResponse:
     return csv_response(frame, RUN_COLUMNS, f"flexible-runs-{scope.organisation.slug}.csv")
 
 
-def _report(request: HttpRequest) -> tuple[Scope, report.MonthlyReport]:
-    scope = scope_for(request.user, request.GET.get("org"))
-    month = month_period(request.GET.get("month"))
-    return scope, report.monthly_report(scope, month)
-
-
-@dashboard_view
-def reports(request: HttpRequest) -> HttpResponse:
-    scope, monthly = _report(request)
-    month_query = urlencode(
-        {"org": scope.organisation.slug, "month": f"{monthly.month.start:%Y-%m}"}
-    )
-    context = page_context(
-        request,
-        scope,
-        None,
-        report=monthly,
-        rows=tiles.display_rows(monthly.table),
-        month_query=month_query,
-    )
-    return render(request, "dashboard/report.html", context)
-
-
-@dashboard_view
-def report_csv(request: HttpRequest) -> HttpResponse:
-    scope, monthly = _report(request)
-    name = f"esg-report-{scope.organisation.slug}-{monthly.month.start:%Y-%m}.csv"
-    return csv_response(monthly.table, tuple(report.REPORT_COLUMNS), name)
-
-
-@dashboard_view
-def report_print(request: HttpRequest) -> HttpResponse:
-    scope, monthly = _report(request)
-    context = {"scope": scope, "report": monthly, "rows": tiles.display_rows(monthly.table)}
-    return render(request, "dashboard/report_print.html", context)
-
-
 urlpatterns: list[URLPattern] = [
     path("carbon/", carbon, name="carbon"),
     # Formats spelled out: this module is imported before urls.py registers its converters.
@@ -193,7 +155,4 @@ urlpatterns: list[URLPattern] = [
         name="carbon-grid-site-csv",
     ),
     path("carbon/grid/runs.csv", carbon_grid_runs_csv, name="carbon-grid-runs-csv"),
-    path("reports/", reports, name="reports"),
-    path("reports/report.csv", report_csv, name="report-csv"),
-    path("reports/print/", report_print, name="report-print"),
 ]

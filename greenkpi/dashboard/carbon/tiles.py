@@ -1,5 +1,5 @@
 """The carbon page's tiles and captions: each figure now and in the previous period, the intensity
-sources a figure rests on, and table rows ready for templates. Computed from ``selectors_carbon``'s
+sources a figure rests on, and table rows ready for templates. Computed from ``carbon.selectors``'s
 frame and ``kpi_table`` (the KPI formulas), never from rollups directly."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
-from greenkpi.dashboard.selectors_carbon import kpi_table, methodology_versions, source_shares
+from greenkpi.dashboard.carbon.selectors import kpi_table, methodology_versions, source_shares
 from greenkpi.inventory.access import Scope
 from greenkpi.kpis import formulas, labels
 from greenkpi.lib import units

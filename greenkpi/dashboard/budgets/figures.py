@@ -1,4 +1,4 @@
-"""The budget burn-up figure: a pure function from selectors_budgets.budget_burn's frame to Plotly.
+"""The budget burn-up figure: a pure function from budgets.selectors.budget_burn's frame to Plotly.
 
 No Django, no I/O. Traces: cumulative consumption (measured), the forecast (dashed, from the last
 whole hour to the period end), the budget (100 %) and each other threshold as a line, and a marker
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _layout, _naive_utc, _span
+from greenkpi.dashboard.common.figures import PALETTE, Figure, TimeRange, _layout, _naive_utc, _span
 
 MEASURED, FORECAST, BUDGET, CROSSING = PALETTE[0], PALETTE[5], PALETTE[7], PALETTE[3]
 THRESHOLD = PALETTE[6]

@@ -2,7 +2,7 @@
 the KPI formulas of ``greenkpi.kpis.formulas`` (never re-derived here).
 
 The one rollup read is ``carbon_frame``: rollups summed per UTC day x team x site x currency (a
-few rows a day however many GPUs; whole days from DailyTeamRollup, selectors_carbon_days).
+few rows a day however many GPUs; whole days from DailyTeamRollup, carbon/days.py).
 Row-wise products that the formulas need are summed beside the sums (facility kWh x renewable
 share, idle kWh x PUE x intensity) and taken as they are by kpis.formulas, so each formula gives
 exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py checks this). The report, the tiles, the chart and the per-team table all come from that frame.
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from greenkpi.dashboard import selectors_carbon_days as carbon_days
+from greenkpi.dashboard.carbon import days as carbon_days
 from greenkpi.inventory.access import Scope
 from greenkpi.kpis import formulas
 from greenkpi.kpis.daily import SOURCE_COLUMNS
@@ -73,7 +73,7 @@ def carbon_frame(
 
     Rows without a team (hosts without a default team) count only for org-wide viewers who did not
     pick teams, as on the overview. Columns: FRAME_COLUMNS; ``day`` is a naive UTC datetime.
-    The organisation's whole days come from the daily table (selectors_carbon_days).
+    The organisation's whole days come from the daily table (days.py).
     """
     frame = carbon_days.org_frame(scope.organisation.pk, start, end)
     if frame.empty:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenkpi.dashboard.figures import PALETTE, Figure, TimeRange, _naive_utc, empty_note
+from greenkpi.dashboard.common.figures import PALETTE, Figure, TimeRange, _naive_utc, empty_note
 from greenkpi.kpis import labels
 from greenkpi.lib.periods import naive_utc
 

@@ -15,7 +15,7 @@ import orjson
 import pandas as pd
 from django.http import HttpResponse
 
-from greenkpi.dashboard.figures import Figure
+from greenkpi.dashboard.common.figures import Figure
 from greenkpi.kpis import labels
 from greenkpi.lib.periods import Period
 

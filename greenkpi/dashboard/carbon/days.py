@@ -4,7 +4,7 @@ through kpis.read. Whole fresh UTC days come from DailyTeamRollup (a year of 50 
 the sums, facility kWh per intensity source, the idle time's location-based kgCO2e and the
 methodology versions; partial and stale days come from HourlyRollup summed to the same columns, so
 the frame is always what the hourly rows sum to. One frame per organisation; scoping to teams
-happens after (selectors_carbon.carbon_frame).
+happens after (carbon/selectors.carbon_frame).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SUMMED = (
     "renewable_kwh",
     "renewable_known_kwh",
     "idle_location_kgco2e",
-    # Facility kWh by the source of its location intensity (selectors_carbon.source_shares).
+    # Facility kWh by the source of its location intensity (carbon/selectors.source_shares).
     *daily.SOURCE_COLUMNS.values(),
 )
 # ``cost`` is empty exactly when ``currency`` is (an hour has a tariff or neither), so the
