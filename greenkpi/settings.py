@@ -240,9 +240,12 @@ STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        # Hashed names from collectstatic's manifest in production. A server without
+        # collectstatic run (DEBUG, or a test's gunicorn: STATIC_MANIFEST=false) would answer
+        # 500 on every HTML page, the 404 page included, so it serves the names unhashed.
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env_bool("STATIC_MANIFEST", not DEBUG)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 SECURE_PROXY_SSL_HEADER = (

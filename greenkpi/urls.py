@@ -16,3 +16,6 @@ urlpatterns = [
     path("api/v1/", include("greenkpi.workloads.urls")),
     path("", include("greenkpi.dashboard.urls")),
 ]
+
+# An unknown /api/ address is a problem+json 404; pages keep templates/404.html.
+handler404 = "greenkpi.lib.problems.not_found"

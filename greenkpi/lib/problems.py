@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from django.http import HttpResponse
+from django.views.defaults import page_not_found
 
 from greenkpi_schema import FieldError
 
@@ -39,3 +40,12 @@ def problem(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def not_found(request: Any, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 handler: an API address that matches no route answers problem+json like every
+    other API error (a client parsing errors never meets the HTML page); pages get the 404 page
+    with the navigation."""
+    if request.path.startswith("/api/"):
+        return problem(404, "not-found", "Not found.", "no such API address")
+    return page_not_found(request, exception)
