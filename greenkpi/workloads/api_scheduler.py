@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -24,14 +24,37 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from greenkpi.ingest.auth import CollectorTokenAuthentication
+from greenkpi.ingest.openapi import problems
 from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save
 from greenkpi.inventory.models import RUN_KINDS, IdentityMapping, MappingKind, Team
 from greenkpi.lib.periods import BadPeriod, period_from_query
 from greenkpi.workloads import access
+from greenkpi.workloads.fields import StrictCharField, StrictIntegerField, StrictSlugField
 from greenkpi.workloads.selectors.scheduler import jobs_report
 
 TAGS = ["attribution"]
+
+# Every error each operation can answer, as problem+json (401: no credentials; 403: a collector
+# token, a member without the admin role, or a session without its CSRF token; 404: unknown or
+# another organisation's; 415: a body that is not JSON).
+READ_ERRORS = problems(401, 403, 404)
+QUERY_ERRORS = problems(400, 401, 403, 404, s400="Bad range or dates")
+WRITE_ERRORS = problems(400, 401, 403, 404, 415)
+# Bounded in the schema: an unbounded query string can outgrow the server's request line (414).
+# Empty means the only (or first) organisation of the person.
+ORG_PARAM = OpenApiParameter(
+    "org",
+    {"type": "string", "maxLength": 100, "pattern": "^[-a-zA-Z0-9_]*$"},
+    description="Organisation slug (people in many).",
+)
+SLURM_NAME_MAX = 100  # the payload's limit for a Slurm account or user (greenkpi_schema)
+SLURM_NAME = {"type": "string", "maxLength": SLURM_NAME_MAX}
+MAPPING_ID = OpenApiParameter(
+    "mapping_id",
+    {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    location=OpenApiParameter.PATH,
+)
 
 
 def _scope(request: Request, *, admin: bool) -> Scope:
@@ -49,22 +72,20 @@ class MappingSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     # Plain strings (checked by the mapping service, which names the field): choice fields here
     # would give the OpenAPI schema second enums of the kinds the registry already names.
-    kind = serializers.CharField(
-        max_length=32, help_text=f"One of {', '.join(MappingKind.values)}."
-    )
-    cluster = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    pattern = serializers.CharField(max_length=200)
-    team = serializers.SlugField(required=False, allow_null=True, default=None)
-    model_key = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    run_kind = serializers.CharField(
+    kind = StrictCharField(max_length=32, help_text=f"One of {', '.join(MappingKind.values)}.")
+    cluster = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+    pattern = StrictCharField(max_length=200)
+    team = StrictSlugField(required=False, allow_null=True, default=None)
+    model_key = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+    run_kind = StrictCharField(
         max_length=12,
         required=False,
         default="",
         allow_blank=True,
         help_text=f"Empty, or one of {', '.join(k for k, _ in RUN_KINDS)}.",
     )
-    priority = serializers.IntegerField(required=False, default=0, min_value=-1000, max_value=1000)
-    note = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    priority = StrictIntegerField(required=False, default=0, min_value=-1000, max_value=1000)
+    note = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
 
 
 def _out(mapping: IdentityMapping) -> dict[str, Any]:
@@ -110,7 +131,12 @@ def _save(scope: Scope, data: dict[str, Any], mapping: IdentityMapping | None) -
 
 
 class MappingsApi(_Api):
-    @extend_schema(operation_id="identity_mappings_list", tags=TAGS, responses=MappingSerializer)
+    @extend_schema(
+        operation_id="identity_mappings_list",
+        tags=TAGS,
+        parameters=[ORG_PARAM],
+        responses={200: MappingSerializer(many=True), **READ_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         scope = _scope(request, admin=True)
         rows = IdentityMapping.objects.filter(organisation=scope.organisation).select_related(
@@ -122,8 +148,9 @@ class MappingsApi(_Api):
         operation_id="identity_mappings_create",
         summary="Map a Slurm user / account to a team, or a job-name / comment pattern to a model",
         tags=TAGS,
+        parameters=[ORG_PARAM],
         request=MappingSerializer,
-        responses={201: MappingSerializer},
+        responses={201: MappingSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request) -> Response:
         scope = _scope(request, admin=True)
@@ -145,15 +172,21 @@ class MappingApi(_Api):
             raise Http404("no such mapping")
         return scope, mapping
 
-    @extend_schema(operation_id="identity_mapping_read", tags=TAGS, responses=MappingSerializer)
+    @extend_schema(
+        operation_id="identity_mapping_read",
+        tags=TAGS,
+        parameters=[MAPPING_ID, ORG_PARAM],
+        responses={200: MappingSerializer, **READ_ERRORS},
+    )
     def get(self, request: Request, mapping_id: int) -> Response:
         return Response(_out(self._mapping(request, mapping_id)[1]))
 
     @extend_schema(
         operation_id="identity_mapping_update",
         tags=TAGS,
+        parameters=[MAPPING_ID, ORG_PARAM],
         request=MappingSerializer,
-        responses=MappingSerializer,
+        responses={200: MappingSerializer, **WRITE_ERRORS},
     )
     def put(self, request: Request, mapping_id: int) -> Response:
         scope, mapping = self._mapping(request, mapping_id)
@@ -161,7 +194,12 @@ class MappingApi(_Api):
         serializer.is_valid(raise_exception=True)
         return Response(_out(_save(scope, dict(serializer.validated_data), mapping)))
 
-    @extend_schema(operation_id="identity_mapping_delete", tags=TAGS, responses={204: None})
+    @extend_schema(
+        operation_id="identity_mapping_delete",
+        tags=TAGS,
+        parameters=[MAPPING_ID, ORG_PARAM],
+        responses={204: None, **READ_ERRORS},
+    )
     def delete(self, request: Request, mapping_id: int) -> Response:
         mapping_delete(mapping=self._mapping(request, mapping_id)[1])
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -220,7 +258,15 @@ class JobsReportSerializer(serializers.Serializer):
 class SlurmJobsApi(_Api):
     @extend_schema(
         operation_id="slurm_jobs",
-        responses=JobsReportSerializer,
+        parameters=[
+            ORG_PARAM,
+            OpenApiParameter("range", str, description="24h, 7d, 30d (default) or 90d."),
+            OpenApiParameter("from", str, description="YYYY-MM-DD (whole UTC days, with to)."),
+            OpenApiParameter("to", str, description="YYYY-MM-DD, included."),
+            OpenApiParameter("account", SLURM_NAME, description="Only this Slurm account."),
+            OpenApiParameter("user", SLURM_NAME, description="Only this Slurm user."),
+        ],
+        responses={200: JobsReportSerializer, **QUERY_ERRORS},
         summary="Slurm jobs by wasted GPU-hours (allocated but idle), with per account/user/team",
         tags=TAGS,
     )
@@ -231,6 +277,9 @@ class SlurmJobsApi(_Api):
         except BadPeriod as exc:
             raise ValidationError({"detail": str(exc)}) from None
         params = request.query_params
+        for name in ("account", "user"):
+            if len(params.get(name, "")) > SLURM_NAME_MAX:
+                raise ValidationError({name: [f"at most {SLURM_NAME_MAX} characters"]})
         return Response(
             jobs_report(
                 organisation_id=scope.organisation.pk,
