@@ -17,6 +17,7 @@ from django.utils import timezone
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch
 from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, job_run_key, jobs_upsert
+from greenkpi.ingest.text import refuse_nul_text
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
 from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import DecodedBatch, decode_batch_fast
@@ -85,6 +86,7 @@ def ingest_batch(
     now = now or timezone.now()
     digest = fingerprint(body)
     try:
+        refuse_nul_text(body)
         batch = (
             decode_batch(body, now=now)
             if data is None

@@ -121,9 +121,9 @@ class IngestView(APIView):
             ),
             OpenApiParameter(
                 "Content-Encoding",
-                {"type": "string", "enum": ["gzip", "identity"]},
+                {"type": "string", "enum": ["gzip", "identity", ""]},
                 OpenApiParameter.HEADER,
-                description="gzip, or omitted",
+                description="gzip, or omitted (empty and identity mean none)",
             ),
         ],
         responses={
