@@ -554,6 +554,11 @@ def test_the_slurm_pages_show_the_same_numbers_scoped_like_every_page(slurm, peo
     assert "0.0100 kWh (17.9 %) from unmapped accounts" in overview
     filtered = client.get(f"/slurm/?{query}&account=speech-lab").content.decode()
     assert "hpc:200" in filtered and "hpc:300" not in filtered
+    # The page keeps the navigation and the person's name, with or without a user filter (a
+    # context variable "user" for the filter once hid both).
+    for path in (f"/slurm/?{query}", f"/slurm/?{query}&user=noah"):
+        html = client.get(path).content.decode()
+        assert 'class="who">alice<' in html and ">Overview</a>" in html, path
 
     scheduler_runs_sync(organisation_id=acme.pk)
     run = Run.objects.get(key="slurm:hpc:300")

@@ -27,14 +27,15 @@ from greenkpi.workloads.selectors.scheduler import jobs_report
 def slurm_jobs(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
-    account, user = request.GET.get("account", ""), request.GET.get("user", "")
+    # Not "user": that name is the logged-in person in every template (the navigation hides without it).
+    account, slurm_user = request.GET.get("account", ""), request.GET.get("user", "")
     report = jobs_report(
         organisation_id=scope.organisation.pk,
         teams={t.pk: t.slug for t in scope.teams},
         start=period.start,
         end=period.end,
         account=account,
-        user=user,
+        user=slurm_user,
     )
     context = page_context(
         request,
@@ -42,7 +43,7 @@ def slurm_jobs(request: HttpRequest) -> HttpResponse:
         period,
         report=report,
         account=account,
-        user=user,
+        slurm_user=slurm_user,
         can_map=scope.manages_org,
     )
     return render(request, "dashboard/slurm/jobs.html", context)
