@@ -39,6 +39,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Recommendations (greenkpi/recommendations): the detectors read four weeks of rollups and the
+    # registry; hourly is plenty (after the retraining recompute at :41, whose outcomes they read).
+    "recommendations-recompute": {
+        "task": "greenkpi.recommendations.tasks.recompute_recommendations",
+        "schedule": crontab(minute=47),
+        "options": {"expires": 30 * 60},
+    },
     # Live grid intensity (Electricity Maps), a no-op without ELECTRICITYMAPS_API_KEY. Hourly:
     # the API publishes hourly and each run fetches the last 24 h, so a missed run heals itself.
     "carbon-fetch-live-intensity": {

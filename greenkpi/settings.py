@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "greenkpi.kpis",
     "greenkpi.alerts",
     "greenkpi.workloads",
+    "greenkpi.recommendations",
     "greenkpi.dashboard",
     "greenkpi.demo",
 ]

@@ -24,6 +24,8 @@ LAYERS = (
     "ingest",
     "kpis",
     "workloads",
+    # Findings read kpis and workloads; the ledger feeds alerts' digest and the dashboard.
+    "recommendations",
     "alerts",
     "dashboard",
     "demo",
