@@ -52,6 +52,10 @@ class Attributor:
         self._tick[pid] = claim
         return claim
 
+    def resolver(self, uuid: str) -> Callable[[int], Claim | None]:
+        """``resolve`` for one device's processes (Kubernetes tags a MIG slice's shares)."""
+        return self.resolve
+
     def _resolve(self, pid: int) -> Claim | None:
         explicit = self.registry.resolve(pid) if self.registry is not None else None
         ident = self.processes.of(pid)

@@ -96,7 +96,7 @@ class Sampler:
                 self.cursors[r.uuid] = self.windows[r.uuid].cursor()
             else:
                 held = attributor.allocated(r.uuid, t_wall) if r.procs is not None else None
-                window.add(r, t_wall, attributor.resolve, held)
+                window.add(r, t_wall, attributor.resolver(r.uuid), held)
         if int(t_wall // self.window_s) != int(self.opened_at // self.window_s):
             self.close_windows(t_wall)
 

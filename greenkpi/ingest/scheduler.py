@@ -8,7 +8,7 @@ cost one attribute test each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,13 @@ ATTRIBUTE_FACTS = ("array_job_id", "array_task_id", "het_job_id", "het_job_offse
 # k8s-namespace / k8s-label identity mappings read at rollup time.
 K8S_ATTRIBUTE_FACTS = ("namespace", "pod", "container", "uid", "labels", "annotations")
 MLFLOW_TAG = "mlflow_run_id"
+# How a pod's windows were split (the pods page says it): one flat attribute per rule seen,
+# ``share_rule:<rule>``, so the upsert's shallow merge (PostgreSQL ``||``) accumulates them.
+# Rules: a share's method (utilization, equal, allocated-idle, declared), or ``mig-slice`` when
+# the collector tagged the share as a MIG slice's (tag gpu_sharing=mig, sources.kubernetes).
+SHARE_RULE_PREFIX = "share_rule:"
+SHARE_RULE_TAG = "gpu_sharing"
+SHARE_RULE_METHODS = ("utilization", "equal", "allocated-idle", "declared")
 
 
 def run_key_of(kind: str, cluster: str, job_id: str) -> str:
@@ -50,8 +57,11 @@ class JobFacts:
     first_window: datetime
     last_window: datetime
     mlflow_run_id: str = ""
+    rules: set[str] = field(default_factory=set)
 
-    def see(self, job: Any, window: datetime, tags: dict[str, str] | None) -> None:
+    def see(
+        self, job: Any, window: datetime, tags: dict[str, str] | None, method: str = ""
+    ) -> None:
         if window < self.first_window:
             self.first_window = window
         elif window > self.last_window:
@@ -59,6 +69,11 @@ class JobFacts:
             self.job = job  # the latest window's facts win (an end time appears, a name changes)
         if tags and tags.get(MLFLOW_TAG):
             self.mlflow_run_id = tags[MLFLOW_TAG]
+        if job.kind == "k8s":
+            if tags and tags.get(SHARE_RULE_TAG) == "mig":
+                self.rules.add("mig-slice")
+            elif method in SHARE_RULE_METHODS:
+                self.rules.add(method)
 
 
 def job_key(job: Any) -> JobKey:
@@ -80,6 +95,8 @@ def _attributes(facts: JobFacts) -> dict[str, Any]:
     out = {name: getattr(job, name) for name in names if getattr(job, name, None)}
     if facts.mlflow_run_id:
         out[MLFLOW_TAG] = facts.mlflow_run_id
+    for rule in sorted(facts.rules):
+        out[SHARE_RULE_PREFIX + rule] = True
     return out
 
 

@@ -438,7 +438,7 @@ def _rows(
                 seen = jobs.get(key)
                 if seen is None:
                     jobs[key] = seen = JobFacts(job, s.start, s.start)
-                seen.see(job, s.start, share.tags)
+                seen.see(job, s.start, share.tags, share.method)
             append_share(
                 (
                     device_id,

@@ -6,6 +6,8 @@
 - ``/api/v1/slurm/jobs/``: jobs of a range, most wasted GPU-hours first, filterable by account and
   user, with waste per account / user / team and the unmapped energy; scoped like every page
   (a person sees the jobs whose energy went to teams they may see). Collector tokens read nothing.
+- ``/api/v1/k8s/pods/``: Kubernetes pods of a range the same way (issue 13), filterable by
+  namespace, with each pod's GPUs, CO2e, allocated-idle waste and how its GPUs were split.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from greenkpi.ingest.openapi import problems
 from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save
 from greenkpi.inventory.models import RUN_KINDS, IdentityMapping, MappingKind, Team
+from greenkpi.kpis import labels
+from greenkpi.kpis.scheduler import SHARE_RULES
 from greenkpi.lib.periods import BadPeriod, period_from_query
 from greenkpi.workloads import access
 from greenkpi.workloads.fields import StrictCharField, StrictIntegerField, StrictSlugField
-from greenkpi.workloads.selectors.scheduler import jobs_report
+from greenkpi.workloads.selectors.scheduler import jobs_report, pods_report
 
 TAGS = ["attribution"]
 
@@ -288,5 +292,89 @@ class SlurmJobsApi(_Api):
                 end=period.end,
                 account=params.get("account", ""),
                 user=params.get("user", ""),
+            )
+        )
+
+
+K8S_NAMESPACE_MAX = 63  # an RFC 1123 label (greenkpi_schema's pod namespace)
+K8S_NAMESPACE = {"type": "string", "maxLength": K8S_NAMESPACE_MAX}
+
+
+class _PodOut(serializers.Serializer):
+    namespace = serializers.CharField()
+    pod = serializers.CharField()
+    container = serializers.CharField(help_text="Empty when the kubelet did not say.")
+    cluster = serializers.CharField()
+    run_key = serializers.CharField()
+    team = serializers.CharField(allow_null=True)
+    model_key = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    gpus = serializers.IntegerField(help_text="GPUs the pod had a share of in the range.")
+    energy_kwh = serializers.FloatField()
+    kgco2e = serializers.FloatField(help_text=f"CO2e, {labels.TOTAL.name}, kg.")
+    scope2_location_kgco2e = serializers.FloatField(help_text=f"{labels.SCOPE2_LOCATION.tile}, kg.")
+    embodied_kgco2e = serializers.FloatField(help_text=f"{labels.EMBODIED.tile}, kg.")
+    gpu_h = serializers.FloatField()
+    wasted_gpu_h = serializers.FloatField(help_text="Allocated-but-idle GPU-hours.")
+    wasted_energy_kwh = serializers.FloatField()
+    wasted_kgco2e = serializers.FloatField(
+        help_text=f"{labels.SCOPE2_LOCATION.tile} of the waste, kg."
+    )
+    unmapped_energy_kwh = serializers.FloatField()
+    share_rules = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="How the pod's GPUs were split: "
+        + ", ".join(f"{k} ({v})" for k, v in SHARE_RULES.items())
+        + ".",
+    )
+    share_rule_names = serializers.ListField(child=serializers.CharField())
+
+
+class _PodGroupOut(serializers.Serializer):
+    key = serializers.CharField(allow_null=True)
+    jobs = serializers.IntegerField(help_text="Pods.")
+    energy_kwh = serializers.FloatField()
+    wasted_gpu_h = serializers.FloatField()
+    wasted_energy_kwh = serializers.FloatField()
+    wasted_kgco2e = serializers.FloatField()
+
+
+class PodsReportSerializer(serializers.Serializer):
+    pods = _PodOut(many=True)
+    by_namespace = _PodGroupOut(many=True)
+    by_team = _PodGroupOut(many=True)
+
+
+class K8sPodsApi(_Api):
+    @extend_schema(
+        operation_id="k8s_pods",
+        parameters=[
+            ORG_PARAM,
+            OpenApiParameter("range", str, description="24h, 7d, 30d (default) or 90d."),
+            OpenApiParameter("from", str, description="YYYY-MM-DD (whole UTC days, with to)."),
+            OpenApiParameter("to", str, description="YYYY-MM-DD, included."),
+            OpenApiParameter("namespace", K8S_NAMESPACE, description="Only this namespace."),
+        ],
+        responses={200: PodsReportSerializer, **QUERY_ERRORS},
+        summary="Kubernetes pods by wasted GPU-hours (allocated but idle), per namespace and team",
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        scope = _scope(request, admin=False)
+        try:
+            period = period_from_query(request.query_params, default="30d")
+        except BadPeriod as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        namespace = request.query_params.get("namespace", "")
+        if len(namespace) > K8S_NAMESPACE_MAX:
+            raise ValidationError({"namespace": [f"at most {K8S_NAMESPACE_MAX} characters"]})
+        return Response(
+            pods_report(
+                organisation_id=scope.organisation.pk,
+                teams={t.pk: t.slug for t in scope.teams},
+                start=period.start,
+                end=period.end,
+                namespace=namespace,
             )
         )

@@ -27,4 +27,5 @@ urlpatterns = [
         name="identity-mapping",
     ),
     path("slurm/jobs/", api_scheduler.SlurmJobsApi.as_view(), name="slurm-jobs"),
+    path("k8s/pods/", api_scheduler.K8sPodsApi.as_view(), name="k8s-pods"),
 ]

@@ -54,8 +54,8 @@ RULE_BOUND_OPERATIONS = (
     "ingest_batch|ingest_codecarbon|models_register|models_summary|models_versions_register|"
     "models_runs_open|models_runs_close|models_evaluations_create|models_drift_reports_create|"
     # a mapping's kind and pattern are checked together (a regex must compile, a k8s label must be
-    # a label); the jobs report's from/to must be dates and come as a pair
-    "identity_mappings_create|identity_mapping_update|slurm_jobs"
+    # a label); the jobs and pods reports' from/to must be dates and come as a pair
+    "identity_mappings_create|identity_mapping_update|slurm_jobs|k8s_pods"
 )
 
 

@@ -26,6 +26,10 @@ Hand-worked answers (1 kWh = 3.6e6 J):
 - the host process: 240 J unattributed, the host's team vision, no run.
 - Before the mappings exist, serve-b's 840 J sit with vision as unmapped; adding them re-attributes
   the stored hour (history), moving it to nlp.
+- Scope 2 location-based CO2e = kWh x 1.3 x 41.44 / 1000: train-a 1.97531e-5 kg, serve-b
+  1.25705e-5 kg, idle-c 1.79573e-5 kg. GPUs: train-a 2 (GPU-T, GPU-M), serve-b 2, idle-c 1.
+- Split rules (the pods page's "Split"): train-a and serve-b "MIG slice" (GPU-M) and
+  "utilization split" (GPU-T); idle-c "allocated, idle".
 """
 
 from __future__ import annotations
@@ -104,7 +108,9 @@ def node_batch(tmp_path, hour):
             window = DeviceWindow(uuid, "gpu", t0, t0, first, 0)
             for i in (1, 2):
                 r = Reading(uuid, "gpu", "counter", counter=600 * i, busy=busy, procs=procs)
-                window.add(r, t0 + 30 * i, attributor.resolve, attributor.allocated(uuid, t0))
+                window.add(
+                    r, t0 + 30 * i, attributor.resolver(uuid), attributor.allocated(uuid, t0)
+                )
             samples.append(sample_to_json(window.close(attributor.describe)))
     finally:
         server.stop(grace=None)
@@ -267,3 +273,124 @@ def test_both_rollup_paths_store_the_same_rows_for_the_pods(
     got = stored()
     assert got == expected
     assert {r["model_key"] for r in got} == {"resnet50", "bert", ""}
+
+
+def location_kg(joules: float) -> float:
+    return joules / J_PER_KWH * 1.3 * 41.44 / 1000
+
+
+@pytest.fixture
+def mapped_node(acme, acme_token, post_batch, node_batch, hour):
+    _, secret = acme_token
+    map_pods(acme)
+    mapping_changes_apply()
+    assert post_batch(secret, node_batch).status_code == 201
+    assert services.window_recompute(organisation_id=acme.pk, hour=hour).status == "done"
+    return acme
+
+
+def test_the_split_rules_are_stored_with_the_pods(mapped_node, node_batch):
+    # the collector tags the MIG GPU's shares of the slices' pods, and only those
+    tagged = {
+        (sample["device_uuid"], share["scheduler"]["pod"])
+        for sample in node_batch["samples"]
+        for share in sample.get("shares", [])
+        if share.get("tags", {}).get("gpu_sharing") == "mig"
+    }
+    assert tagged == {("GPU-M", "train-a"), ("GPU-M", "serve-b")}
+    rules = {
+        j.job_id: sorted(k for k in j.attributes if k.startswith("share_rule:"))
+        for j in SchedulerJob.objects.filter(organisation=mapped_node, kind="k8s")
+    }
+    assert rules == {
+        "vision/train-a": ["share_rule:mig-slice", "share_rule:utilization"],
+        "nlp/serve-b": ["share_rule:mig-slice", "share_rule:utilization"],
+        "vision/idle-c": ["share_rule:allocated-idle"],
+    }
+
+
+def test_the_api_lists_the_pods_hand_worked_and_scoped(mapped_node, people, client, hour):
+    day = hour.date().isoformat()
+    client.login(username="alice", password=people["password"])  # Acme admin: every team
+    answer = client.get(f"/api/v1/k8s/pods/?from={day}&to={day}")
+    assert answer.status_code == 200, answer.content
+    pods = {f"{p['namespace']}/{p['pod']}": p for p in answer.json()["pods"]}
+    assert next(iter(pods)) == "vision/idle-c"  # most wasted GPU-hours first
+    got = {
+        key: (p["team"], p["model_key"], p["run_key"], p["gpus"], p["share_rule_names"])
+        for key, p in pods.items()
+    }
+    assert got == {
+        "vision/train-a": (
+            "vision",
+            "resnet50",
+            "k8s:prod-eu:vision/train-a",
+            2,
+            ["MIG slice", "utilization split"],
+        ),
+        "nlp/serve-b": ("nlp", "bert", "bert-serve-7", 2, ["MIG slice", "utilization split"]),
+        "vision/idle-c": ("vision", "", "k8s:prod-eu:vision/idle-c", 1, ["allocated, idle"]),
+    }
+    for key, joules in (("vision/train-a", 1320), ("nlp/serve-b", 840), ("vision/idle-c", 1200)):
+        pod = pods[key]
+        assert pod["energy_kwh"] == pytest.approx(joules / J_PER_KWH), key
+        assert pod["scope2_location_kgco2e"] == pytest.approx(location_kg(joules)), key
+        assert pod["kgco2e"] == pytest.approx(
+            pod["scope2_location_kgco2e"] + pod["embodied_kgco2e"]
+        )
+        assert pod["embodied_kgco2e"] > 0
+    idle = pods["vision/idle-c"]
+    assert idle["wasted_gpu_h"] == pytest.approx(1 / 60)
+    assert idle["wasted_energy_kwh"] == pytest.approx(1200 / J_PER_KWH)
+    assert idle["wasted_kgco2e"] == pytest.approx(WASTE_KG)
+    assert pods["vision/train-a"]["wasted_gpu_h"] == 0.0
+    by_ns = {g["key"]: (g["jobs"], g["wasted_gpu_h"]) for g in answer.json()["by_namespace"]}
+    assert by_ns == {"vision": (2, pytest.approx(1 / 60)), "nlp": (1, 0.0)}
+    only = client.get(f"/api/v1/k8s/pods/?from={day}&to={day}&namespace=nlp").json()
+    assert [p["pod"] for p in only["pods"]] == ["serve-b"]
+    assert client.get("/api/v1/k8s/pods/?range=1y").status_code == 400
+    long = client.get(f"/api/v1/k8s/pods/?namespace={'n' * 64}")
+    assert long.status_code == 400 and "namespace" in long.json()["fields"]
+
+    client.login(username="victor", password=people["password"])  # vision viewer
+    seen = client.get(f"/api/v1/k8s/pods/?from={day}&to={day}").json()
+    assert sorted(p["pod"] for p in seen["pods"]) == ["idle-c", "train-a"]
+
+    client.login(username="gary", password=people["password"])  # Globex admin
+    assert client.get(f"/api/v1/k8s/pods/?org=acme&from={day}&to={day}").status_code == 404
+    assert client.get(f"/api/v1/k8s/pods/?from={day}&to={day}").json()["pods"] == []
+    client.logout()
+    anonymous = client.get("/api/v1/k8s/pods/")
+    assert anonymous.status_code in (401, 403)
+    assert anonymous["Content-Type"].startswith("application/problem+json")
+
+
+def test_the_pods_page_shows_the_same_numbers_scoped_like_every_page(
+    mapped_node, people, client, hour
+):
+    day = hour.date().isoformat()
+    query = f"org=acme&from={day}&to={day}"
+    client.login(username="alice", password=people["password"])
+    page = client.get(f"/k8s/pods/?{query}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert ">Kubernetes pods</a>" in html and 'aria-current="page">Kubernetes pods' in html
+    assert html.index("vision/idle-c") < html.index("vision/train-a")  # most wasted first
+    row = html[html.index('data-pod="vision/idle-c"') :]
+    row = row[: row.index("</tr>")]
+    assert "3.33e-4 kWh" in row and "0.0167" in row and "allocated, idle" in row, row
+    assert "0.0180 g" in row  # wasted CO2e: 1.79573e-5 kg
+    train = html[html.index('data-pod="vision/train-a"') :]
+    train = train[: train.index("</tr>")]
+    assert "resnet50" in train and "MIG slice, utilization split" in train, train
+    assert "3.67e-4 kWh" in train and "0.0198 g" in train  # Scope 2 location: 1.97531e-5 kg
+    assert "CO2e, total (SCI numerator)" in html and "Scope 2 location-based" in html
+    filtered = client.get(f"/k8s/pods/?{query}&namespace=nlp").content.decode()
+    assert "nlp/serve-b" in filtered and "vision/train-a" not in filtered
+
+    client.login(username="victor", password=people["password"])  # vision viewer
+    mine = client.get(f"/k8s/pods/?{query}").content.decode()
+    assert "vision/train-a" in mine and "nlp/serve-b" not in mine
+
+    client.login(username="gary", password=people["password"])  # another organisation
+    assert client.get(f"/k8s/pods/?{query}").status_code == 404

@@ -1,4 +1,5 @@
-"""Slurm pages: resolve the scope, call the one report / the mapping services, render.
+"""Scheduler pages (Slurm jobs, Kubernetes pods): resolve the scope, call the one report / the
+mapping services, render.
 
 Scoped like every page: the jobs page shows the jobs whose energy went to teams the person may
 see; the mapping pages exist only for organisation admins (others, and any mapping of another
@@ -19,8 +20,9 @@ from greenkpi.dashboard.slurm.forms import MappingForm
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.mappings import mapping_delete, mapping_save
 from greenkpi.inventory.models import IdentityMapping
+from greenkpi.kpis import labels
 from greenkpi.lib.periods import period_from_query
-from greenkpi.workloads.selectors.scheduler import jobs_report
+from greenkpi.workloads.selectors.scheduler import jobs_report, pods_report
 
 
 @dashboard_view
@@ -47,6 +49,31 @@ def slurm_jobs(request: HttpRequest) -> HttpResponse:
         can_map=scope.manages_org,
     )
     return render(request, "dashboard/slurm/jobs.html", context)
+
+
+@dashboard_view
+def k8s_pods(request: HttpRequest) -> HttpResponse:
+    scope = scope_for(request.user, request.GET.get("org"))
+    period = period_from_query(request.GET, default="30d")
+    namespace = request.GET.get("namespace", "")[:63]  # an RFC 1123 label at most
+    report = pods_report(
+        organisation_id=scope.organisation.pk,
+        teams={t.pk: t.slug for t in scope.teams},
+        start=period.start,
+        end=period.end,
+        namespace=namespace,
+    )
+    context = page_context(
+        request,
+        scope,
+        period,
+        report=report,
+        namespace=namespace,
+        can_map=scope.manages_org,
+        total=labels.TOTAL,
+        location=labels.SCOPE2_LOCATION,
+    )
+    return render(request, "dashboard/slurm/pods.html", context)
 
 
 def _admin_scope(request: HttpRequest) -> Scope:
@@ -137,6 +164,7 @@ def slurm_mapping_delete(request: HttpRequest, mapping_id: int) -> HttpResponse:
 
 urlpatterns = [
     path("slurm/", slurm_jobs, name="slurm-jobs"),
+    path("k8s/pods/", k8s_pods, name="k8s-pods"),
     path("slurm/mappings/", slurm_mappings, name="slurm-mappings"),
     path("slurm/mappings/<int:mapping_id>/", slurm_mapping_edit, name="slurm-mapping-edit"),
     path(

@@ -9,7 +9,8 @@ Rules (docs/collector.md, "Kubernetes"):
   (MPS, MIG: method ``equal``).
 * A GPU (or a MIG slice of it) allocated to pods, with no process in the interval: the holders'
   ``allocated-idle`` share, equal per holding pod. MIG slices are separate devices to the kubelet;
-  NVML measures the physical GPU, so a slice's pod is a holder of its parent GPU.
+  NVML measures the physical GPU, so a slice's pod is a holder of its parent GPU. Shares of a
+  slice's pod on that GPU carry the tag ``gpu_sharing=mig`` (the pods page says "MIG slice").
 * The kubelet socket missing or refused: attribution is unknown (processes keep their
   registration / environment claims, idle GPUs go to nobody); ``errors`` says why, once.
 """
@@ -17,6 +18,8 @@ Rules (docs/collector.md, "Kubernetes"):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from greenkpi_collector.attribution import Claim, JobKey
@@ -54,6 +57,7 @@ class KubeAttributor(Attributor):
         self.list_s = list_s
         self.clock = clock
         self.holders: dict[str, tuple[PodRef, ...]] = {}
+        self.mig_holders: dict[str, frozenset[str]] = {}  # GPU -> pods holding a slice of it
         self.kubelet_error: str | None = None
         self._listed_at = float("-inf")
         self._errors: list[str] = []
@@ -74,15 +78,20 @@ class KubeAttributor(Attributor):
                 self._errors.append(f"{exc}; pod attribution unknown")
             self.kubelet_error = str(exc)
             self.holders = {}
+            self.mig_holders = {}
             return
         self.kubelet_error = None
         holders: dict[str, list[PodRef]] = {}
+        mig: dict[str, set[str]] = {}
         for device, refs in allocations.items():
             gpu = self.mig_parent.get(device, device)  # a MIG slice's pod holds its parent GPU
             for ref in refs:
+                if gpu != device:
+                    mig.setdefault(gpu, set()).add(ref.key)
                 if all(r.key != ref.key for r in holders.get(gpu, [])):
                     holders.setdefault(gpu, []).append(ref)
         self.holders = {gpu: tuple(refs) for gpu, refs in holders.items()}
+        self.mig_holders = {gpu: frozenset(keys) for gpu, keys in mig.items()}
         self.cache.refresh()
 
     def _job(self, namespace: str, pod: str, container: str | None) -> JobKey:
@@ -114,12 +123,22 @@ class KubeAttributor(Attributor):
         self._k8s_tick[pid] = claim
         return claim
 
+    def resolver(self, uuid: str) -> Callable[[int], Claim | None]:
+        slices = self.mig_holders.get(uuid)
+        if not slices:
+            return self.resolve
+        return lambda pid: _mig_tagged(self.resolve(pid), slices)
+
     def allocated(self, uuid: str, t_wall: float) -> Claim | tuple[Claim, ...] | None:
         refs = self.holders.get(uuid)
         if not refs:
             return super().allocated(uuid, t_wall)
+        slices = self.mig_holders.get(uuid, frozenset())
         claims = tuple(
-            Claim(pid=None, team=None, model=None, run=None, job=self._job(*_ref(r))) for r in refs
+            _mig_tagged(
+                Claim(pid=None, team=None, model=None, run=None, job=self._job(*_ref(r))), slices
+            )
+            for r in refs
         )
         return claims[0] if len(claims) == 1 else claims
 
@@ -150,3 +169,13 @@ class KubeAttributor(Attributor):
 
 def _ref(ref: PodRef) -> tuple[str, str, str]:
     return ref.namespace, ref.pod, ref.container
+
+
+MIG_TAG = ("gpu_sharing", "mig")
+
+
+def _mig_tagged(claim: Any, slices: frozenset[str]) -> Any:
+    """The claim, tagged as a MIG slice's when its pod holds a slice of this GPU."""
+    if claim is None or claim.job is None or claim.job[1] not in slices or MIG_TAG in claim.tags:
+        return claim
+    return replace(claim, tags=tuple(sorted((*claim.tags, MIG_TAG))))
