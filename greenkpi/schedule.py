@@ -66,6 +66,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
+    # MLflow write-back (integrations/mlflow_outbox.py): rows for runs that closed by themselves
+    # (Slurm jobs) and rows a lost message left; each is still written to MLflow once.
+    "integrations-sweep-mlflow-exports": {
+        "task": "greenkpi.integrations.tasks.sweep_mlflow_exports",
+        "schedule": 120.0,
+        "options": {"expires": 100},
+    },
     # One digest per recipient per day about yesterday (UTC). Expires after 6 h: a beat that was
     # down all morning skips the day rather than mailing yesterday's news in the evening; a second
     # run the same day writes nothing (dedup per organisation, day and address).

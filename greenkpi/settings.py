@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "greenkpi.alerts",
     "greenkpi.workloads",
     "greenkpi.recommendations",
+    "greenkpi.integrations",
     "greenkpi.dashboard",
     "greenkpi.demo",
 ]

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("greenkpi.ingest.urls")),
     path("api/v1/", include("greenkpi.workloads.urls")),
+    path("api/v1/", include("greenkpi.integrations.urls")),
     path("", include("greenkpi.dashboard.urls")),
 ]
 

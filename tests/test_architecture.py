@@ -27,6 +27,7 @@ LAYERS = (
     # Findings read kpis and workloads; the ledger feeds alerts' digest and the dashboard.
     "recommendations",
     "alerts",
+    "integrations",
     "dashboard",
     "demo",
 )

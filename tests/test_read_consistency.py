@@ -1,6 +1,7 @@
 """One truth for every number (issue 12, Build 1): for the demo organisation, the same energy read
 by the overview (tiles and chart), the teams list, a team page, the carbon page, the ESG report,
-the models list, a model's page and a budget equals the sum of the HourlyRollup rows — with every
+the models list, a model's page, a budget and the KPI read API (series per organisation, team and
+model; a budget's status) equals the sum of the HourlyRollup rows — with every
 day fresh, and again while a day is stale (a late sample re-computed one hour after the day was
 refreshed; the daily tables still hold the old figure).
 
@@ -95,7 +96,24 @@ def readings(client, org, team: Team, model: MLModel, budget) -> dict[str, tuple
     as_of = kpi_services.hour_floor(datetime.now(UTC))
     status = alert_selectors.budget_status(budget=budget)
     out["budget"] = (status.consumed, hourly_kwh(org, month_start, as_of))
+    # The KPI read API (issue 15): the same figures as the pages, through the same layer.
+    span = {"org": org.slug, "from": "2026-11-11", "to": "2026-11-18", "limit": 1000}
+    out["api series (organisation)"] = (api_kwh(client, span), everything)
+    out["api series (team)"] = (api_kwh(client, {**span, "by": "team", "team": team.slug}), mine)
+    by_model = {**span, "by": "model", "team": model.team.slug, "model": model.key}
+    out["api series (model)"] = (api_kwh(client, by_model), of_model)
+    api_budget = client.get(f"/api/v1/budgets/{budget.pk}/", {"org": org.slug})
+    assert api_budget.status_code == 200
+    out["api budget"] = (api_budget.json()["consumed"], hourly_kwh(org, month_start, as_of))
     return out
+
+
+def api_kwh(client, params: dict) -> float:
+    response = client.get("/api/v1/kpis/series/", params)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["next"] is None
+    return sum(row["energy_kwh"] for row in body["results"])
 
 
 def disagreements(found: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:

@@ -1,8 +1,10 @@
-"""Collector token format: ``gkc_<prefix>_<secret><checksum>``.
+"""Token format: ``<marker><prefix>_<secret><checksum>`` (collector tokens ``gkc_``, personal
+access tokens ``gkp_``).
 
 The prefix (8 chars) finds the row, the secret (32 base62 chars, ~190 bits) proves possession and is
 stored only as SHA-256, and a CRC32 checksum (6 base62 chars) rejects typos and random strings
-without touching the database. The ``gkc_`` marker makes leaked tokens easy to scan for.
+without touching the database. The marker makes leaked tokens easy to scan for, and tells the two
+kinds apart before any lookup (a collector token is never a personal one, and back).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import zlib
 from typing import NamedTuple
 
 MARKER = "gkc_"
+PERSONAL_MARKER = "gkp_"
 ALPHABET = string.digits + string.ascii_letters
 PREFIX_LEN = 8
 SECRET_LEN = 32
@@ -37,24 +40,24 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), CHECKSUM_LEN)
 
 
-def generate() -> tuple[str, TokenParts]:
+def generate(marker: str = MARKER) -> tuple[str, TokenParts]:
     """A new token string and its parts."""
     prefix = "".join(secrets.choice(ALPHABET) for _ in range(PREFIX_LEN))
     secret = "".join(secrets.choice(ALPHABET) for _ in range(SECRET_LEN))
-    body = f"{MARKER}{prefix}_{secret}"
+    body = f"{marker}{prefix}_{secret}"
     return body + _checksum(body), TokenParts(prefix, secret)
 
 
-def parse(token: str) -> TokenParts | None:
+def parse(token: str, marker: str = MARKER) -> TokenParts | None:
     """The parts of a well-formed token, or None (without any database access)."""
-    if len(token) != len(MARKER) + PREFIX_LEN + 1 + SECRET_LEN + CHECKSUM_LEN:
+    if len(token) != len(marker) + PREFIX_LEN + 1 + SECRET_LEN + CHECKSUM_LEN:
         return None
-    if not token.startswith(MARKER):
+    if not token.startswith(marker):
         return None
     body, checksum = token[:-CHECKSUM_LEN], token[-CHECKSUM_LEN:]
     if not secrets.compare_digest(_checksum(body), checksum):
         return None
-    prefix, sep, secret = body[len(MARKER) :].partition("_")
+    prefix, sep, secret = body[len(marker) :].partition("_")
     if sep != "_" or len(prefix) != PREFIX_LEN or len(secret) != SECRET_LEN:
         return None
     return TokenParts(prefix, secret)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from greenkpi.inventory.models import Team
-from greenkpi.workloads import drift
+from greenkpi.workloads import drift, signals
 from greenkpi.workloads.models import (
     DriftFeature,
     DriftReport,
@@ -187,6 +187,7 @@ def run_close(
         if functional_unit:
             run.functional_unit = functional_unit
         run.save()
+        signals.run_closed.send(sender=Run, run=run)
     return run
 
 
