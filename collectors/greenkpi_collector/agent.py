@@ -82,6 +82,7 @@ def attributor(
     slurm: SlurmJobs | None,
     sources: list[Source],
     kube: Any = None,
+    kube_cluster: str | None = None,
 ) -> Attributor:
     """Who used each GPU; pods labelled by exporter sources resolve to their labels, pods the
     kubelet allocated GPUs to (``kube``: build_kubernetes's answer) through sources.kubernetes."""
@@ -118,6 +119,7 @@ def attributor(
         slurm=slurm,
         gpu_index=gpu_index,
         exporters=exporters,  # type: ignore[arg-type]  # ExporterSource, by their names
+        cluster=kube_cluster,
     )
 
 
@@ -210,7 +212,13 @@ class Agent:
             window_s=config.window_s,
             max_resume_gap_s=config.max_resume_gap_s,
             notes=notes,
-            attributor=attributor(registry, self.slurm, sources, build_kubernetes(config, notes)),
+            attributor=attributor(
+                registry,
+                self.slurm,
+                sources,
+                build_kubernetes(config, notes),
+                kube_cluster=config.kube_cluster,
+            ),
         )
         self.sender = Sender(
             spool=Spool(config.spool_path, quota),

@@ -158,14 +158,23 @@ def test_each_dcgm_generation_gives_the_same_energy_split_by_pod(
     assert gpu0[1]["util_busy"] == pytest.approx(0.8)
     assert gpu0[1]["mem_total_bytes"] in (85_899_345_920, (40_960 + 40_000) * 2**20)
     assert gpu0[1]["mem_used_bytes"] in (41_943_040_000, 40_000 * 2**20)
-    # Pods from the exporter's labels, carried as tags; the time-sliced GPU split equally.
-    tags0 = [sh["tags"] for sh in gpu0[1]["shares"]]
-    assert tags0 == [
-        {"k8s_pod": "trainer-0", "k8s_namespace": "team-nlp", "k8s_container": "trainer"}
+    # Pods from the exporter's labels, sent as Kubernetes pods (scheduler shares, like the
+    # kubelet path's: the k8s-* mappings apply), not as tags; the time-sliced GPU split equally.
+    share0 = gpu0[1]["shares"]
+    assert [sh["scheduler"] for sh in share0] == [
+        {
+            "kind": "k8s",
+            "namespace": "team-nlp",
+            "pod": "trainer-0",
+            "container": "trainer",
+            "complete": False,  # exporters serve no labels
+        }
     ]
+    assert [(sh.get("tags"), sh["run"]) for sh in share0] == [(None, "k8s:team-nlp/trainer-0")]
     gpu1 = next(s for s in samples if s["device_uuid"] == GPU1 and s["method"] == "counter")
-    split = {sh["tags"]["k8s_pod"]: (sh["energy_j"], sh["method"]) for sh in gpu1["shares"]}
+    split = {sh["scheduler"]["pod"]: (sh["energy_j"], sh["method"]) for sh in gpu1["shares"]}
     assert split == {"infer-a": (1000.0, "equal"), "infer-b": (1000.0, "equal")}
+    assert {sh["scheduler"]["namespace"] for sh in gpu1["shares"]} == {"team-vision"}
     assert source.devices()[0].model == "NVIDIA H100 80GB HBM3"
 
 
@@ -254,11 +263,16 @@ def test_kepler_splits_a_single_gpu_by_each_pods_energy(
     assert energy(samples, GPU0) == pytest.approx(300.0 * 40, abs=0.01)
     counted = [s for s in samples if s["method"] == "counter"]
     assert len(counted) == 3
-    split = {sh["tags"]["k8s_pod"]: sh for sh in counted[-1]["shares"]}
+    split = {sh["scheduler"]["pod"]: sh for sh in counted[-1]["shares"]}
     assert split["trainer-0"]["energy_j"] == pytest.approx(2000.0)
     assert split["eval-0"]["energy_j"] == pytest.approx(1000.0)
     assert split["trainer-0"]["method"] == "utilization"
-    assert split["eval-0"]["tags"] == {"k8s_pod": "eval-0", "k8s_namespace": "team-vision"}
+    assert split["eval-0"]["scheduler"] == {
+        "kind": "k8s",
+        "namespace": "team-vision",
+        "pod": "eval-0",
+        "complete": False,
+    }
     assert any("Kepler 0.10+ GPU metrics (1 GPU)" in e for e in errors)
 
 
@@ -329,3 +343,32 @@ def test_check_says_what_the_exporter_serves_and_when_it_is_down(
     assert any(
         line.startswith("GPU (kepler) note: kepler http") and "503" in line for line in lines
     )
+
+
+def test_exporter_pods_become_scheduler_pods_only_when_the_schema_accepts_them() -> None:
+    from greenkpi_collector.sources.exporters.dcgm import pod_tags
+    from greenkpi_collector.sources.exporters.scrape import PodTable
+
+    table = PodTable()
+    attributor = PodAttributor(None, exporters=[], cluster="prod-eu")
+    attributor.exporters = [type("S", (), {"pods": table})()]  # type: ignore[list-item]
+    good = table.pid(pod_tags({"pod": "train-0", "namespace": "ml", "container": "main"}))
+    claim = attributor.resolve(good)
+    assert claim is not None and claim.job == ("prod-eu", "ml/train-0") and claim.tags == ()
+    pod, run = attributor.describe(claim.job)
+    assert (pod.namespace, pod.pod, pod.container, pod.cluster, pod.complete) == (
+        "ml",
+        "train-0",
+        "main",
+        "prod-eu",
+        False,
+    )
+    assert run == "k8s:prod-eu:ml/train-0"
+    # a MIG instance's series: the pod holds a slice (the pods page's "MIG slice")
+    sliced = table.pid(pod_tags({"pod": "p", "namespace": "ml", "GPU_I_ID": "3"}))
+    assert attributor.resolve(sliced).tags == (("gpu_sharing", "mig"),)  # type: ignore[union-attr]
+    # a namespace the schema refuses (upper case) stays tags: never a 400 for the whole window
+    odd = table.pid(pod_tags({"pod": "x", "namespace": "Team_A"}))
+    kept = attributor.resolve(odd)
+    assert kept is not None and kept.job is None
+    assert dict(kept.tags) == {"k8s_pod": "x", "k8s_namespace": "Team_A"}

@@ -163,4 +163,6 @@ def pod_tags(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
     container = label(labels, "container", "container_name")
     if container:
         tags["k8s_container"] = container
+    if labels.get("GPU_I_ID"):
+        tags["gpu_sharing"] = "mig"  # the pod's series is a MIG instance's: it holds a slice
     return tuple(sorted((k, v) for k, v in tags.items() if v))

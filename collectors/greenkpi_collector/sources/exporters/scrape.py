@@ -12,6 +12,7 @@ made of such intervals are therefore flagged by their method, and the reason is 
 from __future__ import annotations
 
 import itertools
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from greenkpi_collector.attribution import Claim
 from greenkpi_collector.sources.base import ProcUse, Reading
 from greenkpi_collector.windows import counter_delta
 from greenkpi_schema import DeviceInfo
+from greenkpi_schema.v1 import K8S_NAMESPACE_PATTERN, K8S_POD_PATTERN
 
 MAX_BODY_BYTES = 8 * 2**20  # a node's exposition is tens of KiB; more is not an exporter
 # Energy growth over power integral between counter changes: a right unit gives about 1 (sampled
@@ -35,6 +37,10 @@ MIN_CHECK_SPAN_S = 2.0  # the first two counter changes must be at least this fa
 ABSURD_W = 200_000.0
 _TAG_MAX = 200
 _pseudo_pids = itertools.count(-1, -1)  # pods are not processes: negative ids, never real PIDs
+# A pod seen through a MIG instance's series: the pods page says "MIG slice" (ingest.scheduler).
+MIG_TAG = ("gpu_sharing", "mig")
+K8S_NAMESPACE = re.compile(K8S_NAMESPACE_PATTERN)
+K8S_POD = re.compile(K8S_POD_PATTERN)
 
 
 class ScrapeError(Exception):
@@ -207,27 +213,42 @@ class Relay:
 
 class PodTable:
     """Pods (from exporter labels) as pseudo-processes with negative ids, so the window's split
-    and the attributor treat them like NVML processes; their claim carries the labels as tags."""
+    and the attributor treat them like NVML processes. A pod whose namespace and name the schema
+    accepts is claimed as a Kubernetes pod (``job`` = ("", "<namespace>/<pod>"): the share is
+    sent with ``scheduler: {kind: k8s, ...}``, like the kubelet path's, so the ``k8s-*`` identity
+    mappings apply); anything else keeps its labels as tags."""
 
     def __init__(self) -> None:
         self._ids: dict[tuple[tuple[str, str], ...], int] = {}
         self._claims: dict[int, Claim] = {}
+        self.containers: dict[str, str] = {}  # "<namespace>/<pod>" -> its container
 
     def pid(self, tags: tuple[tuple[str, str], ...]) -> int:
         if tags not in self._ids:
             if len(self._ids) > 10_000:  # pods come and go; forget the oldest
                 old = next(iter(self._ids))
                 self._claims.pop(self._ids.pop(old), None)
+                self.containers.clear()  # re-learnt from the labels of the pods still served
             pid = next(_pseudo_pids)
             self._ids[tags] = pid
-            self._claims[pid] = Claim(
-                pid=None,
-                team=None,
-                model=None,
-                run=None,
-                tags=tuple((k, v[:_TAG_MAX]) for k, v in tags),
-            )
+            self._claims[pid] = self._claim(tags)
         return self._ids[tags]
+
+    def _claim(self, tags: tuple[tuple[str, str], ...]) -> Claim:
+        found = dict(tags)
+        namespace, pod = found.get("k8s_namespace", ""), found.get("k8s_pod", "")
+        if K8S_NAMESPACE.search(namespace) and K8S_POD.search(pod):
+            key = f"{namespace}/{pod}"
+            self.containers[key] = found.get("k8s_container", "")[:63]
+            mig = (MIG_TAG,) if MIG_TAG in tags else ()
+            return Claim(pid=None, team=None, model=None, run=None, tags=mig, job=("", key))
+        return Claim(
+            pid=None,
+            team=None,
+            model=None,
+            run=None,
+            tags=tuple((k, v[:_TAG_MAX]) for k, v in tags),
+        )
 
     def claim(self, pid: int) -> Claim | None:
         return self._claims.get(pid)
