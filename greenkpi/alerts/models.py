@@ -340,6 +340,9 @@ class Notification(models.Model):
     dedup_key = models.CharField(max_length=64, help_text="Same alerts + event => one row.")
     payload = models.JSONField()
     recipients = models.JSONField(default=list, blank=True)
+    # An email goes out as one message per link set (admins get the admin link too): addresses a
+    # message already reached are recorded so a retry after a later message failed skips them.
+    delivered_to = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -358,6 +361,11 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.rule_id} -> {self.channel_id} ({self.status})"
+
+    def record_delivered(self, addresses: list[str]) -> None:
+        """Note that one message of this notification reached ``addresses`` (saved at once)."""
+        self.delivered_to = sorted({*self.delivered_to, *addresses})
+        Notification.objects.filter(pk=self.pk).update(delivered_to=self.delivered_to)
 
 
 class AlertGroup(models.Model):

@@ -112,6 +112,42 @@ def test_an_admin_recipient_also_gets_the_admin_link_second(
     assert client.get(path_of(only, settings)).status_code == 200  # nlp's host: nina sees it
 
 
+def test_a_retry_after_the_admins_message_failed_does_not_resend_the_first(
+    acme, people, rollups, mail, mailoutbox, monkeypatch
+):
+    """Admins and others get different messages; when the second fails transiently, the retry
+    sends only that one (the others' message went out once)."""
+    import smtplib
+
+    from django.core.mail.backends.locmem import EmailBackend
+
+    with_email(people["nina"], "nina@acme.test")
+    from greenkpi.inventory.services import user_create
+
+    user_create(username="root", password="x" * 20, is_superuser=True, email="root@acme.test")
+    mail.addresses = "root@acme.test"
+    mail.save()
+    rollups.host(acme, "gpu-silent", team=acme.nlp, last_seen=T0 - 2 * H)
+    note = fire(acme, RuleKind.COLLECTOR_SILENT, mail)
+    real_send = EmailBackend.send_messages
+    failures = iter([False, True])  # the first message goes, the second meets a 451
+
+    def flaky(self, messages):
+        if next(failures, False):
+            raise smtplib.SMTPResponseException(451, b"try again later")
+        return real_send(self, messages)
+
+    monkeypatch.setattr(EmailBackend, "send_messages", flaky)
+    with time_machine.travel(T0, tick=False):
+        assert outbox.notification_send(notification_id=str(note.pk)).status == "retry"
+    assert [m.to for m in mailoutbox] == [["nina@acme.test"]]
+    note.refresh_from_db()
+    assert note.delivered_to == ["nina@acme.test"]
+    with time_machine.travel(T0 + H, tick=False):
+        assert outbox.notification_send(notification_id=str(note.pk)).status == "sent"
+    assert [m.to for m in mailoutbox] == [["nina@acme.test"], ["root@acme.test"]]
+
+
 def test_a_retraining_alert_links_the_model_page(acme, people, mail, settings):
     from greenkpi.workloads.models import MLModel
 

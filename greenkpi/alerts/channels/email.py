@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 class EmailNotifier:
     def send(self, *, notification: Notification, channel: Channel) -> None:
-        recipients = list(notification.recipients)
-        if not recipients:
+        if not notification.recipients:
             raise PermanentError("no recipients (no addresses and no managers with an email)")
+        already = set(notification.delivered_to)  # a retry: those got their message last time
+        recipients = [r for r in notification.recipients if r not in already]
         # Everyone gets the dashboard page of what fired; the admin link goes, as a second link,
         # only to those who may open the admin (a team lead would be refused there: issue 12 D3).
         admins = links.admins_among(recipients) if notification.payload.get("admin_url") else set()
@@ -33,6 +34,7 @@ class EmailNotifier:
         try:
             for message in messages:
                 message.send(fail_silently=False)
+                notification.record_delivered(list(message.to))
         except smtplib.SMTPRecipientsRefused as exc:
             raise PermanentError(f"recipients refused: {exc.recipients}") from exc
         except smtplib.SMTPResponseException as exc:
