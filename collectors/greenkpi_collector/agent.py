@@ -260,6 +260,10 @@ class Agent:
         if self.slurm is not None:
             log.info("Slurm: cluster %s, node %s", self.slurm.cluster, self.slurm.node)
             self.slurm.start()
+        # Kubernetes pods: kubelet and API-server listings off the sampling thread, like Slurm's
+        start = getattr(self.sampler.attributor, "start", None)
+        if start is not None:
+            start()
         thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler")
         thread.start()
         try:
@@ -280,4 +284,7 @@ class Agent:
                 source.close()
             if self.slurm is not None:
                 self.slurm.close()
+            close = getattr(self.sampler.attributor, "close", None)
+            if close is not None:
+                close()
         return 0

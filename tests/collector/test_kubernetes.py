@@ -61,6 +61,7 @@ def kubelet(tmp_path: Path):
     server.add_insecure_port(f"unix://{path}")
     server.start()
     yield str(path), servicer
+    servicer.release.set()
     server.stop(grace=None)
 
 
@@ -467,3 +468,101 @@ def test_without_grpcio_the_agent_measures_on_and_says_why(kubelet, monkeypatch)
     assert notes and notes[0].startswith("no Kubernetes attribution: ") and "grpc" in notes[0]
     with pytest.raises(Exception, match="grpc"):
         build_kubernetes(load({"kubelet_socket": path, "kubernetes": "on"}, {}), [])
+
+
+# --- never blocking: the listings run in a background thread -------------------------------------
+
+
+def test_a_hung_kubelet_never_blocks_sampling_and_pods_go_out_incomplete(
+    kubelet, apiserver, tmp_path
+):
+    """The agent's mode (``start``): the kubelet stops answering (List hangs past its 0.5 s
+    timeout, every time); the sampling thread's per-tick calls stay sub-millisecond, the last
+    known holders stay, and once the listing is older than stale_s every pod is sent
+    complete:false. When the kubelet answers again, pods are complete again."""
+    import time
+
+    from gkc_helpers import wait_until
+
+    path, servicer = kubelet
+    url, _ = apiserver
+    proc = tmp_path / "proc"
+    fake_proc(proc, 202, f"11:devices:/kubepods/besteffort/pod{UID_B}/{CID_B}\n")
+    attributor = KubeAttributor(
+        None,
+        pods=PodResourcesClient(path, timeout_s=0.5),
+        cache=PodCache("gpu-node-7", url=url),
+        mig_parent={"MIG-M1": "GPU-M", "MIG-M2": "GPU-M"},
+        proc_root=str(proc),
+        list_s=0.2,
+        stale_s=1.0,
+    )
+    attributor.start()
+    try:
+        wait_until(lambda: "GPU-I" in attributor.holders, 5, "the first listing")
+        claim = attributor.resolver("GPU-T")(202)
+        assert claim is not None and claim.job == ("", "nlp/serve-b")
+        assert attributor.describe(claim.job)[0].complete is True
+
+        servicer.hanging = True
+        lists = servicer.lists
+        slowest = 0.0
+        deadline = time.monotonic() + 2.5  # five hung Lists' worth
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            attributor.refresh()  # what the sampler calls every tick
+            attributor.resolver("GPU-T")(202)
+            attributor.allocated("GPU-I", time.time())
+            attributor.describe(("", "nlp/serve-b"))
+            slowest = max(slowest, time.perf_counter() - began)
+            time.sleep(0.02)
+        assert servicer.lists > lists  # the thread kept trying (and hanging)
+        assert slowest < 0.05, f"a tick waited {slowest:.3f} s on the kubelet"
+        # the last known holders stay (idle-c's GPU is still its waste) but the facts are stale
+        held = attributor.allocated("GPU-I", time.time())
+        assert held is not None and held.job == ("", "vision/idle-c")  # type: ignore[union-attr]
+        assert attributor.stale()
+        assert attributor.describe(("", "nlp/serve-b"))[0].complete is False
+        assert any("DEADLINE_EXCEEDED" in e for e in attributor.errors())
+
+        servicer.hanging = False
+        servicer.release.set()
+        wait_until(lambda: not attributor.stale(), 5, "a good listing again")
+        assert attributor.describe(("", "nlp/serve-b"))[0].complete is True
+    finally:
+        servicer.release.set()
+        attributor.close()
+
+
+def test_an_unknown_pod_wakes_the_thread_instead_of_asking_the_api_server_in_the_tick(
+    kubelet, apiserver, tmp_path
+):
+    from gkc_helpers import wait_until
+
+    path, _ = kubelet
+    url, handler = apiserver
+    proc = tmp_path / "proc"
+    fake_proc(proc, 202, f"11:devices:/kubepods/besteffort/pod{UID_B}/{CID_B}\n")
+    cache = PodCache("gpu-node-7", url=url, retry_s=0.1)
+    attributor = KubeAttributor(
+        None, pods=PodResourcesClient(path), cache=cache, proc_root=str(proc), list_s=60.0
+    )
+    handler.mode = "hang"  # the first pod list hangs past the cache's 2 s timeout
+    attributor.start()
+    try:
+        wait_until(lambda: attributor.lists == 1, 5, "the first kubelet listing")
+        import time
+
+        began = time.perf_counter()
+        claim = attributor.resolver("GPU-T")(202)  # the pod is not known yet: no labels now
+        assert time.perf_counter() - began < 0.05  # the tick did not ask the hung API server
+        assert claim is None or claim.job is None
+        handler.mode = "ok"
+        handler.release.set()
+        wait_until(lambda: cache.by_uid.get(UID_B) is not None, 10, "the woken pod list")
+        attributor.refresh()
+        claim = attributor.resolver("GPU-T")(202)
+        assert claim is not None and claim.job == ("", "nlp/serve-b")
+    finally:
+        handler.release.set()
+        attributor.close()

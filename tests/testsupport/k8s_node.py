@@ -26,6 +26,10 @@ class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
     """What a kubelet with the NVIDIA device plugin answers on its pod-resources socket."""
 
     def __init__(self) -> None:
+        # hanging: List answers nothing until ``release`` (a kubelet stuck on a lock)
+        self.hanging = False
+        self.release = threading.Event()
+        self.lists = 0
         self.pods = [
             ("vision", "train-a", "trainer", "nvidia.com/gpu", ["GPU-T::0"]),
             ("nlp", "serve-b", "server", "nvidia.com/gpu", ["GPU-T::1"]),
@@ -36,6 +40,9 @@ class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
         ]
 
     def List(self, request, context):
+        self.lists += 1
+        if self.hanging:
+            self.release.wait(10)
         out = api_pb2.ListPodResourcesResponse()
         for namespace, name, container, resource, ids in self.pods:
             pod = out.pod_resources.add(name=name, namespace=namespace)

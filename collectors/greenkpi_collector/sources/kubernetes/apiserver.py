@@ -124,6 +124,7 @@ class PodCache:
         self._errors: list[str] = []
         self.last_error: str | None = None
         self.lists = 0
+        self.listed_at = float("-inf")  # clock() of the last list that answered
 
     def refresh(self, *, force: bool = False) -> None:
         """List the node's pods when the TTL ran out (or ``force`` and the retry delay passed)."""
@@ -145,6 +146,7 @@ class PodCache:
         self._next = now + self.ttl_s
         self.last_error = None
         self.lists += 1
+        self.listed_at = now
         for item in items:
             meta = pod_meta(item)
             if meta is None or not meta.uid:
@@ -193,7 +195,10 @@ class PodCache:
         return meta
 
     def errors(self) -> list[str]:
-        out, self._errors = self._errors, []
+        # taken by the sender's thread while the attributor's thread may append: copy, then
+        # delete what was copied (each step atomic), so a message appended between is kept
+        out = self._errors[:]
+        del self._errors[: len(out)]
         return out
 
 

@@ -13,10 +13,18 @@ Rules (docs/collector.md, "Kubernetes"):
   slice's pod on that GPU carry the tag ``gpu_sharing=mig`` (the pods page says "MIG slice").
 * The kubelet socket missing or refused: attribution is unknown (processes keep their
   registration / environment claims, idle GPUs go to nobody); ``errors`` says why, once.
+* Never blocking (``start``): the agent lists the kubelet and the API server from a background
+  thread, like Slurm's facts; the sampling thread reads only the last good listings, and a pod
+  the cache does not know wakes the thread instead of asking the API server itself. A hung
+  kubelet or API server delays nothing; past ``stale_s`` without a good listing, the last known
+  holders are kept but every pod goes out ``complete: false``, and after ``forget_s`` the holders
+  are dropped (attribution unknown). Without ``start`` (tests, ``check``), ``refresh`` lists
+  in the caller's thread as before.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,6 +53,8 @@ class KubeAttributor(Attributor):
         mig_parent: dict[str, str] | None = None,
         proc_root: str = "/proc",
         list_s: float = 10.0,
+        stale_s: float | None = None,
+        forget_s: float | None = None,
         clock: Any = time.monotonic,
         **kwargs: Any,
     ) -> None:
@@ -55,32 +65,74 @@ class KubeAttributor(Attributor):
         self.mig_parent = mig_parent or {}
         self.proc_root = proc_root
         self.list_s = list_s
+        # A listing older than this is stale: pods go out complete:false (3 missed kubelet lists,
+        # or the API server not answering for 3 of its TTLs).
+        self.stale_s = stale_s if stale_s is not None else 3 * list_s
+        self.api_stale_s = 3 * cache.ttl_s
+        self.forget_s = forget_s if forget_s is not None else 30 * list_s
         self.clock = clock
         self.holders: dict[str, tuple[PodRef, ...]] = {}
         self.mig_holders: dict[str, frozenset[str]] = {}  # GPU -> pods holding a slice of it
         self.kubelet_error: str | None = None
         self._listed_at = float("-inf")
+        self._good_at = float("-inf")  # the last kubelet List that answered
         self._errors: list[str] = []
+        self._lock = threading.Lock()  # _errors: appended by the thread, taken by the sender
+        self._wanted = threading.Event()  # a pod the cache did not know: list now
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lists = 0
         self._k8s_tick: dict[int, Claim | None] = {}
         self._containers: dict[str, str] = {}
+
+    def start(self) -> None:
+        """List from a background thread from now on (the agent; see the module docstring)."""
+        self._thread = threading.Thread(target=self._loop, name="k8s-pods", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wanted.set()
+        # A hung gRPC or HTTP call holds the thread until its timeout; it is a daemon.
+        if self._thread is not None:
+            self._thread.join(timeout=0.5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            forced = self._wanted.is_set()
+            self._wanted.clear()
+            try:
+                self._list(force=forced)
+            except Exception as exc:  # never let the thread die: facts just go stale
+                self._error(f"Kubernetes listing failed: {exc!r}")
+            wait = max(0.05, self._listed_at + self.list_s - self.clock())
+            self._wanted.wait(min(wait, self.list_s))
 
     def refresh(self) -> None:
         super().refresh()
         self._k8s_tick.clear()
+        if self._thread is None:
+            self._list()  # no background thread: list here, as the caller asked
+
+    def _list(self, force: bool = False) -> None:
         now = self.clock()
         if now - self._listed_at < self.list_s:
+            if force:
+                self.cache.refresh(force=True)  # at most every retry_s (PodCache)
             return
         self._listed_at = now
+        self.lists += 1
         try:
             allocations = self.pods.allocations()
         except PodResourcesUnavailable as exc:
             if str(exc) != self.kubelet_error:
-                self._errors.append(f"{exc}; pod attribution unknown")
+                self._error(f"{exc}; pod attribution unknown")
             self.kubelet_error = str(exc)
-            self.holders = {}
-            self.mig_holders = {}
+            if now - self._good_at > self.forget_s:
+                self.holders, self.mig_holders = {}, {}
             return
         self.kubelet_error = None
+        self._good_at = now
         holders: dict[str, list[PodRef]] = {}
         mig: dict[str, set[str]] = {}
         for device, refs in allocations.items():
@@ -90,9 +142,19 @@ class KubeAttributor(Attributor):
                     mig.setdefault(gpu, set()).add(ref.key)
                 if all(r.key != ref.key for r in holders.get(gpu, [])):
                     holders.setdefault(gpu, []).append(ref)
+        # each attribute replaced whole: the sampling thread reads one listing or the next
         self.holders = {gpu: tuple(refs) for gpu, refs in holders.items()}
         self.mig_holders = {gpu: frozenset(keys) for gpu, keys in mig.items()}
-        self.cache.refresh()
+        self.cache.refresh(force=force)
+
+    def stale(self) -> bool:
+        """No good kubelet listing for ``stale_s``, or none from the API server for 3 TTLs."""
+        now = self.clock()
+        return now - self._good_at > self.stale_s or now - self.cache.listed_at > self.api_stale_s
+
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self._errors.append(message)
 
     def _job(self, namespace: str, pod: str, container: str | None) -> JobKey:
         """The pod's key (one share per pod and window); its container is remembered aside."""
@@ -109,7 +171,7 @@ class KubeAttributor(Attributor):
         base = super().resolve(pid)
         claim = base
         found = pod_of_pid(pid, self.proc_root) if pid >= 0 else None
-        meta = self.cache.by_pod_uid(found[0]) if found is not None else None
+        meta = self._pod(found[0]) if found is not None else None
         if found is not None and meta is not None:
             container = meta.containers.get(found[1] or "")
             claim = Claim(
@@ -128,6 +190,14 @@ class KubeAttributor(Attributor):
         if not slices:
             return self.resolve
         return lambda pid: _mig_tagged(self.resolve(pid), slices)
+
+    def _pod(self, uid: str) -> PodMeta | None:
+        if self._thread is None:
+            return self.cache.by_pod_uid(uid)  # may list now (no background thread)
+        meta = self.cache.by_uid.get(uid)
+        if meta is None:
+            self._wanted.set()  # the thread lists; this tick goes on without the pod's labels
+        return meta
 
     def allocated(self, uuid: str, t_wall: float) -> Claim | tuple[Claim, ...] | None:
         refs = self.holders.get(uuid)
@@ -158,12 +228,14 @@ class KubeAttributor(Attributor):
             labels=dict(meta.labels) if meta is not None else {},
             annotations=dict(meta.annotations) if meta is not None else {},
             start=meta.start if meta is not None else None,
-            complete=meta is not None,
+            # labels unknown, or facts that may be out of date (the listings went stale)
+            complete=meta is not None and not (self._thread is not None and self.stale()),
         )
         return pod, k8s_run_key(pod)
 
     def errors(self) -> list[str]:
-        out, self._errors = self._errors, []
+        with self._lock:
+            out, self._errors = self._errors, []
         return super().errors() + out + self.cache.errors()
 
 
