@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("greenkpi.ingest.urls")),
     path("api/v1/", include("greenkpi.workloads.urls")),
     path("api/v1/", include("greenkpi.integrations.urls")),
+    path("api/v1/", include("greenkpi.recommendations.urls")),
     path("", include("greenkpi.dashboard.urls")),
 ]
 

@@ -8,6 +8,7 @@ from greenkpi.dashboard.carbon import views as carbon
 from greenkpi.dashboard.fleet import views as fleet
 from greenkpi.dashboard.models import views as models
 from greenkpi.dashboard.overview import views as overview
+from greenkpi.dashboard.recommendations import views as recommendations
 from greenkpi.dashboard.reports import views as reports
 from greenkpi.dashboard.slurm import views as slurm
 from greenkpi.dashboard.teams import views as teams
@@ -50,4 +51,5 @@ urlpatterns = [
     *carbon.urlpatterns,
     *reports.urlpatterns,
     *slurm.urlpatterns,
+    *recommendations.urlpatterns,
 ]

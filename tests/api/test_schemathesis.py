@@ -55,7 +55,9 @@ RULE_BOUND_OPERATIONS = (
     "models_runs_open|models_runs_close|models_evaluations_create|models_drift_reports_create|"
     # a mapping's kind and pattern are checked together (a regex must compile, a k8s label must be
     # a label); the jobs and pods reports' from/to must be dates and come as a pair
-    "identity_mappings_create|identity_mapping_update|slurm_jobs|k8s_pods"
+    "identity_mappings_create|identity_mapping_update|slurm_jobs|k8s_pods|"
+    # a decision's reason is required unless it re-opens, a snooze needs a future end
+    "recommendations_decide"
 )
 
 
@@ -80,7 +82,15 @@ def world(server, people, acme, acme_token):
     model, _ = services.model_register(team=acme.vision, key="resnet50")
     services.version_register(model=model, version="1", baseline_value=0.9, deploy=True)
     run, _ = services.run_open(model=model, key="train-1", kind="training")
-    return {"model": model, "run": run, "secret": acme_token[1]}
+    from greenkpi.recommendations.models import Finding
+
+    finding = Finding.objects.create(
+        organisation=acme, detector="idle-allocation", owner_kind="model",
+        owner="vision/resnet50", subject="allocation", team=acme.vision, model_key="resnet50",
+        title="vision/resnet50: 96% idle", action="auto-stop", tactic="Use Energy-Aware Scheduling",
+        annual_kwh=100.0, annual_location_kgco2e=5.0,
+    )  # fmt: skip
+    return {"model": model, "run": run, "secret": acme_token[1], "finding": finding}
 
 
 def session_headers(user) -> list[str]:
@@ -102,6 +112,7 @@ def run_schemathesis(
         f'"path.model_id" = {world["model"].pk}\n'
         f'"path.run_id" = {world["run"].pk}\n'
         f'"path.token" = "{world["secret"]}"\n'
+        f'"path.finding_id" = {world["finding"].pk}\n'
         "\n[[operations]]\n"
         f'include-operation-id-regex = "^({RULE_BOUND_OPERATIONS})$"\n'
         "checks.positive_data_acceptance.expected-statuses = "
