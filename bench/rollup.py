@@ -37,7 +37,8 @@ from datetime import UTC, datetime, timedelta
 import benchdb
 import psycopg
 
-DB_NAME = "greenkpi_bench_rollup"
+# BENCH_DB_NAME (as bench/ingest.py): helpers sharing one PostgreSQL each bench in their own database.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "greenkpi_bench") + "_rollup"
 DB_URL = benchdb.url_of(DB_NAME)
 VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-rollup-var")
 GPUS_PER_HOST = 10
@@ -104,15 +105,10 @@ def populate(*, gpus: int, hours: int, start: datetime, share_every: int) -> int
             # Two shares per window for every N-th GPU: 70 % to a model run, 30 % unattributed.
             cur.execute(
                 """
-                INSERT INTO ingest_sampleshare (device_id, window_start, position, team_id,
-                    model_key, run_key, pid, energy_j, method, tags)
-                SELECT s.device_id, s.window_start, p.pos,
-                       CASE WHEN p.pos = 0 THEN %s END,
-                       CASE WHEN p.pos = 0 THEN 'llama-7b' ELSE '' END,
-                       CASE WHEN p.pos = 0 THEN 'run-1' ELSE '' END, NULL,
-                       s.energy_j * CASE WHEN p.pos = 0 THEN 0.7 ELSE 0.3 END,
-                       CASE WHEN p.pos = 0 THEN 'utilization' ELSE 'unattributed' END, '{}'
-                FROM ingest_sample s CROSS JOIN (VALUES (0), (1)) p(pos)
+                UPDATE ingest_sample s SET shares = jsonb_build_array(
+                    jsonb_build_object('e', s.energy_j * 0.7, 'k', 'utilization', 't', %s::bigint,
+                                       'm', 'llama-7b', 'r', 'run-1'),
+                    jsonb_build_object('e', s.energy_j * 0.3, 'k', 'unattributed'))
                 WHERE s.device_id %% %s = 0
                 """,
                 [teams[1].pk, share_every],
@@ -176,7 +172,9 @@ def main() -> None:
     org_id = populate(gpus=args.gpus, hours=args.hours, start=start, share_every=args.share_every)
     with psycopg.connect(DB_URL) as conn:
         samples = conn.execute("SELECT count(*) FROM ingest_sample").fetchone()[0]
-        shares = conn.execute("SELECT count(*) FROM ingest_sampleshare").fetchone()[0]
+        shares = conn.execute(
+            "SELECT coalesce(sum(jsonb_array_length(shares)), 0) FROM ingest_sample"
+        ).fetchone()[0]
     print(f"generated {samples:,} samples, {shares:,} shares in {time.perf_counter() - t0:.1f} s")
 
     if args.serial:

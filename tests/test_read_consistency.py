@@ -168,7 +168,12 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
             "window_start__lt": LATE_HOUR + timedelta(hours=1),
         }
         assert Sample.objects.filter(**hour).update(energy_j=F("energy_j") * 3) > 0
-        SampleShare.objects.filter(**hour).update(energy_j=F("energy_j") * 3)
+        for start, shares in Sample.objects.filter(**hour, shares__isnull=False).values_list(
+            "window_start", "shares"
+        ):
+            Sample.objects.filter(device_id=late_share.device_id, window_start=start).update(
+                shares=[{**share, "e": share["e"] * 3} for share in shares]
+            )
         dirty.windows_mark_dirty(organisation_id=org.pk, window_starts=[LATE_HOUR])
         kpi_services.windows_recompute_dirty()
     with time_machine.travel(NOW + timedelta(minutes=16), tick=False):

@@ -19,7 +19,7 @@ from django.db import transaction
 
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.demo import alerting, carbon, live, registry, simulation
-from greenkpi.ingest.models import Sample, SampleShare
+from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis import daily
 from greenkpi.kpis import services as kpi_services
@@ -45,7 +45,6 @@ def demo_reset() -> None:
     with transaction.atomic():
         device_ids = list(existing.values_list("hosts__devices__id", flat=True))
         # Measurements and rollups carry no cascading foreign keys (bulk tables): delete them first.
-        SampleShare.objects.filter(device_id__in=device_ids).delete()
         Sample.objects.filter(device_id__in=device_ids).delete()
         HourlyRollup.objects.filter(organisation_id__in=ids).delete()
         RollupWindow.objects.filter(organisation_id__in=ids).delete()

@@ -229,10 +229,9 @@ def windows(start: datetime, end: datetime, step: timedelta) -> Iterator[datetim
 
 @dataclass
 class HostWindow:
-    """The sample and share rows of one host for one window (ingest writer column order)."""
+    """The sample rows of one host for one window (ingest writer column order, shares on the row)."""
 
     samples: list[tuple]
-    shares: list[tuple]
     inferences: dict[str, float]  # run key -> requests served in the window
 
 
@@ -250,7 +249,7 @@ def host_window(
 ) -> HostWindow:
     window_s = (stop - start).total_seconds()
     gpu = spec.gpu
-    out = HostWindow([], [], {})
+    out = HostWindow([], {})
     host_load = 0.0
     for index, device_id in enumerate(gpu_ids):
         busy, workload, run = utilization(spec.gpus[index], start, rng, anchor)
@@ -259,6 +258,20 @@ def host_window(
         # Seconds with no kernel running: most of a nearly idle window, none of a busy one.
         idle_s = window_s * max(0.0, 1 - busy * 2) if busy < 0.3 else 0.0
         host_load += busy / len(gpu_ids)
+        shares = None
+        if workload is not None and run is not None:
+            # encoded as the ingest path does (ingest.columns.SHARE_KEYS): the whole window's
+            shares = [
+                {
+                    "e": energy,
+                    "k": "utilization",
+                    "t": team_ids[workload.team],
+                    "m": workload.model,
+                    "r": run,
+                    "p": 1000 + index,
+                    "g": {"kind": workload.registry_kind},
+                }
+            ]
         out.samples.append(
             (
                 device_id,
@@ -275,35 +288,22 @@ def host_window(
                 35 + 40 * busy,
                 idle_s,
                 batch_id,
+                shares,
             )
         )
-        if workload is not None and run is not None:
-            out.shares.append(
-                (
-                    device_id,
-                    start,
-                    0,
-                    team_ids[workload.team],
-                    workload.model,
-                    run,
-                    1000 + index,
-                    energy,
-                    "utilization",
-                    {"kind": workload.registry_kind},
-                    None,  # no scheduler job
-                )
-            )
-            if workload.throughput_per_s:
-                served = busy * window_s * workload.throughput_per_s
-                out.inferences[run] = out.inferences.get(run, 0.0) + served
+        if workload is not None and run is not None and workload.throughput_per_s:
+            served = busy * window_s * workload.throughput_per_s
+            out.inferences[run] = out.inferences.get(run, 0.0) + served
     cpu_w = 60 + 140 * host_load
     out.samples.append(
         (cpu_id, start, stop, cpu_w * window_s, "counter", cpu_w, cpu_w * 1.3, host_load)
         + (None,) * 5
-        + (batch_id,)
+        + (batch_id, None)
     )
     dram_w = 8 + 6 * host_load
     out.samples.append(
-        (dram_id, start, stop, dram_w * window_s, "counter", dram_w) + (None,) * 7 + (batch_id,)
+        (dram_id, start, stop, dram_w * window_s, "counter", dram_w)
+        + (None,) * 7
+        + (batch_id, None)
     )
     return out

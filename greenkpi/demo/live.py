@@ -90,7 +90,6 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
     batch = IngestBatch.objects.get(organisation=org, idempotency_key=BATCH_KEY)
     team_ids = dict(org.teams.values_list("slug", "pk"))
     samples: list[tuple] = []
-    shares: list[tuple] = []
     since = target
     for hostname, host in hosts.items():
         spec, ids = specs[hostname], devices[host.pk]
@@ -103,15 +102,12 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
                 batch.pk, rng, target,
             )  # fmt: skip
             samples += window.samples
-            shares += window.shares
             cursor = stop
     grid_follow(now=target)
     marked = 0
     with transaction.atomic():
         for offset in range(0, len(samples), 20_000):
-            chunk = samples[offset : offset + 20_000]
-            keys = {(row[0], row[1]) for row in chunk}
-            writers.write_samples(chunk, [s for s in shares if (s[0], s[1]) in keys])
+            writers.write_samples(samples[offset : offset + 20_000])
         # Marked in the transaction that writes the samples, as the ingest API does.
         marked = windows_mark_dirty(
             organisation_id=org.pk, window_starts={row[1] for row in samples}, now=now

@@ -99,7 +99,6 @@ def load_organisation(*, days: int, now: datetime, seed: int = 7) -> Loaded:
         )
         loaded = Loaded(org, teams, sites, admin, secret, batch, start, now)
         samples: list[tuple] = []
-        shares: list[tuple] = []
         for spec in fleet.HOSTS:
             host_end = end - fleet.SILENT_FOR if spec.hostname == fleet.SILENT_HOST else end
             gpu_ids, cpu_id, dram_id = _create_host(loaded, spec, host_end, rng)
@@ -110,22 +109,21 @@ def load_organisation(*, days: int, now: datetime, seed: int = 7) -> Loaded:
                     batch.pk, rng, now,
                 )  # fmt: skip
                 samples += window.samples
-                shares += window.shares
                 for run, served in window.inferences.items():
                     loaded.inferences[run] = loaded.inferences.get(run, 0.0) + served
                 if len(samples) >= CHUNK:
-                    loaded.samples += _write(samples, shares)
-                    samples, shares = [], []
-        loaded.samples += _write(samples, shares)
+                    loaded.samples += _write(samples)
+                    samples = []
+        loaded.samples += _write(samples)
         IngestBatch.objects.filter(pk=batch.pk).update(
             sample_count=loaded.samples, accepted=loaded.samples
         )
     return loaded
 
 
-def _write(samples: list[tuple], shares: list[tuple]) -> int:
+def _write(samples: list[tuple]) -> int:
     if samples:
-        writers.write_samples(samples, shares)
+        writers.write_samples(samples)
     return len(samples)
 
 

@@ -75,6 +75,9 @@ class Sample(models.Model):
     batch = models.ForeignKey(
         IngestBatch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
+    # The window's attribution shares, on its own row so one COPY writes one row per window
+    # (columns.py says the encoding; SampleShare reads them back as rows). Empty = the host's.
+    shares = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.window_start:%Y-%m-%dT%H:%M:%SZ} {self.energy_j:.1f} J"
@@ -84,11 +87,13 @@ class SampleShare(models.Model):
     """The part of a window's energy that one process (team / model / run) used.
 
     A window without shares belongs entirely to its host's default team (unattributed).
+    Read-only: a database view over ``Sample.shares`` (one row per element; migration 0008), kept
+    for readers and tests that think in share rows. Writes go through the sample row.
     """
 
     pk = models.CompositePrimaryKey("device_id", "window_start", "position")
     device = models.ForeignKey(
-        Device, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+        Device, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
     window_start = models.DateTimeField()
     position = models.PositiveSmallIntegerField()
@@ -111,6 +116,9 @@ class SampleShare(models.Model):
         null=True,
         related_name="+",
     )
+
+    class Meta:
+        managed = False
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.window_start} #{self.position}: {self.energy_j:.1f} J"

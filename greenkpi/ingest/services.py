@@ -131,10 +131,10 @@ def _store(
             return stored
         host = _register_host(token, batch, now)
         devices = _register_devices(host, batch, now)
-        sample_rows, share_rows, jobs = _rows(batch, devices, teams, batch_id)
+        sample_rows, with_jobs, jobs = _rows(batch, devices, teams, batch_id)
         if jobs:
-            _link_jobs(token.organisation_id, share_rows, jobs, now)
-        accepted, duplicates = writers.write_samples(sample_rows, share_rows, merge=merge)
+            _link_jobs(token.organisation_id, with_jobs, jobs, now)
+        accepted, duplicates = writers.write_samples(sample_rows, merge=merge)
         skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
         body_out: dict[str, Any] = {
             "batch_id": batch_id,
@@ -400,21 +400,49 @@ def _register_devices(host: Host, batch: AnyBatch, now: datetime) -> dict[str, i
 
 def _rows(
     batch: AnyBatch, devices: dict[str, int], teams: dict[str, int], batch_id: int
-) -> tuple[list[tuple], list[tuple], dict[JobKey, JobFacts]]:
-    """Sample and share rows in COPY column order, and the scheduler jobs the shares name.
+) -> tuple[list[tuple], list[dict[str, Any]], dict[JobKey, JobFacts]]:
+    """Sample rows in COPY column order (shares on the row, encoded as columns.SHARE_KEYS says),
+    the shares that name a scheduler job, and those jobs.
 
-    A share naming a job carries the job's key where its id goes; ``_link_jobs`` swaps in the id
-    once the jobs are stored (a share without one costs an attribute test here).
+    A share naming a job carries the job's key under ``j``; ``_link_jobs`` swaps in the id once
+    the jobs are stored (a share without one costs an attribute test here).
     """
     samples: list[tuple] = []
-    shares: list[tuple] = []
+    with_jobs: list[dict[str, Any]] = []
     jobs: dict[JobKey, JobFacts] = {}
-    append_sample, append_share = samples.append, shares.append
+    append_sample = samples.append
     for s in batch.samples:
-        device_id = devices[s.device_uuid]
+        encoded: list[dict[str, Any]] | None = None
+        if s.shares:
+            encoded = []
+            for share in s.shares:
+                # empty values left out: they would be most of a share's stored bytes
+                out: dict[str, Any] = {"e": share.energy_j, "k": share.method}
+                if share.team:
+                    out["t"] = teams[share.team]
+                if share.model:
+                    out["m"] = share.model
+                job = getattr(share, "scheduler", None)
+                run = share.run
+                if job is not None:
+                    key = job_key(job)
+                    seen = jobs.get(key)
+                    if seen is None:
+                        jobs[key] = seen = JobFacts(job, s.start, s.start)
+                    seen.see(job, s.start, share.tags, share.method)
+                    out["j"] = key
+                    with_jobs.append(out)
+                    run = run or job_run_key(job)
+                if run:
+                    out["r"] = run
+                if share.pid is not None:
+                    out["p"] = share.pid
+                if share.tags:
+                    out["g"] = share.tags
+                encoded.append(out)
         append_sample(
             (
-                device_id,
+                devices[s.device_uuid],
                 s.start,
                 s.end,
                 s.energy_j,
@@ -428,43 +456,22 @@ def _rows(
                 s.temperature_c,
                 s.idle_s,
                 batch_id,
+                encoded,
             )
         )
-        for position, share in enumerate(s.shares):
-            job = getattr(share, "scheduler", None)
-            key: JobKey | None = None
-            if job is not None:
-                key = job_key(job)
-                seen = jobs.get(key)
-                if seen is None:
-                    jobs[key] = seen = JobFacts(job, s.start, s.start)
-                seen.see(job, s.start, share.tags, share.method)
-            append_share(
-                (
-                    device_id,
-                    s.start,
-                    position,
-                    teams.get(share.team) if share.team else None,
-                    share.model or "",
-                    share.run or (job_run_key(job) if key else ""),
-                    share.pid,
-                    share.energy_j,
-                    share.method,
-                    share.tags,
-                    key,
-                )
-            )
-    return samples, shares, jobs
+    return samples, with_jobs, jobs
 
 
 def _link_jobs(
-    organisation_id: int, shares: list[tuple], jobs: dict[JobKey, JobFacts], now: datetime
+    organisation_id: int,
+    with_jobs: list[dict[str, Any]],
+    jobs: dict[JobKey, JobFacts],
+    now: datetime,
 ) -> None:
-    """Store the batch's jobs and put each one's id in its shares' rows (in place)."""
+    """Store the batch's jobs and put each one's id in the shares that name it (in place)."""
     ids = jobs_upsert(organisation_id=organisation_id, jobs=jobs, now=now)
-    for i, row in enumerate(shares):
-        if row[-1] is not None:
-            shares[i] = (*row[:-1], ids[row[-1]])
+    for share in with_jobs:
+        share["j"] = ids[share["j"]]
 
 
 def _warnings(batch: AnyBatch, skew: float | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Bulk writes of validated samples: binary COPY on PostgreSQL, bulk INSERT on SQLite.
 
-Both return how many samples were new and how many already existed (same device and window start),
-and write the shares of new samples only, so a replay under a new idempotency key changes nothing.
+Both return how many samples were new and how many already existed (same device and window start);
+a window's shares are on its row (``shares``), so a replay under a new idempotency key changes
+nothing and one COPY writes everything.
 """
 
 from __future__ import annotations
@@ -14,21 +15,18 @@ from typing import Any
 import orjson
 from django.db import connection
 
-from greenkpi.ingest.columns import SAMPLE_COLUMNS, SAMPLE_PG_TYPES, SHARE_COLUMNS, SHARE_PG_TYPES
-from greenkpi.ingest.models import Sample, SampleShare
+from greenkpi.ingest.columns import SAMPLE_COLUMNS, SAMPLE_PG_TYPES
+from greenkpi.ingest.models import Sample
 
 SampleRow = tuple[Any, ...]  # in SAMPLE_COLUMNS order
-ShareRow = tuple[Any, ...]  # in SHARE_COLUMNS order
 
 
 class DuplicateWindows(Exception):
     """The optimistic COPY met a stored window; the caller reruns its transaction with merge=True."""
 
 
-def write_samples(
-    samples: Sequence[SampleRow], shares: Sequence[ShareRow], *, merge: bool = False
-) -> tuple[int, int]:
-    """Store new samples and their shares inside the caller's transaction: (accepted, duplicates).
+def write_samples(samples: Sequence[SampleRow], *, merge: bool = False) -> tuple[int, int]:
+    """Store new samples (their shares on the row) inside the caller's transaction: (accepted, duplicates).
 
     On PostgreSQL the default is an optimistic COPY straight into the table, the fastest write it
     has; a duplicate window aborts the transaction with DuplicateWindows, and the caller reruns it
@@ -38,13 +36,11 @@ def write_samples(
     if not samples:
         return 0, 0
     if connection.vendor == "postgresql":
-        return _write_postgres(samples, shares, merge=merge)
-    return _write_generic(samples, shares)
+        return _write_postgres(samples, merge=merge)
+    return _write_generic(samples)
 
 
-def _write_postgres(
-    samples: Sequence[SampleRow], shares: Sequence[ShareRow], *, merge: bool
-) -> tuple[int, int]:
+def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> tuple[int, int]:
     import psycopg
 
     sample_table = Sample._meta.db_table
@@ -57,7 +53,7 @@ def _write_postgres(
                 _copy(cur, sample_table, SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
         except psycopg.errors.UniqueViolation as exc:
             raise DuplicateWindows from exc
-        new_shares, accepted = shares, len(samples)
+        accepted = len(samples)
     else:
         with raw.cursor() as cur:
             cur.execute(
@@ -68,14 +64,9 @@ def _write_postgres(
             _copy(cur, "ingest_sample_stage", SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
             cur.execute(
                 f"INSERT INTO {sample_table} ({columns}) SELECT {columns} FROM ingest_sample_stage "
-                f"ON CONFLICT (device_id, window_start) DO NOTHING RETURNING device_id, window_start"
+                f"ON CONFLICT (device_id, window_start) DO NOTHING"
             )
-            accepted_keys = set(cur.fetchall())
-        new_shares = [s for s in shares if (s[0], s[1]) in accepted_keys]
-        accepted = len(accepted_keys)
-    if new_shares:
-        with raw.cursor() as cur:
-            _copy(cur, SampleShare._meta.db_table, SHARE_COLUMNS, SHARE_PG_TYPES, new_shares)
+            accepted = cur.rowcount
     return accepted, len(samples) - accepted
 
 
@@ -85,8 +76,8 @@ def _copy(
     from psycopg.types.json import set_json_dumps
 
     if "jsonb" in types:
-        # jsonb values go to the binary dumper as they are, serialised by orjson on this cursor:
-        # wrapping each in Jsonb() and encoding with stdlib json was ~25% of the share COPY's cost.
+        # jsonb values (the shares) go to the binary dumper as they are, serialised by orjson on
+        # this cursor: wrapping each in Jsonb() and encoding with stdlib json cost ~25 % more.
         set_json_dumps(_json_dumps, context=cur)
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
@@ -103,7 +94,7 @@ def _json_dumps(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
-def _write_generic(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> tuple[int, int]:
+def _write_generic(samples: Sequence[SampleRow]) -> tuple[int, int]:
     device_ids = {row[0] for row in samples}
     starts = [row[1] for row in samples]
     existing: set[tuple[int, datetime]] = set(
@@ -114,10 +105,5 @@ def _write_generic(samples: Sequence[SampleRow], shares: Sequence[ShareRow]) -> 
     new = [row for row in samples if (row[0], row[1]) not in existing]
     Sample.objects.bulk_create(
         [Sample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in new], batch_size=500
-    )
-    new_shares = [s for s in shares if (s[0], s[1]) not in existing]
-    SampleShare.objects.bulk_create(
-        [SampleShare(**dict(zip(SHARE_COLUMNS, row, strict=True))) for row in new_shares],
-        batch_size=500,
     )
     return len(new), len(samples) - len(new)

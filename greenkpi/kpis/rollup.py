@@ -17,7 +17,7 @@ from django.db import connection
 
 from greenkpi.carbon import methodology as m
 from greenkpi.carbon.selectors import intensities_for, market_factors_for, tariffs_for
-from greenkpi.ingest.models import Method, Sample, SampleShare
+from greenkpi.ingest.models import Method, Sample
 from greenkpi.inventory.models import Device, DeviceKind, Host
 from greenkpi.kpis import attribution, rollup_pg
 from greenkpi.kpis.formulas import ALLOCATED_IDLE, IDLE_BUSY_BELOW
@@ -34,6 +34,24 @@ _LEAST = {"postgresql": "LEAST", "sqlite": "MIN"}
 # Keeps the planner from inlining the per-sample subquery into every SUM, which would evaluate the
 # duration and the share fraction once per aggregate instead of once per row.
 _FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}
+# A window's shares are a JSON array on its row (keys in ingest.columns.SHARE_KEYS): each element
+# joined as one row ``sh`` (none when the window has no shares), and how to read one of its keys.
+_SHARES = {
+    "postgresql": "LEFT JOIN LATERAL jsonb_array_elements(s.shares) AS sh(value) ON true",
+    "sqlite": "LEFT JOIN json_each(s.shares) AS sh",
+}
+_KEY = {
+    "postgresql": "(sh.value ->> '{key}')",
+    "sqlite": "json_extract(sh.value, '$.{key}')",
+}
+_KEY_TYPE = {
+    "postgresql": {"int": "::bigint", "float": "::float8", "text": ""},
+    "sqlite": {"int": "", "float": "", "text": ""},
+}
+_SHARE_COUNT = {
+    "postgresql": "jsonb_array_length(s.shares)",
+    "sqlite": "json_array_length(s.shares)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +81,11 @@ class Aggregate:
 def _sql() -> str:
     vendor = connection.vendor
     seconds, least, fence = _SECONDS[vendor], _LEAST[vendor], _FENCE[vendor]
-    sample, share = Sample._meta.db_table, SampleShare._meta.db_table
+    sample = Sample._meta.db_table
+
+    def key(k: str, kind: str) -> str:
+        return _KEY[vendor].format(key=k) + _KEY_TYPE[vendor][kind]
+
     device, host = Device._meta.db_table, Host._meta.db_table
     # Owners are grouped as the shares name them (team or none, scheduler job); the mappings and
     # the host's default team are applied to these few rows afterwards (``_owners``), as the
@@ -90,25 +112,22 @@ FROM (
               ELSE 0 END AS idle_part_s
   FROM (
     SELECT s.device_id,
-           sh.team_id AS team_id,
+           {key("t", "int")} AS team_id,
            h.default_team_id AS default_team_id,
-           COALESCE(sh.model_key, '') AS model_key,
-           COALESCE(sh.run_key, '') AS run_key,
-           sh.scheduler_job_id AS job_id,
-           COALESCE(sh.method, '') AS share_method,
+           COALESCE({key("m", "text")}, '') AS model_key,
+           COALESCE({key("r", "text")}, '') AS run_key,
+           {key("j", "int")} AS job_id,
+           COALESCE({key("k", "text")}, '') AS share_method,
            s.energy_j, s.method, s.util_busy, s.util_sm, s.idle_s,
            {seconds} AS dur_s,
-           CASE WHEN sh.device_id IS NULL THEN 1.0
-                WHEN s.energy_j > 0 THEN sh.energy_j / s.energy_j
-                ELSE 1.0 / (SELECT COUNT(*) FROM {share} x
-                            WHERE x.device_id = s.device_id AND x.window_start = s.window_start)
+           CASE WHEN sh.value IS NULL THEN 1.0
+                WHEN s.energy_j > 0 THEN {key("e", "float")} / s.energy_j
+                ELSE 1.0 / {_SHARE_COUNT[vendor]}
            END AS frac
     FROM {sample} s
     JOIN {device} d ON d.id = s.device_id
     JOIN {host} h ON h.id = d.host_id
-    LEFT JOIN {share} sh ON sh.device_id = s.device_id AND sh.window_start = s.window_start
-         -- repeated for the shares: the planner does not carry a range across the join
-         AND sh.window_start >= %s AND sh.window_start < %s
+    {_SHARES[vendor]}
     WHERE h.organisation_id = %s AND s.window_start >= %s AND s.window_start < %s
     {fence}
   ) r
@@ -149,8 +168,6 @@ def aggregate(*, organisation_id: int, hour: datetime) -> list[Aggregate]:
                 ALLOCATED_IDLE,
                 ALLOCATED_IDLE,
                 IDLE_BUSY_BELOW,
-                start,
-                end,
                 organisation_id,
                 start,
                 end,

@@ -21,17 +21,17 @@ from django.db import connection
 
 from greenkpi.carbon import methodology as m
 from greenkpi.carbon.selectors import intensities_over, market_factors_over, tariffs_over
-from greenkpi.ingest.models import Method, Sample, SampleShare
+from greenkpi.ingest.models import Method, Sample
 from greenkpi.inventory.models import Device, DeviceKind, Host, Site
 from greenkpi.kpis.attribution import jobs_resolved
 from greenkpi.kpis.formulas import ALLOCATED_IDLE, IDLE_BUSY_BELOW
 from greenkpi.kpis.models import HourlyRollup
 
-# Per-sample expressions (one row of samples s, optionally joined to shares sh).
-_FRACTION_SHARED = """CASE WHEN sh.device_id IS NULL THEN 1.0
-                WHEN s.energy_j > 0 THEN sh.energy_j / s.energy_j
-                ELSE 1.0 / (SELECT COUNT(*) FROM {share} x
-                            WHERE x.device_id = s.device_id AND x.window_start = s.window_start)
+# Per-sample expressions: one row of samples s, optionally joined to one of its shares sh(v)
+# (a jsonb object, keys in ingest.columns.SHARE_KEYS). A window of zero energy splits equally.
+_FRACTION_SHARED = """CASE WHEN sh.v IS NULL THEN 1.0
+                WHEN s.energy_j > 0 THEN (sh.v ->> 'e')::float8 / s.energy_j
+                ELSE 1.0 / jsonb_array_length(s.shares)
            END"""
 
 # Column -> SQL over the priced aggregate ``a`` (per device x owner) and its factors. Kept in the
@@ -114,12 +114,12 @@ _SUMS_TABLE = "kpi_rollup_sums"
 def _sums_sql(*, shared: bool, sparse: bool) -> str:
     """Statement 1: the batch's samples summed per device x hour x owner into ``_SUMS_TABLE``;
     ``sparse`` when the batch's hours leave gaps between its first and last."""
-    sample, share = Sample._meta.db_table, SampleShare._meta.db_table
+    sample = Sample._meta.db_table
     if shared:
         owner = (
-            "sh.team_id, COALESCE(sh.model_key, '') AS model_key, "
-            "COALESCE(sh.run_key, '') AS run_key, sh.scheduler_job_id AS job_id, "
-            "sh.method IS NOT DISTINCT FROM %(allocated_idle)s AS allocated_idle,"
+            "(sh.v ->> 't')::bigint AS team_id, COALESCE(sh.v ->> 'm', '') AS model_key, "
+            "COALESCE(sh.v ->> 'r', '') AS run_key, (sh.v ->> 'j')::bigint AS job_id, "
+            "(sh.v ->> 'k') IS NOT DISTINCT FROM %(allocated_idle)s AS allocated_idle,"
         )
         owned = "team_id, model_key, run_key, job_id"
         by_owner = ", team_id, model_key, run_key, job_id"
@@ -128,10 +128,9 @@ def _sums_sql(*, shared: bool, sparse: bool) -> str:
             "       SUM(CASE WHEN allocated_idle THEN energy_j * frac ELSE 0 END)"
             " AS allocated_idle_j"
         )
-        frac, x = f", {_FRACTION_SHARED.format(share=share)} AS frac", "* frac"
-        join = f"""LEFT JOIN {share} sh ON sh.device_id = s.device_id AND sh.window_start = s.window_start
-             -- repeated for the shares: the planner does not carry a range across the join
-             AND sh.window_start >= %(start)s AND sh.window_start < %(end)s"""
+        frac, x = f", {_FRACTION_SHARED} AS frac", "* frac"
+        # the shares are on the row: one element per share, none (a NULL sh) without shares
+        join = "LEFT JOIN LATERAL jsonb_array_elements(s.shares) AS sh(v) ON true"
     else:
         # No share in the batch's range (checked first): every sample is its device's, whole,
         # so there are no owner columns to carry per row or to group by (a third of the summing
@@ -317,7 +316,7 @@ def windows_insert(
         return {}
     start, end = hours[0], hours[-1] + timedelta(hours=1)
     sparse = len(hours) != (end - start) // timedelta(hours=1)
-    share = SampleShare._meta.db_table
+    sample = Sample._meta.db_table
     params: dict[str, object] = {
         "org": organisation_id,
         "hours": hours,
@@ -348,8 +347,9 @@ def windows_insert(
     }
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {share} WHERE window_start >= %s AND window_start < %s)",
-            [start, end],
+            f"SELECT EXISTS (SELECT 1 FROM {sample} WHERE device_id = ANY(%(devices)s::bigint[]) "
+            f"AND window_start >= %(start)s AND window_start < %(end)s AND shares IS NOT NULL)",
+            params,
         )
         shared = bool(cur.fetchone()[0])
         # The sums of a batch (24 hours x 1,000 GPUs: ~40 MB) hashed in memory, not sorted on

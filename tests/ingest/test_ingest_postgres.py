@@ -10,7 +10,6 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
-from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch, Sample, SampleShare
 from greenkpi.inventory.models import Device, Host
 
@@ -101,16 +100,18 @@ def test_a_new_host_posting_concurrently_is_registered_once(acme_token, make_bat
 
 
 def test_a_failure_mid_batch_leaves_nothing_behind(acme_token, make_batch, monkeypatch):
-    """Samples are COPYed, then the shares COPY fails: no host, device, batch, sample or share."""
+    """Samples (shares on their rows) are COPYed, then marking their hours dirty fails: no host,
+    device, batch, sample or share."""
+    from greenkpi.kpis import dirty
+
     _, secret = acme_token
-    real_copy = writers._copy
+    real_mark = dirty.windows_mark_dirty
 
-    def failing_copy(cur, table, *args):
-        if table == SampleShare._meta.db_table:
-            raise RuntimeError("disk full (injected)")
-        return real_copy(cur, table, *args)
+    def failing_mark(**kwargs):
+        assert Sample.objects.count() == 6  # the COPY went through, in the transaction
+        raise RuntimeError("disk full (injected)")
 
-    monkeypatch.setattr(writers, "_copy", failing_copy)
+    monkeypatch.setattr(dirty, "windows_mark_dirty", failing_mark)
     body = orjson.dumps(make_batch(shares=[{"energy_j": 12000.0, "team": "vision"}]))
     client = Client(raise_request_exception=False)
     response = client.post(
@@ -124,7 +125,7 @@ def test_a_failure_mid_batch_leaves_nothing_behind(acme_token, make_batch, monke
     assert (Host.objects.count(), Device.objects.count(), IngestBatch.objects.count()) == (0, 0, 0)
     assert (Sample.objects.count(), SampleShare.objects.count()) == (0, 0)
     # The collector retries the same batch: it is stored whole.
-    monkeypatch.setattr(writers, "_copy", real_copy)
+    monkeypatch.setattr(dirty, "windows_mark_dirty", real_mark)
     assert post(secret, body, "k").status_code == 201
     assert (Sample.objects.count(), SampleShare.objects.count()) == (6, 6)
 
