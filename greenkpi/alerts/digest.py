@@ -30,6 +30,7 @@ from greenkpi.alerts.models import Channel, Notification
 from greenkpi.inventory.models import Membership, Organisation, Role, Team
 from greenkpi.kpis.scheduler import jobs_usage, waste_by
 from greenkpi.kpis.selectors import hourly_totals
+from greenkpi.recommendations.selectors import new_high_value
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,35 @@ def digest_payload(
         "alerts_more": len(alerts) > MAX_ALERTS,
         "budgets": [_budget_line(s) for s in statuses],
         "slurm_month": _slurm_accounts(organisation.pk, day, recipient),
+        "recommendations": _new_findings(organisation, day, recipient),
         "count": len(alerts[:MAX_ALERTS]),
         "created_at": now.isoformat().replace("+00:00", "Z"),
         "url": links.alerts_page_url(organisation),
+    }
+
+
+def _new_findings(organisation: Organisation, day: date, recipient: Recipient) -> dict[str, Any]:
+    """High-value recommendations first found on ``day`` (docs/advice.md), within the
+    recipient's teams: what to change, worth at least 1,000 kWh or 100 kgCO2e a year."""
+    start = datetime.combine(day, time(), UTC)
+    found = new_high_value(
+        organisation_id=organisation.pk,
+        team_ids=None if recipient.org_wide else sorted(recipient.team_ids),
+        start=start,
+        end=start + timedelta(days=1),
+    )
+    return {
+        "new": [
+            {
+                "title": f.title,
+                "action": f.action,
+                "tactic": f.tactic,
+                "annual_kwh": f.annual_kwh,
+                "annual_kgco2e": f.annual_location_kgco2e,
+            }
+            for f in found
+        ],
+        "url": links.recommendations_page_url(organisation),
     }
 
 

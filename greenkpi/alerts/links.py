@@ -39,6 +39,11 @@ def alerts_page_url(organisation: Organisation) -> str:
     return _absolute(reverse("dashboard:alerts"), organisation)
 
 
+def recommendations_page_url(organisation: Organisation) -> str:
+    """The dashboard's recommendations page (cards ranked by estimated saving)."""
+    return _absolute(reverse("dashboard:recommendations"), organisation)
+
+
 def dashboard_url(
     *,
     organisation: Organisation,

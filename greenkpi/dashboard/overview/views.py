@@ -16,6 +16,7 @@ from greenkpi.dashboard.common.pages import chart_query, dashboard_view, page_co
 from greenkpi.dashboard.overview import figures, selectors
 from greenkpi.inventory.access import scope_for
 from greenkpi.lib.periods import period_from_query
+from greenkpi.recommendations.selectors import quarter_start, saved_since
 
 ENERGY_BY_TEAM = Chart(
     "energy-by-team", figures.energy_by_team_daily, tuple(selectors.TEAM_DAILY_COLUMNS)
@@ -38,6 +39,12 @@ def overview(request: HttpRequest) -> HttpResponse:
         chart_query=chart_query(scope, period, teams),
         commands=collector_commands(settings.SITE_URL),
         token_form=TokenCreateForm(scope=scope) if scope.can_manage_tokens else None,
+        # The savings ledger (measured, docs/advice.md): one aggregate, whatever the range.
+        saved=saved_since(
+            organisation_id=scope.organisation.pk,
+            team_ids=None if scope.org_wide else scope.team_ids,
+            since=quarter_start(period.end),
+        ),
     )
     return render(request, "dashboard/overview.html", context)
 

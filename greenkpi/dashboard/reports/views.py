@@ -13,12 +13,23 @@ from greenkpi.dashboard.common.pages import dashboard_view, page_context
 from greenkpi.dashboard.reports import selectors as report
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.lib.periods import month_period
+from greenkpi.recommendations.selectors import ledger
 
 
 def _report(request: HttpRequest) -> tuple[Scope, report.MonthlyReport]:
     scope = scope_for(request.user, request.GET.get("org"))
     month = month_period(request.GET.get("month"))
     return scope, report.monthly_report(scope, month)
+
+
+def _savings(scope: Scope, monthly: report.MonthlyReport) -> list:
+    """The savings ledger's rows whose change was detected in the month (one query)."""
+    return ledger(
+        organisation_id=scope.organisation.pk,
+        team_ids=None if scope.org_wide else scope.team_ids,
+        start=monthly.month.start,
+        end=monthly.month.end,
+    )
 
 
 @dashboard_view
@@ -34,6 +45,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         report=monthly,
         rows=tiles.display_rows(monthly.table),
         month_query=month_query,
+        savings=_savings(scope, monthly),
     )
     return render(request, "dashboard/report.html", context)
 
@@ -48,7 +60,12 @@ def report_csv(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def report_print(request: HttpRequest) -> HttpResponse:
     scope, monthly = _report(request)
-    context = {"scope": scope, "report": monthly, "rows": tiles.display_rows(monthly.table)}
+    context = {
+        "scope": scope,
+        "report": monthly,
+        "rows": tiles.display_rows(monthly.table),
+        "savings": _savings(scope, monthly),
+    }
     return render(request, "dashboard/report_print.html", context)
 
 
