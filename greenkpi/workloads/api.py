@@ -28,7 +28,16 @@ from greenkpi.workloads.fields import (
     StrictIntegerField,
     StrictSlugField,
 )
-from greenkpi.workloads.models import KEY_MAX_LEN, MLModel, ModelVersion, Run, RunKind, RunStatus
+from greenkpi.workloads.models import (
+    KEY_MAX_LEN,
+    MLModel,
+    ModelVersion,
+    Run,
+    RunKind,
+    RunStatus,
+    SciConsumerUnit,
+    SciProviderUnit,
+)
 from greenkpi.workloads.selectors import detail, listing
 
 TAGS = ["models"]
@@ -48,6 +57,7 @@ POSITIVE_INT_MAX = 2**31 - 1  # PositiveIntegerField on PostgreSQL (integer)
 # are further capped so the sums, ratios and weights computed from them stay finite (and JSON).
 METRIC_ABS_MAX = 1e12
 COUNT_MAX = 1e15
+BIG_COUNT_MAX = 2**63 - 1  # PositiveBigIntegerField (bigint): parameters, training tokens
 DAYS_MAX = 36_500.0  # a century
 IMPORTANCE_MAX = 1e6
 DESCRIPTION_MAX_LEN = 10_000
@@ -97,6 +107,16 @@ class PolicySerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=0, max_value=METRIC_ABS_MAX
     )
     min_gain = StrictFloatField(required=False, min_value=-METRIC_ABS_MAX, max_value=METRIC_ABS_MAX)
+    sci_provider_unit = serializers.ChoiceField(
+        choices=SciProviderUnit.choices,
+        required=False,
+        help_text="SCI for AI provider score unit (docs/kpis.md).",
+    )
+    sci_consumer_unit = serializers.ChoiceField(
+        choices=SciConsumerUnit.choices,
+        required=False,
+        help_text="SCI for AI consumer score unit (docs/kpis.md).",
+    )
 
 
 class AssessmentSerializer(serializers.Serializer):
@@ -278,6 +298,22 @@ class VersionsApi(RegistryApi):
         )
         trained_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         deploy = StrictBooleanField(required=False, default=False)
+        parameters = StrictIntegerField(
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=1,
+            max_value=BIG_COUNT_MAX,
+            help_text="Trainable parameters (SCI for AI provider unit).",
+        )
+        training_tokens = StrictIntegerField(
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=1,
+            max_value=BIG_COUNT_MAX,
+            help_text="Tokens in the training data (SCI for AI provider unit).",
+        )
 
     class VersionsOutput(serializers.Serializer):
         id = serializers.IntegerField()

@@ -61,6 +61,7 @@ def sci_over_time(runs: pd.DataFrame) -> pd.DataFrame:
 # --- Phases and SCI per 1,000 inferences as the dashboard shows them (docs/dashboard.md) ---
 
 PHASE_BY_KIND = {
+    "data-prep": "training",  # the provider side of SCI for AI, drawn with training
     "training": "training",
     "fine-tuning": "training",
     "inference": "inference",
@@ -100,3 +101,112 @@ def bucket_start(days: pd.Series, step: str) -> pd.Series:
     if step == "week":
         return days - pd.to_timedelta(days.dt.day_of_week, unit="D")
     raise ValueError(f"step must be day or week, not {step!r}")
+
+
+# --- SCI for AI per model version (GSF SCI for AI; docs/kpis.md "SCI for AI") ---
+# Provider boundary: data engineering, training and evaluation/benchmarking (spec §6.2, §7.2-7.3);
+# consumer boundary: runtime operations, i.e. inference (§6.1, §7.5).
+PROVIDER_KINDS = ("data-prep", "training", "fine-tuning", "evaluation")
+PROVIDER_SCALE = {"training-run": 1.0, "1m-training-tokens": 1e6, "1b-parameters": 1e9}
+CONSUMER_SCALE = {"1k-inferences": 1e3, "1m-tokens": 1e6}
+TOKEN_UNITS = ("token", "tokens")
+SCI_AI_COLUMNS = [
+    "version",
+    "status",
+    "provider_kgco2e",
+    "provider_units",
+    "provider_sci_kgco2e",
+    "consumer_kgco2e",
+    "consumer_units",
+    "consumer_sci_kgco2e",
+    "lifecycle_kgco2e",
+    "metric_value",
+    "on_front",
+    "dominated_by",
+]
+
+
+def _counts_as(functional_unit: str, consumer_unit: str) -> bool:
+    unit = (functional_unit or "").strip().lower()
+    return unit in TOKEN_UNITS if consumer_unit == "1m-tokens" else unit in INFERENCE_UNITS
+
+
+def sci_for_ai(
+    versions: pd.DataFrame,
+    runs: pd.DataFrame,
+    *,
+    provider_unit: str,
+    consumer_unit: str,
+    higher_is_better: bool,
+) -> pd.DataFrame:
+    """One row per version: provider and consumer SCI (kgCO2e per declared unit) and the version's
+    lifecycle kgCO2e (provider + all its inference), with the Pareto front of lifecycle kgCO2e
+    (lower is better) against the primary metric.
+
+    ``versions``: version, status, parameters, training_tokens, metric_value (NaN: unknown).
+    ``runs``: version, kind, functional_unit, functional_units, kgco2e (O + M), one row per run
+    linked to a version (a training run through ``trained_by`` or its ``version``).
+
+    Provider R: the number of training/fine-tuning runs (per training run), or the version's
+    training tokens / 1e6, or parameters / 1e9. Consumer: C and R over the same runs, the inference
+    runs that counted units of the declared kind (SCI = C / R over one boundary); the lifecycle
+    figure counts every inference run of the version. NaN where R is unknown or 0."""
+    if versions.empty:
+        return pd.DataFrame(columns=SCI_AI_COLUMNS)
+    runs = runs.assign(kgco2e=runs["kgco2e"].astype("float64"))
+    provider = runs[runs["kind"].isin(PROVIDER_KINDS)]
+    inference = runs[runs["kind"] == "inference"]
+    of_kind = inference["functional_unit"].map(lambda u: _counts_as(u, consumer_unit)).astype(bool)
+    counted = inference[of_kind & (inference["functional_units"].astype("float64") > 0)]
+    out = versions[["version", "status", "parameters", "training_tokens", "metric_value"]].copy()
+    by = out["version"]
+    out["provider_kgco2e"] = by.map(provider.groupby("version")["kgco2e"].sum()).fillna(0.0)
+    trainings = provider[provider["kind"].isin(TRAINING_KINDS)].groupby("version").size()
+    scale = PROVIDER_SCALE[provider_unit]
+    if provider_unit == "training-run":
+        units = by.map(trainings).astype("float64")
+    else:
+        column = "training_tokens" if provider_unit == "1m-training-tokens" else "parameters"
+        units = out[column].astype("float64") / scale
+    out["provider_units"] = units.where(units > 0)
+    out["provider_sci_kgco2e"] = out["provider_kgco2e"] / out["provider_units"]
+    out["consumer_kgco2e"] = by.map(inference.groupby("version")["kgco2e"].sum()).fillna(0.0)
+    counted_kg = by.map(counted.groupby("version")["kgco2e"].sum())
+    counted_r = by.map(counted.groupby("version")["functional_units"].sum()).astype("float64")
+    out["consumer_units"] = (counted_r / CONSUMER_SCALE[consumer_unit]).where(counted_r > 0)
+    out["consumer_sci_kgco2e"] = counted_kg / out["consumer_units"]
+    out["lifecycle_kgco2e"] = out["provider_kgco2e"] + out["consumer_kgco2e"]
+    dominated = pareto_dominators(
+        out["lifecycle_kgco2e"], out["metric_value"], out["version"], higher_is_better
+    )
+    out["dominated_by"] = dominated
+    out["on_front"] = out["metric_value"].notna() & (dominated == "")
+    return out[SCI_AI_COLUMNS].reset_index(drop=True)
+
+
+def pareto_dominators(
+    kg: pd.Series, metric: pd.Series, names: pd.Series, higher_is_better: bool
+) -> pd.Series:
+    """For each point, the name of a point that dominates it (no more kgCO2e and no worse metric,
+    strictly better in one), or "" when none does. Points without a metric dominate nothing and
+    are reported as "" (they are not on the front either: the caller checks the metric)."""
+    sign = 1.0 if higher_is_better else -1.0
+    points = [
+        (float(k), sign * float(m), str(n))
+        for k, m, n in zip(kg, metric, names, strict=True)
+        if pd.notna(m)
+    ]
+    kg_of = {name: k for k, _, name in points}
+    out = []
+    for k, m in zip(kg, metric, strict=True):
+        if pd.isna(m):
+            out.append("")
+            continue
+        better = sign * float(m)
+        by = [
+            other
+            for ok, om, other in points
+            if ok <= float(k) and om >= better and (ok < float(k) or om > better)
+        ]
+        out.append(min(by, key=kg_of.__getitem__) if by else "")  # the cheapest of them
+    return pd.Series(out, index=kg.index, dtype="object")

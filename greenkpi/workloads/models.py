@@ -17,6 +17,21 @@ from greenkpi.inventory.models import Team
 KEY_MAX_LEN = 200  # greenkpi_schema.v1.MAX_KEY_LEN: the longest model / run key a collector sends
 
 
+class SciProviderUnit(models.TextChoices):
+    """Provider functional units (GSF SCI for AI §8.2, plus per training run)."""
+
+    TRAINING_RUN = "training-run", "per training run"
+    TRAINING_TOKENS = "1m-training-tokens", "per 1M training tokens"
+    PARAMETERS = "1b-parameters", "per billion parameters"
+
+
+class SciConsumerUnit(models.TextChoices):
+    """Consumer functional units (GSF SCI for AI §8.1: classical ML per inference, LLM per token)."""
+
+    THOUSAND_INFERENCES = "1k-inferences", "per 1,000 inferences"
+    MILLION_TOKENS = "1m-tokens", "per 1M tokens"
+
+
 class MLModel(models.Model):
     """A model a team trains or serves, and its retraining policy.
 
@@ -53,6 +68,21 @@ class MLModel(models.Model):
     )
     min_gain = models.FloatField(
         default=0.0, help_text="A retrain gaining no more than this is flagged as wasted."
+    )
+    # SCI for AI (docs/kpis.md §SCI for AI): the units the team declares for its two scores.
+    sci_provider_unit = models.CharField(
+        max_length=20,
+        choices=SciProviderUnit.choices,
+        default=SciProviderUnit.TRAINING_RUN,
+        db_default=SciProviderUnit.TRAINING_RUN.value,
+        help_text="Provider score (data preparation + training + evaluation) per this unit.",
+    )
+    sci_consumer_unit = models.CharField(
+        max_length=20,
+        choices=SciConsumerUnit.choices,
+        default=SciConsumerUnit.THOUSAND_INFERENCES,
+        db_default=SciConsumerUnit.THOUSAND_INFERENCES.value,
+        help_text="Consumer score (inference) per this unit.",
     )
 
     class Meta:
@@ -91,6 +121,9 @@ class ModelVersion(models.Model):
         "Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="produced_versions"
     )
     baseline_value = models.FloatField(null=True, blank=True)
+    # The provider score's denominators when the model declares them as its unit.
+    parameters = models.PositiveBigIntegerField(null=True, blank=True)
+    training_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     trained_at = models.DateTimeField(
         default=timezone.now, help_text="End of training (data cut-off): staleness counts from it."
     )
@@ -113,6 +146,7 @@ class ModelVersion(models.Model):
 
 
 class RunKind(models.TextChoices):
+    DATA_PREPARATION = "data-prep", "Data preparation"
     TRAINING = "training", "Training"
     FINE_TUNING = "fine-tuning", "Fine-tuning"
     EVALUATION = "evaluation", "Evaluation"

@@ -40,6 +40,8 @@ POLICY_FIELDS = (
     "need_exit",
     "min_gain_per_kgco2e",
     "min_gain",
+    "sci_provider_unit",
+    "sci_consumer_unit",
 )
 
 
@@ -91,6 +93,8 @@ def version_register(
     trained_at: datetime | None = None,
     trained_by: Run | None = None,
     deploy: bool = False,
+    parameters: int | None = None,
+    training_tokens: int | None = None,
 ) -> tuple[ModelVersion, bool]:
     with transaction.atomic():
         row, created = ModelVersion.objects.get_or_create(
@@ -100,6 +104,8 @@ def version_register(
                 "baseline_value": baseline_value,
                 "trained_at": trained_at or timezone.now(),
                 "trained_by": trained_by,
+                "parameters": parameters,
+                "training_tokens": training_tokens,
             },
         )
         if not created:
@@ -107,6 +113,8 @@ def version_register(
                 "baseline_value": baseline_value,
                 "trained_at": trained_at,
                 "trained_by": trained_by,
+                "parameters": parameters,
+                "training_tokens": training_tokens,
             }
             for field, value in updates.items():
                 if value is not None:

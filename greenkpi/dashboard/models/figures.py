@@ -285,3 +285,56 @@ def run_power(
         x_span=_span(x_range),
     )
     return {"data": traces, "layout": layout}
+
+
+def sci_ai(frame: pd.DataFrame, *, metric: str = "primary metric") -> Figure:
+    """Each version's primary metric against its lifecycle kgCO2e (provider + consumer), the Pareto
+    front joined by a line: a version off the front was matched or beaten by one that cost less
+    (a retrain that bought nothing)."""
+    traces: list[dict[str, Any]] = []
+    known = frame[frame["metric_value"].notna()] if len(frame) else frame
+    if len(known):
+        front = known[known["on_front"].astype(bool)].sort_values("lifecycle_kgco2e")
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "Pareto front",
+                "x": front["lifecycle_kgco2e"].to_numpy(dtype=np.float64),
+                "y": front["metric_value"].to_numpy(dtype=np.float64),
+                "line": {"color": PALETTE[2], "dash": "dot"},
+                "hoverinfo": "skip",
+            }
+        )
+        for on_front, name, colour, symbol in (
+            (True, "On the front", PALETTE[2], "circle"),
+            (False, "Dominated (bought nothing)", PALETTE[6], "x"),
+        ):
+            rows = known[known["on_front"].astype(bool) == on_front]
+            if rows.empty:
+                continue
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers+text",
+                    "name": name,
+                    "x": rows["lifecycle_kgco2e"].to_numpy(dtype=np.float64),
+                    "y": rows["metric_value"].to_numpy(dtype=np.float64),
+                    "text": rows["version"].tolist(),
+                    "customdata": rows["dominated_by"].tolist(),
+                    "textposition": "top center",
+                    "marker": {"color": colour, "symbol": symbol, "size": 10},
+                    "hovertemplate": "%{text}: %{y:.4g} for %{x:.4g} kgCO2e"
+                    + ("" if on_front else " (dominated by %{customdata})")
+                    + "<extra></extra>",
+                }
+            )
+    layout = _layout(
+        x_title=f"Lifecycle CO2e, {labels.TOTAL.name} (kgCO2e)",
+        y_title=metric or "primary metric",
+        empty=not traces,
+    )
+    layout["hovermode"] = "closest"
+    layout["yaxis"]["rangemode"] = "normal"
+    layout["legend"] = LEGEND_ABOVE
+    return {"data": traces, "layout": layout}

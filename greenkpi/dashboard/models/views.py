@@ -33,6 +33,7 @@ from greenkpi.workloads.selectors import (
     listing,
     outcomes,
     runs,
+    sci_ai,
     verdict_history,
 )
 
@@ -77,6 +78,10 @@ MODEL_CHARTS = {
         ModelChart(
             Chart("need", figures_models.need, tuple(detail.NEED_COLUMNS), time_axis=False),
             _need_frame,
+        ),
+        ModelChart(
+            Chart("sci-ai", figures_models.sci_ai, tuple(sci_ai.COLUMNS), time_axis=False),
+            lambda m, p, s: sci_ai.sci_ai_frame(model=m),
         ),
     )
 }
@@ -174,6 +179,11 @@ def models_csv(request: HttpRequest) -> HttpResponse:
     return csv_response(frame, columns, f"models-{scope.organisation.slug}.csv")
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows for a template, NaN as None (the template's "—")."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 @dashboard_view
 def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
     scope, model = access.model_for_person(request.user, model_id)
@@ -197,6 +207,7 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
         advice=carbon_advice(model=model),
         runs=run_rows,
         runs_capped=len(run_rows) == detail.MAX_RUNS_SHOWN,
+        sci_versions=_records(sci_ai.sci_ai_frame(model=model)),
         chart_query=urlencode(query),
         team_query=urlencode({"org": scope.organisation.slug, **period.query()}),
     )
@@ -214,6 +225,8 @@ def model_chart(request: HttpRequest, model_id: int, chart: str, fmt: str) -> Ht
     if chart == "need":  # the policy's thresholds are drawn as lines over the bars
         thresholds = {"watch": model.need_watch, "enter": model.need_enter, "exit": model.need_exit}
         figure = replace(figure, build=partial(figures_models.need, thresholds=thresholds))
+    if chart == "sci-ai":  # the y axis is the model's own primary metric
+        figure = replace(figure, build=partial(figures_models.sci_ai, metric=model.primary_metric))
     return respond(figure, frame, fmt, stem, period)
 
 
