@@ -18,6 +18,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Raw storage (kpis/retention.py): day partitions created a week ahead, raw days past
+    # RAW_RETENTION_DAYS dropped once rolled up. Hourly, so a failed creation is retried (and
+    # alerted on) long before the days made ahead run out.
+    "kpis-maintain-raw-storage": {
+        "task": "greenkpi.kpis.tasks.maintain_raw_storage",
+        "schedule": crontab(minute=7),
+        "options": {"expires": 30 * 60},
+    },
     # Daily rollups of the days whose hourly windows were recomputed since their last refresh
     # (kpis/daily.py); a cheap no-op when nothing changed.
     "kpis-refresh-daily-rollups": {

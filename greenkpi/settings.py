@@ -6,6 +6,7 @@ cache, so `make demo` needs no server. Production sets DATABASE_URL (PostgreSQL)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import environ
@@ -171,6 +172,14 @@ INGEST_MAX_FUTURE_S = env_float("INGEST_MAX_FUTURE_S", 600.0, minimum=0.0)
 INGEST_MAX_AGE_DAYS = env_float("INGEST_MAX_AGE_DAYS", 31.0, minimum=1.0)
 INGEST_RATE_PER_MINUTE = env_int("INGEST_RATE_PER_MINUTE", 600, minimum=1)
 INGEST_IDEMPOTENCY_DAYS = env_int("INGEST_IDEMPOTENCY_DAYS", 7, minimum=1)
+# --- Raw storage (docs/scaling.md): day partitions on PostgreSQL, retention of raw windows -----
+# Raw windows older than this are dropped once every hour they touch is rolled up at the current
+# methodology version (rollups are kept). It must exceed the late-data limit by a day at least
+# (partitions are whole UTC days), or a late sample could land in an hour already dropped.
+RAW_RETENTION_DAYS = env_int("RAW_RETENTION_DAYS", 400, minimum=math.floor(INGEST_MAX_AGE_DAYS) + 2)
+# Day partitions are created this many days ahead (an outage of the periodic job this long
+# still ingests into partitions made before it; after it, into the default partition).
+RAW_PARTITIONS_AHEAD_DAYS = env_int("RAW_PARTITIONS_AHEAD_DAYS", 7, minimum=2, maximum=60)
 CLOCK_SKEW_WARN_S = env_float("CLOCK_SKEW_WARN_S", 60.0, minimum=0.0)
 
 # --- Auth, API ---------------------------------------------------------------------------------

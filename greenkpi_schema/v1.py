@@ -488,7 +488,9 @@ def _parse_samples(
                     FieldError(
                         f"{base}/start",
                         "too_old",
-                        f"starts more than {limits.max_age_s / 86400:.0f} days ago",
+                        f"starts before the horizon {earliest.isoformat()} (more than "
+                        f"{limits.max_age_s / 86400:.0f} days ago): older windows are refused, and "
+                        "raw windows past retention are no longer stored",
                         i,
                     )
                 )

@@ -37,6 +37,7 @@ from greenkpi.ingest.models import Sample
 from greenkpi.kpis import rollup
 from greenkpi.kpis.dirty import windows_mark_dirty
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow, RunStatus
+from greenkpi.kpis.retention import hours_frozen
 from greenkpi.lib.periods import hour_floor
 from greenkpi.lib.retry import TRANSIENT_ERRORS
 
@@ -126,12 +127,13 @@ def windows_batch_recompute(
         # Read, priced and written in one transaction (on PostgreSQL: the batch's sums, then one
         # INSERT ... SELECT), released only if every claim still holds.
         with transaction.atomic():
-            HourlyRollup.objects.filter(
-                organisation_id=organisation_id, hour__in=list(versions)
-            ).delete()
-            rows = rollup.windows_insert(
-                organisation_id=organisation_id, hours=list(versions), now=started
-            )
+            # Hours whose raw windows retention dropped keep their rollups (kpis/retention.py).
+            frozen = hours_frozen(organisation_id=organisation_id, hours=versions, now=started)
+            live = [h for h in versions if h not in frozen]
+            HourlyRollup.objects.filter(organisation_id=organisation_id, hour__in=live).delete()
+            rows = rollup.windows_insert(organisation_id=organisation_id, hours=live, now=started)
+            if frozen:
+                rows.update(mine.filter(hour__in=frozen).values_list("hour", "rows"))
             released = mine.update(
                 computed_version=_per_hour(versions, BigIntegerField()),
                 rows=_per_hour({h: rows.get(h, 0) for h in versions}, PositiveIntegerField()),

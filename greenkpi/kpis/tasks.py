@@ -31,3 +31,11 @@ def recompute_window(
         windows=[(organisation_id, datetime.fromisoformat(hour))], kind="window", lease_s=lease_s
     )
     return run.status
+
+
+@shared_task(**_RETRY)
+def maintain_raw_storage() -> int:
+    """Periodic: day partitions ahead, raw days past retention dropped; returns the run id."""
+    from greenkpi.kpis.raw_storage import raw_storage_maintain
+
+    return raw_storage_maintain().pk

@@ -65,6 +65,17 @@ class Command(BaseCommand):
             if org is None:
                 raise CommandError(f"no organisation {options['org']!r}")
             org_ids = [org.pk]
+        from django.utils import timezone
+
+        from greenkpi.kpis.retention import raw_horizon
+
+        horizon = raw_horizon(timezone.now())
+        if start < horizon:
+            # Their raw windows are dropped (or will be): the rollups are the record now.
+            self.stderr.write(
+                f"raw windows before {horizon:%Y-%m-%d} are past retention (RAW_RETENTION_DAYS): "
+                "hours whose samples are gone keep their stored rollups and cannot be recomputed"
+            )
         windows = services.backfill_windows(start=start, end=end, organisation_ids=org_ids)
         if not windows:
             self.stdout.write("nothing to recompute in that range")
