@@ -18,6 +18,13 @@ Also prints slurmctld's CPU over the same span (the controller's cost of answeri
 script serves for --gpus GPUs: dcgm-exporter's 25 default fields per GPU (etc/default-counters.csv,
 release 4.5.3-4.8.2) with pod labels, or Kepler 0.10+'s GPU and pod families, energy counters
 growing at 300 W per GPU. Its parse (prometheus_client) and the unit check are what is measured.
+
+--kubernetes: kubernetes = on against this script's fake node (tests/testsupport/k8s_node.py): a
+kubelet pod-resources gRPC server on a unix socket (the vendored proto; the pods hold simulated
+GPUs 0-3: vision/train-a GPUs 0-1 and a time-sliced GPU 2 shared with nlp/serve-b, vision/idle-c
+GPU 3 with no process) and an API server answering the PodList JSON; the GPU processes' cgroup
+files under a fake proc root. Measured: the background listing thread (kubelet List every 10 s,
+pod list every 30 s), the per-tick PID -> pod look-ups and the pods' shares in every window.
 """
 
 from __future__ import annotations
@@ -125,6 +132,7 @@ def main() -> int:
     ap.add_argument("--slurm-refresh-s", type=float, default=15.0)
     ap.add_argument("--exporter", choices=("dcgm-exporter", "kepler"), help="scrape, no NVML")
     ap.add_argument("--source-interval-s", type=float, default=5.0, help="seconds between scrapes")
+    ap.add_argument("--kubernetes", action="store_true", help="fake kubelet + API server, k8s on")
     args = ap.parse_args()
     Accept.exporter, Accept.gpus = args.exporter or "", args.gpus
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
@@ -152,6 +160,7 @@ def main() -> int:
         env.update(GREENKPI_SOURCE_INTERVAL_S=str(args.source_interval_s))
     cluster = None
     ctld = None
+    node = start_kubernetes(state, env) if args.kubernetes else None
     if args.slurm:
         cluster = start_slurm(state, env, args.slurm_refresh_s)
         ctld = psutil.Process(cluster.procs[0].pid)
@@ -172,12 +181,15 @@ def main() -> int:
         if cluster is not None:
             cluster.stop()
             cluster.release()
+        if node is not None:
+            node()
         shutil.rmtree(state, ignore_errors=True)
     cpu = _cpu(c1) - _cpu(c0)
     print(
         f"window_s: {args.window_s}  gpus: {args.gpus}  measured_s: {t1 - t0:.1f}  "
         f"slurm: {'on, refresh ' + str(args.slurm_refresh_s) + ' s' if args.slurm else 'off'}  "
-        f"exporter: {args.exporter + f' every {args.source_interval_s:g} s' if args.exporter else 'off (simulated NVML)'}"
+        f"exporter: {args.exporter + f' every {args.source_interval_s:g} s' if args.exporter else 'off (simulated NVML)'}  "
+        f"kubernetes: {'on (fake kubelet + API server, 3 pods on 4 GPUs)' if args.kubernetes else 'off'}"
     )
     if k0 is not None and k1 is not None:
         ctld_cpu = (k1.user + k1.system) - (k0.user + k0.system)
@@ -189,6 +201,57 @@ def main() -> int:
 
 def _cpu(times: Any) -> float:
     return times.user + times.system + times.children_user + times.children_system
+
+
+def start_kubernetes(state: Path, env: dict[str, str]) -> Any:
+    """The fake node's kubelet socket, API server and cgroup files; returns a stop function."""
+    from concurrent import futures
+
+    import grpc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from greenkpi_collector.sources.kubernetes.podresources_v1 import api_pb2_grpc
+    from testsupport.k8s_node import CID_A, CID_B, UID_A, UID_B, ApiServer, Kubelet, fake_proc
+
+    host = os.uname().nodename.split(".")[0] or "sim"  # the simulated GPUs' UUIDs name it
+    kubelet = Kubelet()
+    kubelet.pods = [
+        ("vision", "train-a", "trainer", "nvidia.com/gpu", [f"GPU-{host}-00", f"GPU-{host}-01"]),
+        ("vision", "train-a", "trainer", "nvidia.com/gpu", [f"GPU-{host}-02::0"]),
+        ("nlp", "serve-b", "server", "nvidia.com/gpu", [f"GPU-{host}-02::1"]),
+        ("vision", "idle-c", "main", "nvidia.com/gpu", [f"GPU-{host}-03"]),
+    ]
+    sock = state / "kubelet.sock"
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_PodResourcesListerServicer_to_server(kubelet, grpc_server)
+    grpc_server.add_insecure_port(f"unix://{sock}")
+    grpc_server.start()
+    api = ThreadingHTTPServer(("127.0.0.1", 0), ApiServer)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    proc = state / "proc"
+    pod_a = f"0::/kubepods.slice/kubepods-pod{UID_A.replace('-', '_')}.slice/cri-containerd-{CID_A}.scope\n"
+    fake_proc(proc, 101, pod_a)
+    fake_proc(proc, 202, f"11:devices:/kubepods/besteffort/pod{UID_B}/{CID_B}\n")
+    scenario = state / "scenario.json"
+    # GPUs 0-1: train-a's process; GPU 2 time-sliced by train-a and serve-b; GPU 3: idle-c, idle
+    procs = {"0": [[101, 60]], "1": [[101, 40]], "2": [[101, 30], [202, 30]]}
+    scenario.write_text(json.dumps({"processes": procs}))
+    env.update(
+        GREENKPI_KUBERNETES="on",
+        GREENKPI_KUBELET_SOCKET=str(sock),
+        GREENKPI_KUBE_API_URL=f"http://127.0.0.1:{api.server_address[1]}",
+        GREENKPI_KUBE_NODE="gpu-node-7",
+        GREENKPI_KUBE_CLUSTER="bench",
+        GREENKPI_PROC_ROOT=str(proc),
+        GREENKPI_SIM_SCENARIO=str(scenario),
+    )
+
+    def stop() -> None:
+        print(f"kubelet_lists: {kubelet.lists}  api_server_lists: {len(ApiServer.seen)}")
+        grpc_server.stop(grace=None)
+        api.shutdown()
+
+    return stop
 
 
 def start_slurm(state: Path, env: dict[str, str], refresh_s: float) -> Any:

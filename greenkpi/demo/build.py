@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.demo import alerting, carbon, live, registry, simulation
+from greenkpi.demo import alerting, carbon, live, pods, registry, simulation
 from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis import daily
@@ -26,6 +26,7 @@ from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
 from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads import retraining
+from greenkpi.workloads.scheduler_runs import scheduler_runs_sync
 
 
 @dataclass
@@ -86,6 +87,15 @@ def demo_build(
     lap("registry")
     tick = live.tick(now=now, rng=random.Random(seed))
     lap("live tick")
+    # a Kubernetes GPU node (greenkpi/demo/pods.py): the Kubernetes pods page's pods
+    pods.pods_load(
+        organisation=org,
+        teams=loaded.teams,
+        site=loaded.sites["paris"],
+        start=loaded.start,
+        now=now,
+    )
+    lap("kubernetes pods")
     say(f"Loaded {loaded.samples + tick.samples:,} measurement windows for '{org}'.")
     say("Computing hourly rollups (energy, carbon with the hourly grid series, cost) ...")
     windows = kpi_services.backfill_windows(
@@ -95,6 +105,8 @@ def demo_build(
     )
     run = kpi_services.windows_recompute(windows=windows, kind="backfill")
     lap("hourly rollups")
+    # the scheduler jobs' runs (the demo pods'), as the periodic workloads task makes them
+    scheduler_runs_sync(organisation_id=org.pk, now=now)
     daily.days_refresh_stale(limit=10_000)  # the days pages read for long ranges
     lap("daily rollups")
     retraining.models_recompute(organisation_id=org.pk, now=now)

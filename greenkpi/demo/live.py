@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.carbon.services import grid_hourly_import_csv
-from greenkpi.demo import carbon, fleet, registry
+from greenkpi.demo import carbon, fleet, pods, registry
 from greenkpi.demo.simulation import BATCH_KEY, DEMO_SLUG, WINDOW
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch, Sample
@@ -116,5 +116,6 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
         Device.objects.filter(host__in=hosts.values()).update(last_seen=now)
         if samples:
             IngestBatch.objects.filter(pk=batch.pk).update(received_at=now)
+    pods.pods_tick(organisation=org, now=now)  # the demo Kubernetes node (its own module)
     changed = registry.registry_follow(organisation_id=org.pk, now=target, rng=rng, since=since)
     return TickResult(len(samples), marked, len(hosts), changed)
