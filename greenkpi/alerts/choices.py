@@ -7,8 +7,13 @@ from django.db import models
 
 
 class Metric(models.TextChoices):
+    """What a budget caps, explicitly (issue 14 item 5). ``co2e_kg`` is the total incl. embodied:
+    what every kgCO2e budget capped before the choice existed, so existing budgets keep it."""
+
     ENERGY_KWH = "energy_kwh", "Energy (kWh, IT)"
-    CO2E_KG = "co2e_kg", "CO2e, total (SCI numerator), kgCO2e"
+    CO2E_KG = "co2e_kg", "CO2e, total incl. embodied (SCI numerator), kgCO2e"
+    SCOPE2_LOCATION = "s2_location", "CO2e, Scope 2 location-based, kgCO2e"
+    SCOPE2_MARKET = "s2_market", "CO2e, Scope 2 market-based, kgCO2e"
     GPU_HOURS = "gpu_h", "GPU-hours allocated"
     COST = "cost", "Electricity cost"
 

@@ -33,17 +33,33 @@ from greenkpi.lib.periods import day_floor
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 # Per bucket and currency: the summed columns, in this order.
-COLUMNS = ("energy_kwh", "co2e_kg", "allocated_gpu_h", "facility_energy_kwh", "cost")
+COLUMNS = (
+    "energy_kwh",
+    "co2e_kg",
+    "allocated_gpu_h",
+    "facility_energy_kwh",
+    "cost",
+    "operational_location_kgco2e",
+    "operational_market_kgco2e",
+)
 # What the budgets read, per bucket and group (co2e_kg = operational location-based + embodied).
 READ_COLUMNS = (
     "energy_kwh",
     "operational_location_kgco2e",
+    "operational_market_kgco2e",
     "embodied_kgco2e",
     "allocated_gpu_h",
     "facility_energy_kwh",
     "cost",
 )
-METRIC_INDEX = {Metric.ENERGY_KWH: 0, Metric.CO2E_KG: 1, Metric.GPU_HOURS: 2, Metric.COST: 4}
+METRIC_INDEX = {
+    Metric.ENERGY_KWH: 0,
+    Metric.CO2E_KG: 1,
+    Metric.GPU_HOURS: 2,
+    Metric.COST: 4,
+    Metric.SCOPE2_LOCATION: 5,
+    Metric.SCOPE2_MARKET: 6,
+}
 # History read before the period: the profile's 4 weeks + a day, so a scope whose first bucket is
 # the window's first day is old enough that its exact first hour changes nothing.
 HISTORY = timedelta(weeks=PROFILE_WEEKS) + DAY

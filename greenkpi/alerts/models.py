@@ -84,9 +84,13 @@ class Budget(models.Model):
         return (
             self.currency
             if self.metric == Metric.COST
-            else {Metric.ENERGY_KWH: "kWh", Metric.CO2E_KG: "kgCO2e", Metric.GPU_HOURS: "GPU-h"}[
-                Metric(self.metric)
-            ]
+            else {
+                Metric.ENERGY_KWH: "kWh",
+                Metric.CO2E_KG: "kgCO2e",
+                Metric.SCOPE2_LOCATION: "kgCO2e",
+                Metric.SCOPE2_MARKET: "kgCO2e",
+                Metric.GPU_HOURS: "GPU-h",
+            }[Metric(self.metric)]
         )
 
     def clean(self) -> None:

@@ -26,6 +26,8 @@ SILENT_AFTER = timedelta(minutes=15)
 METRIC_COLUMN = {  # hourly_totals' column of each metric (the burn-up chart)
     Metric.ENERGY_KWH: "energy_kwh",
     Metric.CO2E_KG: "co2e_kg",
+    Metric.SCOPE2_LOCATION: "s2_location_kg",
+    Metric.SCOPE2_MARKET: "s2_market_kg",
     Metric.GPU_HOURS: "allocated_gpu_h",
     Metric.COST: "cost",
 }

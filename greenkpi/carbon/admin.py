@@ -7,7 +7,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
+from greenkpi.carbon.models import (
+    ElectricityTariff,
+    GridIntensityHourly,
+    MarketFactor,
+    ResidualMix,
+)
 from greenkpi.carbon.services import ImportFailed, grid_hourly_import_csv
 
 # A year of hourly rows for a few zones is ~1 MB; refuse anything far larger before reading it.
@@ -92,7 +97,22 @@ class GridIntensityHourlyAdmin(admin.ModelAdmin):
 
 @admin.register(MarketFactor)
 class MarketFactorAdmin(admin.ModelAdmin):
-    list_display = ("site", "valid_from", "valid_to", "intensity_g_per_kwh", "instrument")
+    list_display = (
+        "site",
+        "kind",
+        "valid_from",
+        "valid_to",
+        "share",
+        "volume_mwh",
+        "intensity_g_per_kwh",
+        "instrument",
+    )
+
+
+@admin.register(ResidualMix)
+class ResidualMixAdmin(admin.ModelAdmin):
+    list_display = ("zone", "year", "intensity_g_per_kwh", "source", "licence")
+    list_filter = ("year",)
 
 
 @admin.register(ElectricityTariff)

@@ -13,14 +13,21 @@ from typing import Any
 
 from django.db.models import Q
 
-from greenkpi.carbon.annual import SOURCES, annual_for
-from greenkpi.carbon.methodology import IntensitySource
-from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
+from greenkpi.carbon import methodology as m
+from greenkpi.carbon.annual import annual_for, country_of, location_factors
+from greenkpi.carbon.methodology import IntensityMethod, IntensitySource, MarketSource
+from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor, ResidualMix
+from greenkpi.inventory.models import Device, DeviceKind, Host
 
 
 @dataclass(frozen=True, slots=True)
 class IntensityFigure:
-    """The location-based intensity used for one zone and hour, and where it came from."""
+    """The location-based intensity used for one zone and hour, and where it came from.
+
+    ``intensity_g_per_kwh`` is the Scope 2 location-based factor: direct (combustion) where
+    ``method`` is in ``IntensityMethod.DIRECT``, lifecycle otherwise (stated on the figure);
+    ``upstream_g_per_kwh`` is the Scope 3 cat. 3 factor beside it (upstream + T&D losses).
+    """
 
     zone: str
     hour: datetime
@@ -29,6 +36,18 @@ class IntensityFigure:
     source: str  # IntensitySource.*
     figure_zone: str  # the zone whose figure was used ("FR", "US" for "US-CAL-CISO", "WORLD")
     detail: str  # attribution or provider
+    lifecycle_g_per_kwh: float = 0.0
+    upstream_g_per_kwh: float = 0.0
+    method: str = ""  # IntensityMethod.*
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFigure:
+    """The market-based factor of a site for one hour and where it came from."""
+
+    g_per_kwh: float
+    source: str  # MarketSource.*
+    covered_share: float  # the share of the energy contractual instruments covered
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +79,7 @@ def intensities_over(
         )
     }
     annuals = {key: annual_for(key) for key in keys}
+    locations = {key: location_factors(annual) for key, (annual, _) in annuals.items()}
     out: dict[datetime, dict[str, IntensityFigure]] = {}
     for hour in hours:
         figures = out[hour] = {}
@@ -68,43 +88,173 @@ def intensities_over(
             measured = hourly.get((key, hour))
             if measured is not None:
                 share = measured.renewable_share
+                lifecycle = measured.intensity_lifecycle_g_per_kwh
+                direct = measured.intensity_direct_g_per_kwh
+                method = IntensityMethod.HOURLY_DIRECT
+                if direct is None:
+                    # the provider's lifecycle figure stands for Scope 2, and says so
+                    direct, method = lifecycle, IntensityMethod.HOURLY_LIFECYCLE
                 figures[key] = IntensityFigure(
                     zone=key,
                     hour=hour,
-                    intensity_g_per_kwh=measured.intensity_lifecycle_g_per_kwh,
+                    intensity_g_per_kwh=direct,
                     renewable_share=share if share is not None else annual.renewable_share,
                     source=IntensitySource.HOURLY,
                     figure_zone=key,
                     detail=measured.source,
+                    lifecycle_g_per_kwh=lifecycle,
+                    upstream_g_per_kwh=m.upstream_g_per_kwh(
+                        direct=direct, lifecycle=lifecycle, td_loss=m.TD_LOSS_DEFAULT
+                    ),
+                    method=method,
                 )
             else:
+                factors = locations[key]
                 figures[key] = IntensityFigure(
                     zone=key,
                     hour=hour,
-                    intensity_g_per_kwh=annual.intensity_g_per_kwh,
+                    intensity_g_per_kwh=factors.scope2_g_per_kwh,
                     renewable_share=annual.renewable_share,
                     source=IntensitySource.DEFAULT if is_default else IntensitySource.ANNUAL,
                     figure_zone=annual.zone,
-                    detail=f"{annual.year} {annual.basis}; {SOURCES.get(annual.source, annual.source)}",
+                    detail=factors.detail,
+                    lifecycle_g_per_kwh=factors.lifecycle_g_per_kwh,
+                    upstream_g_per_kwh=factors.upstream_g_per_kwh,
+                    method=factors.method,
                 )
     return out
 
 
-def market_factors_for(*, site_ids: Iterable[int], hour: datetime) -> dict[int, float]:
-    """{site id: contractual gCO2e/kWh} for the sites with a contract covering ``hour``."""
-    return market_factors_over(site_ids=site_ids, hours=[hour])[hour]
+def market_factors_for(
+    *, sites: dict[int, str | None], hour: datetime, intensities: dict[str, IntensityFigure]
+) -> dict[int, MarketFigure]:
+    """{site id: market-based factor} for one hour (see ``market_factors_over``)."""
+    return market_factors_over(sites=sites, hours=[hour], intensities={hour: intensities})[hour]
 
 
 def market_factors_over(
-    *, site_ids: Iterable[int], hours: Sequence[datetime]
-) -> dict[datetime, dict[int, float]]:
-    """{hour: {site id: contractual gCO2e/kWh}} for several hours, in one query."""
+    *,
+    sites: dict[int, str | None],
+    hours: Sequence[datetime],
+    intensities: dict[datetime, dict[str, IntensityFigure]],
+) -> dict[datetime, dict[int, MarketFigure]]:
+    """{hour: {site id: market-based factor}} for sites {id: grid zone}, in two queries.
+
+    GHG Protocol Scope 2 Guidance, market-based method: the contractual instruments valid in the
+    hour cover their shares of the energy, latest-starting first, up to all of it; the remainder
+    takes the zone's residual mix of the hour's year (else the latest earlier year; the exact zone,
+    else its country), else the grid average (``intensities``, the location-based figures), which
+    the source then says. A site with nothing gets exactly the grid average.
+    """
     if not hours:
         return {}
-    rows = _valid_during(MarketFactor.objects, site_ids, hours).values_list(
-        "site_id", "valid_from", "valid_to", "intensity_g_per_kwh"
+    rows = list(
+        _valid_during(MarketFactor.objects, sites, hours)
+        .order_by("site_id", "-valid_from", "-pk")
+        .values_list("site_id", "valid_from", "valid_to", "share", "intensity_g_per_kwh")
     )
-    return _per_hour(list(rows), hours)
+    residuals = _residuals(zones={_key(z) for z in sites.values()}, last_year=max(hours).year)
+    out: dict[datetime, dict[int, MarketFigure]] = {}
+    for hour in hours:
+        figures = out[hour] = {}
+        for site_id, zone in sites.items():
+            key = _key(zone)
+            covered, grams = 0.0, 0.0
+            for site, start, end, share, g in rows:
+                if site != site_id or start > hour or (end is not None and end <= hour):
+                    continue
+                take = min(share, 1.0 - covered)
+                if take > 0:
+                    grams += take * g
+                    covered += take
+            rest = 1.0 - covered
+            if rest <= 1e-12:
+                figures[site_id] = MarketFigure(grams, MarketSource.CONTRACT, 1.0)
+                continue
+            residual = _residual_for(residuals, key, hour.year)
+            if residual is not None:
+                source = MarketSource.CONTRACT_RESIDUAL if covered else MarketSource.RESIDUAL
+                fallback = residual
+            else:
+                source = MarketSource.CONTRACT_GRID if covered else MarketSource.LOCATION
+                fallback = intensities[hour][key].intensity_g_per_kwh
+            figures[site_id] = MarketFigure(grams + rest * fallback, source, covered)
+    return out
+
+
+def _residuals(*, zones: set[str], last_year: int) -> dict[str, list[tuple[int, float]]]:
+    """{zone: [(year, g/kWh), ...] newest first} for the zones and their countries."""
+    wanted = zones | {country_of(z) for z in zones if z}
+    out: dict[str, list[tuple[int, float]]] = {}
+    for zone, year, g in (
+        ResidualMix.objects.filter(zone__in=wanted, year__lte=last_year)
+        .order_by("zone", "-year")
+        .values_list("zone", "year", "intensity_g_per_kwh")
+    ):
+        out.setdefault(zone, []).append((year, g))
+    return out
+
+
+def _residual_for(
+    residuals: dict[str, list[tuple[int, float]]], zone: str, year: int
+) -> float | None:
+    for candidate in (zone, country_of(zone)) if zone else ():
+        for have, g in residuals.get(candidate, ()):
+            if have <= year:
+                return g
+    return None
+
+
+def residual_mix_loaded(zone: str | None) -> bool:
+    """Whether a residual mix is loaded for the zone or its country (any year)."""
+    key = _key(zone)
+    return bool(key) and ResidualMix.objects.filter(zone__in={key, country_of(key)}).exists()
+
+
+def host_embodied(*, organisation_id: int) -> dict[int, tuple[float, float]]:
+    """{host id: (embodied kgCO2e of the whole host without its GPUs, lifetime years)}.
+
+    Each part (chassis, CPU, DRAM, storage) is the host's override, else its server class's
+    default; a host without a class is an 8-GPU server if a GPU of it ever reported, else a
+    2-socket server (carbon.methodology.SERVER_CLASSES)."""
+    with_gpu = set(
+        Device.objects.filter(host__organisation_id=organisation_id, kind=DeviceKind.GPU)
+        .values_list("host_id", flat=True)
+        .distinct()
+    )
+    out: dict[int, tuple[float, float]] = {}
+    for host in Host.objects.filter(organisation_id=organisation_id).values(
+        "id",
+        "server_class",
+        "embodied_chassis_kgco2e",
+        "embodied_cpu_kgco2e",
+        "embodied_dram_kgco2e",
+        "embodied_storage_kgco2e",
+        "lifetime_years",
+    ):
+        out[host["id"]] = (
+            host_embodied_total(host, has_gpu=host["id"] in with_gpu),
+            host["lifetime_years"] or m.LIFETIME_DEFAULT_YEARS,
+        )
+    return out
+
+
+def host_embodied_parts(host: dict[str, Any], *, has_gpu: bool) -> dict[str, float]:
+    """{part: kgCO2e} of a host (values of Host fields), overrides first."""
+    name = host.get("server_class") or (
+        m.SERVER_CLASS_GPU_DEFAULT if has_gpu else m.SERVER_CLASS_CPU_DEFAULT
+    )
+    _, defaults = m.SERVER_CLASSES.get(name, m.SERVER_CLASSES[m.SERVER_CLASS_CPU_DEFAULT])
+    parts = {}
+    for part in m.HOST_PARTS:
+        override = host.get(f"embodied_{part}_kgco2e")
+        parts[part] = float(override) if override is not None else defaults[part]
+    return parts
+
+
+def host_embodied_total(host: dict[str, Any], *, has_gpu: bool) -> float:
+    parts = host_embodied_parts(host, has_gpu=has_gpu)
+    return sum(parts[p] for p in m.HOST_PARTS)
 
 
 def tariffs_for(*, site_ids: Iterable[int], hour: datetime) -> dict[int, Tariff]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.utils import timezone
 
-from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.carbon.models import GridIntensityHourly, ResidualMix
 from greenkpi.lib.periods import hour_floor
 
 # Electricity Maps has renamed its export columns over time; each field lists the names seen in
@@ -203,3 +203,62 @@ def _parse_time(text: str) -> datetime | None:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)  # the column is "Datetime (UTC)"
     return moment.astimezone(UTC)
+
+
+RESIDUAL_COLUMNS = ("zone", "year", "intensity_g_per_kwh", "source")
+
+
+def residual_mix_import_csv(*, text: str) -> list[ResidualMix]:
+    """Upsert residual mixes from a CSV with columns zone, year, intensity_g_per_kwh, source and
+    optionally licence (e.g. transcribed from AIB's European Residual Mixes): all rows or none,
+    the first errors by line number (line 1 is the header)."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [c.strip().lower() for c in reader.fieldnames or []]
+    missing = [c for c in RESIDUAL_COLUMNS if c not in header]
+    if missing:
+        raise ImportFailed([f"line 1: missing column(s) {', '.join(missing)}"])
+    errors: list[str] = []
+    rows: dict[tuple[str, int], ResidualMix] = {}
+    for line, raw in enumerate(reader, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        try:
+            zone = row["zone"].upper()
+            year = int(row["year"])
+            grams = float(row["intensity_g_per_kwh"])
+            if not zone or len(zone) > 32:
+                raise ValueError("zone must be 1 to 32 characters")
+            if not 2000 <= year <= 2100:
+                raise ValueError("year must be from 2000 to 2100")
+            if not math.isfinite(grams) or not 0 <= grams < 5000:
+                raise ValueError("intensity_g_per_kwh must be from 0 to 5000")
+            if not row["source"]:
+                raise ValueError("source is required (publisher and edition)")
+        except (ValueError, KeyError) as exc:
+            errors.append(f"line {line}: {exc}")
+            if len(errors) >= MAX_ERRORS:
+                break
+            continue
+        rows[(zone, year)] = ResidualMix(
+            zone=zone,
+            year=year,
+            intensity_g_per_kwh=grams,
+            source=row["source"][:200],
+            licence=row.get("licence", "")[:200],
+        )
+    if errors:
+        raise ImportFailed(errors)
+    if not rows:
+        raise ImportFailed(["the file has no rows"])
+    with transaction.atomic():
+        for mix in rows.values():
+            ResidualMix.objects.update_or_create(
+                zone=mix.zone,
+                year=mix.year,
+                defaults={
+                    "intensity_g_per_kwh": mix.intensity_g_per_kwh,
+                    "source": mix.source,
+                    "licence": mix.licence,
+                    "imported_at": timezone.now(),
+                },
+            )
+    return list(rows.values())

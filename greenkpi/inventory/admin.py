@@ -50,7 +50,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ("name", "organisation", "grid_zone", "pue")
+    list_display = ("name", "organisation", "grid_zone", "pue", "boundary")
     list_filter = ("organisation", "grid_zone")
 
 
@@ -79,6 +79,7 @@ class HostAdmin(admin.ModelAdmin):
         "last_seen",
         "collector_version",
         "clock_skew_s",
+        "server_class",
     )
     list_filter = ("organisation", "site")
     search_fields = ("hostname",)

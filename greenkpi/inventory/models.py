@@ -78,6 +78,14 @@ class Membership(models.Model):
         return f"{self.user} {self.role} of {self.team or self.organisation}"
 
 
+class Boundary(models.TextChoices):
+    """Where a site's electricity falls in the GHG Protocol inventory (docs/kpis.md, "Reporting")."""
+
+    OWNED = "owned", "Owned or leased (Scope 2)"
+    COLOCATION = "colocation", "Colocation (Scope 2: the organisation controls the equipment)"
+    CLOUD = "cloud", "Cloud provider (Scope 3 cat. 1, purchased services)"
+
+
 class Site(models.Model):
     """A data centre or office: its grid zone sets the carbon intensity, its PUE the overhead."""
 
@@ -91,6 +99,13 @@ class Site(models.Model):
         default=1.5,
         validators=[MinValueValidator(1.0), MaxValueValidator(4.0)],
         help_text="Power usage effectiveness: facility energy / IT energy (1.0 = no overhead).",
+    )
+    boundary = models.CharField(
+        max_length=12,
+        choices=Boundary.choices,
+        default=Boundary.OWNED,
+        db_default=Boundary.OWNED,
+        help_text="Owned or colocation: its electricity is Scope 2; cloud: Scope 3 cat. 1.",
     )
     latitude = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(-90), MaxValueValidator(90)]
@@ -139,6 +154,39 @@ class Host(models.Model):
     spool_depth = models.PositiveIntegerField(null=True, blank=True)
     dropped_windows = models.PositiveBigIntegerField(default=0)
     source_errors = models.JSONField(default=list, blank=True)
+    # Whole-host embodied carbon (chassis, CPUs, DRAM, storage; GPUs carry their own): the class's
+    # defaults (carbon.methodology.SERVER_CLASSES), each part overridable, amortised over the hours
+    # the host reports whether or not its CPU is measured (docs/kpis.md, "Embodied").
+    server_class = models.CharField(
+        max_length=16,
+        blank=True,
+        # carbon.methodology.SERVER_CLASSES' keys (the inventory sits below carbon, so they are
+        # restated here and tests/carbon/test_reporting_factors.py keeps the two equal)
+        choices=[
+            ("gpu-8", "8-GPU server"),
+            ("gpu-4", "4-GPU server"),
+            ("cpu-2s", "2-socket server"),
+            ("cpu-1s", "1-socket server"),
+        ],
+        default="",
+        db_default="",
+        help_text="gpu-8, gpu-4, cpu-2s or cpu-1s; empty = gpu-8 if it reports a GPU, else cpu-2s.",
+    )
+    embodied_chassis_kgco2e = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)]
+    )
+    embodied_cpu_kgco2e = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)]
+    )
+    embodied_dram_kgco2e = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)]
+    )
+    embodied_storage_kgco2e = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)]
+    )
+    lifetime_years = models.FloatField(
+        default=4.0, db_default=4.0, validators=[MinValueValidator(0.5)]
+    )
 
     class Meta:
         ordering = ["hostname"]

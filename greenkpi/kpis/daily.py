@@ -64,6 +64,7 @@ SUMMED_COLUMNS = (
     "operational_market_kgco2e",
     "embodied_kgco2e",
     "unmapped_energy_kwh",
+    "upstream_kgco2e",
 )
 # What the carbon pages show beside the sums (dashboard/carbon/days.py): facility kWh per intensity
 # source, the idle time's location-based kgCO2e (a row-wise product, so summed here, never

@@ -5,13 +5,18 @@ these quantities takes its name from here, so "Scope 2 location-based" on the ov
 carbon page, the ESG report and a budget is the same quantity with the same value. Pure: no Django.
 
 - Scope 2 location-based: operational CO2e, facility energy (IT x PUE) x the grid's average
-  intensity where and when it was used (rollup column ``operational_location_kgco2e``).
-- Scope 2 market-based: operational CO2e with the site's contractual factor (PPA, guarantees of
-  origin), else the location-based intensity (``operational_market_kgco2e``).
-- embodied (Scope 3): the devices' manufacturing footprint amortised over their lifetime for the
-  time used, SCI's M (``embodied_kgco2e``).
+  direct (combustion) intensity where and when it was used, lifecycle where only that exists
+  (each row says which: ``intensity_method``; rollup column ``operational_location_kgco2e``).
+- Scope 2 market-based: operational CO2e with the site's contractual instruments (PPA,
+  certificates, supplier factor) for the share they cover, the residual mix for the rest, else
+  the grid average, labelled (``operational_market_kgco2e``).
+- Scope 3 cat. 3: the upstream part of the electricity's lifecycle intensity plus T&D losses,
+  beside Scope 2 (``upstream_kgco2e``).
+- embodied (Scope 3 cat. 2): the devices' and their whole hosts' manufacturing footprint
+  amortised over their lifetime for the time used, SCI's M (``embodied_kgco2e``).
 - total (SCI numerator): Scope 2 location-based + embodied, SCI's O + M (``total_kgco2e``; the
-  ``co2e`` KPI, the kgCO2e budgets, the model and run figures).
+  ``co2e`` KPI, the "total" budgets, the model and run figures). Scope 3 cat. 3 is reported
+  beside it, not in it.
 """
 
 from __future__ import annotations
@@ -54,14 +59,21 @@ SCOPE2_MARKET = Quantity(
     "market",
     "Scope 2 market-based",
     "operational_market_kgco2e",
-    "facility energy x the site's contractual factor (PPA, guarantees of origin), else the "
-    "location-based intensity",
+    "facility energy x the site's contractual instruments for the share they cover, the residual "
+    "mix for the rest (else the grid average, labelled)",
+)
+SCOPE3_UPSTREAM = Quantity(
+    "upstream",
+    "Scope 3 cat. 3 (upstream and T&D losses)",
+    "upstream_kgco2e",
+    "facility energy x (the lifecycle intensity's upstream part + T&D losses x lifecycle intensity)",
 )
 EMBODIED = Quantity(
     "embodied",
-    "embodied (Scope 3)",
+    "embodied (Scope 3 cat. 2)",
     "embodied_kgco2e",
-    "the devices' manufacturing footprint amortised over their lifetime for the time used (SCI's M)",
+    "the devices' and their hosts' manufacturing footprint amortised over their lifetime for the "
+    "time used (SCI's M)",
 )
 TOTAL = Quantity(
     "total",
@@ -69,7 +81,7 @@ TOTAL = Quantity(
     "total_kgco2e",
     "Scope 2 location-based + embodied (Scope 3): SCI's O + M",
 )
-QUANTITIES = (SCOPE2_LOCATION, SCOPE2_MARKET, EMBODIED, TOTAL)
+QUANTITIES = (SCOPE2_LOCATION, SCOPE2_MARKET, SCOPE3_UPSTREAM, EMBODIED, TOTAL)
 BY_COLUMN = {q.column: q for q in QUANTITIES}
 # Frames that hold the total under another name (model and run figures, budgets' co2e_kg).
 BY_COLUMN["kgco2e"] = TOTAL
@@ -81,3 +93,26 @@ CSV_HEADERS = {column: q.csv_header for column, q in BY_COLUMN.items()}
 def csv_header(column: str) -> str:
     """The CSV header of a frame column: a carbon quantity's name, else the column itself."""
     return CSV_HEADERS.get(column, column)
+
+
+# Words for where figures come from, shown beside them (rollup codes -> text).
+INTENSITY_METHODS = {
+    "mix": "direct, derived from the zone's generation mix",
+    "pub": "direct, published for the zone",
+    "hr-dir": "direct, hourly provider",
+    "hr-lca": "lifecycle, hourly provider (no direct figure)",
+    "lca": "lifecycle (no generation mix for the zone)",
+    "": "lifecycle (computed before gk-2026.2)",
+}
+MARKET_SOURCES = {
+    "contract": "contractual instruments",
+    "ctr+res": "contractual instruments + residual mix",
+    "ctr+grid": "contractual instruments + grid average (no residual mix loaded)",
+    "residual": "residual mix",
+    "location": "grid average used — no residual mix loaded",
+}
+BOUNDARIES = {
+    "owned": "owned (Scope 2)",
+    "colocation": "colocation (Scope 2)",
+    "cloud": "cloud (Scope 3 cat. 1)",
+}

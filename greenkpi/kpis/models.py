@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from greenkpi.carbon.methodology import IntensitySource, MarketSource
+from greenkpi.carbon.methodology import IntensityMethod, IntensitySource, MarketSource
 from greenkpi.ingest.models import SchedulerJob
 from greenkpi.inventory.models import Device, Host, Organisation, Site, Team
 
@@ -98,7 +98,23 @@ class HourlyRollup(models.Model):
     market_source = models.CharField(max_length=8, choices=MarketSource.CHOICES)
     operational_location_kgco2e = models.FloatField()
     operational_market_kgco2e = models.FloatField()
-    embodied_kgco2e = models.FloatField()
+    embodied_kgco2e = models.FloatField(
+        help_text="Device + its share of the whole host's embodied (Scope 3 cat. 2, SCI's M)."
+    )
+    # Since gk-2026.2 (database defaults: a bench once broke on non-null columns without them).
+    upstream_kgco2e = models.FloatField(
+        default=0.0,
+        db_default=0.0,
+        help_text="Scope 3 cat. 3: upstream of the electricity + T&D losses, kgCO2e.",
+    )
+    intensity_method = models.CharField(
+        max_length=8,
+        choices=IntensityMethod.CHOICES,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="How intensity_g_per_kwh was obtained (direct or lifecycle, from what).",
+    )
     renewable_share = models.FloatField(null=True, help_text="Grid renewable share, 0..1.")
     cost = models.FloatField(
         null=True, help_text="Facility energy x site price; empty = no tariff."
@@ -236,6 +252,9 @@ class DailySums(models.Model):
     embodied_kgco2e = models.FloatField()
     unmapped_energy_kwh = models.FloatField(
         default=0.0, help_text="IT kWh of scheduler jobs no mapping gave a team (overview)."
+    )
+    upstream_kgco2e = models.FloatField(
+        default=0.0, db_default=0.0, help_text="Scope 3 cat. 3 (upstream + T&D losses), kgCO2e."
     )
     renewable_kwh = models.FloatField(
         help_text="sum of renewable_share x facility kWh, where known."

@@ -16,7 +16,12 @@ from typing import Any
 from django.db import connection
 
 from greenkpi.carbon import methodology as m
-from greenkpi.carbon.selectors import intensities_for, market_factors_for, tariffs_for
+from greenkpi.carbon.selectors import (
+    host_embodied,
+    intensities_for,
+    market_factors_for,
+    tariffs_for,
+)
 from greenkpi.ingest.models import Method, Sample
 from greenkpi.inventory.models import Device, DeviceKind, Host
 from greenkpi.kpis import attribution, rollup_pg
@@ -234,9 +239,19 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
     intensities = intensities_for(
         zones=[d["host__site__grid_zone"] for d in devices.values()], hour=hour
     )
-    site_ids = {d["host__site_id"] for d in devices.values() if d["host__site_id"]}
-    contracts = market_factors_for(site_ids=site_ids, hour=hour)
+    sites = {
+        d["host__site_id"]: d["host__site__grid_zone"]
+        for d in devices.values()
+        if d["host__site_id"]
+    }
+    site_ids = set(sites)
+    markets = market_factors_for(sites=sites, hour=hour, intensities=intensities)
     tariffs = tariffs_for(site_ids=site_ids, hour=hour)
+    hosts = host_embodied(organisation_id=organisation_id)
+    # The host's embodied share is spread over the devices that reported in the hour.
+    reporting: dict[int, set[int]] = {}
+    for a in aggregates:
+        reporting.setdefault(devices[a.device_id]["host_id"], set()).add(a.device_id)
 
     rows = []
     for a in aggregates:
@@ -246,8 +261,9 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
         figure = intensities[(d["host__site__grid_zone"] or "").strip().upper()]
         energy_kwh = m.energy_kwh(a.energy_j)
         facility_kwh = energy_kwh * pue
-        contract = contracts.get(site_id) if site_id else None
-        market_g = contract if contract is not None else figure.intensity_g_per_kwh
+        market = markets.get(site_id) if site_id else None
+        market_g = market.g_per_kwh if market is not None else figure.intensity_g_per_kwh
+        host_kg, host_life = hosts.get(d["host_id"], (0.0, m.LIFETIME_DEFAULT_YEARS))
         tariff = tariffs.get(site_id) if site_id else None
         device_kg = d["embodied_kgco2e"]
         if device_kg is None:
@@ -285,19 +301,27 @@ def build_rows(*, organisation_id: int, hour: datetime, now: datetime) -> list[d
                 intensity_source=figure.source,
                 intensity_zone=figure.figure_zone,
                 market_g_per_kwh=market_g,
-                market_source=m.MarketSource.CONTRACT
-                if contract is not None
-                else m.MarketSource.LOCATION,
+                market_source=market.source if market is not None else m.MarketSource.LOCATION,
                 operational_location_kgco2e=m.operational_kgco2e(
                     energy_kwh=energy_kwh, pue=pue, intensity_g_per_kwh=figure.intensity_g_per_kwh
                 ),
                 operational_market_kgco2e=m.operational_kgco2e(
                     energy_kwh=energy_kwh, pue=pue, intensity_g_per_kwh=market_g
                 ),
+                upstream_kgco2e=m.operational_kgco2e(
+                    energy_kwh=energy_kwh, pue=pue, intensity_g_per_kwh=figure.upstream_g_per_kwh
+                ),
+                intensity_method=figure.method,
                 embodied_kgco2e=m.embodied_kgco2e(
                     device_kgco2e=device_kg,
                     seconds_used=a.covered_s,
                     lifetime_years=d["lifetime_years"] or m.LIFETIME_DEFAULT_YEARS,
+                )
+                + m.host_embodied_kgco2e(
+                    host_kgco2e=host_kg,
+                    seconds_used=a.covered_s,
+                    devices=len(reporting[d["host_id"]]),
+                    lifetime_years=host_life,
                 ),
                 renewable_share=figure.renewable_share,
                 cost=facility_kwh * tariff.price_per_kwh if tariff else None,

@@ -20,7 +20,12 @@ from datetime import datetime, timedelta
 from django.db import connection
 
 from greenkpi.carbon import methodology as m
-from greenkpi.carbon.selectors import intensities_over, market_factors_over, tariffs_over
+from greenkpi.carbon.selectors import (
+    host_embodied,
+    intensities_over,
+    market_factors_over,
+    tariffs_over,
+)
 from greenkpi.ingest.models import Method, Sample
 from greenkpi.inventory.models import Device, DeviceKind, Host, Site
 from greenkpi.kpis.attribution import jobs_resolved
@@ -69,14 +74,20 @@ _COLUMNS: dict[str, str] = {
     "intensity_source": "z.source",
     "intensity_zone": "z.figure_zone",
     "market_g_per_kwh": "COALESCE(f.contract, z.intensity)",
-    "market_source": "CASE WHEN f.contract IS NOT NULL THEN %(contract)s ELSE %(location)s END",
+    "market_source": "COALESCE(f.msrc, %(location)s)",
     "operational_location_kgco2e": (
         "a.energy_j / %(j_per_kwh)s * a.pue * z.intensity / %(g_per_kg)s"
     ),
     "operational_market_kgco2e": (
         "a.energy_j / %(j_per_kwh)s * a.pue * COALESCE(f.contract, z.intensity) / %(g_per_kg)s"
     ),
-    "embodied_kgco2e": "a.device_kg * (a.covered_s / (a.lifetime * %(s_per_year)s)) * 1.0",
+    # the device's own footprint + its share of the whole host's (carbon.methodology)
+    "embodied_kgco2e": (
+        "a.device_kg * (a.covered_s / (a.lifetime * %(s_per_year)s)) * 1.0"
+        " + COALESCE(hk.kg * (a.covered_s / (hn.n * hk.lifetime * %(s_per_year)s)), 0.0)"
+    ),
+    "upstream_kgco2e": "a.energy_j / %(j_per_kwh)s * a.pue * z.upstream / %(g_per_kg)s",
+    "intensity_method": "z.method",
     "renewable_share": "z.renewable",
     "cost": "a.energy_j / %(j_per_kwh)s * a.pue * f.price",
     "currency": "COALESCE(f.currency, '')",
@@ -236,13 +247,20 @@ a AS (
 SELECT {", ".join(_COLUMNS.values())}
 FROM a
 JOIN unnest(%(z_zone)s::text[], %(z_hour)s::timestamptz[], %(z_intensity)s::float8[],
-            %(z_renewable)s::float8[], %(z_source)s::text[], %(z_figure)s::text[])
-     AS z(zone, hour, intensity, renewable, source, figure_zone)
+            %(z_renewable)s::float8[], %(z_source)s::text[], %(z_figure)s::text[],
+            %(z_upstream)s::float8[], %(z_method)s::text[])
+     AS z(zone, hour, intensity, renewable, source, figure_zone, upstream, method)
      ON z.zone = a.zone AND z.hour = a.hour
 LEFT JOIN unnest(%(f_site)s::bigint[], %(f_hour)s::timestamptz[], %(f_contract)s::float8[],
-                 %(f_price)s::float8[], %(f_currency)s::text[])
-     AS f(site_id, hour, contract, price, currency)
+                 %(f_price)s::float8[], %(f_currency)s::text[], %(f_msrc)s::text[])
+     AS f(site_id, hour, contract, price, currency, msrc)
      ON f.site_id = a.site_id AND f.hour = a.hour
+-- the whole host's embodied share: its footprint and lifetime, and how many of its devices
+-- reported in the hour (carbon.methodology.host_embodied_kgco2e)
+LEFT JOIN unnest(%(hk_host)s::bigint[], %(hk_kg)s::float8[], %(hk_life)s::float8[])
+     AS hk(host_id, kg, lifetime) ON hk.host_id = a.host_id
+JOIN (SELECT host_id, hour, COUNT(DISTINCT device_id) AS n FROM a GROUP BY host_id, hour) hn
+     ON hn.host_id = a.host_id AND hn.hour = a.hour
 RETURNING date_part('epoch', hour)::bigint
 """
 
@@ -257,11 +275,16 @@ def _factors(*, organisation_id: int, hours: Sequence[datetime]) -> dict[str, li
         .distinct()
     )
     zones = sorted({zone or "" for _, zone in places})
-    site_ids = sorted({site_id for site_id, _ in places if site_id})
-    z: dict[str, list[object]] = {k: [] for k in ("zone", "hour", "i", "re", "src", "fig")}
-    f: dict[str, list[object]] = {k: [] for k in ("site", "hour", "contract", "price", "cur")}
+    sites = {site_id: zone for site_id, zone in places if site_id}
+    site_ids = sorted(sites)
+    z: dict[str, list[object]] = {
+        k: [] for k in ("zone", "hour", "i", "re", "src", "fig", "up", "method")
+    }
+    f: dict[str, list[object]] = {
+        k: [] for k in ("site", "hour", "contract", "price", "cur", "msrc")
+    }
     intensities = intensities_over(zones=zones, hours=hours)
-    contracts = market_factors_over(site_ids=site_ids, hours=hours)
+    markets = market_factors_over(sites=sites, hours=hours, intensities=intensities)
     tariffs = tariffs_over(site_ids=site_ids, hours=hours)
     for hour in hours:
         figures = intensities[hour]
@@ -274,11 +297,15 @@ def _factors(*, organisation_id: int, hours: Sequence[datetime]) -> dict[str, li
             z["re"].append(figure.renewable_share)
             z["src"].append(figure.source)
             z["fig"].append(figure.figure_zone)
+            z["up"].append(figure.upstream_g_per_kwh)
+            z["method"].append(figure.method)
         for site_id in site_ids:
             tariff = tariffs[hour].get(site_id)
             f["site"].append(site_id)
             f["hour"].append(hour)
-            f["contract"].append(contracts[hour].get(site_id))
+            market = markets[hour][site_id]
+            f["contract"].append(market.g_per_kwh)
+            f["msrc"].append(market.source)
             f["price"].append(tariff.price_per_kwh if tariff else None)
             f["cur"].append(tariff.currency if tariff else None)
     return {
@@ -288,11 +315,24 @@ def _factors(*, organisation_id: int, hours: Sequence[datetime]) -> dict[str, li
         "z_renewable": z["re"],
         "z_source": z["src"],
         "z_figure": z["fig"],
+        "z_upstream": z["up"],
+        "z_method": z["method"],
         "f_site": f["site"],
         "f_hour": f["hour"],
         "f_contract": f["contract"],
         "f_price": f["price"],
         "f_currency": f["cur"],
+        "f_msrc": f["msrc"],
+    }
+
+
+def _hosts(*, organisation_id: int) -> dict[str, list[object]]:
+    """The organisation's hosts' embodied footprint and lifetime, as parallel arrays."""
+    hosts = host_embodied(organisation_id=organisation_id)
+    return {
+        "hk_host": list(hosts),
+        "hk_kg": [kg for kg, _ in hosts.values()],
+        "hk_life": [life for _, life in hosts.values()],
     }
 
 
@@ -344,6 +384,7 @@ def windows_insert(
             .values_list("pk", flat=True)
         ),
         **_factors(organisation_id=organisation_id, hours=hours),
+        **_hosts(organisation_id=organisation_id),
     }
     with connection.cursor() as cur:
         cur.execute(

@@ -79,7 +79,15 @@ def dirty_window_count(*, organisation_id: int | None = None) -> int:
 
 
 # Per-hour sums of the metrics a budget can be set on (columns of hourly_totals).
-BUDGET_METRIC_COLUMNS = ("energy_kwh", "co2e_kg", "allocated_gpu_h", "cost", "uncosted_energy_kwh")
+BUDGET_METRIC_COLUMNS = (
+    "energy_kwh",
+    "co2e_kg",
+    "allocated_gpu_h",
+    "cost",
+    "uncosted_energy_kwh",
+    "s2_location_kg",
+    "s2_market_kg",
+)
 
 
 def hourly_totals(
@@ -120,6 +128,8 @@ def hourly_totals(
             t_energy_kwh=Sum("energy_kwh"),
             t_co2e_kg=Sum(F("operational_location_kgco2e") + F("embodied_kgco2e")),
             t_allocated_gpu_h=Sum("allocated_gpu_h"),
+            t_s2_location_kg=Sum("operational_location_kgco2e"),
+            t_s2_market_kg=Sum("operational_market_kgco2e"),
             **money,
         )
         .order_by("hour")

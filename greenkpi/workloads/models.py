@@ -314,6 +314,13 @@ class RetrainingAssessment(models.Model):
     def __str__(self) -> str:
         return f"{self.model}: {self.verdict} (R={self.need:.2f})"
 
+    @property
+    def gain_per_kgco2e(self) -> float | None:
+        """Expected gain in points of the primary metric per expected kgCO2e of the retrain."""
+        if self.expected_gain is None or not self.expected_kgco2e:
+            return None
+        return self.expected_gain / self.expected_kgco2e
+
 
 class VerdictChange(models.Model):
     """An append-only history of verdict changes: what alerts and timelines read."""

@@ -143,10 +143,14 @@ def assessment_recompute(*, model: MLModel, now: datetime | None = None) -> Retr
             for e in selectors.primary_evaluations(model=model, version=version)
             if e.window_end <= now
         ]
+        # A model onboarded today brings its history: drift reports from before the first
+        # registered version's deployment count for it (issue 14 item 10). A later version starts
+        # afresh at its deployment (the earlier reports were about its predecessor).
+        onboarding = selectors.is_first_version(model=model, version=version)
         reports = [
             r
             for r in selectors.drift_reports_since(
-                model=model, version=version, since=version.deployed_at
+                model=model, version=version, since=None if onboarding else version.deployed_at
             )
             if r.window_end <= now
         ]

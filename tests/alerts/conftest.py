@@ -58,6 +58,8 @@ def add_rollup(
     idle_gpu_h: float = 0.0,
     cost: float | None = None,
     currency: str = "",
+    market_kg: float | None = None,
+    embodied_kg: float = 0.0,
 ) -> HourlyRollup:
     # What a recompute leaves behind besides its rows: the hour's window, computed. The read
     # layer (kpis.read) takes a day from its hours while the day has computed windows and no
@@ -92,8 +94,8 @@ def add_rollup(
         market_g_per_kwh=0.0,
         market_source="location",
         operational_location_kgco2e=co2e_kg,
-        operational_market_kgco2e=co2e_kg,
-        embodied_kgco2e=0.0,
+        operational_market_kgco2e=co2e_kg if market_kg is None else market_kg,
+        embodied_kgco2e=embodied_kg,
         cost=cost,
         currency=currency,
         methodology_version=METHODOLOGY_VERSION,

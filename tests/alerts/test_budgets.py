@@ -220,3 +220,32 @@ def test_the_status_records_its_forecast_method_auto_picks_the_profile_after_two
     status = selectors.budget_status(budget=flat, now=NOW)
     assert status.forecast_method == "recent_rate"
     assert status.forecast_total == pytest.approx(144.0 + 120 / 168 * 504)  # 5/7 kWh/h x 21 d
+
+
+def test_a_budget_caps_the_figure_it_names(acme, people, rollups):
+    """Issue 14 item 5: 3 hours of 2 kg Scope 2 location-based, 0.5 kg market-based and 1 kg
+    embodied: the location budget counts 6, the market one 1.5, the total (incl. embodied) 9."""
+    host = rollups.host(acme, "gpu-co2-1", team=acme.nlp, last_seen=NOW)
+    gpu = rollups.gpu(host)
+    for i in range(3):
+        rollups.add(
+            acme,
+            MAY8 + i * H,
+            device=gpu,
+            team=acme.nlp,
+            energy_kwh=10.0,
+            co2e_kg=2.0,
+            market_kg=0.5,
+            embodied_kg=1.0,
+        )
+    consumed = {}
+    for metric in ("s2_location", "s2_market", "co2e_kg"):
+        budget = nlp_budget(acme, people, name=metric, metric=metric)
+        status = selectors.budget_status(budget=budget, now=NOW)
+        consumed[metric] = status.consumed
+        assert status.unit == "kgCO2e"
+    assert consumed == {
+        "s2_location": pytest.approx(6.0),
+        "s2_market": pytest.approx(1.5),
+        "co2e_kg": pytest.approx(9.0),
+    }

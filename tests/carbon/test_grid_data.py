@@ -88,15 +88,19 @@ def test_a_bad_file_is_refused_whole_with_the_line_that_is_wrong(text, message):
 def test_lookup_uses_the_measured_hour_else_the_annual_average_and_says_which():
     grid_hourly_import_csv(text=EXPORT)
     measured = intensity_for(zone="fr", hour=H0)
-    assert (measured.source, measured.intensity_g_per_kwh) == ("hourly", 45.1)
+    # the provider states both: Scope 2 takes its direct figure, cat. 3 the difference + T&D
+    assert (measured.source, measured.intensity_g_per_kwh, measured.method) == (
+        "hourly",
+        28.5,
+        "hr-dir",
+    )
+    assert measured.lifecycle_g_per_kwh == 45.1
+    assert measured.upstream_g_per_kwh == pytest.approx(45.1 - 28.5 + 0.083 * 45.1)
     assert measured.renewable_share == pytest.approx(0.255)
     fallback = intensity_for(zone="FR", hour=H0 + timedelta(hours=5))
-    assert (fallback.source, fallback.intensity_g_per_kwh, fallback.figure_zone) == (
-        "annual",
-        41.44,
-        "FR",
-    )
-    assert "Ember" in fallback.detail
+    assert (fallback.source, fallback.figure_zone, fallback.method) == ("annual", "FR", "mix")
+    assert fallback.intensity_g_per_kwh == pytest.approx(17212.96 / 514.11)  # direct, 2023 mix
+    assert "CC BY 4.0" in fallback.detail
     unknown = intensity_for(zone=None, hour=H0)
     assert (unknown.source, unknown.figure_zone) == ("default", "WORLD")
 

@@ -37,9 +37,10 @@ def test_sci_per_functional_unit():
 
 def test_embodied_defaults_are_documented_per_device_kind():
     assert m.embodied_default_kgco2e("gpu") == 150.0
-    assert m.embodied_default_kgco2e("cpu") == 100.0
-    assert m.embodied_default_kgco2e("host") == 1000.0
-    assert m.embodied_default_kgco2e("dram") == 533.0
+    # since gk-2026.2 the whole host's figure (SERVER_CLASSES) carries CPUs, DRAM and chassis
+    assert m.embodied_default_kgco2e("cpu") == 0.0
+    assert m.embodied_default_kgco2e("host") == 0.0
+    assert m.embodied_default_kgco2e("dram") == 0.0
     assert m.embodied_default_kgco2e("toaster") == 0.0
 
 

@@ -7,7 +7,12 @@ through the ingest API, then the hourly rollups are computed:
 - vision-1 (vision): 2 H100 x 3 windows of 60 s x 12,000 J on 2026-03-02 10:00, and 2 x 3 x 6,000 J
   on 2026-02-15 10:00 (the previous month);
 - nlp-1 (nlp): 1 H100 x 3 windows x 36,000 J on 2026-03-02 10:00.
-Every window: busy 75 %, idle 5 s. No hourly grid data: FR annual 41.44 g/kWh, renewables 26.29 %.
+Every window: busy 75 %, idle 5 s. No hourly grid data: FR direct (Scope 2, from the 2023 generation
+mix, docs/kpis.md "Reporting") 17,212.96 / 514.11 = 33.4811 g/kWh, renewables 26.29 %. Each host
+also carries its whole-host embodied share: an 8-GPU-class server, 2,899.125 kg over 4 years, so a
+host whose GPUs report 180 s adds 2,899.125 x 180 / (4 x 31,557,600) = 0.00413405 kg (HOST_180S).
+The figures below were worked at 41.44 g/kWh before gk-2026.2; each location-based figure scales
+by 33.4811 / 41.44 (the constants below are written with FR).
 
 Worked by hand, March:
   vision IT 6 x 12,000 J / 3.6e6 = 0.02 kWh; facility x 1.3 = 0.026 kWh
@@ -50,29 +55,31 @@ FEB = datetime(2026, 2, 15, 10, 0, tzinfo=UTC)
 MARCH_RANGE = "from=2026-03-01&to=2026-03-31"
 
 EMBODIED_GPU_180S = 150 * 180 / (4 * 31_557_600)  # 0.000213894 kg
+HOST_180S = 2899.125 * 180 / (4 * 31_557_600)  # a host whose GPUs report 180 s: 0.00413405 kg
+FR = 17212.96 / 514.11  # g/kWh, direct
 VISION = {
     "energy_kwh": 0.02,
     "facility_energy_kwh": 0.026,
-    "operational_location_kgco2e": 0.00107744,
+    "operational_location_kgco2e": 0.026 * FR / 1000,
     "operational_market_kgco2e": 0.00026,
-    "embodied_kgco2e": 2 * EMBODIED_GPU_180S,
+    "embodied_kgco2e": 2 * EMBODIED_GPU_180S + HOST_180S,
     "renewable_share": 0.2629,
     "cost": 0.0052,
     "allocated_gpu_h": 0.1,
     "idle_gpu_h": 30 / 3600,
-    "idle_kgco2e": 0.0000897867,
+    "idle_kgco2e": 0.02 * 5 / 60 * 1.3 * FR / 1000,
 }
 NLP = {
     "energy_kwh": 0.03,
     "facility_energy_kwh": 0.039,
-    "operational_location_kgco2e": 0.00161616,
+    "operational_location_kgco2e": 0.039 * FR / 1000,
     "operational_market_kgco2e": 0.00039,
-    "embodied_kgco2e": EMBODIED_GPU_180S,
+    "embodied_kgco2e": EMBODIED_GPU_180S + HOST_180S,
     "renewable_share": 0.2629,
     "cost": 0.0078,
     "allocated_gpu_h": 0.05,
     "idle_gpu_h": 15 / 3600,
-    "idle_kgco2e": 0.00013468,
+    "idle_kgco2e": 0.0025 * 1.3 * FR / 1000,
 }
 
 
@@ -172,9 +179,9 @@ def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(clien
     t = tiles(response)
     assert t["energy"].value == approx(0.05)
     assert t["facility"].value == approx(0.065)
-    assert t["location"].value == approx(0.0026936)
+    assert t["location"].value == approx(0.065 * FR / 1000)
     assert t["market"].value == approx(0.00065)
-    assert t["embodied"].value == approx(3 * EMBODIED_GPU_180S)
+    assert t["embodied"].value == approx(3 * EMBODIED_GPU_180S + 2 * HOST_180S)
     assert t["embodied_share"].value == approx(19.2393)
     assert t["renewable"].value == approx(26.29)
     # February is the previous period: a whole month compared with the month before it.
@@ -183,7 +190,7 @@ def test_the_tiles_give_the_hand_worked_march_figures_and_month_over_month(clien
         datetime(2026, 2, 1, tzinfo=UTC),
         datetime(2026, 3, 1, tzinfo=UTC),
     )
-    assert t["location"].previous == approx(0.00053872)
+    assert t["location"].previous == approx(0.013 * FR / 1000)
     assert t["location"].change_pct == approx(400.0)
     assert t["energy"].change_pct == approx(400.0)  # 0.05 vs 0.01
     assert t["renewable"].change_pct == approx(0.0)  # a share changes in points: 26.29 both
@@ -227,7 +234,7 @@ def test_the_co2e_chart_stacks_teams_per_day_side_by_side_and_says_what_it_rests
         ("2026-03-02T00:00:00Z", "NLP"),
         ("2026-03-02T00:00:00Z", "Vision"),
     ]
-    assert float(rows[1]["Scope 2 location-based (kgCO2e)"]) == approx(0.00107744)
+    assert float(rows[1]["Scope 2 location-based (kgCO2e)"]) == approx(0.026 * FR / 1000)
     assert float(rows[1]["Scope 2 market-based (kgCO2e)"]) == approx(0.00026)
     figure = orjson.loads(client.get(f"/carbon/co2e-by-team.json?{MARCH_RANGE}").content)
     assert [(t["name"], t["xaxis"]) for t in figure["data"]] == [
@@ -257,7 +264,7 @@ def test_a_team_member_sees_their_teams_sum_and_is_told_so(client, carbon, peopl
     client.force_login(people["victor"])
     response = client.get(f"/carbon/?{MARCH_RANGE}")
     t = tiles(response)
-    assert t["location"].value == approx(0.00107744)
+    assert t["location"].value == approx(0.026 * FR / 1000)
     assert t["location"].change_pct == approx(100.0)  # vs 0.00053872 in February
     assert response.context["summary"].scoped
     assert 'data-testid="scoped-note"' in response.content.decode()
@@ -285,11 +292,13 @@ def test_the_report_has_each_team_and_the_organisation_total(client, carbon, peo
     total = report.total
     assert total["team"] == "Organisation total"
     assert total["energy_kwh"] == approx(0.05)
-    assert total["operational_location_kgco2e"] == approx(0.0026936)
+    assert total["operational_location_kgco2e"] == approx(0.065 * FR / 1000)
     assert total["operational_market_kgco2e"] == approx(0.00065)
-    assert total["total_kgco2e"] == approx(0.003335282)
+    assert total["total_kgco2e"] == approx(
+        0.065 * FR / 1000 + 3 * EMBODIED_GPU_180S + 2 * HOST_180S
+    )
     assert total["cost"] == approx(0.013) and total["currency"] == "EUR"
-    assert total["idle_kgco2e"] == approx(0.0000897867 + 0.00013468)
+    assert total["idle_kgco2e"] == approx(VISION["idle_kgco2e"] + NLP["idle_kgco2e"])
     assert total["pue_used"] == approx(1.3)
     assert [r["team"] for r in report.team_rows] == ["NLP", "Vision"]
     # March up to 2026-03-10 12:00: 9.5 days = 228 hours; each host reported in one of them.
@@ -316,7 +325,8 @@ def test_the_report_csv_writes_the_team_rows_then_the_total(client, carbon, peop
     ]
     assert all(r["month"] == "2026-03" for r in rows)
     assert all(r["methodology_versions"] == METHODOLOGY_VERSION for r in rows)
-    assert float(rows[2]["embodied_share"]) == approx(0.192393)
+    embodied = 3 * EMBODIED_GPU_180S + 2 * HOST_180S
+    assert float(rows[2]["embodied_share"]) == approx(embodied / (0.065 * FR / 1000 + embodied))
     assert float(rows[2]["facility_energy_kwh"]) == approx(0.065)
     for column, value in NLP.items():
         assert float(rows[0][csv_header(column)]) == approx(value), column

@@ -275,10 +275,13 @@ def test_the_overview_tiles_show_carbon_and_cost_of_the_same_rows(client, fleet,
     tiles = client.get("/?range=7d").context["tiles"]
     energy_kwh = 204.0 / 3600  # 164 + 40 kJ
     assert tiles.energy_kwh == pytest.approx(energy_kwh, rel=1e-4)
-    # Hosts without a site: PUE 1 and the world-average grid (458.29 g/kWh); embodied of a GPU
-    # 150 kg over 4 years (126,230,400 s) x 1,020 measured GPU-seconds (720 + 180 + 120).
-    embodied = 150.0 * 1020 / (4 * 31_557_600)
-    assert tiles.co2e_kg == pytest.approx(energy_kwh * 458.29 / 1000 + embodied, rel=1e-3)
+    # Hosts without a site: PUE 1 and the world-average direct grid factor (363.5845 g/kWh, the
+    # countries' 2023 mixes); embodied of a GPU 150 kg over 4 years (126,230,400 s) x 1,020
+    # measured GPU-seconds (720 + 180 + 120), plus each host's whole-host figure (2,899.125 kg)
+    # x the time its GPUs reported: vision-1 2 x 180 s, nlp-1 180 s, shared-1 120 s = 660 s.
+    world = (10450.11 * 760 + 6629.84 * 370 + 792.77 * 406) / 29475.92
+    embodied = (150.0 * 1020 + 2899.125 * 660) / (4 * 31_557_600)
+    assert tiles.co2e_kg == pytest.approx(energy_kwh * world / 1000 + embodied, rel=1e-3)
     assert tiles.costs == ()  # no tariff: nothing priced, all of it said to be unpriced
     assert tiles.uncosted_energy_kwh == pytest.approx(energy_kwh, rel=1e-4)
     vision_only = client.get("/?range=7d&team=vision").context["tiles"]

@@ -54,7 +54,9 @@ def test_the_total_has_one_name_and_one_value_on_overview_carbon_and_report(
     carbon_page = client.get(f"/carbon/?{MARCH_RANGE}").content.decode()
     report = client.get("/reports/?month=2026-03").content.decode()
 
-    kg = 0.0026936 + 3 * 150 * 180 / (4 * 31_557_600)  # Scope 2 location-based + embodied
+    # Scope 2 location-based (0.065 kWh x 33.4811 g direct) + embodied (3 GPUs + 2 hosts' shares)
+    location_kg = 0.065 * (17212.96 / 514.11) / 1000
+    kg = location_kg + (3 * 150 + 2 * 2899.125) * 180 / (4 * 31_557_600)
     total = units.co2e_mass(kg)
     assert shown(overview, "tile-co2e") == f"{total.number} {total.unit}CO2e"
     assert shown(carbon_page, "tile-total") == f"{total.number} {total.unit}CO2e"
@@ -66,7 +68,7 @@ def test_the_total_has_one_name_and_one_value_on_overview_carbon_and_report(
         assert labels.TOTAL.tile in page
     assert labels.TOTAL.title in report
 
-    location = units.co2e_mass(0.0026936)
+    location = units.co2e_mass(location_kg)
     assert shown(carbon_page, "tile-location") == f"{location.number} {location.unit}CO2e"
     assert re.search(
         rf'<tr class="total".*?data-quantity="location">{re.escape(str(location))}<',

@@ -13,7 +13,13 @@ from greenkpi.kpis import dirty, services
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun, RollupWindow
 
 # One H100 window: 60 s, 12,000 J, busy 75 %, idle 5 s. Three windows per device in the hour.
-FR_G_PER_KWH = 41.44  # Ember 2025 France, lifecycle (shipped data)
+# France's Scope 2 location-based factor: direct, from the shipped 2023 generation mix
+# (tests/carbon/test_reporting_factors.py hand-works it): 17,212.96 / 514.11 = 33.4811 g/kWh.
+FR_G_PER_KWH = 17212.96 / 514.11
+# The batch's host declares GPUs, so without a class it is an 8-GPU server: 1000 + 100 +
+# (1024 - 16) x 533/384 + 4 x 100 = 2899.125 kgCO2e over 4 years, shared by its reporting devices.
+HOST_KG = 2899.125
+LIFE_S = 4 * 31_557_600
 FR_RENEWABLE = 0.2629  # OWID 2023 France
 
 
@@ -56,13 +62,16 @@ def test_an_hour_of_samples_rolls_up_to_the_hand_worked_figures(acme, acme_token
         assert row.sm_known_gpu_h == 0.0  # the collector sent no SM activity
         assert row.intensity_source == "annual"
         assert row.intensity_zone == "FR"
-        assert row.intensity_g_per_kwh == FR_G_PER_KWH
-        assert row.operational_location_kgco2e == pytest.approx(0.013 * 41.44 / 1000)  # 0.53872 g
+        assert row.intensity_g_per_kwh == pytest.approx(FR_G_PER_KWH)
+        assert row.intensity_method == "mix"
+        assert row.operational_location_kgco2e == pytest.approx(0.013 * 33.4811 / 1000, rel=1e-5)
         assert row.market_source == "location"
         assert row.operational_market_kgco2e == pytest.approx(row.operational_location_kgco2e)
-        # 150 kgCO2e x 180 s / (4 years x 31,557,600 s)
-        assert row.embodied_kgco2e == pytest.approx(150 * 180 / (4 * 31_557_600))
-        assert row.embodied_kgco2e == pytest.approx(2.13894e-4, rel=1e-5)
+        # 150 kgCO2e x 180 s / (4 years x 31,557,600 s) + the host's 2899.125 kg x 180 s / 2 GPUs
+        assert row.embodied_kgco2e == pytest.approx(
+            150 * 180 / LIFE_S + HOST_KG * 180 / (2 * LIFE_S)
+        )
+        assert row.embodied_kgco2e == pytest.approx(2.13894e-4 + 2.067024e-3, rel=1e-5)
         assert row.renewable_share == FR_RENEWABLE
         assert row.cost == pytest.approx(0.0026)  # 0.013 kWh x 0.20 EUR
         assert row.currency == "EUR"
@@ -208,7 +217,9 @@ def test_estimated_energy_and_non_gpu_devices_are_kept_apart(acme, acme_token, i
     assert row.device_kind == "cpu"
     assert row.estimated_energy_kwh == pytest.approx(row.energy_kwh)
     assert row.allocated_gpu_h == row.busy_gpu_h == row.idle_gpu_h == 0.0
-    assert row.embodied_kgco2e == pytest.approx(100 * 180 / (4 * 31_557_600))  # CPU default
+    # a measured CPU package carries nothing of its own: the whole host's figure (its only
+    # reporting device here) covers the CPUs, 2899.125 kg x 180 s / 4 years
+    assert row.embodied_kgco2e == pytest.approx(HOST_KG * 180 / LIFE_S)
 
 
 def test_sm_activity_counts_only_where_the_source_reports_it(acme, acme_token, ingest, hour):

@@ -94,9 +94,10 @@ def test_the_carbon_names_are_written_once():
     assert names == [
         "Scope 2 location-based",
         "Scope 2 market-based",
-        "embodied (Scope 3)",
+        "Scope 3 cat. 3 (upstream and T&D losses)",
+        "embodied (Scope 3 cat. 2)",
         "total (SCI numerator)",
     ]
-    assert labels.EMBODIED.title == "Embodied (Scope 3)"
+    assert labels.EMBODIED.title == "Embodied (Scope 3 cat. 2)"
     assert labels.TOTAL.tile == "CO2e, total (SCI numerator)"
     assert labels.SCOPE2_LOCATION.csv_header == "Scope 2 location-based (kgCO2e)"

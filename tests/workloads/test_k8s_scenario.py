@@ -5,7 +5,7 @@ to pods through cgroup files), posted through the ingest API, mapped by ``k8s-na
 PostgreSQL: the SQL rollup, and a test that both store the same rows).
 
 The node (tests/testsupport/k8s_node.py; one 60 s window, hour H + 10 min, two 30 s intervals of
-600 J per GPU = 1,200 J per GPU; site paris-dc: PUE 1.3, FR 41.44 gCO2e/kWh; token default team
+600 J per GPU = 1,200 J per GPU; site paris-dc: PUE 1.3, FR 33.4811 gCO2e/kWh (direct); token default team
 vision):
 - GPU-T, time-sliced, busy 90 %: processes 101 (vision/train-a, SM 60 %), 202 (nlp/serve-b,
   SM 20 %), 303 (a host process, SM 20 %): by utilization 720 / 240 / 240 J.
@@ -21,8 +21,8 @@ Hand-worked answers (1 kWh = 3.6e6 J):
 - nlp/serve-b: team nlp, model bert, run ``bert-serve-7`` (its greenkpi.io/run annotation),
   240 + 600 = 840 J = 2.3333e-4 kWh.
 - vision/idle-c: team vision, no model (no app label), run ``k8s:prod-eu:vision/idle-c``,
-  1,200 J = 3.3333e-4 kWh, all of it allocated-idle waste: 3.3333e-4 x 1.3 x 41.44 / 1000
-  = 1.79573e-5 kgCO2e; 60 s = 1/60 GPU-h wasted.
+  1,200 J = 3.3333e-4 kWh, all of it allocated-idle waste: 3.3333e-4 x 1.3 x 33.4811 / 1000
+  = 1.45085e-5 kgCO2e; 60 s = 1/60 GPU-h wasted.
 - the host process: 240 J unattributed, the host's team vision, no run.
 - Before the mappings exist, serve-b's 840 J sit with vision as unmapped; adding them re-attributes
   the stored hour (history), moving it to nlp.
@@ -58,7 +58,7 @@ from greenkpi.lib.periods import hour_floor
 from greenkpi_schema.v1 import format_time, sample_to_json
 
 J_PER_KWH = 3.6e6
-WASTE_KG = 1200 / J_PER_KWH * 1.3 * 41.44 / 1000
+WASTE_KG = 1200 / J_PER_KWH * 1.3 * (17212.96 / 514.11) / 1000
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ and waste, in the rollups, the runs, the API and the pages. Runs on both layers 
 the two rollup paths).
 
 The scenario (one hour H, cluster ``hpc``, every window 60 s, three windows per GPU, site Paris:
-PUE 1.3, FR 41.44 gCO2e/kWh; token default team: vision). Mappings: account ``nlp-lab`` -> nlp,
+PUE 1.3, FR 33.4811 gCO2e/kWh (direct, 2023 mix); token default team: vision). Mappings: account ``nlp-lab`` -> nlp,
 account ``speech-lab`` -> speech, comment ``greenkpi:model=(?P<model>...)`` -> its group,
 job name ``^llm-pretrain`` -> model llm-7b, job name ``whisper`` -> model whisper, run kind
 fine-tuning.
@@ -24,7 +24,7 @@ Hand-worked answers:
 - job 100: team nlp, model bert, run kind training, 0.01 kWh, 1 GPU, no waste.
 - job 200: team speech, model whisper, run kind fine-tuning, 0.01 kWh.
 - job 300: team nlp, model llm-7b, ONE run of 0.01 + 0.01 + 0.003 = 0.023 kWh on 2 hosts and
-  3 GPUs; waste 0.05 GPU-h and 0.003 kWh = 0.003 x 1.3 x 41.44 / 1000 = 1.61616e-4 kgCO2e.
+  3 GPUs; waste 0.05 GPU-h and 0.003 kWh = 0.003 x 1.3 x 33.4811 / 1000 = 1.30576e-4 kgCO2e.
 - job 400: unmapped: the host's default team vision, no model, 0.01 kWh counted as unmapped.
 - node-b GPU 2: vision, 0.003 kWh, neither waste (no job) nor unmapped (no identity).
 - organisation: 5 x 0.01 + 2 x 0.003 = 0.056 kWh; unmapped 0.01 kWh = 17.857 % (account physics).
@@ -50,7 +50,7 @@ from greenkpi.workloads.scheduler_runs import UNMAPPED_MODEL_KEY, scheduler_runs
 
 BUSY_J, IDLE_J = 12_000.0, 3_600.0
 KWH_BUSY, KWH_IDLE = 0.01, 0.003
-WASTE_KG = 0.003 * 1.3 * 41.44 / 1000
+WASTE_KG = 0.003 * 1.3 * (17212.96 / 514.11) / 1000
 
 
 def z(moment: datetime) -> str:
@@ -544,7 +544,7 @@ def test_the_slurm_pages_show_the_same_numbers_scoped_like_every_page(slurm, peo
     html = page.content.decode()
     assert html.index("hpc:300") < html.index("hpc:100")  # most wasted first
     assert "0.0230 kWh" in html and "0.0500" in html  # job 300's energy and wasted GPU-hours
-    assert "0.162 g" in html  # its wasted CO2e, 1.61616e-4 kg
+    assert "0.131 g" in html  # its wasted CO2e, 1.30576e-4 kg
     assert "0.0100 kWh</strong> (17.9 %)" in html  # unmapped: 0.01 of 0.056 kWh
     assert "kind=slurm-account&amp;pattern=physics" in html  # "map it"
     from greenkpi.kpis.daily import days_refresh_stale

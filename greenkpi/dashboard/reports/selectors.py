@@ -4,7 +4,7 @@ host, and where the grid figures came from with their licences."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -19,6 +19,7 @@ from greenkpi.dashboard.carbon import selectors as sc
 from greenkpi.dashboard.overview.selectors import SILENT_AFTER
 from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
+from greenkpi.kpis import labels, reporting
 from greenkpi.kpis.daily import SOURCE_COLUMNS
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
 from greenkpi.kpis.read.hosts import hosts_visible
@@ -76,6 +77,10 @@ class MonthlyReport:
     methodology_versions: list[str]
     current_methodology: str
     hours_in_month: float
+    # The GHG Protocol inventory by site boundary (kpis.reporting.by_boundary: the ESRS export's
+    # grouping) and, for org-wide viewers, which methods produced the Scope 2 figures.
+    inventory: list[dict[str, object]] = field(default_factory=list)
+    methods: dict[str, dict[str, float]] | None = None
 
     @property
     def team_rows(self) -> list[dict[str, object]]:
@@ -125,6 +130,16 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
         table["methodology_versions"] = " ".join(versions)
         table = table[REPORT_COLUMNS]
     hours = sc.month_hours(month, now)
+    boundaries = reporting.site_boundaries(scope.organisation.pk)
+    inventory = [
+        {**row, "label": labels.BOUNDARIES.get(row["boundary"], row["boundary"])}
+        for row in reporting.by_boundary(frame, boundaries).to_dict("records")
+    ]
+    methods = (
+        reporting.methods_for(scope.organisation.pk, month.start, month.end, boundaries)["shares"]
+        if scope.org_wide
+        else None
+    )
     return MonthlyReport(
         month=month,
         generated_at=now,
@@ -135,6 +150,8 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
         methodology_versions=versions,
         current_methodology=METHODOLOGY_VERSION,
         hours_in_month=hours,
+        inventory=inventory,
+        methods=methods,
     )
 
 

@@ -71,6 +71,12 @@ def deployed_version(*, model: MLModel) -> ModelVersion | None:
     return model.versions.filter(status=VersionStatus.DEPLOYED).first()
 
 
+def is_first_version(*, model: MLModel, version: ModelVersion) -> bool:
+    """Whether ``version`` is the first version registered for the model (its onboarding)."""
+    first = model.versions.order_by("created_at", "pk").values_list("pk", flat=True).first()
+    return first == version.pk
+
+
 def _model_rollups(model: MLModel) -> QuerySet[HourlyRollup]:
     return HourlyRollup.objects.filter(
         organisation_id=model.team.organisation_id, team_id=model.team_id, model_key=model.key
