@@ -298,3 +298,35 @@ def _per_hour(rows: list[tuple[Any, ...]], hours: Sequence[datetime]) -> dict[da
 
 def _key(zone: str | None) -> str:
     return (zone or "").strip().upper()
+
+
+def market_method_texts(
+    *, sites: dict[int, str | None], start: datetime, end: datetime
+) -> dict[int, str]:
+    """{site id: how its market-based figure of [start, end) was built, in words}: its
+    instruments (kind, share, factor), then the residual mix or the labelled grid average for the
+    rest. Two queries whatever the number of sites."""
+    instruments: dict[int, list[tuple[str, float, float]]] = {}
+    for site_id, kind, share, grams in (
+        _valid_during(MarketFactor.objects, sites, [start, end])
+        .filter(valid_from__lt=end)
+        .order_by("site_id", "-valid_from", "-pk")
+        .values_list("site_id", "kind", "share", "intensity_g_per_kwh")
+    ):
+        instruments.setdefault(site_id, []).append((kind, share, grams))
+    residuals = _residuals(zones={_key(z) for z in sites.values()}, last_year=end.year)
+    out = {}
+    for site_id, zone in sites.items():
+        mine = instruments.get(site_id, [])
+        parts = [f"{kind} {share:.0%} at {g:g} g/kWh" for kind, share, g in mine]
+        if mine and sum(share for _, share, _ in mine) >= 1.0:
+            out[site_id] = "; ".join(parts)
+            continue
+        residual = _residual_for(residuals, _key(zone), start.year)
+        rest = (
+            f"residual mix {residual:g} g/kWh"
+            if residual is not None
+            else "grid average used — no residual mix loaded"
+        )
+        out[site_id] = "; ".join([*parts, f"rest: {rest}"]) if parts else rest
+    return out

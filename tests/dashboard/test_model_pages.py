@@ -55,9 +55,7 @@ LIFETIME_S = 4 * 31_557_600
 TRAIN_KWH = 3 * 12_000.0 / 3.6e6
 SERVE_KWH = 2 * 3 * 9_000.0 / 3.6e6
 TRAIN_KG = TRAIN_KWH * WORLD_G_PER_KWH / 1000 + (EMBODIED_GPU_KG + HOST_KG) * 180 / LIFETIME_S
-SERVE_KG = (
-    SERVE_KWH * WORLD_G_PER_KWH / 1000 + (EMBODIED_GPU_KG + HOST_KG / 2) * 270 / LIFETIME_S
-)
+SERVE_KG = SERVE_KWH * WORLD_G_PER_KWH / 1000 + (EMBODIED_GPU_KG + HOST_KG / 2) * 270 / LIFETIME_S
 INFERENCES = 5_000
 SCI_PER_1000 = SERVE_KG * 1000 / INFERENCES
 
@@ -448,7 +446,7 @@ def test_the_run_page_shows_what_the_run_measured(world, people):
     page = client.get(f"/models/{world.model.pk}/runs/{world.serve.pk}/").content.decode()
     assert 'data-testid="hosts">serve-node<' in page
     assert f'data-kwh="{SERVE_KWH:.6g}">0.0150 kWh<' in page  # 3 significant digits
-    assert f'data-kg="{SERVE_KG:.6g}">7.20 g<' in page  # 0.0071952 kg: under 10 g, in g
+    assert f'data-kg="{SERVE_KG:.6g}">8.88 g<' in page  # 0.00887515 kg: under 10 g, in g
     # SCI per 1,000 inferences, as the run recorded inferences: in grams, never "µ kg".
     assert f">{SCI_PER_1000 * 1000:.3g} gCO2e per 1,000 inferences<" in page
     assert "Inference service" in page and "Succeeded" in page

@@ -120,7 +120,9 @@ def test_each_export_figure_equals_the_report_and_the_carbon_page(
         )
         assert row["scope2_market_tco2e"] == pytest.approx(page["operational_market_kgco2e"] / 1000)
         assert row["scope3_cat3_tco2e"] == pytest.approx(page["upstream_kgco2e"] / 1000)
-    assert monthly.methods is not None and monthly.methods["scope2_market"]
+    methods = {m["site"]: m for m in monthly.methods}
+    assert methods["paris-dc"]["market"] == "ppa 60% at 0 g/kWh; rest: residual mix 50 g/kWh"
+    assert methods["paris-dc"]["location"] == "direct, derived from the zone's generation mix"
     # the carbon page's Scope 2 location-based figure of every site = owned Scope 2 + cloud's part
     frame = carbon_selectors.carbon_frame(scope, month_start, month_end)
     page_location = float(frame["operational_location_kgco2e"].sum())
@@ -145,7 +147,7 @@ def test_the_export_endpoints_csv_json_access_and_bad_years(
     assert any(r[:2] == ["E1-6", "Gross Scope 2 market-based"] for r in rows)
     page = client.get(f"/reports/?org=acme&month={hour:%Y-%m}").content.decode()
     assert 'data-testid="inventory"' in page and "cloud (Scope 3 cat. 1)" in page
-    assert "contractual instruments + residual mix" in page
+    assert "ppa 60% at 0 g/kWh; rest: residual mix 50 g/kWh" in page
     assert client.get("/reports/esrs-e1.json?org=acme&year=20x6").status_code == 400
     assert client.get(f"/reports/esrs-e1.json?org=acme&year={hour.year + 1}").status_code == 400
     client.force_login(people["victor"])  # a viewer of one team

@@ -12,9 +12,10 @@ import pandas as pd
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 
-from greenkpi.carbon.annual import SOURCES, annual_for
+from greenkpi.carbon.annual import SOURCES, annual_for, location_factors
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
 from greenkpi.carbon.models import GridIntensityHourly
+from greenkpi.carbon.selectors import market_method_texts
 from greenkpi.dashboard.carbon import selectors as sc
 from greenkpi.dashboard.overview.selectors import SILENT_AFTER
 from greenkpi.inventory.access import Scope
@@ -80,7 +81,7 @@ class MonthlyReport:
     # The GHG Protocol inventory by site boundary (kpis.reporting.by_boundary: the ESRS export's
     # grouping) and, for org-wide viewers, which methods produced the Scope 2 figures.
     inventory: list[dict[str, object]] = field(default_factory=list)
-    methods: dict[str, dict[str, float]] | None = None
+    methods: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def team_rows(self) -> list[dict[str, object]]:
@@ -130,16 +131,13 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
         table["methodology_versions"] = " ".join(versions)
         table = table[REPORT_COLUMNS]
     hours = sc.month_hours(month, now)
-    boundaries = reporting.site_boundaries(scope.organisation.pk)
+    sites = {s.pk: s for s in Site.objects.filter(organisation=scope.organisation)}
+    boundaries = {pk: site.boundary for pk, site in sites.items()}
     inventory = [
         {**row, "label": labels.BOUNDARIES.get(row["boundary"], row["boundary"])}
         for row in reporting.by_boundary(frame, boundaries).to_dict("records")
     ]
-    methods = (
-        reporting.methods_for(scope.organisation.pk, month.start, month.end, boundaries)["shares"]
-        if scope.org_wide
-        else None
-    )
+    methods = site_methods(frame, month, sites)
     return MonthlyReport(
         month=month,
         generated_at=now,
@@ -260,6 +258,44 @@ def provenance(scope: Scope, month: Period, frame: pd.DataFrame) -> list[Provena
                 f"{SOURCES.get(world.source, world.source)}",
                 hourly=[],
             )
+        )
+    return out
+
+
+def site_methods(
+    frame: pd.DataFrame, month: Period, sites: dict[int, Site]
+) -> list[dict[str, str]]:
+    """Per site with figures: how its Scope 2 location-based factor was obtained (from the daily
+    sums' intensity sources and the zone's method: no hourly rows read) and how its market-based
+    figure was built (instruments, residual mix or the labelled grid average)."""
+    if frame.empty:
+        return []
+    sources = frame.groupby(frame["site_id"].fillna(-1))[list(SOURCE_COLUMNS.values())].sum()
+    used_sites = {int(i): sites[int(i)] for i in sources.index if int(i) in sites}
+    market = market_method_texts(
+        sites={pk: site.grid_zone for pk, site in used_sites.items()},
+        start=month.start,
+        end=month.end,
+    )
+    out = []
+    for site_id, row in sources.iterrows():
+        site = used_sites.get(int(site_id))
+        zone = site.grid_zone if site else None
+        method = location_factors(annual_for(zone)[0]).method
+        used = []
+        if row[SOURCE_COLUMNS[IntensitySource.HOURLY]] > 0:
+            used.append("hourly provider's figure (direct where it states one)")
+        if (
+            row[SOURCE_COLUMNS[IntensitySource.ANNUAL]]
+            + row[SOURCE_COLUMNS[IntensitySource.DEFAULT]]
+        ):
+            used.append(labels.INTENSITY_METHODS[method])
+        out.append(
+            {
+                "site": site.name if site else "(hosts without a site)",
+                "location": "; ".join(used),
+                "market": market[site.pk] if site else labels.MARKET_SOURCES["location"],
+            }
         )
     return out
 
