@@ -26,8 +26,8 @@ Hand-worked answers (1 kWh = 3.6e6 J):
 - the host process: 240 J unattributed, the host's team vision, no run.
 - Before the mappings exist, serve-b's 840 J sit with vision as unmapped; adding them re-attributes
   the stored hour (history), moving it to nlp.
-- Scope 2 location-based CO2e = kWh x 1.3 x 41.44 / 1000: train-a 1.97531e-5 kg, serve-b
-  1.25705e-5 kg, idle-c 1.79573e-5 kg. GPUs: train-a 2 (GPU-T, GPU-M), serve-b 2, idle-c 1.
+- Scope 2 location-based CO2e = kWh x 1.3 x 33.4811 / 1000: train-a 1.59593e-5 kg, serve-b
+  1.01562e-5 kg, idle-c 1.45085e-5 kg. GPUs: train-a 2 (GPU-T, GPU-M), serve-b 2, idle-c 1.
 - Split rules (the pods page's "Split"): train-a and serve-b "MIG slice" (GPU-M) and
   "utilization split" (GPU-T); idle-c "allocated, idle".
 """
@@ -276,7 +276,7 @@ def test_both_rollup_paths_store_the_same_rows_for_the_pods(
 
 
 def location_kg(joules: float) -> float:
-    return joules / J_PER_KWH * 1.3 * 41.44 / 1000
+    return joules / J_PER_KWH * 1.3 * (17212.96 / 514.11) / 1000
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.db import migrations, models
 # total incl. embodied: the value keeps that meaning under its explicit label, so no row changes.
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0005_budget_metric_label"),
+        ("alerts", "0006_notification_delivered_to"),
     ]
 
     operations = [
