@@ -259,7 +259,9 @@ LEFT JOIN unnest(%(f_site)s::bigint[], %(f_hour)s::timestamptz[], %(f_contract)s
 -- reported in the hour (carbon.methodology.host_embodied_kgco2e)
 LEFT JOIN unnest(%(hk_host)s::bigint[], %(hk_kg)s::float8[], %(hk_life)s::float8[])
      AS hk(host_id, kg, lifetime) ON hk.host_id = a.host_id
-JOIN (SELECT host_id, hour, COUNT(DISTINCT device_id) AS n FROM a GROUP BY host_id, hour) hn
+-- (counted on the batch's sums, not on ``a``: a second reference would materialise ``a``)
+JOIN (SELECT dev.host_id, x.hour, COUNT(DISTINCT x.device_id) AS n
+      FROM {_SUMS_TABLE} x JOIN dev ON dev.id = x.device_id GROUP BY dev.host_id, x.hour) hn
      ON hn.host_id = a.host_id AND hn.hour = a.hour
 RETURNING date_part('epoch', hour)::bigint
 """

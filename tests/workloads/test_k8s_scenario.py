@@ -379,11 +379,11 @@ def test_the_pods_page_shows_the_same_numbers_scoped_like_every_page(
     row = html[html.index('data-pod="vision/idle-c"') :]
     row = row[: row.index("</tr>")]
     assert "3.33e-4 kWh" in row and "0.0167" in row and "allocated, idle" in row, row
-    assert "0.0180 g" in row  # wasted CO2e: 1.79573e-5 kg
+    assert "0.0145 g" in row  # wasted CO2e: 1.45085e-5 kg
     train = html[html.index('data-pod="vision/train-a"') :]
     train = train[: train.index("</tr>")]
     assert "resnet50" in train and "MIG slice, utilization split" in train, train
-    assert "3.67e-4 kWh" in train and "0.0198 g" in train  # Scope 2 location: 1.97531e-5 kg
+    assert "3.67e-4 kWh" in train and "0.0160 g" in train  # Scope 2 location: 1.59593e-5 kg
     assert "CO2e, total (SCI numerator)" in html and "Scope 2 location-based" in html
     filtered = client.get(f"/k8s/pods/?{query}&namespace=nlp").content.decode()
     assert "nlp/serve-b" in filtered and "vision/train-a" not in filtered
