@@ -78,6 +78,8 @@ def test_decay_watch_recommend_retrain_recover(
     make_batch,
     changes,
     django_capture_on_commit_callbacks,
+    client,
+    people,
 ):
     pipeline = as_token(acme_token)  # the training pipeline holds the collector token
     _, secret = acme_token
@@ -134,6 +136,12 @@ def test_decay_watch_recommend_retrain_recover(
         assert assessment.expected_energy_kwh == pytest.approx(RUN_KWH)
         assert assessment.expected_kgco2e == pytest.approx(v1_kg)
         assert assessment.expected_gain == pytest.approx(0.07)  # R 0.7 x span 0.10
+        # the page states the gain's unit (issue 14 item 10): points, and points per kgCO2e
+        client.force_login(people["alice"])
+        page = client.get(f"/models/{model_id}/?org=acme").content.decode()
+        assert "0.0700 points</span> of the primary metric" in page
+        per_kg = f"{0.07 / v1_kg:.4f}"
+        assert f'<span data-testid="gain-per-kg">{per_kg} points per kgCO2e</span>' in page
         assert [
             a.model_id for a in selectors.retraining_alert_candidates(organisation_id=acme.pk)
         ] == [model_id]
