@@ -19,11 +19,12 @@ from greenkpi.ingest.auth import CollectorPrincipal, CollectorTokenRateThrottle,
 from greenkpi.ingest.bodies import BodyTooLarge, LengthRequired, is_json, read_limited
 from greenkpi.ingest.codecarbon import codecarbon_report_ingest
 from greenkpi.ingest.codecarbon_report import parse_report
+from greenkpi.ingest.text import refuse_nul_text
 from greenkpi.ingest.views import length_required, not_json
 from greenkpi.inventory.models import CollectorToken
 from greenkpi.inventory.selectors import collector_token_authenticate
 from greenkpi.lib.problems import problem
-from greenkpi_schema import ValidationFailed
+from greenkpi_schema import FieldError, ValidationFailed
 
 # A CodeCarbon report is ~1.5 KB; anything much bigger is not one.
 MAX_BODY_BYTES = 64 * 1024
@@ -179,13 +180,17 @@ class CodeCarbonIngestView(APIView):
         host = request.query_params.get("host", "").strip() or None
         if host is not None and (len(host) > 255 or not host.isprintable()):
             return problem(400, "invalid-report", "Invalid host", "host: 1-255 printable chars")
+        team = request.query_params.get("team", "").strip() or None
         try:
+            if team is not None and (len(team) > 255 or not team.isprintable()):
+                # PostgreSQL text cannot hold a NUL: looking such a slug up would be a 500.
+                message = "a team slug: 1-255 printable characters"
+                raise ValidationFailed([FieldError("?team", "format", message)])
+            # A NUL in project_name, run_id or any string would fail at the INSERT (a 500).
+            refuse_nul_text(raw)
             report = parse_report(orjson.loads(raw))
             outcome = codecarbon_report_ingest(
-                token=request.auth,
-                report=report,
-                hostname=host,
-                team_slug=request.query_params.get("team", "").strip() or None,
+                token=request.auth, report=report, hostname=host, team_slug=team
             )
         except orjson.JSONDecodeError as exc:
             # orjson refuses NaN and Infinity, which CodeCarbon (requests, allow_nan=False) never sends.

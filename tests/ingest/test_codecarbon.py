@@ -371,6 +371,35 @@ class TestRefusals:
         assert sorted(e["pointer"] for e in response.json()["errors"]) == sorted(pointers)
         assert not Sample.objects.exists()
 
+    @pytest.mark.parametrize(
+        ("changes", "pointer"),
+        [
+            ({"project_name": "resnet\x0050"}, "/project_name"),
+            ({"run_id": "run-\x00"}, "/run_id"),
+            ({"gpu_model": "A100\x00"}, "/gpu_model"),
+            ({"user": "\x00"}, "/user"),
+        ],
+    )
+    def test_a_nul_character_is_a_400_naming_the_field(
+        self, acme_token, post, t0, changes, pointer
+    ):
+        """PostgreSQL text cannot hold U+0000: on PG these were 500s at the INSERT."""
+        _, secret = acme_token
+        response = post(secret, report(at=t0, **changes), at=t0)
+        assert response.status_code == 400, response.content
+        assert response["Content-Type"] == "application/problem+json"
+        assert [e["pointer"] for e in response.json()["errors"]] == [pointer]
+        assert not Sample.objects.exists()
+        assert not CodeCarbonRun.objects.exists()
+
+    def test_a_nul_character_in_the_team_or_host_is_a_400(self, acme_token, post, t0):
+        _, secret = acme_token
+        response = post(secret, report(at=t0), at=t0, query="?team=vision%00")
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["pointer"] == "?team"
+        assert post(secret, report(at=t0), at=t0, query="?host=gpu%0001").status_code == 400
+        assert not Sample.objects.exists()
+
     def test_missing_fields_are_named(self, acme_token, post, t0):
         _, secret = acme_token
         body = report(at=t0)
