@@ -158,6 +158,11 @@ CELERY_TASK_TIME_LIMIT = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# One beat sends, however many run (greenkpi/beat.py, docs/operations.md): a Redis lease with this
+# TTL; a second beat is a standby that warns and sends nothing. 0 turns the guard off.
+CELERY_BEAT_SCHEDULER = "greenkpi.beat:SingleBeatScheduler"
+BEAT_LEASE_S = env_float("BEAT_LEASE_S", 60.0, minimum=0.0)
+BEAT_LEASE_KEY = env_str("BEAT_LEASE_KEY", "greenkpi:celery-beat")
 CELERY_TIMEZONE = "UTC"
 
 # --- Live grid intensity (docs/carbon-data.md): optional, nothing is fetched without a key ---
