@@ -12,7 +12,7 @@ PG_URL := $(filter postgres%,$(DATABASE_URL))
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,collector,kubernetes]"
+	$(PY) -m pip install --quiet -e ".[dev,collector,kubernetes,integrations]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -49,6 +49,9 @@ class Claim:
     run: str | None
     tags: tuple[tuple[str, str], ...] = ()
     job: JobKey | None = None
+    # Which registration of this PID (its registered_at): a process that registers again (one
+    # Optuna trial after another) starts a new usage total (usage.py). Not part of identity.
+    registered_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class Registry:
             model=data.get("model") or None,
             run=data.get("run") or None,
             tags=tuple(sorted((str(k), str(v)) for k, v in tags.items())),
+            registered_at=float(data.get("registered_at") or 0.0),
         )
 
     def claims(self) -> list[Claim]:

@@ -60,6 +60,18 @@ def parser() -> argparse.ArgumentParser:
     wrap.add_argument("--run", dest="run_id", help="run id")
     wrap.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
     wrap.add_argument("--registry-dir", help="env GREENKPI_REGISTRY_DIR")
+    wrap.add_argument(
+        "--budget-kwh",
+        type=float,
+        help="energy budget of the job; over it (and the job succeeded): exit 86 (docs/ci.md)",
+    )
+    wrap.add_argument("--budget-gco2e", type=float, help="CO2e budget in grams; over it: exit 86")
+    wrap.add_argument(
+        "--grid-intensity",
+        type=float,
+        help="gCO2e per kWh for the CO2e estimate (env GREENKPI_GRID_INTENSITY; default the "
+        "world average, 458.29)",
+    )
     wrap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and arguments")
     sub.add_parser("version", allow_abbrev=False, help="print the version")
     return p
@@ -108,13 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "wrap":
-        from greenkpi_collector.tracking import wrap
+        from greenkpi_collector.tracking import Budget, wrap
 
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             print("wrap: give the command after --", file=sys.stderr)
             return 2
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+        budget = Budget(args.budget_kwh, args.budget_gco2e, args.grid_intensity)
+        for name, value in vars(args).items():
+            if name.startswith(("budget_", "grid_")) and value is not None and not value >= 0:
+                print(f"wrap: --{name.replace('_', '-')} must be a number >= 0", file=sys.stderr)
+                return 2
         return wrap(
             cmd,
             team=args.team,
@@ -122,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run=args.run_id,
             tags=tags,
             directory=args.registry_dir,
+            budget=budget if budget.set or args.grid_intensity is not None else None,
         )
     try:
         config = _config(args)

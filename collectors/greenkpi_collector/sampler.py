@@ -18,6 +18,7 @@ from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sources.base import Reading, Source
 from greenkpi_collector.sources.host import HostLoad
 from greenkpi_collector.spool import Spool
+from greenkpi_collector.usage import UsageLedger
 from greenkpi_collector.windows import Cursor, DeviceWindow, resume
 from greenkpi_schema.v1 import sample_to_json
 
@@ -66,6 +67,8 @@ class Sampler:
         self._lock = threading.Lock()
         self.wake = threading.Event()  # set when windows were spooled: the sender has work
         self.ticks = 0
+        # Per-registration totals that wrap/track() read when their job ends (usage.py).
+        self.ledger = UsageLedger(registry.directory) if registry is not None else None
 
     # --- one tick ------------------------------------------------------------------------------
 
@@ -96,7 +99,11 @@ class Sampler:
                 self.cursors[r.uuid] = self.windows[r.uuid].cursor()
             else:
                 held = attributor.allocated(r.uuid, t_wall) if r.procs is not None else None
-                window.add(r, t_wall, attributor.resolver(r.uuid), held)
+                window.add(r, t_wall, attributor.resolver(r.uuid), held, self.ledger)
+        if self.ledger is not None and self.registry is not None:
+            self.ledger.tick(
+                t_wall, ((c.pid, c.registered_at or 0.0) for c in self.registry.claims() if c.pid)
+            )
         if int(t_wall // self.window_s) != int(self.opened_at // self.window_s):
             self.close_windows(t_wall)
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from greenkpi_collector.attribution import Claim, JobKey, ShareKey, split_interval
 from greenkpi_collector.sources.base import METHOD_RANK, Reading
+from greenkpi_collector.usage import UsageLedger
 from greenkpi_schema import K8sPod, Sample, Share, SlurmJob
 from greenkpi_schema.v1 import MAX_SHARES
 
@@ -86,11 +87,14 @@ class DeviceWindow:
         t_wall: float,
         resolve: Callable[[int], Claim | None],
         allocated: Claim | tuple[Claim, ...] | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         dt = t_wall - self.last_wall
         if dt <= 0:
             return  # the wall clock stepped back: wait for time to pass the boundary again
         energy, rank = self._interval_energy(r, dt)
+        if ledger is not None:
+            ledger.host(self.kind, energy)
         self.worst = max(self.worst, rank)
         self.energy_j += energy
         self.covered_s += dt
@@ -112,6 +116,8 @@ class DeviceWindow:
             idle = r.busy is not None and r.busy < IDLE_BUSY_FRACTION
             for key, part in split_interval(energy, r.procs, resolve, allocated, idle):
                 self.shares[key] = self.shares.get(key, 0.0) + part
+                if ledger is not None:
+                    ledger.attributed(key.pid, self.kind, part)
                 if key.pid is None and key.method == "allocated-idle" and part > 0:
                     self.held.append((self.last_wall, t_wall, key, part))
         self.last, self.last_wall = r, t_wall

@@ -171,3 +171,32 @@ def slurm(slurm_cluster, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
     yield slurm_cluster
     slurm_cluster.cancel_all()
+
+
+@pytest.fixture
+def agent(tmp_path, scripted_server):
+    """A real `greenkpi-collector run` on simulated GPUs (0.1 s ticks) posting to the scripted
+    server. A job claims GPU 0 by writing its PID into ``agent.scenario`` (as NVML would list it);
+    ``agent.registry`` is where wrap/track() register (docs/ci.md, docs/integrations.md)."""
+    import subprocess
+
+    from gkc_helpers import COLLECTOR, collector_env
+
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"processes": {"0": []}}))
+    env = collector_env(
+        tmp_path,
+        scripted_server.url,
+        GREENKPI_SIM_SCENARIO=str(scenario),
+        GREENKPI_REGISTRY_DIR=str(tmp_path / "registry"),
+        GREENKPI_LOG_LEVEL="info",
+    )
+    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen([COLLECTOR, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    scripted_server.wait_for(lambda: len(scripted_server.seen) > 0, timeout=30)
+    process.scenario = scenario  # type: ignore[attr-defined]
+    process.registry = tmp_path / "registry"  # type: ignore[attr-defined]
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
