@@ -5,7 +5,9 @@ extra) runs all its phases and checks against it three times: as a collector tok
 admin and as a team viewer (session + CSRF token, so writes reach the views). Path parameters are
 pinned to objects that exist (a model, a run, the token's CodeCarbon URL) so generated requests
 get past the 404; the ingest operation carries an example batch with fresh timestamps (served
-by the schema itself, greenkpi/api_schema.py), so some batches reach storage. The run is bounded
+by the schema itself, greenkpi/api_schema.py), and a hook (testsupport/schemathesis_hooks.py)
+makes three in four positive ingest cases valid batches of many samples with shares, so fuzzing
+reaches storage in bulk: the test prints how many samples, shares and batches were stored. The run is bounded
 (examples per operation and a time budget); its counts are printed, and any server error or
 conformance failure fails the test.
 
@@ -37,6 +39,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 EXCLUDE_PATHS = os.environ.get("SCHEMATHESIS_EXCLUDE_PATHS", "")
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 MAX_TIME_S = int(os.environ.get("SCHEMATHESIS_MAX_TIME_S", "60"))
+# Valid ingest batches with many samples and shares, three in four positive ingest cases.
+HOOKS = Path(__file__).resolve().parent.parent / "testsupport" / "schemathesis_hooks.py"
+# What the runs store at least (the served three-sample example alone stored 3).
+MIN_SAMPLES_STORED = 500
+# A fourth run fuzzes the ingest operation alone, positive data only, with this many cases: in the
+# whole-schema runs its share of the time budget is a few seconds, too few cases to store much.
+INGEST_MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_INGEST_MAX_EXAMPLES", "60"))
 # Schemathesis's coverage phase recurses deeply on nested bodies; under CPython 3.11's default
 # limit the ast module can fail mid-way ("AST constructor recursion depth mismatch").
 SCHEMATHESIS = [
@@ -104,7 +113,14 @@ def session_headers(user) -> list[str]:
 
 
 def run_schemathesis(
-    server, name: str, auth: list[str], world, excluded: tuple[str, ...] = ()
+    server,
+    name: str,
+    auth: list[str],
+    world,
+    excluded: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    extra_mode: str = "all",
+    max_examples: int = MAX_EXAMPLES,
 ) -> dict:
     config = server.tmp_path / f"schemathesis-{name}.toml"
     config.write_text(
@@ -131,7 +147,7 @@ def run_schemathesis(
         "--checks",
         "all",
         "--max-examples",
-        str(MAX_EXAMPLES),
+        str(max_examples),
         "--max-time",
         str(MAX_TIME_S),
         "--workers",
@@ -147,9 +163,15 @@ def run_schemathesis(
         "--no-color",
         *(("--exclude-path-regex", EXCLUDE_PATHS) if EXCLUDE_PATHS else ()),
         *(("--exclude-checks", ",".join(excluded)) if excluded else ()),
+        "--mode",
+        extra_mode,
+        *extra,
         *auth,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=MAX_TIME_S * 4 + 120)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=MAX_TIME_S * 4 + 120, env=env
+    )
     if os.environ.get("SCHEMATHESIS_LOG_DIR"):
         log = Path(os.environ["SCHEMATHESIS_LOG_DIR"]) / f"schemathesis-{name}.log"
         log.write_text(done.stdout + done.stderr)
@@ -168,7 +190,7 @@ def counts(out: str) -> dict:
 
 
 def test_schemathesis_finds_no_server_error_and_no_conformance_failure(server, world, people):
-    from greenkpi.ingest.models import Sample
+    from greenkpi.ingest.models import IngestBatch, Sample, SampleShare
 
     runs = [
         run_schemathesis(
@@ -183,14 +205,27 @@ def test_schemathesis_finds_no_server_error_and_no_conformance_failure(server, w
         run_schemathesis(
             server, "team-viewer", session_headers(people["victor"]), world, ("ignored_auth",)
         ),
+        # Ingest alone, positive data (three in four cases a valid batch from the hook): storage.
+        run_schemathesis(
+            server,
+            "ingest-fuzz",
+            ["-H", f"Authorization: Bearer {world['secret']}"],
+            world,
+            extra=("--include-operation-id", "ingest_batch", "--phases", "fuzzing"),
+            extra_mode="positive",
+            max_examples=INGEST_MAX_EXAMPLES,
+        ),
     ]
     stored = Sample.objects.count()
+    shares = SampleShare.objects.count()
+    batches = IngestBatch.objects.count()
     results = {run["name"]: counts(run["out"]) for run in runs}
     for name, result in results.items():
         print(f"schemathesis as {name}: {result}")
-    print(f"ingest samples stored during the run: {stored}")
+    print(f"ingest stored during the run: {stored} samples, {shares} shares, {batches} batches")
     broken = {name: r for name, r in results.items() if r["failures"] or r["generated"] is None}
     assert not broken, "\n\n".join(
         f"--- {run['name']}\n{run['out'][-15000:]}" for run in runs if run["name"] in broken
     )
-    assert stored > 0, "no generated batch reached storage"
+    assert stored >= MIN_SAMPLES_STORED, f"only {stored} generated samples reached storage"
+    assert shares > 0, "no generated share reached storage"
