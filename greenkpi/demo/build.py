@@ -2,7 +2,8 @@
 
 measurements -> grid series, PPA, tariffs -> model registry -> the live tick up to now ->
 hourly rollups (carbon and cost priced with the hourly series) -> daily rollups -> retraining
-assessments (computed, with retrain costs from the rollups) -> budgets set from the forecasts ->
+assessments (computed, with retrain costs from the rollups) -> recommendations (the pool's card
+accepted before it shrank, its saving booked) -> budgets set from the forecasts ->
 alert rules evaluated, so every page has something true to show the moment the server starts.
 """
 
@@ -18,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.demo import alerting, carbon, live, pods, registry, simulation
+from greenkpi.demo import alerting, carbon, live, pods, recommendations, registry, simulation
 from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis import daily
@@ -111,6 +112,8 @@ def demo_build(
     lap("daily rollups")
     retraining.models_recompute(organisation_id=org.pk, now=now)
     lap("retraining")
+    recommendations.recommendations_load(organisation=org, admin=loaded.admin, now=now)
+    lap("recommendations")
     with transaction.atomic():
         budgets = alerting.budgets_load(
             organisation=org, teams=loaded.teams, admin=loaded.admin, now=now

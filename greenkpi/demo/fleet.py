@@ -48,6 +48,8 @@ class Workload:
     offset_days: float = 0.0
     once_days_ago: float | None = None
     throughput_per_s: float = 0.0  # inference: requests a GPU serves per second at 100 % busy
+    busy_scale: float = 1.0  # inference: a service sized for more traffic than it gets
+    spare: bool = False  # idle-pool: a GPU given back when the pool shrinks (POOL_SHRUNK_AGO)
 
     @property
     def registry_kind(self) -> str:
@@ -76,7 +78,8 @@ RANKER_TRAIN = Workload("recsys", "two-tower-ranker", "nightly")
 SESSION_REC = Workload("recsys", "session-recommender", "inference", throughput_per_s=900)
 LLAMA_TUNE = Workload("nlp", "llama-8b-lora", "fine-tuning", 4, 3, offset_days=1)
 SUPPORT_CHAT = Workload("nlp", "support-chat-8b", "inference", throughput_per_s=12)
-SUMMARIZER = Workload("nlp", "summarizer-t5", "inference", throughput_per_s=60)
+# Sized for a launch that never came: an A100 pair under 30 % busy, the demo's right-size card.
+SUMMARIZER = Workload("nlp", "summarizer-t5", "inference", throughput_per_s=60, busy_scale=0.3)
 INTENT = Workload("nlp", "intent-classifier", "inference", throughput_per_s=3000)
 DETR = Workload("vision", "detr-small", "training", 2, 2)
 PRODUCT_TRAIN = Workload("vision", "product-classifier", "training", 1.5, once_days_ago=84)
@@ -84,13 +87,20 @@ PRODUCT_SERVE = Workload("vision", "product-classifier", "inference", throughput
 RESNET = Workload("vision", "resnet50-v3", "training", 5, 2, offset_days=3)
 SEGFORMER = Workload("vision", "segformer-b2", "training", 3, 4, offset_days=5)
 NOTEBOOKS = Workload("platform", "notebook-pool", "idle-pool")
+NOTEBOOKS_SPARE = Workload("platform", "notebook-pool", "idle-pool", spare=True)
+# The platform team accepted the idle-pool recommendation (greenkpi/demo/advice.py) and shrank
+# the pool from four GPUs to two this long before the anchor: the spare GPUs are given back
+# (unowned, idle) and the two left carry the same notebook work, twice as busy.
+POOL_SHRUNK_AGO = timedelta(days=2)
 
 HOSTS = [
     HostSpec("gpu-paris-01", "paris", L4, _each(2, RANKER_SERVE) + _each(2, SESSION_REC)),
     HostSpec("gpu-paris-02", "paris", H100, _each(3, LLAMA_TUNE) + _each(1, SUPPORT_CHAT)),
     HostSpec("gpu-frankfurt-01", "frankfurt", A100, _each(2, SUMMARIZER) + _each(2, INTENT)),
     HostSpec("gpu-frankfurt-02", "frankfurt", A100, _each(4, PRODUCT_TRAIN, DETR)),
-    HostSpec("gpu-frankfurt-03", "frankfurt", H100, _each(4, NOTEBOOKS)),
+    HostSpec(
+        "gpu-frankfurt-03", "frankfurt", H100, _each(2, NOTEBOOKS) + _each(2, NOTEBOOKS_SPARE)
+    ),
     HostSpec("gpu-warsaw-01", "warsaw", H100, _each(4, RESNET)),
     HostSpec("gpu-warsaw-02", "warsaw", A100, _each(2, RANKER_TRAIN) + _each(2, PRODUCT_SERVE)),
     HostSpec("gpu-warsaw-03", "warsaw", H100, _each(4, SEGFORMER)),
@@ -208,11 +218,15 @@ def utilization(
             day = 0.55 + 0.4 * math.sin((moment.hour + moment.minute / 60 - 9) / 24 * 2 * math.pi)
             weekend = 0.6 if moment.weekday() >= 5 else 1.0
             busy = min(1.0, max(0.03, day * weekend + rng.gauss(0, 0.04)))
-            return busy, workload, serving_key(workload, moment)
+            return busy * workload.busy_scale, workload, serving_key(workload, moment)
         if workload.kind == "idle-pool":
             # Allocated to notebooks all day, used a few hours a week.
+            shrunk = moment >= anchor - POOL_SHRUNK_AGO
+            noise = rng.gauss(0, 0.01)  # drawn either way: the other GPUs' numbers stay the same
+            if shrunk and workload.spare:
+                return 0.0, None, None
             busy = 0.45 if (moment.weekday() == 2 and 13 <= moment.hour < 16) else 0.02
-            return max(0.0, busy + rng.gauss(0, 0.01)), workload, "notebook-pool"
+            return max(0.0, busy * (2 if shrunk else 1) + noise), workload, "notebook-pool"
         run = _active_run(workload, moment, anchor)
         if run is not None:
             busy = 0.88 if workload.kind == "nightly" else 0.93

@@ -54,8 +54,7 @@ IDLE_MIN_GPU_H = 24.0
 AUTO_STOP_IDLE_MINUTES = 30  # what the action proposes (a notebook culler / Slurm idle timeout)
 SLURM_WASTE_SHARE_MIN = 0.25  # an account whose jobs hold GPUs idle a quarter of their time
 
-# 3. Retraining cadence: gain per IT kWh under the floor for most retrains.
-RETRAIN_GAIN_PER_KWH_FLOOR = 0.001  # metric points per kWh (0.1 point of a 0-1 metric per 100 kWh)
+# 3. Retraining cadence: most retrains under the model's own floor (its retraining policy).
 RETRAIN_MIN_COUNT = 4  # "recurring": at least four retrains in the window
 RETRAIN_INTERVAL_FACTOR_MAX = 30  # never propose more than 30x the current interval
 

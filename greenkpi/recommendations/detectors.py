@@ -126,7 +126,13 @@ def right_size(usage: pd.DataFrame, *, teams: Mapping[int, str], hours: float) -
     ``n = ceil(work / (hours per GPU x 0.8))`` L4s drawing ``P(u) = idle + (max - idle) u``:
     ``E_small = n x hours per GPU x idle + work x (max - idle)``; saving = measured IT kWh - E_small.
     """
-    gpus = usage[usage["gpu_family"].isin(c.LARGE_GPUS) & (usage["util_known_gpu_h"] > 0)]
+    # Only GPU time an owner ran something on (a model key): a host's idle time between runs,
+    # charged to its default team without a model, is nobody's to right-size.
+    gpus = usage[
+        usage["gpu_family"].isin(c.LARGE_GPUS)
+        & (usage["util_known_gpu_h"] > 0)
+        & (usage["model_key"] != "")
+    ]
     small = c.GPUS[c.SMALL_GPU]
     out = []
     for (team_id, model_key, family), rows in gpus.groupby(
@@ -201,7 +207,12 @@ def right_size(usage: pd.DataFrame, *, teams: Mapping[int, str], hours: float) -
 
 
 def idle_allocations(
-    owners: pd.DataFrame, accounts: pd.DataFrame, *, teams: Mapping[int, str], hours: float
+    owners: pd.DataFrame,
+    accounts: pd.DataFrame,
+    *,
+    teams: Mapping[int, str],
+    hours: float,
+    serving: Iterable[tuple[int, str]] = (),
 ) -> list[Finding]:
     """Pools and accounts whose allocated GPU-hours are mostly idle -> auto-stop.
 
@@ -209,12 +220,17 @@ def idle_allocations(
     ``allocated_gpu_h``, ``idle_gpu_h``, ``idle_energy_kwh``, ``devices``. ``accounts``: Slurm /
     Kubernetes jobs' waste per account (``kpis.scheduler.waste_by``): ``account``, ``team_id``,
     ``gpu_h``, ``wasted_gpu_h``, ``wasted_energy_kwh``. Saving = the idle energy (an upper bound:
-    the idle share of the window's energy, docs/kpis.md).
+    the idle share of the window's energy, docs/kpis.md). ``serving``: (team_id, model_key) of
+    services that answered requests in the window: their idle seconds are gaps between requests,
+    which auto-stop cannot save (right-size and always-on serving judge them).
     """
+    services = set(serving)
     out = []
     for row in owners.itertuples(index=False):
         allocated, idle = float(row.allocated_gpu_h), float(row.idle_gpu_h)
         if not row.model_key or allocated <= 0 or idle < c.IDLE_MIN_GPU_H:
+            continue
+        if not pd.isna(row.team_id) and (int(row.team_id), str(row.model_key)) in services:
             continue
         share = idle / allocated
         if share < c.IDLE_SHARE_MIN:
@@ -232,8 +248,8 @@ def idle_allocations(
                 title=f"{owner}: {share:.0%} of {allocated:,.0f} allocated GPU-hours idle",
                 action=(
                     f"Stop allocations after {c.AUTO_STOP_IDLE_MINUTES} idle minutes "
-                    f"(notebook culler, scale the pool to what is used: {int(row.devices)} GPUs "
-                    f"held, {allocated * (1 - share) / hours:.1f} busy on average)"
+                    f"(notebook culler); size the pool to its use: {int(row.devices)} GPUs held, "
+                    f"{allocated * (1 - share) / hours:.1f} GPUs' worth in use on average"
                 ),
                 annual_kwh=per_year(float(row.idle_energy_kwh), hours),
                 evidence={
@@ -287,37 +303,37 @@ def idle_allocations(
 def retraining_cadence(
     retrains: pd.DataFrame, *, teams: Mapping[int, str], hours: float
 ) -> list[Finding]:
-    """Models retrained at least four times in the window whose gain per kWh is under the floor
-    for most retrains -> a k-times longer interval or a drift-triggered retrain.
+    """Models retrained at least four times in the window whose retrains are under the model's
+    floor most of the time -> retrain k times less often, or only on detected drift.
 
     ``retrains``: one row per retrain outcome (``team_id``, ``model_key``, ``gain``,
-    ``energy_kwh``, ``flagged``). A retrain is under the floor when flagged (docs/retraining.md
-    §4) or when gain / kWh < ``RETRAIN_GAIN_PER_KWH_FLOOR``. Gains accumulate with staleness, so
-    a k-times longer interval is assumed to gain k times as much per retrain: ``k = ceil(floor /
-    median gain per kWh)`` within [2, 30]; saving = the retrains' energy x (1 - 1/k).
+    ``energy_kwh``, ``kgco2e``, ``flagged``, ``floor_per_kg``). Under the floor: flagged (gained
+    no more than the policy's ``min_gain``, docs/retraining.md §4), or, where the policy sets
+    ``min_gain_per_kgco2e`` (``floor_per_kg``), a gain per kgCO2e under it. Metric points are
+    not comparable across models, so no floor is set for a model that has none. Keeping as many
+    useful retrains: ``k = floor(n / useful)`` within [2, 30] (30 when none was useful); saving =
+    the retrains' energy x (1 - 1/k).
     """
     out = []
     for (team_id, model_key), rows in retrains.groupby(["team_id", "model_key"], sort=True):
         n = len(rows)
         if n < c.RETRAIN_MIN_COUNT:
             continue
-        energy = rows["energy_kwh"].astype(float)
-        per_kwh = (rows["gain"].astype(float) / energy.where(energy > 0)).fillna(0.0)
-        below = rows["flagged"].astype(bool) | (per_kwh < c.RETRAIN_GAIN_PER_KWH_FLOOR)
+        kg = rows["kgco2e"].astype(float)
+        per_kg = rows["gain"].astype(float) / kg.where(kg > 0)
+        floor = rows["floor_per_kg"].astype(float)
+        below = rows["flagged"].astype(bool) | (floor.notna() & (per_kg.fillna(0.0) < floor))
         share = float(below.mean())
         if share < c.MOST_OF_THE_TIME:
             continue
-        median = float(per_kwh.clip(lower=0.0).median())
+        useful = n - int(below.sum())
         k = (
             c.RETRAIN_INTERVAL_FACTOR_MAX
-            if median <= 0
-            else min(
-                c.RETRAIN_INTERVAL_FACTOR_MAX,
-                max(2, math.ceil(c.RETRAIN_GAIN_PER_KWH_FLOOR / median)),
-            )
+            if useful == 0
+            else min(c.RETRAIN_INTERVAL_FACTOR_MAX, max(2, n // useful))
         )
         interval_days = hours / 24.0 / n
-        total = float(energy.sum())
+        total = float(rows["energy_kwh"].astype(float).sum())
         team = teams.get(int(team_id), "")
         kind, owner = owner_name(team, str(model_key))
         out.append(
@@ -328,10 +344,7 @@ def retraining_cadence(
                 subject="retraining",
                 team_id=int(team_id),
                 model_key=str(model_key),
-                title=(
-                    f"{owner}: {share:.0%} of {n} retrains gained under "
-                    f"{c.RETRAIN_GAIN_PER_KWH_FLOOR:g} points per kWh"
-                ),
+                title=f"{owner}: {int(below.sum())} of {n} retrains gained nothing worth their energy",
                 action=(
                     f"Retrain every {interval_days * k:.1f} days instead of every "
                     f"{interval_days:.1f} (x{k}), or only when drift is detected"
@@ -340,8 +353,7 @@ def retraining_cadence(
                 evidence={
                     "retrains": n,
                     "below_floor": int(below.sum()),
-                    "median_gain_per_kwh": median,
-                    "floor_per_kwh": c.RETRAIN_GAIN_PER_KWH_FLOOR,
+                    "useful": useful,
                     "retrain_kwh": total,
                     "interval_days": interval_days,
                     "factor": k,

@@ -147,10 +147,12 @@ def retrains_frame(*, organisation_id: int, start: datetime, end: datetime) -> p
         run__model__team__organisation_id=organisation_id,
         run__ended_at__gte=start,
         run__ended_at__lt=end,
-    ).values_list("run__model__team_id", "run__model__key", "gain", "energy_kwh", "flagged")
-    return pd.DataFrame(
-        list(rows), columns=["team_id", "model_key", "gain", "energy_kwh", "flagged"]
-    )
+    ).values_list(
+        "run__model__team_id", "run__model__key", "gain", "energy_kwh", "kgco2e", "flagged",
+        "run__model__min_gain_per_kgco2e",
+    )  # fmt: skip
+    columns = ["team_id", "model_key", "gain", "energy_kwh", "kgco2e", "flagged", "floor_per_kg"]
+    return pd.DataFrame(list(rows), columns=columns)
 
 
 def runs_frames(

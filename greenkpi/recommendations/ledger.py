@@ -7,7 +7,8 @@ counterfactual: the owner's energy per unit of work *before* the decision, times
     r_before      = Σ E_before / Σ W_before                      kWh per unit of work
     counterfactual = r_before x Σ W_after
     saved          = counterfactual - Σ E_after                   kWh (IT), measured
-    uncertainty    = sd(daily r_before) / sqrt(days before) x Σ W_after    (one standard error)
+    uncertainty    = sd(daily r_before) / sqrt(days before) x Σ W_after    (one standard error;
+                     with under two baseline days the spread is unknown: the whole saving, ± 100 %)
 
 kgCO2e saved = saved x the after-period's own kgCO2e per kWh (Scope 2 location-based; the
 market-based figure beside it). Work is what the owner kept doing: busy GPU-hours for an idle pool,
@@ -71,7 +72,9 @@ def realised(before: Sequence[Day], after: Sequence[Day]) -> Realised | None:
         saved_kwh=saved,
         saved_location_kg=saved * location,
         saved_market_kg=saved * market,
-        uncertainty_kwh=spread / math.sqrt(len(daily)) * work_after if daily else 0.0,
+        uncertainty_kwh=(
+            spread / math.sqrt(len(daily)) * work_after if len(daily) > 1 else abs(saved)
+        ),
     )
 
 

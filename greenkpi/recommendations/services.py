@@ -36,9 +36,15 @@ BASELINE_DAYS = 14  # the ledger's "before": the two weeks before the decision
 def detect(data: frames.Inputs) -> list[detectors.Finding]:
     """Every detector over one organisation's inputs, priced at each owner's ratios, ranked."""
     teams, hours = data.teams, data.hours
+    served = data.serving[data.serving["requests"] > 0]
+    serving = {
+        (int(t), str(m)) for t, m in zip(served["team_id"], served["model_key"], strict=True)
+    }
     energy_findings = [
         *detectors.right_size(data.usage, teams=teams, hours=hours),
-        *detectors.idle_allocations(data.owners, data.accounts, teams=teams, hours=hours),
+        *detectors.idle_allocations(
+            data.owners, data.accounts, teams=teams, hours=hours, serving=serving
+        ),
         *detectors.retraining_cadence(data.retrains, teams=teams, hours=hours),
         *detectors.always_on_serving(data.serving, teams=teams, hours=hours),
         *detectors.hyperparameter_search(data.training, teams=teams, hours=hours),

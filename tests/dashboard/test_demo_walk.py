@@ -22,7 +22,17 @@ from greenkpi.inventory.models import Team
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-NAV = ("Overview", "Fleet", "Teams", "Models", "Carbon", "Reports", "Budgets", "Alerts")
+NAV = (
+    "Overview",
+    "Fleet",
+    "Teams",
+    "Models",
+    "Carbon",
+    "Reports",
+    "Recommendations",
+    "Budgets",
+    "Alerts",
+)
 # Links whose target is not a page to fetch in a crawl: they act (POST forms are not links) or
 # leave the dashboard for the API docs and admin, which have tests of their own.
 NOT_CRAWLED = ("/accounts/logout/", "/admin/", "/api/")
@@ -171,6 +181,7 @@ def pages_to_check(demo) -> list[str]:
         "/carbon/",
         "/carbon/grid/",
         "/reports/",
+        "/recommendations/",
         "/budgets/",
         f"/budgets/{budget.pk}/",
         "/alerts/",

@@ -82,7 +82,12 @@ def test_right_size_does_not_fire_on_busy_small_or_mostly_busy_hours():
             {"allocated_gpu_h": 60, "util_known_gpu_h": 60, "busy_gpu_h": 21, "energy_kwh": 9},
         ]
     )
-    for frame in (busy, small, split):
+    # A host's idle time between runs (its default team, no model): nobody's to right-size.
+    unowned = usage(
+        [{"allocated_gpu_h": 100, "util_known_gpu_h": 100, "busy_gpu_h": 1, "energy_kwh": 7,
+          "model_key": ""}]
+    )  # fmt: skip
+    for frame in (busy, small, split, unowned):
         assert d.right_size(frame, teams=TEAMS, hours=100) == []
 
 
@@ -106,6 +111,10 @@ def test_idle_allocations_of_a_notebook_pool_and_a_slurm_account():
         ]
     )  # fmt: skip
     pool, account = d.idle_allocations(owners, accounts, teams=TEAMS, hours=100)
+    # A service that answered requests: its idle seconds are gaps between requests.
+    assert [f.owner for f in d.idle_allocations(
+        owners, accounts.iloc[:0], teams=TEAMS, hours=100, serving=[(2, "notebook-pool")]
+    )] == []  # fmt: skip
     assert (pool.owner, pool.subject) == ("platform/notebook-pool", "allocation")
     assert pool.evidence["idle_share"] == pytest.approx(0.96)
     assert pool.annual_kwh == pytest.approx(30 * YEAR_PER_100_H)  # 2,629.8 kWh
@@ -115,21 +124,21 @@ def test_idle_allocations_of_a_notebook_pool_and_a_slurm_account():
 
 
 def test_retraining_cadence_of_a_nightly_retrain_that_gains_nothing():
-    # Ten retrains in 28 days, 2.5 kWh each, +0.0005 points each: 0.0002 points per kWh, a fifth
-    # of the floor -> k = ceil(0.001 / 0.0002) = 5; saving 25 x (1 - 1/5) = 20 kWh in the window.
-    rows = [
-        {"team_id": 3, "model_key": "ranker", "gain": 0.0005, "energy_kwh": 2.5, "flagged": False}
-        for _ in range(10)
-    ]
-    # Three retrains only (not recurring), and four that gain well: neither fires.
-    rows += [
-        {"team_id": 1, "model_key": "rare", "gain": 0.0, "energy_kwh": 50, "flagged": True}
-    ] * 3
-    rows += [
-        {"team_id": 1, "model_key": "good", "gain": 0.05, "energy_kwh": 10, "flagged": False}
-    ] * 4
+    # Ten retrains in 28 days, 2.5 kWh each: 7 flagged (no gain), 1 under the policy's 0.01
+    # points per kgCO2e (0.001 for 0.5 kg = 0.002), 2 useful -> 8 of 10 under the floor;
+    # k = floor(10 / 2) = 5; saving 25 x (1 - 1/5) = 20 kWh in the window.
+    def retrain(gain, flagged, floor=0.01, model="ranker", team=3, kwh=2.5):
+        return {"team_id": team, "model_key": model, "gain": gain, "energy_kwh": kwh,
+                "kgco2e": 0.5, "flagged": flagged, "floor_per_kg": floor}  # fmt: skip
+
+    rows = [retrain(-0.001, True) for _ in range(7)]
+    rows += [retrain(0.001, False), retrain(0.02, False), retrain(0.03, False)]
+    # Three retrains only (not recurring); four that gain little but the model has no floor.
+    rows += [retrain(0.0, True, model="rare", team=1) for _ in range(3)]
+    rows += [retrain(1e-6, False, floor=float("nan"), model="big", team=1) for _ in range(4)]
     (found,) = d.retraining_cadence(pd.DataFrame(rows), teams=TEAMS, hours=672)
     assert found.owner == "recsys/ranker"
+    assert (found.evidence["below_floor"], found.evidence["useful"]) == (8, 2)
     assert found.evidence["factor"] == 5
     assert found.evidence["interval_days"] == pytest.approx(2.8)
     assert "every 14.0 days instead of every 2.8 (x5)" in found.action
@@ -229,6 +238,8 @@ def test_ledger_counterfactual_and_its_uncertainty():
     assert got.saved_location_kg == pytest.approx(0.8)  # 8 kWh x (1.2 kg / 12 kWh)
     assert got.saved_market_kg == pytest.approx(0.4)
     assert ledger.realised(before, []) is None
+    # One baseline day: no spread to estimate, the whole saving is the uncertainty.
+    assert ledger.realised(before[:1], after).uncertainty_kwh == pytest.approx(20 - 12)
 
 
 def test_constants_name_a_power_model_for_each_family():
