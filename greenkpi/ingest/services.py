@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -14,7 +14,7 @@ from django.db.models import CharField, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from greenkpi.ingest import writers
+from greenkpi.ingest import windows, writers
 from greenkpi.ingest.models import IngestBatch
 from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, job_run_key, jobs_upsert
 from greenkpi.ingest.text import refuse_nul_text
@@ -134,7 +134,14 @@ def _store(
         sample_rows, with_jobs, jobs = _rows(batch, devices, teams, batch_id)
         if jobs:
             _link_jobs(token.organisation_id, with_jobs, jobs, now)
-        accepted, duplicates = writers.write_samples(sample_rows, merge=merge)
+        rows, origins = _hour_pieces(batch, sample_rows)
+        replays = _refuse_overlaps(batch, rows, origins, devices)
+        if replays:
+            kept = [i for i, row in enumerate(rows) if (row[0], row[1]) not in replays]
+            rows, origins = [rows[i] for i in kept], [origins[i] for i in kept]
+        written = writers.write_samples(rows, merge=merge)
+        accepted = len({origins[i] for i, row in enumerate(rows) if (row[0], row[1]) in written})
+        duplicates = len(batch.samples) - accepted
         skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
         body_out: dict[str, Any] = {
             "batch_id": batch_id,
@@ -160,7 +167,7 @@ def _store(
             # One upsert per batch, committed with the samples.
             windows_mark_dirty(
                 organisation_id=token.organisation_id,
-                window_starts=[s.start for s in batch.samples],
+                window_starts=[row[1] for row in rows],
                 now=now,
             )
     return IngestResult(status=201, body=body_out)
@@ -460,6 +467,79 @@ def _rows(
             )
         )
     return samples, with_jobs, jobs
+
+
+def _hour_pieces(batch: AnyBatch, rows: list[tuple]) -> tuple[list[tuple], list[int]]:
+    """The rows cut at hour boundaries (ingest/windows.py), and the sample each piece is of.
+
+    Two attribute tests per sample find the few windows that may straddle an hour."""
+    origins = list(range(len(rows)))
+    straddling = {
+        i
+        for i, s in enumerate(batch.samples)
+        if s.end.hour != s.start.hour or s.end.day != s.start.day
+    }
+    if not straddling:
+        return rows, origins
+    out: list[tuple] = []
+    out_origins: list[int] = []
+    for i, row in enumerate(rows):
+        pieces = windows.hour_pieces(row) if i in straddling else [row]
+        out += pieces
+        out_origins += [i] * len(pieces)
+    return out, out_origins
+
+
+def _refuse_overlaps(
+    batch: AnyBatch, rows: list[tuple], origins: list[int], devices: dict[str, int]
+) -> set[tuple[int, datetime]]:
+    """Raise ValidationFailed (400) if a window meets another of its device, in the batch or
+    stored, other than as an exact replay; return the keys of exact replays (duplicates).
+
+    The usual batch (each device's windows in order, after the stored ones) costs one pass here
+    and one range scan of the key per device, which finds nothing."""
+    devices_of = sorted({row[0] for row in rows})
+    low = min(row[1] for row in rows)
+    high = max(row[2] for row in rows)
+    stored = writers.stored_windows(
+        devices=devices_of,
+        start_after=low - timedelta(seconds=settings.INGEST_MAX_WINDOW_S),
+        start_before=high,
+        end_after=low,
+    )
+    if not stored:
+        last_end: dict[int, datetime] = {}
+        for row in rows:
+            end = last_end.get(row[0])
+            if end is not None and row[1] < end:
+                break
+            last_end[row[0]] = row[2]
+        else:
+            return set()
+    found, replays = windows.overlaps(rows, stored)
+    if found:
+        uuid_of = {pk: uuid for uuid, pk in devices.items()}
+        errors = []
+        for index, (device, start, end) in found[:100]:
+            i = origins[index]
+            sample = batch.samples[i]
+            errors.append(
+                FieldError(
+                    f"/samples/{i}/start",
+                    "overlapping_window",
+                    f"window {_iso(sample.start)}/{_iso(sample.end)} of device "
+                    f"{uuid_of.get(device, device)} overlaps the window {_iso(start)}/{_iso(end)} "
+                    "already stored or in this batch; a window is never stored twice (an exact "
+                    "replay is a duplicate): send a correction as docs/api.md says",
+                    i,
+                )
+            )
+        raise ValidationFailed(errors)
+    return replays
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _link_jobs(

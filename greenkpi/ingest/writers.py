@@ -1,6 +1,6 @@
 """Bulk writes of validated samples: binary COPY on PostgreSQL, bulk INSERT on SQLite.
 
-Both return how many samples were new and how many already existed (same device and window start);
+Both return the (device, window start) keys they wrote; the others already existed;
 a window's shares are on its row (``shares``), so a replay under a new idempotency key changes
 nothing and one COPY writes everything.
 """
@@ -25,8 +25,28 @@ class DuplicateWindows(Exception):
     """The optimistic COPY met a stored window; the caller reruns its transaction with merge=True."""
 
 
-def write_samples(samples: Sequence[SampleRow], *, merge: bool = False) -> tuple[int, int]:
-    """Store new samples (their shares on the row) inside the caller's transaction: (accepted, duplicates).
+Key = tuple[int, datetime]  # (device id, window start)
+
+
+def stored_windows(
+    *, devices: Sequence[int], start_after: datetime, start_before: datetime, end_after: datetime
+) -> list[tuple[int, datetime, datetime]]:
+    """Stored windows of these devices that may meet a batch's: one range scan of the key per
+    device (and only the partitions of that range). Usually empty: a collector's next batch
+    starts where its last one ended."""
+    return list(
+        Sample.objects.filter(
+            device_id__in=devices,
+            window_start__gt=start_after,
+            window_start__lt=start_before,
+            window_end__gt=end_after,
+        ).values_list("device_id", "window_start", "window_end")
+    )
+
+
+def write_samples(samples: Sequence[SampleRow], *, merge: bool = False) -> set[Key]:
+    """Store new samples (their shares on the row) inside the caller's transaction; returns the
+    (device, start) keys written (the others were there already).
 
     On PostgreSQL the default is an optimistic COPY straight into the table, the fastest write it
     has; a duplicate window aborts the transaction with DuplicateWindows, and the caller reruns it
@@ -34,13 +54,13 @@ def write_samples(samples: Sequence[SampleRow], *, merge: bool = False) -> tuple
     batch to save a rerun on the rare one that overlaps.
     """
     if not samples:
-        return 0, 0
+        return set()
     if connection.vendor == "postgresql":
         return _write_postgres(samples, merge=merge)
     return _write_generic(samples)
 
 
-def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> tuple[int, int]:
+def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> set[Key]:
     import psycopg
 
     sample_table = Sample._meta.db_table
@@ -53,7 +73,7 @@ def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> tuple[int, 
                 _copy(cur, sample_table, SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
         except psycopg.errors.UniqueViolation as exc:
             raise DuplicateWindows from exc
-        accepted = len(samples)
+        return {(row[0], row[1]) for row in samples}
     else:
         with raw.cursor() as cur:
             cur.execute(
@@ -64,10 +84,9 @@ def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> tuple[int, 
             _copy(cur, "ingest_sample_stage", SAMPLE_COLUMNS, SAMPLE_PG_TYPES, samples)
             cur.execute(
                 f"INSERT INTO {sample_table} ({columns}) SELECT {columns} FROM ingest_sample_stage "
-                f"ON CONFLICT (device_id, window_start) DO NOTHING"
+                f"ON CONFLICT (device_id, window_start) DO NOTHING RETURNING device_id, window_start"
             )
-            accepted = cur.rowcount
-    return accepted, len(samples) - accepted
+            return set(cur.fetchall())
 
 
 def _copy(
@@ -94,7 +113,7 @@ def _json_dumps(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
-def _write_generic(samples: Sequence[SampleRow]) -> tuple[int, int]:
+def _write_generic(samples: Sequence[SampleRow]) -> set[Key]:
     device_ids = {row[0] for row in samples}
     starts = [row[1] for row in samples]
     existing: set[tuple[int, datetime]] = set(
@@ -106,4 +125,4 @@ def _write_generic(samples: Sequence[SampleRow]) -> tuple[int, int]:
     Sample.objects.bulk_create(
         [Sample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in new], batch_size=500
     )
-    return len(new), len(samples) - len(new)
+    return {(row[0], row[1]) for row in new}
