@@ -101,6 +101,7 @@ def exposition(kind: str, gpus: int) -> str:
 class Accept(BaseHTTPRequestHandler):
     exporter = "dcgm-exporter"
     gpus = 8
+    pod_shares = 0  # shares naming a Kubernetes pod in the posted batches (--kubernetes)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -114,7 +115,12 @@ class Accept(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            import gzip
+
+            body = gzip.decompress(body)
+        Accept.pod_shares += body.count(b'"kind":"k8s"')
         body = b'{"accepted": 1, "duplicates": 0}'
         self.send_response(201)
         self.send_header("Content-Length", str(len(body)))
@@ -194,6 +200,8 @@ def main() -> int:
     if k0 is not None and k1 is not None:
         ctld_cpu = (k1.user + k1.system) - (k0.user + k0.system)
         print(f"slurmctld_cpu_percent: {100 * ctld_cpu / (t1 - t0):.3f}")
+    if args.kubernetes:
+        print(f"pod_shares_posted: {Accept.pod_shares}")
     print(f"collector_cpu_percent: {100 * cpu / (t1 - t0):.3f}")
     print(f"collector_rss_mb: {rss_mb:.1f}")
     return 0

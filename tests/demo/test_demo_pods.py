@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from dashboard.test_browser import browser, log_in, shoot  # noqa: F401
+from dashboard.test_browser import page as browser_page  # noqa: F401
 
 from greenkpi.demo import build, pods
 from greenkpi.demo.simulation import DEMO_PASSWORD
@@ -48,3 +50,27 @@ def test_the_pods_page_of_the_demo_shows_every_split_rule_and_the_idle_pod(demo,
     assert page.status_code == 200
     html = page.content.decode()
     assert "cv-research/detr-notebook" in html and "MIG slice, utilization split" in html
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_pods_page_in_chromium_from_the_navigation(browser_page, live_server):  # noqa: F811
+    build.demo_build(days=2, now=datetime.now(UTC))
+    page = browser_page
+    log_in(page, live_server, "admin", DEMO_PASSWORD)
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Kubernetes pods", exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator("main h1").inner_text() == "Kubernetes pods"
+    rows = page.locator("table[data-testid=pods] tbody tr")
+    assert rows.count() == 4
+    assert "cv-research/detr-notebook" in rows.first.inner_text()  # the idle pod: most waste
+    page.get_by_label("Namespace").fill("nlp-serving")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()
+    assert page.locator("table[data-testid=pods] tbody tr").count() == 2
+    page.get_by_label("Namespace").fill("")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()
+    shoot(page, "demo-k8s-pods")
