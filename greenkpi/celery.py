@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "greenkpi.settings")
 
@@ -20,3 +20,9 @@ def _beat_schedule() -> dict:
 
 
 app.conf.beat_schedule = _beat_schedule()
+
+
+@signals.worker_init.connect
+def _operator_metrics(**_: object) -> None:
+    """Task counters and last successes for /metrics (greenkpi/ops), once Django is set up."""
+    import greenkpi.ops.celery_signals  # noqa: F401  (connects its handlers on import)

@@ -7,6 +7,7 @@ cache, so `make demo` needs no server. Production sets DATABASE_URL (PostgreSQL)
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import environ
@@ -25,6 +26,20 @@ from greenkpi.lib.envconfig import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GREENKPI_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# --- Operator metrics (/metrics, docs/operations.md) ---
+# prometheus_client's multiprocess mode: every gunicorn worker and Celery process writes its
+# counters here and a scrape sums them. Set before anything imports prometheus_client, which reads
+# it once; processes that should be summed together must share the directory (one host/volume).
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+# Scrapes send `Authorization: Bearer <METRICS_TOKEN>`, or come from an address in METRICS_ALLOW
+# (client IPs, exact). Neither set: /metrics answers 403 to everyone.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOW = env_list("METRICS_ALLOW", "")
+# A collector that has sent nothing for this long counts as silent.
+METRICS_SILENT_AFTER_S = env_int("METRICS_SILENT_AFTER_S", 900, minimum=60)
 
 DEBUG = env_bool("DEBUG", False)
 # Set by `make demo` only: the login page then lists the demo's users (never in production).
@@ -55,10 +70,13 @@ INSTALLED_APPS = [
     "greenkpi.recommendations",
     "greenkpi.integrations",
     "greenkpi.dashboard",
+    "greenkpi.ops",
     "greenkpi.demo",
 ]
 
 MIDDLEWARE = [
+    # First: request latency by route for /metrics, including what the layers below answer.
+    "greenkpi.lib.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise (which serves static files pre-compressed): pages, JSON figures and CSV.

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("greenkpi.workloads.urls")),
     path("api/v1/", include("greenkpi.integrations.urls")),
     path("api/v1/", include("greenkpi.recommendations.urls")),
+    path("", include("greenkpi.ops.urls")),
     path("", include("greenkpi.dashboard.urls")),
 ]
 

@@ -29,6 +29,7 @@ LAYERS = (
     "alerts",
     "integrations",
     "dashboard",
+    "ops",
     "demo",
 )
 # (importer app, imported module): the only arrows allowed to point up.

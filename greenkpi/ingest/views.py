@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import zlib
 from datetime import datetime
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -21,6 +22,7 @@ from greenkpi.ingest.auth import (
     HasCollectorToken,
 )
 from greenkpi.ingest.bodies import BodyTooLarge, LengthRequired, is_json, read_limited
+from greenkpi.ingest.metrics import observe, remember_body_size
 from greenkpi.ingest.services import IdempotencyConflict, MalformedJSON, ingest_batch
 from greenkpi.lib.problems import problem
 from greenkpi_schema import ValidationFailed
@@ -38,6 +40,7 @@ def read_body(request: HttpRequest, limit: int) -> bytes:
     """The request body (chunked or not), gunzipped if needed, never holding more than ``limit``
     bytes of either."""
     raw = read_limited(request, limit)
+    remember_body_size(request, raw)
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("", "identity"):
         return raw
@@ -190,3 +193,11 @@ class IngestView(APIView):
                 "this Idempotency-Key was used with a different body; use a new key per batch",
             )
         return json_response(result.body, result.status, result.headers)
+
+    def finalize_response(
+        self, request: Request, response: HttpResponse, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        """Every answer counted for /metrics, also the 401/429 raised before post() runs."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        observe("batch", request._request, response)
+        return response

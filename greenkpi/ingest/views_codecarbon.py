@@ -7,6 +7,8 @@ same per-token rate limit as POST /api/v1/ingest/.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,6 +21,7 @@ from greenkpi.ingest.auth import CollectorPrincipal, CollectorTokenRateThrottle,
 from greenkpi.ingest.bodies import BodyTooLarge, LengthRequired, is_json, read_limited
 from greenkpi.ingest.codecarbon import codecarbon_report_ingest
 from greenkpi.ingest.codecarbon_report import parse_report
+from greenkpi.ingest.metrics import observe, remember_body_size
 from greenkpi.ingest.text import refuse_nul_text
 from greenkpi.ingest.views import length_required, not_json
 from greenkpi.inventory.models import CollectorToken
@@ -173,6 +176,7 @@ class CodeCarbonIngestView(APIView):
             return not_json()
         try:
             raw = read_limited(request._request, MAX_BODY_BYTES)
+            remember_body_size(request._request, raw)
         except BodyTooLarge as exc:
             return problem(413, "too-large", "Report too large", str(exc))
         except LengthRequired as exc:
@@ -206,3 +210,11 @@ class CodeCarbonIngestView(APIView):
         return HttpResponse(
             orjson.dumps(outcome.as_json()), status=201, content_type="application/json"
         )
+
+    def finalize_response(
+        self, request: Request, response: HttpResponse, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        """Every answer counted for /metrics, also the 401/429 raised before post() runs."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        observe("codecarbon", request._request, response)
+        return response
