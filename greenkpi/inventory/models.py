@@ -288,6 +288,7 @@ class MappingKind(models.TextChoices):
 # Run kinds a mapping may give the runs of the jobs it matches (workloads.RunKind's values; the
 # inventory sits below workloads, so they are restated here and a test keeps the two equal).
 RUN_KINDS = (
+    ("data-prep", "Data preparation"),
     ("training", "Training"),
     ("fine-tuning", "Fine-tuning"),
     ("evaluation", "Evaluation"),
