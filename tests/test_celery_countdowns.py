@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "greenkpi"
 KNOWN = {
     ("alerts/grouping.py", "countdown", "bounded_countdown(countdown)"),
     ("alerts/tasks.py", "countdown", "bounded_countdown(result.retry_in_s)"),
+    ("integrations/tasks.py", "countdown", "bounded_countdown(result.retry_in_s)"),
 }
 
 
