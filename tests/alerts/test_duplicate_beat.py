@@ -120,8 +120,11 @@ def test_two_beats_one_sender_same_rollups_each_notification_once(
     try:
         # Both start at once and race for the lease; the clock starts when one sends.
         wait_for(lambda: any(sends(b) for b in beats), "a beat to send", tmp_path)
-        for _ in range(BATCHES):  # batches keep arriving while both beats run
-            assert post_batch(secret, make_batch(devices=2, windows=3)).status_code == 201
+        base = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=3)
+        for i in range(BATCHES):  # batches keep arriving while both beats run
+            # Each batch its own three minutes: overlapping windows of a device are refused.
+            batch = make_batch(devices=2, windows=3, start=base + timedelta(minutes=3 * i))
+            assert post_batch(secret, batch).status_code == 201
             time.sleep(2.0)
         wait_for(
             lambda: (
