@@ -13,11 +13,13 @@ counterfactual: the owner's energy per unit of work *before* the decision, times
 kgCO2e saved = saved x the after-period's own kgCO2e per kWh (Scope 2 location-based; the
 market-based figure beside it). Work is what the owner kept doing: busy GPU-hours for an idle pool,
 busy FP16 TFLOP-hours for a right-sized job (busy GPU-hours x the device's dense FP16 TFLOPS, so a
-busy hour on an L4 counts less work than one on an H100).
+busy hour on an L4 counts less work than one on an H100), a day of keeping the model current for a
+retraining cadence (its retrains' energy per day).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -82,14 +84,36 @@ def change_day(detector: str, before: Sequence[Day], after: Sequence[Day]) -> Da
     """The first day after the decision whose owner shows the accepted change, else None.
 
     - idle-allocation: fewer GPUs held than the fewest on any day before (the pool shrank);
-    - right-size: the work ran on another GPU family than before (the GPU kind changed).
+    - right-size: the work ran on another GPU family than before (the GPU kind changed);
+    - retraining-cadence: a day by which the gap since the last retrain exceeds 1.5 x the median
+      gap between the retrains before (the next retrain was skipped: the cadence changed).
     """
     if not before:
         return None
+    if detector == "retraining-cadence":
+        return _skipped_retrain(before, after)
     if detector == "idle-allocation":
         fewest = min(d.devices for d in before)
         return next((d for d in after if 0 < d.devices < fewest), None)
     if detector == "right-size":
         family = statistics.mode(d.family for d in before)
         return next((d for d in after if d.family and d.family != family), None)
+    return None
+
+
+CADENCE_GAP_FACTOR = 1.5
+
+
+def _skipped_retrain(before: Sequence[Day], after: Sequence[Day]) -> Day | None:
+    """``Day.kwh`` > 0 marks a day with a retrain; see ``change_day``."""
+    days = [d.day for d in before if d.kwh > 0]
+    if len(days) < 2:
+        return None
+    gap = statistics.median((b - a).days for a, b in itertools.pairwise(days))
+    last = days[-1]
+    for d in after:
+        if (d.day - last).days > CADENCE_GAP_FACTOR * gap:
+            return d
+        if d.kwh > 0:
+            last = d.day
     return None

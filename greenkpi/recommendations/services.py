@@ -22,11 +22,13 @@ from django.utils.http import urlencode
 
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis.models import RecomputeRun, RunStatus
+from greenkpi.kpis.read.sums import sums
+from greenkpi.lib.periods import day_floor
 from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.recommendations import constants as c
 from greenkpi.recommendations import detectors, frames, ledger
 from greenkpi.recommendations.models import Decision, Finding, RealisedSaving, State
-from greenkpi.workloads.models import MLModel
+from greenkpi.workloads.models import TRAINING_KINDS, MLModel, Run
 
 log = logging.getLogger(__name__)
 RUN_KIND = "recommendations"
@@ -263,6 +265,46 @@ def _owner_days(finding: Finding, start: datetime, end: datetime) -> list[ledger
     return out
 
 
+def _retrain_days(finding: Finding, start: datetime, end: datetime) -> list[ledger.Day]:
+    """Per whole UTC day in [start, end): the model's retrain runs' IT kWh and carbon (0 on a
+    day without one); each day is one unit of work (a day of keeping the model current)."""
+    keys = list(
+        Run.objects.filter(
+            model__team_id=finding.team_id,
+            model__key=finding.model_key,
+            kind__in=TRAINING_KINDS,
+            started_at__gte=start - timedelta(days=1),
+        ).values_list("key", flat=True)
+    )
+    first, last = day_floor(start), day_floor(end)
+    frame = sums(
+        organisation_id=finding.organisation_id,
+        start=first,
+        end=last,
+        columns=("energy_kwh", "operational_location_kgco2e", "operational_market_kgco2e"),
+        by=("run_key",),
+        where={"team_id": [finding.team_id], "model_key": [finding.model_key], "run_key": keys},
+        grain="day",
+    )
+    per_day = (
+        frame.groupby(frame["bucket_utc"].dt.date).sum(numeric_only=True) if len(frame) else None
+    )
+    out, day = [], first.date()
+    while day < last.date():
+        row = per_day.loc[day] if per_day is not None and day in per_day.index else None
+        out.append(
+            ledger.Day(
+                day=day,
+                kwh=float(row["energy_kwh"]) if row is not None else 0.0,
+                work=1.0,
+                location_kg=float(row["operational_location_kgco2e"]) if row is not None else 0.0,
+                market_kg=float(row["operational_market_kgco2e"]) if row is not None else 0.0,
+            )
+        )
+        day += timedelta(days=1)
+    return out
+
+
 METHODS = {
     "idle-allocation": (
         "busy GPU-hour",
@@ -275,6 +317,12 @@ METHODS = {
         "TFLOPS) in the 14 days before the decision x those since the change; saved = "
         "counterfactual - measured kWh",
     ),
+    "retraining-cadence": (
+        "day of keeping the model current",
+        "counterfactual: the model's retrain IT kWh per day in the 14 days before the decision "
+        "x days since the change (the first retrain skipped); saved = counterfactual - measured "
+        "retrain kWh",
+    ),
 }
 
 
@@ -285,9 +333,13 @@ def ledger_book(*, finding: Finding, now: datetime) -> RealisedSaving | None:
     if finding.detector not in METHODS:
         return None  # shift: measured by the advice itself; others: not measured yet (docs)
     decided = finding.decided_at
-    days = _owner_days(finding, decided - timedelta(days=BASELINE_DAYS), now)
+    if finding.detector == "retraining-cadence":
+        days = _retrain_days(finding, decided - timedelta(days=BASELINE_DAYS), now)
+        after = [d for d in days if d.day >= decided.date()]  # a skipped retrain may be that day
+    else:
+        days = _owner_days(finding, decided - timedelta(days=BASELINE_DAYS), now)
+        after = [d for d in days if d.day > decided.date()]
     before = [d for d in days if d.day < decided.date()]
-    after = [d for d in days if d.day > decided.date()]
     changed = ledger.change_day(finding.detector, before, after)
     if changed is None:
         return None
@@ -296,11 +348,13 @@ def ledger_book(*, finding: Finding, now: datetime) -> RealisedSaving | None:
     if result is None:
         return None
     unit, method = METHODS[finding.detector]
-    change = (
-        f"GPUs held fell to {changed.devices} (fewest before: {min(d.devices for d in before)})"
-        if finding.detector == "idle-allocation"
-        else f"work moved to {changed.family} GPUs"
-    )
+    change = {
+        "idle-allocation": (
+            f"GPUs held fell to {changed.devices} (fewest before: {min(d.devices for d in before)})"
+        ),
+        "right-size": f"work moved to {changed.family} GPUs",
+        "retraining-cadence": "a scheduled retrain skipped: the interval lengthened",
+    }[finding.detector]
     values = {
         "organisation_id": finding.organisation_id,
         "team_id": finding.team_id,

@@ -247,3 +247,25 @@ def test_constants_name_a_power_model_for_each_family():
     assert c.gpu_family("NVIDIA A100-SXM4-40GB") == "A100"
     assert c.gpu_family("Tesla T4") is None
     assert set(d.TACTICS) == set(d.DETECTORS)
+
+
+def test_ledger_sees_a_retraining_cadence_change_and_books_energy_per_day():
+    day = date(2026, 3, 1)
+    # Retrains every day for 6 days (2 kWh each, on days 0-5), decided on day 6; then one
+    # retrain a week: day 7, then day 14. The median gap before is 1 day: the change shows on
+    # the first day more than 1.5 days after the last retrain (day 5): day 7.
+    before = [ledger.Day(day + timedelta(i), 2.0, 1.0, 0.2, 0.1) for i in range(6)]
+    after = [
+        ledger.Day(
+            day + timedelta(i), 2.0 if i in (7, 14) else 0.0, 1.0, 0.2 if i in (7, 14) else 0, 0
+        )
+        for i in range(6, 15)  # the decision day counts as after for a cadence
+    ]
+    changed = ledger.change_day("retraining-cadence", before, after)
+    assert changed is not None and changed.day == day + timedelta(7)
+    got = ledger.realised(before, [d for d in after if d.day >= changed.day])
+    # 2 kWh a day before; 8 days since the change (7-14) -> counterfactual 16, measured 4: 12 saved.
+    assert (got.counterfactual_kwh, got.actual_kwh, got.saved_kwh) == (16.0, 4.0, 12.0)
+    assert got.uncertainty_kwh == 0.0  # every day before cost the same
+    daily = [ledger.Day(day + timedelta(i), 2.0, 1.0, 0.2, 0.1) for i in range(6, 9)]
+    assert ledger.change_day("retraining-cadence", before, daily) is None  # still daily

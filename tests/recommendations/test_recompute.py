@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from greenkpi.inventory.models import Device, Host
+from greenkpi.kpis import daily
 from greenkpi.kpis.models import HourlyRollup, RecomputeRun
 from greenkpi.recommendations import services
 from greenkpi.recommendations.models import Decision, Finding, RealisedSaving, State
@@ -189,3 +190,65 @@ def test_the_task_is_on_the_beat_and_retries_only_transient_errors():
     assert entry["options"]["expires"] <= 3600
     assert tasks.recompute_recommendations.acks_late is True
     assert set(tasks.recompute_recommendations.autoretry_for) == set(TRANSIENT_ERRORS)
+
+
+def test_the_ledger_books_a_lengthened_retraining_cadence(acme):
+    """A model retrained daily (2 kWh a retrain) until the decision, then weekly: the first
+    skipped retrain is the change; 2 kWh a day before x the days since, minus what was spent."""
+    from greenkpi.workloads import services as registry
+
+    model, _ = registry.model_register(team=acme.vision, key="ranker")
+    decided = NOW - timedelta(days=10)  # 2026-03-19
+    host, _ = Host.objects.get_or_create(
+        organisation=acme, hostname="train-1", defaults={"site": acme.paris}
+    )
+    gpu, _ = Device.objects.get_or_create(
+        host=host, kind="gpu", uuid="GPU-T", defaults={"model_name": "NVIDIA A100-SXM4-40GB"}
+    )
+    days = [decided - timedelta(days=14 - i) for i in range(14)]  # daily until the day before
+    days += [decided + timedelta(days=3), decided + timedelta(days=9)]  # then weekly-ish
+    rows = []
+    for start in days:
+        run, _ = registry.run_open(
+            model=model,
+            key=f"r-{start:%m%d}",
+            kind="training",
+            started_at=start + timedelta(hours=1),
+        )
+        rows.append(
+            HourlyRollup(
+                organisation=acme, hour=start + timedelta(hours=1), device=gpu, device_kind="gpu",
+                host=host, site=acme.paris, team=acme.vision, model_key="ranker", run_key=run.key,
+                samples=60, covered_s=3600, energy_kwh=2.0, estimated_energy_kwh=0, pue=1.3,
+                facility_energy_kwh=2.6, allocated_gpu_h=1, busy_gpu_h=0.9, util_known_gpu_h=1,
+                intensity_g_per_kwh=50, intensity_source="annual", intensity_zone="FR",
+                market_g_per_kwh=10, market_source="contract", operational_location_kgco2e=0.13,
+                operational_market_kgco2e=0.026, embodied_kgco2e=0.004, cost=0.52, currency="EUR",
+                methodology_version="gk-2026.1",
+            )
+        )  # fmt: skip
+    HourlyRollup.objects.bulk_create(rows)
+    # As the beat would: the daily tables the read layer serves whole days from.
+    daily.days_refresh(
+        organisation_id=acme.pk, days=[(NOW - timedelta(days=d)).date() for d in range(1, 30)]
+    )
+    finding = Finding.objects.create(
+        organisation=acme, detector="retraining-cadence", owner_kind="model", owner="vision/ranker",
+        subject="retraining", team=acme.vision, model_key="ranker", title="t", action="a",
+        tactic="Use Informed Adaptation", annual_kwh=500.0, annual_location_kgco2e=30.0,
+        state=State.ACCEPTED, decided_at=decided,
+    )  # fmt: skip
+    saving = services.ledger_book(finding=finding, now=NOW)
+    # Median gap before 1 day; last retrain the day before the decision (03-18); 03-20 is more
+    # than 1.5 days later: the change. 14 days before at 2 kWh each -> 2 kWh a day; 9 whole
+    # days from 03-20 to 03-28 -> counterfactual 18 kWh; measured 2 retrains = 4 kWh; 14 saved.
+    assert saving is not None and "skipped" in saving.change
+    assert saving.changed_at.date().isoformat() == "2026-03-20"
+    assert saving.kwh_per_unit_before == pytest.approx(2.0)
+    assert saving.units_after == pytest.approx(9.0)
+    assert (saving.counterfactual_kwh, saving.actual_kwh) == (
+        pytest.approx(18.0),
+        pytest.approx(4.0),
+    )
+    assert saving.saved_kwh == pytest.approx(14.0)
+    assert saving.saved_location_kgco2e == pytest.approx(14.0 * 0.065)
