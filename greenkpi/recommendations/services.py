@@ -29,6 +29,7 @@ from greenkpi.recommendations import constants as c
 from greenkpi.recommendations import detectors, frames, ledger
 from greenkpi.recommendations.models import Decision, Finding, RealisedSaving, State
 from greenkpi.workloads.models import TRAINING_KINDS, MLModel, Run
+from greenkpi.workloads.selectors import carbon_advice
 
 log = logging.getLogger(__name__)
 RUN_KIND = "recommendations"
@@ -326,12 +327,71 @@ METHODS = {
 }
 
 
+SHIFT_METHOD = (
+    "the carbon-aware advice's measured saving (docs/carbon-advice.md §2): Scope 2 location-based "
+    "kgCO2e per IT kWh of the runs before the move minus after, x the IT kWh of the runs since; "
+    "a move does not change the energy"
+)
+
+
+def _shift_values(finding: Finding, now: datetime) -> dict[str, Any] | None:
+    """The job moved after the decision: the advice's measured saving (kWh saved: 0)."""
+    assert finding.decided_at is not None
+    model = MLModel.objects.filter(team_id=finding.team_id, key=finding.model_key).first()
+    if model is None:
+        return None
+    item = next(
+        (a for a in carbon_advice(model=model, now=now) if a.recurrence == finding.subject), None
+    )
+    if item is None or item.move is None or item.measured is None:
+        return None
+    before, after = item.move
+    starts = dict(
+        model.runs.filter(key__in=[before[0].run_key, after[0].run_key]).values_list(
+            "key", "started_at"
+        )
+    )
+    moved = starts.get(after[0].run_key)
+    if moved is None or moved < finding.decided_at:
+        return None  # the job moved before anyone accepted the card: not this recommendation's
+    m = item.measured
+    return {
+        "change": (
+            f"{finding.subject} moved from {before[-1].site} {before[-1].start_hour:02d}:00 to "
+            f"{after[0].site} {after[0].start_hour:02d}:00 UTC"
+        ),
+        "changed_at": moved,
+        "method": SHIFT_METHOD,
+        "work_unit": "IT kWh",
+        "baseline_start": starts.get(before[0].run_key, moved),
+        "baseline_end": moved,
+        "after_end": now,
+        "kwh_per_unit_before": 1.0,
+        "units_after": m.after_energy_kwh,
+        "counterfactual_kwh": m.after_energy_kwh,
+        "actual_kwh": m.after_energy_kwh,
+        "saved_kwh": 0.0,
+        "saved_location_kgco2e": m.saving_kgco2e,
+        "saved_market_kgco2e": None,
+        "uncertainty_kwh": 0.0,
+    }
+
+
 def ledger_book(*, finding: Finding, now: datetime) -> RealisedSaving | None:
     """Book (or rebook) the realised saving of an accepted finding whose change is detected."""
     if finding.state != State.ACCEPTED or finding.decided_at is None:
         return None
+    if finding.detector == "shift":
+        shifted = _shift_values(finding, now)
+        if shifted is None:
+            return None
+        common = {"organisation_id": finding.organisation_id, "team_id": finding.team_id}
+        saving, _ = RealisedSaving.objects.update_or_create(
+            finding=finding, defaults={**common, **shifted, "booked_at": now}
+        )
+        return saving
     if finding.detector not in METHODS:
-        return None  # shift: measured by the advice itself; others: not measured yet (docs)
+        return None  # always-on serving, hyper-parameter search: not measured yet (docs)
     decided = finding.decided_at
     if finding.detector == "retraining-cadence":
         days = _retrain_days(finding, decided - timedelta(days=BASELINE_DAYS), now)

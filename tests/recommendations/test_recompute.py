@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from workloads.test_advice import world  # noqa: F401  (the fixture of docs/carbon-advice.md)
 
 from greenkpi.inventory.models import Device, Host
 from greenkpi.kpis import daily
@@ -252,3 +253,31 @@ def test_the_ledger_books_a_lengthened_retraining_cadence(acme):
     )
     assert saving.saved_kwh == pytest.approx(14.0)
     assert saving.saved_location_kgco2e == pytest.approx(14.0 * 0.065)
+
+
+def test_the_ledger_books_a_moved_job_with_the_advice_measured_saving(world):  # noqa: F811
+    """docs/carbon-advice.md's example: the nightly retrain accepted on March 5 at 00:00, moved to
+    Berlin 12:00 the same day: 12 kWh x (0.13 - 0.0132) = 1.4016 kg saved, 0 kWh."""
+    from workloads.test_advice import measured_run, nightly
+
+    nightly(world)
+    model = world["model"]
+    finding = Finding.objects.create(
+        organisation=model.team.organisation, detector="shift", owner_kind="model",
+        owner="nlp/bert", subject="nightly-retrain", team=model.team, model_key="bert",
+        title="t", action="a", tactic="Use Energy-Aware Scheduling", annual_kwh=0.0,
+        annual_location_kgco2e=651.97, state=State.ACCEPTED,
+        decided_at=datetime(2026, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    moment = datetime(2026, 3, 6, tzinfo=UTC)
+    assert services.ledger_book(finding=finding, now=moment) is None  # not moved yet
+    measured_run(world, "n5", "berlin-dc", datetime(2026, 3, 5, 12, tzinfo=UTC), [8, 4], 12)
+    saving = services.ledger_book(finding=finding, now=moment)
+    assert saving.change == "nightly-retrain moved from paris-dc 20:00 to berlin-dc 12:00 UTC"
+    assert saving.saved_kwh == 0.0 and saving.saved_market_kgco2e is None
+    assert saving.saved_location_kgco2e == pytest.approx(1.4016)
+    assert saving.units_after == pytest.approx(12.0)
+    # Accepted only after the move: the move was not this recommendation's doing.
+    finding.decided_at = datetime(2026, 3, 5, 13, tzinfo=UTC)
+    RealisedSaving.objects.all().delete()
+    assert services.ledger_book(finding=finding, now=moment) is None
