@@ -498,6 +498,8 @@ def _refuse_overlaps(
 
     The usual batch (each device's windows in order, after the stored ones) costs one pass here
     and one range scan of the key per device, which finds nothing."""
+    if not rows:
+        return set()  # a batch of no samples (a heartbeat) overlaps nothing
     devices_of = sorted({row[0] for row in rows})
     low = min(row[1] for row in rows)
     high = max(row[2] for row in rows)

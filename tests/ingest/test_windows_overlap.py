@@ -200,3 +200,15 @@ def test_a_correction_deletes_the_stored_window_then_the_new_one_is_accepted(
     assert window.version > window.computed_version  # its hour is recomputed
     assert post_batch(secret, correction).status_code == 201  # spool --requeue-dead
     assert list(Sample.objects.values_list("energy_j", flat=True)) == [15_000.0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_no_samples_is_stored_as_nothing_not_a_500(acme_token, make_batch, post_batch):
+    """A heartbeat batch (samples: []) has no window to compare: found by Schemathesis as a
+    ValueError (min() of nothing) in the overlap check, a 500."""
+    _, secret = acme_token
+    body = make_batch(devices=1, windows=1)
+    body["samples"] = []
+    response = post_batch(secret, body)
+    assert response.status_code == 201, response.content
+    assert response.json()["accepted"] == 0
