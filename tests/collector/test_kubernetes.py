@@ -477,7 +477,7 @@ def test_a_hung_kubelet_never_blocks_sampling_and_pods_go_out_incomplete(
     kubelet, apiserver, tmp_path
 ):
     """The agent's mode (``start``): the kubelet stops answering (List hangs past its 0.5 s
-    timeout, every time); the sampling thread's per-tick calls stay sub-millisecond, the last
+    timeout, every time); the sampling thread's per-tick calls never wait for it, the last
     known holders stay, and once the listing is older than stale_s every pod is sent
     complete:false. When the kubelet answers again, pods are complete again."""
     import time
@@ -521,7 +521,8 @@ def test_a_hung_kubelet_never_blocks_sampling_and_pods_go_out_incomplete(
             slowest = max(slowest, time.perf_counter() - began)
             time.sleep(0.02)
         assert servicer.lists > lists  # the thread kept trying (and hanging)
-        assert slowest < 0.05, f"a tick waited {slowest:.3f} s on the kubelet"
+        # a blocked tick would wait the List's 0.5 s timeout; margin for a loaded CI box
+        assert slowest < 0.25, f"a tick waited {slowest:.3f} s on the kubelet"
         # the last known holders stay (idle-c's GPU is still its waste) but the facts are stale
         held = attributor.allocated("GPU-I", time.time())
         assert held is not None and held.job == ("", "vision/idle-c")  # type: ignore[union-attr]
@@ -559,7 +560,8 @@ def test_an_unknown_pod_wakes_the_thread_instead_of_asking_the_api_server_in_the
 
         began = time.perf_counter()
         claim = attributor.resolver("GPU-T")(202)  # the pod is not known yet: no labels now
-        assert time.perf_counter() - began < 0.05  # the tick did not ask the hung API server
+        # the tick did not ask the hung API server (that would take its 2 s timeout)
+        assert time.perf_counter() - began < 0.25
         assert claim is None or claim.job is None
         handler.mode = "ok"
         handler.release.set()
