@@ -139,6 +139,10 @@ def test_two_beats_one_sender_same_rollups_each_notification_once(
         assert len(senders) == 1, logs(*beats)
         leader, standby = senders[0], next(b for b in beats if b is not senders[0])
         assert sends(leader) >= 3 * 3  # three entries a second, for a good while
+        print(
+            f"duplicate beat: {BATCHES} batches over two beats; sender sent {sends(leader)} due "
+            f"tasks, standby {sends(standby)} and warned"
+        )
         assert DUPLICATE in standby.log_path.read_text(), logs(standby)
         assert "WARNING" in standby.log_path.read_text()
 
