@@ -82,7 +82,9 @@ def bench_env(rate_limit: int) -> dict[str, str]:
         DATABASE_URL=DB_URL,
         GREENKPI_VAR_DIR=VAR_DIR,
         INGEST_RATE_PER_MINUTE=str(rate_limit),  # the bench measures throughput, not the limiter
-        INGEST_MAX_AGE_DAYS="3650",  # batches reach back in time; keep them all inside the limit
+        # Batches reach back in time (~4 days at the defaults): keep them all inside the limit;
+        # RAW_RETENTION_DAYS (400) must exceed it, and day partitions are made for this range.
+        INGEST_MAX_AGE_DAYS="60",
         DB_CONN_MAX_AGE=env.get("DB_CONN_MAX_AGE", "600"),
         # The production stack: Redis is the cache the per-token rate limiter counts in.
         REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),

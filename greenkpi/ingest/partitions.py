@@ -71,6 +71,17 @@ def day_partitions() -> dict[date, str]:
     return days
 
 
+# Day partitions are made at most this far back: a late-data limit of years (a benchmark's) would
+# otherwise mean thousands of partitions; older late windows land in the default partition.
+BACK_MAX_DAYS = 92
+
+
+def late_range(now: datetime, max_age_days: float, ahead_days: int) -> list[date]:
+    """The days whose partitions should exist: the late-data range (capped) and the days ahead."""
+    back = min(max_age_days, BACK_MAX_DAYS)
+    return days_between(now - timedelta(days=back), now + timedelta(days=ahead_days))
+
+
 def days_between(start: datetime, end: datetime) -> list[date]:
     """The UTC days that [start, end] touches."""
     first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()

@@ -36,9 +36,8 @@ def raw_storage_maintain(*, now: datetime | None = None) -> RecomputeRun:
     if partitions.is_partitioned():
         try:
             created = partitions.partitions_ensure(
-                partitions.days_between(
-                    now - timedelta(days=settings.INGEST_MAX_AGE_DAYS),
-                    now + timedelta(days=settings.RAW_PARTITIONS_AHEAD_DAYS),
+                partitions.late_range(
+                    now, settings.INGEST_MAX_AGE_DAYS, settings.RAW_PARTITIONS_AHEAD_DAYS
                 )
             )
             if created:

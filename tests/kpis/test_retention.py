@@ -188,3 +188,15 @@ def test_retention_shorter_than_the_late_data_limit_is_refused_at_start_up():
         check=False,
     )
     assert done.returncode != 0 and "RAW_RETENTION_DAYS=20 is below the minimum 33" in done.stderr
+
+
+def test_the_late_range_of_day_partitions_is_capped():
+    now = datetime(2026, 12, 6, 21, tzinfo=UTC)
+    days = partitions.late_range(now, 31, 7)
+    assert (days[0], days[-1], len(days)) == (
+        now.date() - timedelta(days=31),
+        now.date() + timedelta(days=7),
+        39,
+    )
+    # a late-data limit of years (a benchmark's) does not mean thousands of partitions
+    assert len(partitions.late_range(now, 3650, 7)) == partitions.BACK_MAX_DAYS + 7 + 1
