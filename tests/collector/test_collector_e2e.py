@@ -120,9 +120,11 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         time.sleep(rng.uniform(0.0, 1.2))  # every fifth run: anywhere in start-up
         proc.kill()
         proc.wait(timeout=10)
+    before = spool_depth(tmp_path / "state")[1]
     proc = start(tmp_path, live_server.url, secret, GREENKPI_BATCH_MAX_SAMPLES="3")
     try:
-        wait_until(lambda: spool_depth(tmp_path / "state")[1] > 0, 20, "a window")
+        # a window of this last run: it is past start-up (its SIGTERM handler is installed)
+        wait_until(lambda: spool_depth(tmp_path / "state")[1] > before, 30, "a window")
         time.sleep(1.0)
         wait_until(lambda: spool_depth(tmp_path / "state")[0] == 0, 30, "the spool to drain")
     finally:
