@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
+from greenkpi.dashboard.account import views as account
 from greenkpi.dashboard.alerts import views as alerts
 from greenkpi.dashboard.budgets import views as budgets
 from greenkpi.dashboard.carbon import views as carbon
@@ -52,4 +53,5 @@ urlpatterns = [
     *reports.urlpatterns,
     *slurm.urlpatterns,
     *recommendations.urlpatterns,
+    *account.urlpatterns,
 ]

@@ -44,6 +44,7 @@ from greenkpi.integrations.pagination import (
     limit_of,
 )
 from greenkpi.inventory.models import Host
+from greenkpi.workloads.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 
 TAGS = ["kpis"]
 READ_ERRORS = problems(400, 401, 403, 404, s403="Not allowed (a collector token cannot read)")
@@ -61,6 +62,16 @@ class KpiApi(APIView):
     authentication_classes = [PersonalTokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated, TokenMayWrite]
     parser_classes = [JSONParser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if not hasattr(self, request.method.lower()):
+            return  # an undeclared method: 405 comes first
+        # An empty filter (``?kind=``) is not "no filter": django-filter would ignore it and
+        # answer everything, which a script with a blank variable would take for the answer.
+        empty = sorted(k for k, v in request.query_params.lists() if k != "org" and "" in v)
+        if empty:
+            raise ValidationError({empty[0]: "empty: leave the parameter out instead"})
 
     def caller(self, request: Request) -> Caller:
         caller = caller_for(request, request.query_params.get("org") or None)
@@ -167,7 +178,11 @@ class SeriesApi(KpiApi):
             OpenApiParameter("model", str, many=True, description="Model keys"),
             OpenApiParameter("run", str, many=True, description="Run keys"),
             OpenApiParameter("host", str, many=True, description="Hostnames"),
-            OpenApiParameter("limit", int, description="Rows per page, 1 to 1000 (default 100)"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                description="Rows per page, 1 to 1000 (default 100)",
+            ),
             OpenApiParameter("cursor", str, description="From the previous page's next"),
         ],
         responses={200: SeriesPage, **READ_ERRORS},
@@ -405,18 +420,12 @@ class AlertAcknowledgeApi(KpiApi):
 
 class AlertSilenceApi(KpiApi):
     class SilenceInput(serializers.Serializer):
-        duration_s = serializers.IntegerField(
+        # Strict types, like the registry's inputs: 0 is not false, "60" is not 60.
+        duration_s = StrictIntegerField(
             min_value=60, max_value=int(alert_services.MAX_SILENCE.total_seconds())
         )
-        comment = serializers.CharField(
-            max_length=1000, required=False, default="", allow_blank=True
-        )
-        whole_rule = serializers.BooleanField(required=False, default=False)
-
-        def validate_comment(self, value: str) -> str:
-            if "\x00" in value:
-                raise serializers.ValidationError("no NUL characters")
-            return value
+        comment = StrictCharField(max_length=1000, required=False, default="", allow_blank=True)
+        whole_rule = StrictBooleanField(required=False, default=False)
 
     class SilenceOutput(serializers.Serializer):
         id = serializers.IntegerField()
@@ -453,12 +462,18 @@ class AlertSilenceApi(KpiApi):
 
 class RuleFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=RuleKind.choices)
-    enabled = django_filters.BooleanFilter()
+    # "true" or "false" only: django-filter's BooleanFilter reads anything else as "no filter".
+    enabled = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="filter_enabled"
+    )
     team = django_filters.CharFilter(field_name="team__slug", max_length=100)
 
     class Meta:
         model = AlertRule
         fields = ["kind", "enabled", "team"]
+
+    def filter_enabled(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(enabled=value == "true")
 
 
 class RuleOutput(serializers.Serializer):

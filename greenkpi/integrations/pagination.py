@@ -38,6 +38,14 @@ class BoundedCursorPagination(CursorPagination):
     def get_page_size(self, request: Request) -> int:
         return limit_of(request)
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=MAX_LIMIT)
+                parameter["description"] = f"Rows per page, 1 to {MAX_LIMIT} (default 100)"
+        return parameters
+
     def decode_cursor(self, request: Request) -> Any:
         try:
             return super().decode_cursor(request)

@@ -1,9 +1,10 @@
 """Issue 17: Schemathesis over the whole /api/schema/ with every check, as each kind of caller.
 
 A real gunicorn serves the live PostgreSQL test database; the Schemathesis CLI (pinned in the dev
-extra) runs all its phases and checks against it three times: as a collector token, as an org
-admin and as a team viewer (session + CSRF token, so writes reach the views). Path parameters are
-pinned to objects that exist (a model, a run, the token's CodeCarbon URL) so generated requests
+extra) runs all its phases and checks against it four times: as a collector token, as an org
+admin and as a team viewer (session + CSRF token, so writes reach the views), and as a personal
+access token (the KPI read API's caller, issue 15). Path parameters are pinned to objects that
+exist (a model, a run, the token's CodeCarbon URL, a budget, an alert) so generated requests
 get past the 404; the ingest operation carries an example batch with fresh timestamps (served
 by the schema itself, greenkpi/api_schema.py), and a hook (testsupport/schemathesis_hooks.py)
 makes three in four positive ingest cases valid batches of many samples with shares, so fuzzing
@@ -66,7 +67,10 @@ RULE_BOUND_OPERATIONS = (
     # a label); the jobs and pods reports' from/to must be dates and come as a pair
     "identity_mappings_create|identity_mapping_update|slurm_jobs|k8s_pods|"
     # a decision's reason is required unless it re-opens, a snooze needs a future end
-    "recommendations_decide"
+    "recommendations_decide|"
+    # issue 15's read API: a series range must be whole buckets of its resolution and bounded
+    # (a month of hours...); a cursor is one the API gave out; only an open alert is acknowledged
+    "kpis_series|budgets_list|alerts_list|alert_rules_list|alerts_acknowledge"
 )
 
 
@@ -86,6 +90,7 @@ def server(transactional_db, tmp_path):
 def world(server, people, acme, acme_token):
     """What the pinned path parameters point at: a vision model with a deployed version and a
     run (Acme), created after the server started (transactional_db: committed, so it sees them)."""
+    from greenkpi.alerts.services import budget_create
     from greenkpi.workloads import services
 
     model, _ = services.model_register(team=acme.vision, key="resnet50")
@@ -99,7 +104,59 @@ def world(server, people, acme, acme_token):
         title="vision/resnet50: 96% idle", action="auto-stop", tactic="Use Energy-Aware Scheduling",
         annual_kwh=100.0, annual_location_kgco2e=5.0,
     )  # fmt: skip
-    return {"model": model, "run": run, "secret": acme_token[1], "finding": finding}
+    budget = budget_create(
+        organisation=acme,
+        user=people["alice"],
+        name="fuzz",
+        metric="energy_kwh",
+        period="month",
+        amount=100.0,
+        team=acme.vision,
+    )
+    return {
+        "model": model,
+        "run": run,
+        "secret": acme_token[1],
+        "finding": finding,
+        "budget": budget,
+        "alert": _alert(acme, budget),
+        "pat": _personal_token(acme, people["alice"]),
+    }
+
+
+def _alert(acme, budget):
+    from django.utils import timezone
+
+    from greenkpi.alerts.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(
+        organisation=acme, name="fuzz", kind="budget_threshold", budget=budget
+    )
+    now = timezone.now()
+    return Alert.objects.create(
+        organisation=acme,
+        rule=rule,
+        team=acme.vision,
+        fingerprint="fuzz",
+        labels={"rule": str(rule.pk), "team": "vision"},
+        state="firing",
+        active_since=now,
+        last_active_at=now,
+    )
+
+
+def _personal_token(acme, alice) -> str:
+    """A write token of the org admin (issue 15): the read API's own kind of caller."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from greenkpi.integrations.tokens import token_create
+
+    expires = timezone.now() + timedelta(days=1)
+    return token_create(
+        user=alice, organisation=acme, name="fuzz", access="write", expires_at=expires
+    )[1]
 
 
 def session_headers(user) -> list[str]:
@@ -129,6 +186,8 @@ def run_schemathesis(
         f'"path.run_id" = {world["run"].pk}\n'
         f'"path.token" = "{world["secret"]}"\n'
         f'"path.finding_id" = {world["finding"].pk}\n'
+        f'"path.budget_id" = {world["budget"].pk}\n'
+        f'"path.alert_id" = {world["alert"].pk}\n'
         "\n[[operations]]\n"
         f'include-operation-id-regex = "^({RULE_BOUND_OPERATIONS})$"\n'
         "checks.positive_data_acceptance.expected-statuses = "
@@ -214,6 +273,10 @@ def test_schemathesis_finds_no_server_error_and_no_conformance_failure(server, w
             extra=("--include-operation-id", "ingest_batch", "--phases", "fuzzing"),
             extra_mode="positive",
             max_examples=INGEST_MAX_EXAMPLES,
+        ),
+        # A personal access token (issue 15): the read API's caller; elsewhere it is a 401.
+        run_schemathesis(
+            server, "personal-token", ["-H", f"Authorization: Bearer {world['pat']}"], world
         ),
     ]
     stored = Sample.objects.count()

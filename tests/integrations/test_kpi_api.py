@@ -229,8 +229,16 @@ def test_budgets_alerts_and_rules(client, world, people, alert, pat, auth, acme)
     assert [a["id"] for a in alerts] == [alert.pk]
     assert get(client, "/api/v1/alerts/", team="research").status_code == 404
     assert get(client, "/api/v1/alerts/", state="bogus").status_code == 400
+    empty = get(client, "/api/v1/alert-rules/", kind="")  # not "every kind"
+    assert empty.status_code == 400
+    assert [e["pointer"] for e in empty.json()["errors"]] == ["/kind"]
+    with time_machine.travel(NOW, tick=False):
+        trace = client.generic("TRACE", "/api/v1/alert-rules/?kind=")
+    assert trace.status_code == 405  # the method first, then the parameters
     rules = get(client, "/api/v1/alert-rules/").json()["results"]
     assert alert.rule_id in [r["id"] for r in rules]
+    assert get(client, "/api/v1/alert-rules/", enabled="false").json()["results"] == []
+    assert get(client, "/api/v1/alert-rules/", enabled="maybe").status_code == 400
     client.force_login(people["nina"])  # nlp manager: cannot see vision's alert
     assert client.post(f"/api/v1/alerts/{alert.pk}/acknowledge/").status_code == 404
 
