@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,collector,kubernetes,integrations]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The MLflow tracking server of the integration tests, in a venv of its own (deploy/mlflow/
+# requirements.txt says why): the backend talks to it over HTTP and never imports MLflow.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+
+$(MLFLOW_STAMP): deploy/mlflow/requirements.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --quiet -r deploy/mlflow/requirements.txt
+	touch $(MLFLOW_STAMP)
+
+install: $(STAMP) $(MLFLOW_STAMP)
 
 # Local SQLite + file broker whatever the shell exports; links in the demo's emails use its port.
 # The demo's alert emails go to files under var/mail/ rather than flooding the console.
@@ -65,7 +75,7 @@ bench: install
 	$(PY) bench/ingest.py
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/cache var/celery-broker var/staticfiles
+	rm -rf $(VENV) $(MLFLOW_VENV) var/*.sqlite3* var/cache var/celery-broker var/staticfiles
 
 # The kubelet pod-resources client, generated from the vendored api.proto (Kubernetes attribution).
 PODRES := collectors/greenkpi_collector/sources/kubernetes/podresources_v1

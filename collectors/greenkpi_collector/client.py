@@ -223,6 +223,10 @@ def tracked_run(
     it produced); the closing here then changes nothing (the server accepts a repeated close).
     """
     handle: RunHandle | None = None
+    # Inside an MLflow run (MLflow sets MLFLOW_RUN_ID for `mlflow run` and its children), link
+    # it: the backend writes the run's energy and CO2e into it when it closes.
+    if os.environ.get("MLFLOW_RUN_ID") and not open_kwargs.get("mlflow_run_id"):
+        open_kwargs["mlflow_run_id"] = os.environ["MLFLOW_RUN_ID"][:100]
     try:
         handle = client.open_run(team=team, model=model, run=run, kind=kind, **open_kwargs)
     except RegistryError as exc:

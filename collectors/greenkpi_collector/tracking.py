@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from greenkpi_collector.attribution import register, registration, unregister
+from greenkpi_collector.mlflow_log import MlflowLogger
 from greenkpi_collector.usage import Usage, read_usage, wait_for_usage
 
 J_PER_KWH = 3.6e6
@@ -94,9 +95,15 @@ def track(
     run: str | None = None,
     tags: dict[str, str] | None = None,
     directory: str | os.PathLike[str] | None = None,
+    mlflow: bool | MlflowLogger = False,
 ) -> Iterator[Tracked]:
     """Attribute this process's (and its children's) GPU energy while the block runs; the
-    yielded handle holds the block's measured energy once it ends (see Tracked)."""
+    yielded handle holds the block's measured energy once it ends (see Tracked).
+
+    ``mlflow=True`` also writes the block's energy, GPU-hours and CO2e into the active MLflow
+    run when it ends (``greenkpi_collector.mlflow_log``: for teams whose backend has no MLflow
+    link); pass an ``MlflowLogger`` to name the run, the server or the intensity."""
+    logger = MlflowLogger() if mlflow is True else (mlflow or None)
     where = registry_dir(directory)
     pid = os.getpid()
     handle = Tracked(pid=pid, registry=where, registered_at=None)
@@ -116,6 +123,11 @@ def track(
         if handle.registered_at is not None:
             handle.finish()
             unregister(where, pid)
+        if logger is not None:
+            logger.finish(
+                agent_energy_j=handle.energy_j,
+                intensity_g_per_kwh=carbon_intensity(logger.intensity),
+            )
 
 
 # `wrap --budget-*`: the job succeeded but used more than its budget (docs/ci.md). Distinct from

@@ -94,3 +94,15 @@ def test_the_client_never_imports_django():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_tracked_run_links_the_mlflow_run_it_runs_in(
+    live_server, acme_token, tmp_path, monkeypatch
+):
+    """Inside an MLflow run (MLFLOW_RUN_ID set), the run is linked to it: the backend writes the
+    run's energy and CO2e into that MLflow run when it closes (docs/integrations.md)."""
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef0123456789abcdef")
+    client = RegistryClient(live_server.url, acme_token[1])
+    with tracked_run(client, team="nlp", model="bert", run="r-ml", directory=tmp_path):
+        pass
+    assert Run.objects.get(key="r-ml").mlflow_run_id == "0123456789abcdef0123456789abcdef"
