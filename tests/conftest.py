@@ -119,7 +119,9 @@ def build_batch(
     shares: list[dict] | None = None,
 ) -> dict:
     """A valid v1 batch: ``devices`` GPUs x ``windows`` consecutive windows."""
-    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    # minute-aligned: one-minute windows then never straddle an hour (which stores them as two
+    # rows, issue 14 item 7), so row counts do not depend on the minute a test runs at
+    start = start or datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     samples = []
     for w in range(windows):
         t0 = start + timedelta(seconds=w * window_s)
