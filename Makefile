@@ -7,7 +7,7 @@ PORT ?= 8000
 # The PostgreSQL + Redis layer of `make test` runs when DATABASE_URL points at PostgreSQL.
 PG_URL := $(filter postgres%,$(DATABASE_URL))
 
-.PHONY: install demo test test-sqlite test-postgres lint fmt migrate bench clean podresources-proto
+.PHONY: install install-test demo test test-sqlite test-postgres lint fmt migrate bench clean podresources-proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ $(MLFLOW_STAMP): deploy/mlflow/requirements.txt
 	$(MLFLOW_VENV)/bin/pip install --quiet -r deploy/mlflow/requirements.txt
 	touch $(MLFLOW_STAMP)
 
-install: $(STAMP) $(MLFLOW_STAMP)
+# What `make demo` needs; the tests also need the MLflow server's venv (858 MB, minutes to build),
+# which a newcomer's first `make demo` should not wait for.
+install: $(STAMP)
+install-test: $(STAMP) $(MLFLOW_STAMP)
 
 # Local SQLite + file broker whatever the shell exports; links in the demo's emails use its port.
 # The demo's alert emails go to files under var/mail/ rather than flooding the console.
@@ -46,11 +49,11 @@ demo: install
 test: test-sqlite test-postgres
 
 # Fast layer: SQLite in memory, Celery eager; no server needed.
-test-sqlite: install
+test-sqlite: install-test
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not postgres and not redis" -q
 
 # Real-service layer: the whole suite on PostgreSQL, Redis and real worker/server processes.
-test-postgres: install
+test-postgres: install-test
 ifneq ($(PG_URL),)
 	$(PY) -m pytest -q
 else
