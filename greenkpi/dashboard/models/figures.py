@@ -316,7 +316,9 @@ def sci_ai(frame: pd.DataFrame, *, metric: str = "primary metric") -> Figure:
             traces.append(
                 {
                     "type": "scatter",
-                    "mode": "markers+text",
+                    # names on the front only: a nightly retrain's dozens of dominated versions
+                    # would bury each other's labels (their names are in the hover)
+                    "mode": "markers+text" if on_front else "markers",
                     "name": name,
                     "x": rows["lifecycle_kgco2e"].to_numpy(dtype=np.float64),
                     "y": rows["metric_value"].to_numpy(dtype=np.float64),
