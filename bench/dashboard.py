@@ -715,6 +715,9 @@ def main() -> None:
                 .values_list("pk", flat=True)
             ),
         }
+        # The hosts report as in a fresh load: a kept database's hosts would otherwise all be
+        # "silent" (last_seen at load time) and every budget status would list them.
+        Host.objects.filter(organisation=org).update(last_seen=datetime.now(UTC))
         say(f"reusing {DB_NAME}")
     else:
         inv = populate_inventory(gpus=args.gpus, teams=args.teams)

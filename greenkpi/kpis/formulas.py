@@ -142,6 +142,13 @@ def cost(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     return out
 
 
+def change(value: float, previous: float) -> tuple[float, float]:
+    """One figure's change vs the previous period: (absolute, relative); relative from 0 is NaN.
+    The scalar form of ``change_vs_previous`` (a tile needs no frame)."""
+    absolute = float(value) - float(previous)
+    return absolute, (absolute / float(previous) if previous else float("nan"))
+
+
 def change_vs_previous(
     current: pd.DataFrame, previous: pd.DataFrame, value: str, on: Sequence[str] = ()
 ) -> pd.DataFrame:

@@ -827,3 +827,22 @@ def test_a_manager_creates_a_budget_sees_its_chart_and_acknowledges_an_alert(
     shaded = page.evaluate("document.getElementById('budget-burn').layout.shapes.length")
     assert shaded >= 1  # the firing interval
     shoot(page, "budget-detail-alert")
+
+
+def test_the_team_pages_compute_only_their_teams_budgets(client, people, history, acme):
+    """Teams and a team's page show team and team-model budgets: an organisation budget (the
+    costliest read, a whole year of days for a year budget) is neither shown nor computed."""
+    from greenkpi.dashboard.budgets import selectors as budget_selectors
+    from greenkpi.inventory.access import scope_for
+
+    nlp = nlp_budget(acme, people)
+    org_budget(acme, people)
+    scope = scope_for(people["alice"], "acme")
+    assert [r.budget.pk for r in budget_selectors.budget_rows(scope, team_ids=[acme.nlp.pk])] == [
+        nlp.pk
+    ]
+    assert budget_selectors.budget_rows(scope, team_ids=[acme.vision.pk]) == []
+    assert len(budget_selectors.budget_rows(scope)) == 2  # the budgets page: every budget
+    for address in (url("teams"), f"{reverse('dashboard:team', args=[acme.nlp.pk])}?org=acme"):
+        body = login(client, people, "alice").get(address).content.decode()
+        assert "NLP energy" in body and "Acme carbon" not in body, address

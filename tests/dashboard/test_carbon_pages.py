@@ -699,6 +699,11 @@ def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
     scope = scope_for(get_user_model().objects.get(username="alice"), "acme")
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
     summed = sc.kpi_table(sc.carbon_frame(scope, start, end), ["team_id"]).set_index("team_id")
+    # The pages' tables and tiles read the range without days (one group per team, site and
+    # currency): the same figures.
+    whole = sc.carbon_frame(scope, start, end, by_day=False)
+    assert whole["day"].isna().all() and len(whole) <= len(sc.carbon_frame(scope, start, end))
+    undated = sc.kpi_table(whole, ["team_id"]).set_index("team_id")
     hourly = rollup_frame(organisation_id=grid.pk, start=start, end=end)
     assert len(hourly) > len(sc.carbon_frame(scope, start, end))  # it did sum something
     by = ["team_id"]
@@ -712,9 +717,10 @@ def test_the_summed_frame_gives_what_the_formulas_give_on_the_hourly_rows(
     )
     for column in expected.columns:
         for team_id in expected.index:
-            assert summed.loc[team_id, column] == pytest.approx(
-                expected.loc[team_id, column], rel=1e-9, nan_ok=True
-            ), (team_id, column)
+            for table in (summed, undated):
+                assert table.loc[team_id, column] == pytest.approx(
+                    expected.loc[team_id, column], rel=1e-9, nan_ok=True
+                ), (team_id, column)
     assert expected.loc[grid.nlp.pk, "renewable_share"] != pytest.approx(0.2629)  # mixed shares
 
 

@@ -135,6 +135,18 @@ def test_change_vs_previous_period_counts_missing_groups_as_zero():
     assert math.isnan(grown["change_rel"][0])  # from nothing: no percentage
 
 
+def test_one_figures_change_is_the_frame_formula_on_scalars():
+    # 3 kWh now against 2 before: +1 kWh, +50 %; 1 against 4: -3, -75 %; from 0: no percentage.
+    assert formulas.change(3.0, 2.0) == (pytest.approx(1.0), pytest.approx(0.5))
+    assert formulas.change(1.0, 4.0) == (pytest.approx(-3.0), pytest.approx(-0.75))
+    absolute, relative = formulas.change(1.0, 0.0)
+    assert absolute == 1.0 and math.isnan(relative)
+    frame = formulas.change_vs_previous(
+        pd.DataFrame({"x": [3.0]}), pd.DataFrame({"x": [2.0]}), value="x"
+    )
+    assert formulas.change(3.0, 2.0) == (frame["change_abs"][0], frame["change_rel"][0])
+
+
 def test_every_registered_kpi_has_a_definition_and_computes_on_an_empty_period():
     empty = example().iloc[0:0]
     for kpi in registry.KPIS:

@@ -7,6 +7,7 @@ forecast, crossings, completeness), so a page, an alert and its notification nev
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -144,9 +145,16 @@ def budget_row(scope: Scope, budget: Budget, now: datetime | None = None) -> Bud
     return _row(scope, alert_selectors.budget_status(budget=budget, now=now))
 
 
-def budget_rows(scope: Scope, now: datetime | None = None) -> list[BudgetRow]:
-    """Every visible budget with its status, batched: the same few queries for 1 or 100 budgets."""
-    statuses = alert_selectors.statuses_of(list(budgets_visible(scope)), now=now)
+def budget_rows(
+    scope: Scope, now: datetime | None = None, *, team_ids: Collection[int] | None = None
+) -> list[BudgetRow]:
+    """Every visible budget with its status, batched: the same few queries for 1 or 100 budgets.
+    With ``team_ids``, only the budgets of those teams (team and team-model budgets): the team
+    pages need no organisation budget, whose year of days is the costliest read."""
+    budgets = budgets_visible(scope)
+    if team_ids is not None:
+        budgets = budgets.filter(team_id__in=sorted(team_ids))
+    statuses = alert_selectors.statuses_of(list(budgets), now=now)
     return [_row(scope, status) for status in statuses]
 
 

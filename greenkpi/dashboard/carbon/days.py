@@ -39,19 +39,25 @@ FRAME_COLUMNS = (
 )
 
 
-def org_frame(organisation_id: int, start: datetime, end: datetime) -> pd.DataFrame:
+def org_frame(
+    organisation_id: int, start: datetime, end: datetime, *, by_day: bool = True
+) -> pd.DataFrame:
     """Every team's rows (and those without a team) of one organisation in [start, end), summed
     per UTC day x team x site x currency through kpis.read (fresh whole days from
-    DailyTeamRollup, partial and stale days from HourlyRollup)."""
+    DailyTeamRollup, partial and stale days from HourlyRollup). Without ``by_day`` the groups
+    span the whole range and ``day`` is empty (NaT): what tables and tiles need, ~30x fewer rows
+    for 30 days than the per-day frame only the time-series chart needs."""
     frame = read.sums(
         organisation_id=organisation_id,
         start=start,
         end=end,
         columns=[*SUMMED, "cost", "methodology_version_min", "methodology_version_max"],
         by=["team_id", "site_id", "currency"],
-        grain="day",
+        grain="day" if by_day else None,
     )
     frame = frame.rename(
         columns={"bucket_utc": "day", "methodology_version_min": "methodology_version"}
     )
+    if not by_day:
+        frame["day"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     return frame[list(FRAME_COLUMNS)]

@@ -67,15 +67,21 @@ SERIES_COLUMNS = [
 
 
 def carbon_frame(
-    scope: Scope, start: datetime, end: datetime, team_ids: Collection[int] | None = None
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    team_ids: Collection[int] | None = None,
+    *,
+    by_day: bool = True,
 ) -> pd.DataFrame:
     """Rollups of the visible teams (or the chosen subset) in [start, end), summed per group.
 
     Rows without a team (hosts without a default team) count only for org-wide viewers who did not
     pick teams, as on the overview. Columns: FRAME_COLUMNS; ``day`` is a naive UTC datetime.
-    The organisation's whole days come from the daily table (days.py).
+    The organisation's whole days come from the daily table (days.py). Without ``by_day`` the
+    groups span [start, end) and ``day`` is empty: enough for every table and tile.
     """
-    frame = carbon_days.org_frame(scope.organisation.pk, start, end)
+    frame = carbon_days.org_frame(scope.organisation.pk, start, end, by_day=by_day)
     if frame.empty:
         return frame
     wanted = scope.team_ids if team_ids is None else scope.team_ids & frozenset(team_ids)

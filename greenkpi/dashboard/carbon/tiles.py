@@ -28,7 +28,7 @@ class Tile:
     value: float | None
     previous: float | None
     unit: str
-    change_abs: float | None = None  # formulas.change_vs_previous; None without both values
+    change_abs: float | None = None  # formulas.change; None without both values
     change_rel: float | None = None  # None from 0 (the formula's NaN)
 
     @classmethod
@@ -37,19 +37,8 @@ class Tile:
     ) -> Tile:
         if value is None or previous is None:
             return cls(key, label, value, previous, unit)
-        change = formulas.change_vs_previous(
-            pd.DataFrame({"v": [value]}), pd.DataFrame({"v": [previous]}), value="v"
-        ).iloc[0]
-        rel = float(change["change_rel"])
-        return cls(
-            key,
-            label,
-            value,
-            previous,
-            unit,
-            float(change["change_abs"]),
-            None if np.isnan(rel) else rel,
-        )
+        absolute, rel = formulas.change(value, previous)
+        return cls(key, label, value, previous, unit, absolute, None if np.isnan(rel) else rel)
 
     @property
     def change_pct(self) -> float | None:

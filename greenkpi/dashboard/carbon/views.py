@@ -38,11 +38,15 @@ RUN_COLUMNS = (
 )
 
 
-def _inputs(request: HttpRequest) -> tuple[Scope, Period, list[Team], pd.DataFrame]:
+def _inputs(
+    request: HttpRequest, *, by_day: bool = False
+) -> tuple[Scope, Period, list[Team], pd.DataFrame]:
+    """The scope, period, picked teams and their carbon frame (per day only for the chart)."""
     scope = scope_for(request.user, request.GET.get("org"))
     period = period_from_query(request.GET, default="30d")
     teams = teams_filter(request, scope)
-    frame = sc.carbon_frame(scope, period.start, period.end, [t.pk for t in teams] or None)
+    picked = [t.pk for t in teams] or None
+    frame = sc.carbon_frame(scope, period.start, period.end, picked, by_day=by_day)
     return scope, period, teams, frame
 
 
@@ -50,7 +54,8 @@ def _inputs(request: HttpRequest) -> tuple[Scope, Period, list[Team], pd.DataFra
 def carbon(request: HttpRequest) -> HttpResponse:
     scope, period, teams, frame = _inputs(request)
     previous = previous_period(period)
-    before = sc.carbon_frame(scope, previous.start, previous.end, [t.pk for t in teams] or None)
+    picked = [t.pk for t in teams] or None
+    before = sc.carbon_frame(scope, previous.start, previous.end, picked, by_day=False)
     context = page_context(
         request,
         scope,
@@ -68,7 +73,7 @@ def carbon(request: HttpRequest) -> HttpResponse:
 
 @dashboard_view
 def carbon_co2e_chart(request: HttpRequest, fmt: str) -> HttpResponse:
-    scope, period, _, frame = _inputs(request)
+    scope, period, _, frame = _inputs(request, by_day=True)
     series = sc.co2e_series(scope, frame, period)
     if fmt == "csv":
         name = f"co2e-by-team-{scope.organisation.slug}.csv"

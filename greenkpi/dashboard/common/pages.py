@@ -16,19 +16,22 @@ from django.utils.http import urlencode
 
 from greenkpi.inventory.access import NoOrganisation, Scope, scope_for
 from greenkpi.inventory.models import Team
+from greenkpi.kpis.read import freshness
 from greenkpi.lib.periods import PRESETS, BadPeriod, Period
 
 View = Callable[..., HttpResponse]
 
 
 def dashboard_view(view: View) -> View:
-    """Login required; a user without organisation gets a page saying so; a bad range a 400."""
+    """Login required; a user without organisation gets a page saying so; a bad range a 400.
+    The request's rollup reads share one freshness query per range (``freshness.batch``)."""
 
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return view(request, *args, **kwargs)
+            with freshness.batch():
+                return view(request, *args, **kwargs)
         except NoOrganisation:
             return render(request, "dashboard/no_organisation.html")
         except BadPeriod as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
@@ -28,7 +30,7 @@ def teams(request: HttpRequest) -> HttpResponse:
         scope,
         period,
         totals=selectors.team_totals(scope, period),
-        budgets_by_team=_budgets_by_team(scope),
+        budgets_by_team=_budgets_by_team(scope, scope.team_ids),
         freshness=freshness(scope),
         period_query=urlencode(period.query()),
     )
@@ -47,7 +49,7 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
         period,
         team=team_obj,
         total=total,
-        budgets=_budgets_by_team(scope).get(team_obj.pk, []),
+        budgets=_budgets_by_team(scope, [team_obj.pk]).get(team_obj.pk, []),
         runs=runs.head(100).itertuples(index=False),
         run_count=len(runs),
         chart_query=urlencode(period.query()),
@@ -56,10 +58,13 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
     return render(request, "dashboard/team.html", context)
 
 
-def _budgets_by_team(scope: Scope) -> dict[int, list[selectors_budgets.BudgetRow]]:
-    """The visible budgets of each team (team and model budgets), with their status now."""
+def _budgets_by_team(
+    scope: Scope, team_ids: Collection[int]
+) -> dict[int, list[selectors_budgets.BudgetRow]]:
+    """The visible budgets of these teams (team and team-model budgets), with their status now.
+    Only theirs are computed: organisation budgets are not shown here."""
     out: dict[int, list[selectors_budgets.BudgetRow]] = {}
-    for row in selectors_budgets.budget_rows(scope):
+    for row in selectors_budgets.budget_rows(scope, team_ids=team_ids):
         if row.budget.team_id is not None:
             out.setdefault(row.budget.team_id, []).append(row)
     return out

@@ -50,9 +50,13 @@ _BATCH: ContextVar[dict[tuple[int, date, date], set[date]] | None] = ContextVar(
 
 @contextmanager
 def batch() -> Iterator[None]:
-    """Several reads of one range answered by one freshness query: inside the block the stale
-    days of an (organisation, first, end) are read once (a budget batch reads teams, the
-    organisation and models over the same window). The rule is the same; only its query is shared."""
+    """Several reads answered by one freshness query: inside the block the stale days of an
+    (organisation, first, end) are read once and serve every range inside it too (a budget batch
+    reads teams, the organisation and models over the same window; a dashboard request is one
+    block). The rule is the same; only its query is shared. Nested blocks share the outer one."""
+    if _BATCH.get() is not None:
+        yield
+        return
     token = _BATCH.set({})
     try:
         yield
@@ -65,10 +69,12 @@ def stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
     memo = _BATCH.get()
     if memo is None:
         return _stale_days(organisation_id=organisation_id, first=first, end=end)
-    key = (organisation_id, first, end)
-    if key not in memo:
-        memo[key] = _stale_days(organisation_id=organisation_id, first=first, end=end)
-    return memo[key]
+    for (org, a, b), days in memo.items():  # a range already read that holds this one
+        if org == organisation_id and a <= first and end <= b:
+            return {d for d in days if first <= d < end}
+    found = _stale_days(organisation_id=organisation_id, first=first, end=end)
+    memo[(organisation_id, first, end)] = found
+    return found
 
 
 def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:

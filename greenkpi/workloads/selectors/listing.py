@@ -19,7 +19,7 @@ from django.db.models import (
     Value,
 )
 
-from greenkpi.lib.periods import naive_utc_stamp
+from greenkpi.lib.periods import HOUR, hour_floor, naive_utc_stamp
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import (
     TRAINING_KINDS,
@@ -214,15 +214,16 @@ def model_summaries(
         by=["team_id", "model_key", "run_key"],
         where={"team_id": list(team_ids)},
     )[IN_RANGE_COLUMNS]
+    # Plain lists: iterating pandas' Int64 / string arrays element by element is ~10x slower.
     in_range["model_id"] = [
         model_ids.get((t, k))
-        for t, k in zip(in_range["team_id"], in_range["model_key"], strict=True)
+        for t, k in zip(in_range["team_id"].tolist(), in_range["model_key"].tolist(), strict=True)
     ]
     in_range = in_range[in_range["model_id"].notna()].astype({"model_id": "int64"})
     kinds = runs[["model_id", "run_key", "kind"]]
     in_range = in_range.merge(kinds, on=["model_id", "run_key"], how="left")
     in_range["phase"] = [
-        lifecycle.phase_of(k if isinstance(k, str) else None) for k in in_range["kind"]
+        lifecycle.phase_of(k if isinstance(k, str) else None) for k in in_range["kind"].tolist()
     ]
     in_range["kgco2e"] = in_range["operational_kgco2e"] + in_range["embodied_kgco2e"]
     pivot = in_range.pivot_table(
@@ -336,33 +337,52 @@ def _sci_by_model(
             columns=("operational_location_kgco2e", "embodied_kgco2e"),
         )[SCI_COLUMNS]
 
-    if first <= start and end <= last:
-        # [first, last) holds the range, whose sums are already read (in_range): only the days
-        # around it are read here, usually a few (one read of the range instead of two).
-        parts = [in_range[SCI_COLUMNS]]
-        parts += [read(a, b) for a, b in ((first, start), (end, last)) if a < b]
-    else:
-        parts = [read(first, last)]
+    # The range's sums are already read (in_range): only what [first, last) holds outside the
+    # range is read here, usually a few days or nothing (one read instead of two). A run's rows
+    # of the range outside [first, last) count too: they are the run's, and SCI wants its whole
+    # totals (the margin only bounds the read).
+    # No rollup is later than the current hour: a range ending today needs no read after it.
+    last = min(last, hour_floor(datetime.now(UTC)) + HOUR)
+    outside = [(first, min(last, start)), (max(first, end), last)]
+    parts = [in_range[SCI_COLUMNS]] + [read(a, b) for a, b in outside if a < b]
     totals = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     totals = totals.groupby(["team_id", "model_key", "run_key"], as_index=False)[
         ["operational_kgco2e", "embodied_kgco2e"]
     ].sum()
     kg = {
         (t, m, r): o + e
-        for t, m, r, o, e in totals[
-            ["team_id", "model_key", "run_key", "operational_kgco2e", "embodied_kgco2e"]
-        ].itertuples(index=False)
+        for t, m, r, o, e in zip(
+            *(
+                totals[c].tolist()
+                for c in (
+                    "team_id",
+                    "model_key",
+                    "run_key",
+                    "operational_kgco2e",
+                    "embodied_kgco2e",
+                )
+            ),
+            strict=True,
+        )
     }
     work = served.assign(
         kgco2e=[
             kg.get((*keys[i], r), 0.0)
-            for i, r in zip(served["model_id"], served["run_key"], strict=True)
+            for i, r in zip(served["model_id"].tolist(), served["run_key"].tolist(), strict=True)
         ],
         functional_units=served["functional_units"].astype("float64"),
     )
     sums = work.groupby("model_id")[["kgco2e", "functional_units"]].sum()
     per_1000 = lifecycle.sci_per_thousand(sums["kgco2e"], sums["functional_units"])
-    return {int(i): (float(sums.at[i, "functional_units"]), float(per_1000[i])) for i in sums.index}
+    return {
+        int(i): (float(units), float(kg_per_1000))
+        for i, units, kg_per_1000 in zip(
+            sums.index.tolist(),
+            sums["functional_units"].tolist(),
+            per_1000.reindex(sums.index).tolist(),
+            strict=True,
+        )
+    }
 
 
 def registered_ids(
