@@ -192,7 +192,7 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
 
         # Proof the comparison catches a reader that bypasses the layer: serve the daily
         # tables as they are (no stale-day patch) and the readers of whole days disagree.
-        def daily_as_is(*, organisation_id, start, end, keys, grain):
+        def daily_as_is(*, organisation_id, start, end, keys, grain, columns=()):
             days = read.freshness.whole_days(start, end)
             if days is None or grain == "hour" or not set(keys) <= read.DAILY_KEYS:
                 return read.Plan(None, None, frozenset(), ((start, end),))

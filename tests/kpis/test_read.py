@@ -198,6 +198,51 @@ def test_freshness_costs_one_query_and_a_read_at_most_two(world):
     assert len(queries) == 2  # freshness, then the daily table UNION ALL the hourly rows
 
 
+def test_a_batch_answers_ranges_inside_a_range_it_read_without_another_query(world):
+    """A dashboard request is one batch: the budgets' wide window serves the page's narrower
+    ranges; a stale day inside both is seen by both."""
+    late = HourlyRollup.objects.get(hour=D10 + timedelta(days=1))
+    RollupWindow.objects.filter(hour=late.hour).update(
+        computed_at=F("computed_at") + timedelta(days=3650)
+    )
+    with freshness.batch(), CaptureQueriesContext(connection) as queries:
+        wide = freshness.stale_days(organisation_id=world.pk, first=DAYS[0], end=date(2025, 4, 1))
+        inside = freshness.stale_days(organisation_id=world.pk, first=DAYS[1], end=DAYS[2])
+        before = freshness.stale_days(organisation_id=world.pk, first=DAYS[0], end=DAYS[1])
+        with freshness.batch():  # nested: the outer block's answers still count
+            again = freshness.stale_days(organisation_id=world.pk, first=DAYS[1], end=DAYS[2])
+    assert (wide, inside, before, again) == ({DAYS[1]}, {DAYS[1]}, set(), {DAYS[1]})
+    assert len(queries) == 1
+    with freshness.batch(), CaptureQueriesContext(connection) as queries:
+        freshness.stale_days(organisation_id=world.pk, first=DAYS[1], end=DAYS[2])
+        wider = freshness.stale_days(organisation_id=world.pk, first=DAYS[0], end=DAYS[2])
+    assert wider == {DAYS[1]} and len(queries) == 2  # not inside what was read: read again
+
+
+def test_epoch_seconds_keep_milliseconds_and_whole_seconds_exact_on_both_backends(world):
+    """The one EpochSeconds (hour buckets here, raw-window chart buckets on the host page): a
+    window starting at 12:00:59.750 must stay in its minute, a whole hour must come back as an
+    exact integer (hour buckets are compared for equality)."""
+    from greenkpi.kpis.read.sql import EpochSeconds
+
+    moments = [
+        D10 + timedelta(hours=12),  # 1741608000
+        D10 + timedelta(hours=12, seconds=59, milliseconds=750),
+        D10 + timedelta(hours=12, seconds=1, microseconds=123_456),
+    ]
+    window = RollupWindow.objects.filter(organisation=world).order_by("hour").first()
+    got = []
+    for moment in moments:
+        RollupWindow.objects.filter(pk=window.pk).update(computed_at=moment)
+        row = RollupWindow.objects.filter(pk=window.pk).annotate(e=EpochSeconds("computed_at"))
+        got.append(row.values_list("e", flat=True).get())
+    assert got[0] == 1741608000.0 and float(got[0]).is_integer()
+    assert got[1] == 1741608059.75  # not rounded into the next minute
+    assert got[1] // 60 == got[0] // 60
+    # SQLite resolves a Julian day to the millisecond, PostgreSQL to the microsecond.
+    assert got[2] == pytest.approx(1741608001.123456, abs=1e-3)
+
+
 def test_unknown_keys_and_columns_are_refused(world):
     with pytest.raises(read.BadRead):
         energy(world, by=["colour"])

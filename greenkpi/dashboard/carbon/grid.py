@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
-from django.db.models import Avg, Count, Sum
+from django.db.models import Avg, Count
 from django.db.models.functions import ExtractHour
 
 from greenkpi.carbon.annual import annual_for
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
-from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import Period
 from greenkpi.workloads import advice
 from greenkpi.workloads.models import TRAINING_KINDS, Run
@@ -188,22 +188,28 @@ def flexible_savings(
     )
     energy: dict[tuple[int, str, str], dict[tuple[int, datetime], float]] = defaultdict(dict)
     if runs:
-        rows = (
-            HourlyRollup.objects.filter(
-                organisation_id=scope.organisation.pk,
-                hour__gte=period.start,
-                hour__lt=period.end,
-                team_id__in=list(wanted),
-                run_key__in={key for _, _, key in runs},
-            )
-            .values("team_id", "model_key", "run_key", "site_id", "hour")
-            .annotate(kwh=Sum("energy_kwh"))
-            .order_by()
+        rows = read.sums(
+            organisation_id=scope.organisation.pk,
+            start=period.start,
+            end=period.end,
+            columns=["energy_kwh"],
+            by=["team_id", "model_key", "run_key", "site_id"],
+            where={"team_id": sorted(wanted), "run_key": sorted({key for _, _, key in runs})},
+            grain="hour",
         )
-        for row in rows:
-            key = (row["team_id"], row["model_key"], row["run_key"])
-            if key in runs and row["site_id"] is not None:
-                energy[key][(row["site_id"], row["hour"])] = row["kwh"] or 0.0
+        hours = rows["bucket_utc"].dt.tz_localize(UTC).dt.to_pydatetime().tolist()
+        for team_id, model_key, run_key, site_id, hour, kwh in zip(
+            rows["team_id"].tolist(),
+            rows["model_key"].tolist(),
+            rows["run_key"].tolist(),
+            rows["site_id"].tolist(),
+            hours,
+            rows["energy_kwh"].tolist(),
+            strict=True,
+        ):
+            key = (team_id, model_key, run_key)
+            if key in runs and not pd.isna(site_id):
+                energy[key][(int(site_id), hour)] = kwh
     series = [
         advice.SiteSeries(p.site.name, p.site.grid_zone, p.site.pue, p.means) for p in profiles
     ]

@@ -22,7 +22,8 @@ from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis import labels, reporting
 from greenkpi.kpis.daily import SOURCE_COLUMNS
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import RollupWindow
+from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.hosts import hosts_visible
 from greenkpi.lib.periods import Period
 
@@ -116,7 +117,7 @@ class MonthlyReport:
 def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) -> MonthlyReport:
     """The report of ``month`` for what the scope sees: its teams' rows and their sum."""
     now = now or datetime.now(UTC)
-    frame = sc.carbon_frame(scope, month.start, month.end)
+    frame = sc.carbon_frame(scope, month.start, month.end, by_day=False)
     label = f"{month.start:%Y-%m}"
     versions = sc.methodology_versions(frame)
     if frame.empty:
@@ -177,15 +178,20 @@ def completeness(
     key = "gk:carbon-hours:v1:" + windows_state(scope.organisation.pk, month.start, month.end)
     per_host: dict[int, int] | None = cache.get(key)
     if per_host is None:
-        per_host = dict(
-            HourlyRollup.objects.filter(
-                organisation_id=scope.organisation.pk, hour__gte=month.start, hour__lt=month.end
-            )
-            .values("host_id")
-            .annotate(n=Count("hour", distinct=True))
-            .values_list("host_id", "n")
-            .order_by()
+        hours = read.sums(
+            organisation_id=scope.organisation.pk,
+            start=month.start,
+            end=month.end,
+            columns=["hours_with_rows"],
+            by=["host_id"],
         )
+        per_host = {
+            int(h): int(n)
+            for h, n in zip(
+                hours["host_id"].tolist(), hours["hours_with_rows"].tolist(), strict=True
+            )
+            if not pd.isna(h)
+        }
         cache.set(key, per_host, timeout=CACHE_TIMEOUT_S)
     counted = per_host
     return [

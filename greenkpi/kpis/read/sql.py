@@ -37,7 +37,12 @@ class EpochDays(Func):
 
 
 class EpochSeconds(Func):
-    """Seconds since 1970-01-01 UTC of a datetime column, as a float."""
+    """Seconds since 1970-01-01 UTC of a datetime column, as a float.
+
+    Hour buckets of the read layer and chart buckets of raw windows (fleet charts ask the
+    database for ~8 k buckets per device whatever the range) are both computed from it. The one
+    copy: both backends agree to the millisecond, and whole seconds are exact integers.
+    """
 
     arity = 1
     output_field = FloatField()
@@ -53,10 +58,15 @@ class EpochSeconds(Func):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         # julianday() reads Django's stored UTC text; 2440587.5 is the Julian day of the epoch.
+        # SQLite keeps a Julian day as whole milliseconds, so its float carries noise below that
+        # (12:00:00.25 came back as ...000.2500086): rounded to the millisecond, whole seconds
+        # are exact (hour buckets compare equal) and a sub-second window start keeps its
+        # milliseconds (rounding to the second moved 12:00:59.75 into the next minute's bucket).
+        # PostgreSQL's date_part keeps microseconds: the two agree to the millisecond.
         return super().as_sql(
             compiler,
             connection,
-            template="ROUND((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+            template="(ROUND((julianday(%(expressions)s) - 2440587.5) * 86400000.0) / 1000.0)",
             **extra,
         )
 

@@ -4,7 +4,9 @@ under every page, chart, CSV, report, budget and alert (docs/kpis.md, "The read 
 ``plan`` is the only function that decides which table answers: whole days the daily tables may
 answer for (``freshness``) come from DailyTeamRollup when the keys and filters are only team,
 site and currency (~20x fewer rows), else from DailyRollup; partial and stale days, and keys the
-daily tables do not carry (host, device), come from HourlyRollup, summed to the same columns.
+daily tables do not carry (host, device, scheduler job), come from HourlyRollup, summed to the
+same columns; so do the columns only hourly rows answer (HOURLY_COLUMNS: a job's idle allocation,
+a group's count of hours with rows).
 ``sums`` runs the plan (one freshness query, then one GROUP BY per table used) and returns a
 frame: the keys, the time bucket when asked for, and the summed columns (units in their names).
 No view logic here: callers rename, pivot and format.
@@ -22,6 +24,7 @@ from typing import Literal
 import pandas as pd
 from django.db.models import (
     Aggregate,
+    Count,
     ExpressionWrapper,
     F,
     FloatField,
@@ -44,7 +47,10 @@ from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, fetch_rows
 # Keys a read may group or filter by, and the tables that carry them.
 TEAM_KEYS = frozenset({"team_id", "site_id", "currency"})
 DAILY_KEYS = TEAM_KEYS | {"model_key", "run_key", "device_kind"}
-HOURLY_KEYS = DAILY_KEYS | {"host_id", "device_id"}
+# A device's and host's labels, joined to group by them with the device (a run's page lists its
+# devices by name in the same query).
+LABEL_KEYS = frozenset({"device__uuid", "device__kind", "device__model_name", "host__hostname"})
+HOURLY_KEYS = DAILY_KEYS | {"host_id", "device_id", "scheduler_job_id"} | LABEL_KEYS
 # Summed columns every table answers for (sums of row-wise products included: renewable kWh, idle
 # kgCO2e, facility kWh per intensity source), and the range of methodology versions.
 SUMMABLE = (
@@ -58,7 +64,18 @@ SUMMABLE = (
 # The start of "every rollup" (whole-life totals of a run): before any collector could report.
 BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
 VERSIONS = ("methodology_version_min", "methodology_version_max")
-COLUMNS = frozenset((*SUMMABLE, *VERSIONS))
+# What only the hourly rows answer (a read asking for one reads HourlyRollup only): the scheduler
+# jobs' allocated-but-idle GPU time, its energy and location-based kgCO2e; ``hours_with_rows``, the number
+# of distinct hours with rows in the group (a host's completeness); its first and last hour.
+HOURLY_COLUMNS = (
+    "allocated_idle_gpu_h",
+    "allocated_idle_energy_kwh",
+    "allocated_idle_location_kgco2e",
+    "hours_with_rows",
+    "first_hour_s",  # the group's first and last hour, as epoch seconds
+    "last_hour_s",
+)
+COLUMNS = frozenset((*SUMMABLE, *VERSIONS, *HOURLY_COLUMNS))
 
 # The time bucket of the frame: none (sums over the range), the UTC day, the UTC hour (read from
 # HourlyRollup only), or "native" (days from the daily tables, hours from HourlyRollup, with
@@ -83,7 +100,13 @@ class Plan:
 
 
 def plan(
-    *, organisation_id: int, start: datetime, end: datetime, keys: Collection[str], grain: Grain
+    *,
+    organisation_id: int,
+    start: datetime,
+    end: datetime,
+    keys: Collection[str],
+    grain: Grain,
+    columns: Collection[str] = (),
 ) -> Plan:
     """THE choice between DailyTeamRollup, DailyRollup and HourlyRollup (module docstring)."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -94,7 +117,8 @@ def plan(
     days = freshness.whole_days(start, end)
     if end <= start:
         return Plan(None, None, frozenset(), ())
-    if days is None or grain == "hour" or not set(keys) <= DAILY_KEYS:
+    hourly_only = bool(set(columns) & set(HOURLY_COLUMNS))
+    if days is None or grain == "hour" or not set(keys) <= DAILY_KEYS or hourly_only:
         return Plan(None, None, frozenset(), ((start, end),))
     stale = freshness.stale_days(organisation_id=organisation_id, first=days[0], end=days[1])
     ends = [(start, freshness.midnight(days[0])), (freshness.midnight(days[1]), end)]
@@ -164,6 +188,19 @@ def _hourly_aggregates(columns: Sequence[str]) -> dict[str, Aggregate]:
             out[name] = Sum(
                 "facility_energy_kwh", filter=Q(intensity_source=by_source[c]), default=0.0
             )
+        elif c == "allocated_idle_location_kgco2e":  # g -> kg after summing, as idle's
+            grams = Sum(
+                F("allocated_idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh"),
+                output_field=FloatField(),
+                default=0.0,
+            )
+            out[name] = ExpressionWrapper(grams / 1000.0, output_field=FloatField())
+        elif c == "hours_with_rows":
+            out[name] = Count("hour", distinct=True)
+        elif c == "first_hour_s":
+            out[name] = Min(EpochSeconds("hour"))
+        elif c == "last_hour_s":
+            out[name] = Max(EpochSeconds("hour"))
         elif c == "methodology_version_min":
             out[name] = Min("methodology_version")
         elif c == "methodology_version_max":
@@ -194,7 +231,14 @@ def sums(
     if missing:
         raise BadRead(f"rollups have no summed column {missing}")
     keys = list(dict.fromkeys([*by, *where]))
-    the_plan = plan(organisation_id=organisation_id, start=start, end=end, keys=keys, grain=grain)
+    the_plan = plan(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        keys=keys,
+        grain=grain,
+        columns=columns,
+    )
     time_columns = ["bucket_utc", "bucket_h"] if grain == "native" else ["bucket_utc"]
     out_columns = [*(time_columns if grain else []), *by, *columns]
     filters = _where_q(where)
@@ -262,7 +306,7 @@ def _typed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
             frame[c] = frame[c].astype("float64")
         else:
             frame[c] = frame[c].astype("float64").fillna(0.0)
-    for key in ("team_id", "site_id", "host_id", "device_id"):
+    for key in ("team_id", "site_id", "host_id", "device_id", "scheduler_job_id"):
         if key in frame:
             frame[key] = frame[key].astype("Int64")
     return frame.reset_index(drop=True)

@@ -12,17 +12,17 @@ reads). The API reads them too where it shows the same numbers.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet
 
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.inventory.models import Device, Site
-from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads import advice
 from greenkpi.workloads.models import (
@@ -77,12 +77,6 @@ def is_first_version(*, model: MLModel, version: ModelVersion) -> bool:
     return first == version.pk
 
 
-def _model_rollups(model: MLModel) -> QuerySet[HourlyRollup]:
-    return HourlyRollup.objects.filter(
-        organisation_id=model.team.organisation_id, team_id=model.team_id, model_key=model.key
-    )
-
-
 # Run keys the scheduler gives (``slurm:<cluster>:<job id>``, ingest.scheduler.run_key_of): one
 # per organisation, so such a run's rollups are all rows carrying its key, whatever team and model
 # the mappings gave them (an unmapped job's rows have no model key; its run hangs under the team's
@@ -90,53 +84,87 @@ def _model_rollups(model: MLModel) -> QuerySet[HourlyRollup]:
 SCHEDULER_RUN_PREFIXES = ("slurm:", "k8s:")
 
 
-def _runs_rollups(model: MLModel, run_keys: list[str]) -> QuerySet[HourlyRollup]:
-    """The rollups of these runs of ``model``: its team and model key, or a scheduler run key."""
-    scheduler = [k for k in run_keys if k.startswith(SCHEDULER_RUN_PREFIXES)]
-    registered = [k for k in run_keys if not k.startswith(SCHEDULER_RUN_PREFIXES)]
-    rows = HourlyRollup.objects.filter(organisation_id=model.team.organisation_id)
-    if not scheduler:
-        return rows.filter(team_id=model.team_id, model_key=model.key, run_key__in=registered)
-    return rows.filter(
-        Q(team_id=model.team_id, model_key=model.key, run_key__in=registered)
-        | Q(run_key__in=scheduler)
-    )
+def runs_sums(
+    model: MLModel,
+    run_keys: Iterable[str],
+    *,
+    columns: Sequence[str],
+    by: Sequence[str] = (),
+    grain: read.Grain = None,
+    start: datetime = read.BEGINNING,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Sums of the rollups of these runs of ``model`` (its team and model key, or a scheduler run
+    key), through kpis.read: one read per kind of key. The two kinds never share a run key, so
+    their frames add up. ``end`` by default: the end of the hour in progress (every rollup)."""
+    keys = sorted(set(run_keys))
+    scheduler = [k for k in keys if k.startswith(SCHEDULER_RUN_PREFIXES)]
+    registered = [k for k in keys if not k.startswith(SCHEDULER_RUN_PREFIXES)]
+    end = end or hour_floor(datetime.now(UTC)) + timedelta(hours=1)
+    wheres: list[dict[str, list[object]]] = []
+    if registered:
+        wheres.append(
+            {"team_id": [model.team_id], "model_key": [model.key], "run_key": list(registered)}
+        )
+    if scheduler:
+        wheres.append({"run_key": list(scheduler)})
+    parts = [
+        read.sums(
+            organisation_id=model.team.organisation_id,
+            start=start,
+            end=end,
+            columns=columns,
+            by=by,
+            where=where,
+            grain=grain,
+        )
+        for where in wheres
+    ]
+    if not parts:
+        parts = [read.sums(organisation_id=0, start=start, end=start, columns=columns, by=by)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def run_totals(*, model: MLModel, run_keys: Iterable[str]) -> dict[str, RunTotals]:
-    """{run key: totals} for the given runs of ``model``, in one GROUP BY (runs without rollups
-    are absent)."""
+    """{run key: totals} for the given runs of ``model``, in one read per kind of run key (runs
+    without rollups are absent). Per host and device, so the same read counts where it ran."""
     keys = list(run_keys)
     if not keys:
         return {}
-    rows = (
-        _runs_rollups(model, keys)
-        .values("run_key")
-        .annotate(
-            energy_kwh=Sum("energy_kwh"),
-            facility_energy_kwh=Sum("facility_energy_kwh"),
-            operational_kgco2e=Sum("operational_location_kgco2e"),
-            embodied_kgco2e=Sum("embodied_kgco2e"),
-            gpu_hours=Sum("allocated_gpu_h"),
-        )
+    frame = runs_sums(
+        model,
+        keys,
+        columns=[
+            "energy_kwh",
+            "facility_energy_kwh",
+            "operational_location_kgco2e",
+            "embodied_kgco2e",
+            "allocated_gpu_h",
+        ],
+        by=["run_key", "host_id", "device_id"],
     )
-    placement = _runs_rollups(model, keys).values_list("run_key", "host_id", "device_id").distinct()
-    hosts: dict[str, set[int]] = {}
-    devices: dict[str, set[int]] = {}
-    for key, host_id, device_id in placement:
-        hosts.setdefault(key, set()).add(host_id)
-        devices.setdefault(key, set()).add(device_id)
+    if frame.empty:
+        return {}
+    per_run = frame.groupby("run_key", sort=False).agg(
+        energy_kwh=("energy_kwh", "sum"),
+        facility_energy_kwh=("facility_energy_kwh", "sum"),
+        operational_kgco2e=("operational_location_kgco2e", "sum"),
+        embodied_kgco2e=("embodied_kgco2e", "sum"),
+        gpu_hours=("allocated_gpu_h", "sum"),
+        hosts=("host_id", "nunique"),
+        devices=("device_id", "nunique"),
+    )
     return {
-        row["run_key"]: RunTotals(
-            energy_kwh=row["energy_kwh"] or 0.0,
-            facility_energy_kwh=row["facility_energy_kwh"] or 0.0,
-            operational_kgco2e=row["operational_kgco2e"] or 0.0,
-            embodied_kgco2e=row["embodied_kgco2e"] or 0.0,
-            gpu_hours=row["gpu_hours"] or 0.0,
-            hosts=len(hosts.get(row["run_key"], ())),
-            devices=len(devices.get(row["run_key"], ())),
+        str(key): RunTotals(
+            energy_kwh=float(row.energy_kwh),
+            facility_energy_kwh=float(row.facility_energy_kwh),
+            operational_kgco2e=float(row.operational_kgco2e),
+            embodied_kgco2e=float(row.embodied_kgco2e),
+            gpu_hours=float(row.gpu_hours),
+            hosts=int(row.hosts),
+            devices=int(row.devices),
         )
-        for row in rows
+        for key, row in per_run.iterrows()
     }
 
 
@@ -305,15 +333,42 @@ def carbon_advice(
         .filter(status=RunStatus.SUCCEEDED, ended_at__isnull=False, started_at__lt=now)
         .order_by("recurrence", "started_at", "pk")
     )
-    per_hour = (
-        _model_rollups(model)
-        .filter(run_key__in=[r.key for r in runs])
-        .values("run_key", "hour", "site_id", "device_id")
-        .annotate(kwh=Sum("energy_kwh"), kg=Sum("operational_location_kgco2e"))
+    if not runs:
+        return []
+    per_hour = read.sums(
+        organisation_id=model.team.organisation_id,
+        start=read.BEGINNING,
+        end=hour_floor(now) + timedelta(hours=1),
+        columns=["energy_kwh", "operational_location_kgco2e"],
+        by=["run_key", "site_id", "device_id"],
+        where={
+            "team_id": [model.team_id],
+            "model_key": [model.key],
+            "run_key": [r.key for r in runs],
+        },
+        grain="hour",
     )
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in per_hour:
-        rows[row["run_key"]].append(row)
+    hours = per_hour["bucket_utc"].dt.tz_localize(UTC).dt.to_pydatetime().tolist()
+    for run_key, hour, site_id, device_id, kwh, kg in zip(
+        per_hour["run_key"].tolist(),
+        hours,
+        per_hour["site_id"].tolist(),
+        per_hour["device_id"].tolist(),
+        per_hour["energy_kwh"].tolist(),
+        per_hour["operational_location_kgco2e"].tolist(),
+        strict=True,
+    ):
+        rows[run_key].append(
+            {
+                "run_key": run_key,
+                "hour": hour,
+                "site_id": None if pd.isna(site_id) else int(site_id),
+                "device_id": None if pd.isna(device_id) else int(device_id),
+                "kwh": kwh,
+                "kg": kg,
+            }
+        )
     site_names = dict(
         Site.objects.filter(organisation_id=model.team.organisation_id).values_list("pk", "name")
     )

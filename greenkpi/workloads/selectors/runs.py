@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from django.db.models import Max, Min, Q, QuerySet, Sum
+from django.db.models import Q
 
 from greenkpi.kpis import formulas
-from greenkpi.kpis.models import HourlyRollup
-from greenkpi.lib.periods import naive_utc_series
+from greenkpi.kpis.read import sums as read
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import Evaluation, MLModel, Run
-from greenkpi.workloads.selectors import _runs_rollups
+from greenkpi.workloads.selectors import runs_sums
 
 POWER_COLUMNS = ["hour_utc", "device_id", "device", "host", "energy_kwh", "power_w"]
 
@@ -24,11 +23,24 @@ POWER_COLUMNS = ["hour_utc", "device_id", "device", "host", "energy_kwh", "power
 RUN_MARGIN = timedelta(days=1)
 
 
-def _run_rollups(model: MLModel, run: Run) -> QuerySet[HourlyRollup]:
+def _run_sums(
+    model: MLModel, run: Run, columns: list[str], by: list[str], grain: read.Grain = None
+) -> pd.DataFrame:
+    """The run's rollups summed per ``by`` (kpis.read), a margin either side of its span."""
     end = run.ended_at or datetime.now(UTC)
-    return _runs_rollups(model, [run.key]).filter(
-        hour__gte=run.started_at - RUN_MARGIN, hour__lt=end + RUN_MARGIN
+    return runs_sums(
+        model,
+        [run.key],
+        columns=columns,
+        by=by,
+        grain=grain,
+        start=run.started_at - RUN_MARGIN,
+        end=end + RUN_MARGIN,
     )
+
+
+# A device and its labels, grouped by in the same read (no second query for names).
+DEVICE_KEYS = ["device_id", "device__uuid", "device__kind", "device__model_name", "host__hostname"]
 
 
 def run_for(*, model: MLModel, run_id: int) -> Run | None:
@@ -110,25 +122,12 @@ def _device_label(kind: str, uuid: str, model_name: str) -> str:
 def run_detail(*, model: MLModel, run: Run) -> RunDetail:
     """One GROUP BY per (device, currency) over the run's rollups; totals and ratios from it with
     the KPI formulas (ratios of sums, never means of ratios)."""
-    rows = (
-        _run_rollups(model, run)
-        .values(
-            "device_id",
-            "device__uuid",
-            "device__kind",
-            "device__model_name",
-            "host__hostname",
-            "currency",
-        )
-        .annotate(
-            **{c: Sum(c) for c in _SUMMED},
-            cost=Sum("cost"),
-            first_hour=Min("hour"),
-            last_hour=Max("hour"),
-        )
-        .order_by()
+    frame = _run_sums(
+        model,
+        run,
+        [*_SUMMED, "cost", "first_hour_s", "last_hour_s"],
+        [*DEVICE_KEYS, "currency"],
     )
-    frame = pd.DataFrame.from_records(list(rows))
     if frame.empty:
         return RunDetail(functional_units=run.functional_units)
     energy = formulas.energy(frame).iloc[0]
@@ -167,8 +166,8 @@ def run_detail(*, model: MLModel, run: Run) -> RunDetail:
         ],
         uncosted_energy_kwh=float(costs["uncosted_energy_kwh"].sum()),
         devices=devices,
-        first_hour=pd.Timestamp(frame["first_hour"].min()).to_pydatetime(),
-        last_hour=pd.Timestamp(frame["last_hour"].max()).to_pydatetime(),
+        first_hour=datetime.fromtimestamp(float(frame["first_hour_s"].min()), UTC),
+        last_hour=datetime.fromtimestamp(float(frame["last_hour_s"].max()), UTC),
         functional_units=run.functional_units,
     )
 
@@ -176,34 +175,19 @@ def run_detail(*, model: MLModel, run: Run) -> RunDetail:
 def run_power_frame(*, model: MLModel, run: Run) -> pd.DataFrame:
     """The run's mean power per device and UTC hour: kWh attributed to it in the hour x 1000 W
     (an hour's mean, so a run that covered a quarter of an hour shows a quarter of its draw)."""
-    rows = (
-        _run_rollups(model, run)
-        .values(
-            "hour",
-            "device_id",
-            "device__uuid",
-            "device__kind",
-            "device__model_name",
-            "host__hostname",
-        )
-        .annotate(energy_kwh=Sum("energy_kwh"))
-        .order_by("device_id", "hour")
-        .values_list(
-            "hour",
-            "device_id",
-            "device__kind",
-            "device__uuid",
-            "device__model_name",
-            "host__hostname",
-            "energy_kwh",
-        )
-    )
-    frame = pd.DataFrame.from_records(
-        list(rows), columns=["hour", "device_id", "kind", "uuid", "model", "host", "energy_kwh"]
-    )
+    frame = _run_sums(model, run, ["energy_kwh"], DEVICE_KEYS, grain="hour")
     if frame.empty:
         return pd.DataFrame(columns=POWER_COLUMNS)
-    frame["hour_utc"] = naive_utc_series(frame["hour"])
+    frame = frame.rename(
+        columns={
+            "device__kind": "kind",
+            "device__uuid": "uuid",
+            "device__model_name": "model",
+            "host__hostname": "host",
+        }
+    )
+    frame = frame.sort_values(["device_id", "bucket_utc"], kind="stable").reset_index(drop=True)
+    frame["hour_utc"] = frame["bucket_utc"]
     frame["device"] = [
         _device_label(k, u, m)
         for k, u, m in zip(frame["kind"], frame["uuid"], frame["model"], strict=True)
