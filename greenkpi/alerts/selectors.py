@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -18,7 +19,8 @@ from greenkpi.alerts import consumption, forecast
 from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, Budget, BudgetScope, Metric
 from greenkpi.inventory.models import Host
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import RollupWindow
+from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import day_floor, hour_floor, period_bounds, period_label
 
 # A host that contributed to a budget and has been silent this long makes its status incomplete.
@@ -217,22 +219,32 @@ def _silent_by_scope(
     }
     if not silent:
         return {}
-    fed = (
-        HourlyRollup.objects.filter(
-            organisation_id=organisation_id, hour__gte=since, host_id__in=list(silent)
-        )
-        .values_list("host_id", "team_id", "model_key")
-        .distinct()
-        .order_by()
+    fed = read.sums(
+        organisation_id=organisation_id,
+        start=since,
+        end=_after_now(now),
+        columns=["hours_with_rows"],
+        by=["host_id", "team_id", "model_key"],
+        where={"host_id": sorted(silent)},
     )
     found: dict[consumption.ScopeKey, set[int]] = {}
-    for host_id, team_id, model_key in fed:
+    for host_id, team_id, model_key in zip(
+        fed["host_id"].tolist(), fed["team_id"].tolist(), fed["model_key"].tolist(), strict=True
+    ):
+        host_id = int(host_id)
+        team_id = None if pd.isna(team_id) else int(team_id)
         for key in ((None, None), (team_id, None), (None, model_key), (team_id, model_key)):
             if key in keys:
                 found.setdefault(key, set()).add(host_id)
     return {
         key: sorted((silent[pk] for pk in pks), key=lambda hs: hs[0]) for key, pks in found.items()
     }
+
+
+def _after_now(now: datetime) -> datetime:
+    """The end of a read of "every row since": the end of the hour in progress, with a day's room
+    for a host whose clock runs ahead."""
+    return hour_floor(now) + timedelta(days=1)
 
 
 def silent_hosts(
@@ -246,15 +258,23 @@ def silent_hosts(
 ) -> list[tuple[str, datetime]]:
     """(hostname, last_seen) of hosts that fed this scope's rollups since ``since`` and have been
     silent longer than ``silent_after``: their missing hours make the figures incomplete."""
-    fed = HourlyRollup.objects.filter(organisation_id=organisation_id, hour__gte=since)
+    where: dict[str, list[object]] = {}
     if team_id is not None:
-        fed = fed.filter(team_id=team_id)
+        where["team_id"] = [team_id]
     if model_key is not None:
-        fed = fed.filter(model_key=model_key)
+        where["model_key"] = [model_key]
+    fed = read.sums(
+        organisation_id=organisation_id,
+        start=since,
+        end=_after_now(now),
+        columns=["hours_with_rows"],
+        by=["host_id"],
+        where=where,
+    )
     return list(
         Host.objects.filter(
             organisation_id=organisation_id,
-            pk__in=fed.values("host_id").distinct(),
+            pk__in=[int(h) for h in fed["host_id"].dropna().tolist()],
             last_seen__lt=now - silent_after,
         )
         .order_by("hostname")

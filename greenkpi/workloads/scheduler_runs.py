@@ -14,10 +14,11 @@ rollup row carrying its key, and the run page breaks it down per host and device
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import pandas as pd
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from greenkpi.ingest.models import SchedulerJob
@@ -25,7 +26,8 @@ from greenkpi.inventory.attribution import resolve, rules_from
 from greenkpi.inventory.mappings import mappings_rows
 from greenkpi.inventory.models import Team
 from greenkpi.kpis.attribution import identity_of
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import RollupWindow
+from greenkpi.kpis.read import sums as read
 from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads.models import MLModel, Run, RunKind, RunStatus
 
@@ -80,22 +82,31 @@ def scheduler_runs_sync(
     for job in jobs:
         if _dirty(job):
             continue
-        owners = list(
-            HourlyRollup.objects.filter(
-                organisation_id=job["organisation_id"], run_key=job["run_key"]
-            )
-            .values("team_id", "model_key")
-            .annotate(energy=Sum("energy_kwh"))
-            .order_by("-energy", "team_id", "model_key")[:1]
+        # The owner: the (team, model) with most of the job's energy over its whole life.
+        owners = read.sums(
+            organisation_id=job["organisation_id"],
+            start=read.BEGINNING,
+            end=hour_floor(now) + timedelta(days=1),
+            columns=["energy_kwh"],
+            by=["team_id", "model_key"],
+            where={"run_key": [job["run_key"]]},
         )
-        if not owners or owners[0]["team_id"] is None:
+        if owners.empty:
+            continue
+        top = owners.sort_values(
+            ["energy_kwh", "team_id", "model_key"],
+            ascending=[False, True, True],
+            kind="stable",
+            na_position="last",
+        )
+        if pd.isna(top["team_id"].iloc[0]):  # most of it went to no team: nothing to hang it on
             continue
         org = job["organisation_id"]
         if org not in rules_by_org:
             rules_by_org[org] = rules_from(mappings_rows(organisation_id=org))
         kind = resolve(identity_of(job), rules_by_org[org]).run_kind or RunKind.TRAINING
         with transaction.atomic():
-            _run_write(job, owners[0]["team_id"], owners[0]["model_key"], kind, now)
+            _run_write(job, int(top["team_id"].iloc[0]), str(top["model_key"].iloc[0]), kind, now)
             # Only if no batch touched the job since we read it (ingest clears the mark again).
             SchedulerJob.objects.filter(pk=job["id"], last_seen__lte=job["last_seen"]).update(
                 runs_synced_at=now
