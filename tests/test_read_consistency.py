@@ -5,6 +5,10 @@ model; a budget's status) equals the sum of the HourlyRollup rows — with every
 day fresh, and again while a day is stale (a late sample re-computed one hour after the day was
 refreshed; the daily tables still hold the old figure).
 
+The readers keyed by host, device or run (a run's page, power chart and totals, the report's
+hours per host) read the hourly rows through kpis.read whether a day is fresh or stale: they are
+checked against the hourly rows in both states, and the run readers must move with the late sample.
+
 Every reader goes through kpis.read, so the last part of the test makes one reader bypass it
 (read the daily tables as they are) and checks the comparison catches it.
 
@@ -31,7 +35,7 @@ from greenkpi.kpis import daily, dirty
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup
 from greenkpi.kpis.read import sums as read
-from greenkpi.workloads.models import MLModel
+from greenkpi.workloads.models import MLModel, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +120,35 @@ def api_kwh(client, params: dict) -> float:
     return sum(row["energy_kwh"] for row in body["results"])
 
 
+def per_key_readings(client, org, model: MLModel, run) -> dict[str, tuple[float, float]]:
+    """The readers keyed by host, device or run (they read HourlyRollup through kpis.read, fresh
+    or stale alike): a run's page, its power chart and totals; the report's hours per host."""
+    from greenkpi.workloads.selectors import run_totals
+
+    every = {"start": datetime(2000, 1, 1, tzinfo=UTC), "end": datetime(2100, 1, 1, tzinfo=UTC)}
+    of_run = hourly_kwh(org, team=model.team, model_key=model.key, run_key=run.key, **every)
+    out: dict[str, tuple[float, float]] = {}
+    page = client.get(f"/models/{model.pk}/runs/{run.pk}/?org={org.slug}")
+    assert page.status_code == 200
+    out["run page"] = (page.context["measured"].energy_kwh, of_run)
+    power = csv_rows(client, f"/models/{model.pk}/runs/{run.pk}/power.csv?org={org.slug}")
+    out["run power chart"] = (total(power, "power_w") / 1000.0, of_run)  # W over an hour -> kWh
+    out["run totals"] = (run_totals(model=model, run_keys=[run.key])[run.key].energy_kwh, of_run)
+    report = client.get(f"/reports/?org={org.slug}&month={MONTH}")
+    month = {
+        "hour__gte": datetime(2026, 11, 1, tzinfo=UTC),
+        "hour__lt": datetime(2026, 12, 1, tzinfo=UTC),
+    }
+    host_hours = (
+        HourlyRollup.objects.filter(organisation=org, **month).values("host_id", "hour").distinct()
+    )
+    out["report hours per host"] = (
+        sum(h.hours_with_data for h in report.context["report"].completeness),
+        host_hours.count(),
+    )
+    return out
+
+
 def disagreements(found: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
     return {k: v for k, v in found.items() if v[0] != pytest.approx(v[1], rel=1e-9, abs=ABS_KWH)}
 
@@ -140,6 +173,7 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
     )
     assert late_share is not None
     model = MLModel.objects.get(team=team, key=late_share.model_key)
+    run = Run.objects.get(model=model, key=late_share.run_key)  # the late sample's run
 
     # Ten minutes on, the beat refreshes the days (their hours were computed at NOW).
     with time_machine.travel(NOW + timedelta(minutes=10), tick=False):
@@ -154,8 +188,11 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
         )
         client.force_login(admin)
         fresh = readings(client, org, team, model, budget)
+        fresh_keyed = per_key_readings(client, org, model, run)
     assert all(v[1] > 0 for v in fresh.values()), fresh
     assert disagreements(fresh) == {}
+    assert all(v[1] > 0 for v in fresh_keyed.values()), fresh_keyed
+    assert disagreements(fresh_keyed) == {}
 
     # A late sample (a resend with the full energy of one window) lands in a past hour; the
     # worker recomputes that hour five minutes later, the daily refresh has not run yet.
@@ -189,6 +226,10 @@ def test_every_reader_shows_the_sum_of_the_hourly_rows_fresh_or_stale(client, mo
         assert disagreements(stale) == {}
         moved = {k for k in stale if stale[k][1] > fresh[k][1] + 0.1}
         assert moved == set(stale), moved  # the late sample moved every reader's figure
+        keyed = per_key_readings(client, org, model, run)
+        assert disagreements(keyed) == {}
+        moved = {k for k in keyed if keyed[k][1] > fresh_keyed[k][1] + 0.1}
+        assert moved == {"run page", "run power chart", "run totals"}, moved  # same hours count
 
         # Proof the comparison catches a reader that bypasses the layer: serve the daily
         # tables as they are (no stale-day patch) and the readers of whole days disagree.

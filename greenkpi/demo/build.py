@@ -1,6 +1,7 @@
 """Build the whole demo in the order the real system would have produced it (`manage.py load_demo`).
 
-measurements -> grid series, PPA, tariffs -> model registry -> the live tick up to now ->
+measurements -> grid series, PPA, tariffs -> model registry -> the live tick up to now -> Slurm jobs
+(demo/slurm.py, through the ingest service) ->
 hourly rollups (carbon and cost priced with the hourly series) -> daily rollups -> retraining
 assessments (computed, with retrain costs from the rollups) -> recommendations (the pool's card
 accepted before it shrank, its saving booked) -> budgets set from the forecasts ->
@@ -19,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from greenkpi.carbon.models import GridIntensityHourly
-from greenkpi.demo import alerting, carbon, live, pods, recommendations, registry, simulation
+from greenkpi.demo import alerting, carbon, live, pods, recommendations, registry, simulation, slurm
 from greenkpi.ingest.models import Sample
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis import daily
@@ -97,6 +98,9 @@ def demo_build(
         now=now,
     )
     lap("kubernetes pods")
+    with transaction.atomic():
+        slurm_windows = slurm.slurm_load(organisation=org, teams=loaded.teams, now=now)
+    lap("slurm jobs")
     say(f"Loaded {loaded.samples + tick.samples:,} measurement windows for '{org}'.")
     say("Computing hourly rollups (energy, carbon with the hourly grid series, cost) ...")
     windows = kpi_services.backfill_windows(
@@ -106,7 +110,8 @@ def demo_build(
     )
     run = kpi_services.windows_recompute(windows=windows, kind="backfill")
     lap("hourly rollups")
-    # the scheduler jobs' runs (the demo pods'), as the periodic workloads task makes them
+    # the scheduler jobs' runs (the demo pods' and Slurm jobs'), as the periodic workloads task
+    # makes them
     scheduler_runs_sync(organisation_id=org.pk, now=now)
     daily.days_refresh_stale(limit=10_000)  # the days pages read for long ranges
     lap("daily rollups")
@@ -126,7 +131,7 @@ def demo_build(
     return Built(
         organisation=org,
         token=loaded.token,
-        samples=loaded.samples + tick.samples,
+        samples=loaded.samples + tick.samples + slurm_windows,
         windows=run.windows_done,
         failed_windows=run.windows_failed,
         timings_s=timings,

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.carbon.services import grid_hourly_import_csv
-from greenkpi.demo import carbon, fleet, pods, registry
+from greenkpi.demo import carbon, fleet, pods, registry, slurm
 from greenkpi.demo.simulation import BATCH_KEY, DEMO_SLUG, WINDOW
 from greenkpi.ingest import writers
 from greenkpi.ingest.models import IngestBatch, Sample
@@ -41,6 +41,7 @@ class TickResult:
     hours_marked: int = 0
     hosts: int = 0
     runs_changed: int = 0
+    cluster_samples: int = 0  # the Slurm nodes' windows (demo/slurm.py), posted through ingest
 
 
 def _step(cursor: datetime, target: datetime) -> timedelta:
@@ -118,4 +119,6 @@ def tick(*, now: datetime | None = None, rng: random.Random | None = None) -> Ti
             IngestBatch.objects.filter(pk=batch.pk).update(received_at=now)
     pods.pods_tick(organisation=org, now=now)  # the demo Kubernetes node (its own module)
     changed = registry.registry_follow(organisation_id=org.pk, now=target, rng=rng, since=since)
-    return TickResult(len(samples), marked, len(hosts), changed)
+    # The Slurm nodes report through the ingest service (their own transactions and marks).
+    cluster = slurm.slurm_follow(organisation=org, now=now)
+    return TickResult(len(samples), marked, len(hosts), changed, cluster)

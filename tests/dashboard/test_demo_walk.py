@@ -164,7 +164,9 @@ def pages_to_check(demo) -> list[str]:
     from greenkpi.workloads.models import MLModel, Run
 
     org = demo.organisation
-    model = MLModel.objects.filter(team__organisation=org, runs__kind="training").first()
+    model = MLModel.objects.filter(
+        team__organisation=org, runs__kind="training", runs__ended_at__isnull=False
+    ).first()  # a finished training run (a Slurm job's run may still be running)
     run = Run.objects.filter(model=model, kind="training", ended_at__isnull=False).first()
     host = Host.objects.filter(organisation=org).order_by("hostname").first()
     team = Team.objects.get(organisation=org, slug="vision")
@@ -186,6 +188,9 @@ def pages_to_check(demo) -> list[str]:
         f"/budgets/{budget.pk}/",
         "/alerts/",
         "/alerts/rules/",
+        "/slurm/",  # the demo's Slurm jobs (demo/slurm.py)
+        "/slurm/mappings/",
+        "/k8s/pods/",
         "/no-such-page/",
     ]
 
@@ -219,6 +224,8 @@ def test_every_page_of_the_demo_fits_1400_px_and_reads_cleanly(
                 problems[f"{path} says {bad!r}"] = text[text.lower().index(bad) - 60 :][:120]
         if SIX_DECIMALS.search(text):
             problems[f"{path} six decimals"] = SIX_DECIMALS.findall(text)[:3]
+        if path == "/slurm/":  # not an empty page: the demo's jobs, the unmapped account
+            assert "vit-large-pretrain" in text and "physics" in text, text[:400]
         if path == "/no-such-page/":
             assert response.status == 404
             assert page.get_by_role("navigation", name="Main").count() == 1

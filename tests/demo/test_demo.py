@@ -23,7 +23,7 @@ from greenkpi.alerts.models import Alert, AlertRule, Budget
 from greenkpi.carbon.models import GridIntensityHourly
 from greenkpi.demo import build, carbon, fleet, live, pods
 from greenkpi.ingest.models import Sample, SampleShare
-from greenkpi.inventory.models import Host, Organisation
+from greenkpi.inventory.models import Host, Organisation, Team
 from greenkpi.kpis import services as kpi_services
 from greenkpi.kpis.models import DailyRollup, HourlyRollup, RollupWindow
 from greenkpi.workloads import retraining
@@ -178,7 +178,12 @@ def test_a_tick_continues_the_live_hosts_and_marks_their_hours_dirty(demo):
     assert result.samples == 7 * live_hosts * devices_per_host  # seven 1-minute windows each
     # and the demo Kubernetes node (greenkpi/demo/pods.py, posted through the ingest service)
     pod_samples = 7 * len(pods.GPUS)
-    assert Sample.objects.count() == before + result.samples + pod_samples
+    # and the Slurm nodes (demo/slurm.py): 4 GPUs each, from their last whole hour.
+    assert (
+        result.cluster_samples
+        == 2 * 4 * (later.replace(second=0) - NOW.replace(minute=0)).seconds // 60
+    )
+    assert Sample.objects.count() == before + result.samples + pod_samples + result.cluster_samples
     new = Sample.objects.filter(window_start__gte=NOW.replace(second=0))
     assert not new.filter(device__host__hostname=fleet.SILENT_HOST).exists()
     assert {(s.window_end - s.window_start) for s in new} == {timedelta(minutes=1)}
@@ -258,3 +263,25 @@ def test_the_simulator_process_stops_cleanly_on_sigterm(tmp_path):
         assert "stopped" in proc.stdout.read()
     finally:
         proc.kill()
+
+
+def test_the_demo_has_slurm_jobs_mapped_unmapped_and_one_with_an_idle_gpu(demo):
+    """demo/slurm.py: four jobs on the hpc cluster; vision-lab is mapped to vision, physics is
+    not (its kWh is the overview's unmapped share); 7102 held a GPU it never used (waste)."""
+    from greenkpi.demo import slurm
+    from greenkpi.kpis import scheduler as jobs_read
+
+    org = demo.organisation
+    start, end = NOW - timedelta(days=3), NOW + timedelta(hours=1)
+    jobs = {j.job_id: j for j in jobs_read.jobs_usage(organisation_id=org.pk, start=start, end=end)}
+    assert set(jobs) == {j.job_id for j in slurm.JOBS}
+    vision = Team.objects.get(organisation=org, slug="vision")
+    assert jobs["7101"].team_id == vision.pk and jobs["7104"].team_id == vision.pk
+    assert jobs["7103"].unmapped_energy_kwh > 0 and jobs["7101"].unmapped_energy_kwh == 0
+    # 7102: 4 GPUs x 14 h allocated, one idle: 14 GPU-h wasted, 14 h x 70 W = 0.98 kWh
+    assert jobs["7102"].wasted_gpu_h == pytest.approx(14.0)
+    assert jobs["7102"].wasted_energy_kwh == pytest.approx(0.98)
+    unmapped = jobs_read.unmapped(organisation_id=org.pk, start=start, end=end)
+    # 7103: 2 GPUs x 8 h x 520 W = 8.32 kWh, all of it the physics account's
+    assert unmapped.accounts == [("physics", pytest.approx(8.32))]
+    assert Run.objects.filter(key="slurm:hpc:7104", model__key="bert-base").exists()

@@ -37,6 +37,7 @@ class Command(BaseCommand):
             result = live.tick()
             self.stdout.write(
                 f"demo tick: {result.samples} window(s) on {result.hosts} host(s), "
+                f"{result.cluster_samples} on the Slurm nodes, "
                 f"{result.hours_marked} hour(s) marked for recompute, "
                 f"{result.runs_changed} run(s) opened/closed"
             )
