@@ -236,7 +236,9 @@ def test_load_demo_reset_reloads_and_loading_twice_is_harmless(db):
     assert Sample.objects.count() == count
     call_command("load_demo", "--days", "1", "--reset")
     assert Organisation.objects.filter(slug="demo").count() == 1
-    assert MLModel.objects.count() == 10
+    # The registry's 10, and the Slurm jobs' (demo/slurm.py): vision's bert-base (named by a
+    # job's comment) and the "slurm-jobs" placeholders of vision and recsys (jobs naming none).
+    assert MLModel.objects.count() == 10 + 3
     assert Budget.objects.count() == 6
     assert GridIntensityHourly.objects.filter(source=carbon.SOURCE).exists()
 
@@ -284,4 +286,5 @@ def test_the_demo_has_slurm_jobs_mapped_unmapped_and_one_with_an_idle_gpu(demo):
     unmapped = jobs_read.unmapped(organisation_id=org.pk, start=start, end=end)
     # 7103: 2 GPUs x 8 h x 520 W = 8.32 kWh, all of it the physics account's
     assert unmapped.accounts == [("physics", pytest.approx(8.32))]
+    # The jobs are runs (scheduler_runs_sync at load): the comment mapping names 7104's model.
     assert Run.objects.filter(key="slurm:hpc:7104", model__key="bert-base").exists()
