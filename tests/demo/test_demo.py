@@ -275,7 +275,8 @@ def test_the_demo_has_slurm_jobs_mapped_unmapped_and_one_with_an_idle_gpu(demo):
 
     org = demo.organisation
     start, end = NOW - timedelta(days=3), NOW + timedelta(hours=1)
-    jobs = {j.job_id: j for j in jobs_read.jobs_usage(organisation_id=org.pk, start=start, end=end)}
+    usage = jobs_read.jobs_usage(organisation_id=org.pk, start=start, end=end, kind="slurm")
+    jobs = {j.job_id: j for j in usage}
     assert set(jobs) == {j.job_id for j in slurm.JOBS}
     vision = Team.objects.get(organisation=org, slug="vision")
     assert jobs["7101"].team_id == vision.pk and jobs["7104"].team_id == vision.pk
