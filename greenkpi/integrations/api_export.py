@@ -36,7 +36,14 @@ class OpenMetricsApi(KpiApi):
             (200, "application/openmetrics-text"): OpenApiResponse(
                 OpenApiTypes.STR, description="OpenMetrics 1.0 exposition (docs/integrations.md)"
             ),
-            **problems(401, 403, 404, s403="Not allowed (a collector token cannot read)"),
+            **problems(
+                400,
+                401,
+                403,
+                404,
+                s400="Bad parameter (e.g. an empty format or org)",
+                s403="Not allowed (a collector token cannot read)",
+            ),
         },
     )
     def get(self, request: Request) -> HttpResponse:
