@@ -43,6 +43,21 @@ def demo(db):
     return build.demo_build(days=3, now=datetime.now(UTC))
 
 
+@pytest.fixture(autouse=True)
+def _quiet_browser_at_teardown(request):
+    """The last page's lazy chart panels may still be loading when a test ends; a live-server
+    thread reading the in-memory SQLite database then blocks the teardown's flush ("database
+    table is locked", seen once in CI). Let them settle and leave the page first."""
+    # asked for before the test runs, so the page is torn down after this fixture
+    page = (
+        request.getfixturevalue("browser_page") if "browser_page" in request.fixturenames else None
+    )
+    yield
+    if page is not None:
+        panels_settled(page)
+        page.goto("about:blank")
+
+
 def panels_settled(page) -> dict[str, int]:
     """Wait until every lazy chart panel has loaded or failed; count them."""
     # (wait_for_function would eval a string, which the Content-Security-Policy rightly forbids)
