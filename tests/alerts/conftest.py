@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import http.server
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import count
 
 import pytest
+from testsupport.rollup_rows import hourly_row
 
-from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.inventory.models import Device, Host
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import HourlyRollup
 
 _uuids = count(1)
 
@@ -61,44 +61,21 @@ def add_rollup(
     market_kg: float | None = None,
     embodied_kg: float = 0.0,
 ) -> HourlyRollup:
-    # What a recompute leaves behind besides its rows: the hour's window, computed. The read
-    # layer (kpis.read) takes a day from its hours while the day has computed windows and no
-    # refresh after them; a day without computed windows has no hourly rows to read.
-    RollupWindow.objects.get_or_create(
-        organisation=org,
-        hour=hour,
-        # computed as the hour closed: a later refresh of its day makes the day fresh
-        defaults={"version": 1, "computed_version": 1, "computed_at": hour + timedelta(hours=1)},
-    )
-    return HourlyRollup.objects.create(
-        organisation=org,
-        hour=hour,
+    return hourly_row(
+        org,
+        hour,
         device=device,
-        device_kind=device.kind,
-        host=device.host,
         team=team,
         model_key=model_key,
-        samples=60,
-        covered_s=allocated_gpu_h * 3600,
         energy_kwh=energy_kwh,
-        estimated_energy_kwh=0.0,
-        pue=1.0,
-        facility_energy_kwh=energy_kwh,
         allocated_gpu_h=allocated_gpu_h,
         busy_gpu_h=busy_gpu_h,
-        util_known_gpu_h=allocated_gpu_h,
         idle_gpu_h=idle_gpu_h,
-        intensity_g_per_kwh=0.0,
-        intensity_source="annual",
-        intensity_zone="FR",
-        market_g_per_kwh=0.0,
-        market_source="location",
-        operational_location_kgco2e=co2e_kg,
-        operational_market_kgco2e=co2e_kg if market_kg is None else market_kg,
+        location_kg=co2e_kg,
+        market_kg=market_kg,
         embodied_kgco2e=embodied_kg,
         cost=cost,
         currency=currency,
-        methodology_version=METHODOLOGY_VERSION,
     )
 
 

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from itertools import count
 
 import pytest
+from testsupport.rollup_rows import hourly_row
 
-from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.inventory.models import Device, Host
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
+from greenkpi.kpis.models import HourlyRollup
 
 _uuids = count(1)
 
@@ -43,42 +43,23 @@ def add_rollup(
     cost: float | None = None,
     currency: str = "",
 ) -> HourlyRollup:
-    RollupWindow.objects.get_or_create(
-        organisation=org,
-        hour=hour,
-        defaults={"version": 1, "computed_version": 1, "computed_at": hour + timedelta(hours=1)},
-    )
-    return HourlyRollup.objects.create(
-        organisation=org,
-        hour=hour,
+    return hourly_row(
+        org,
+        hour,
         device=device,
-        device_kind=device.kind,
-        host=device.host,
         team=team,
         model_key=model_key,
         run_key=run_key,
-        samples=60,
-        covered_s=allocated_gpu_h * 3600,
         energy_kwh=energy_kwh,
-        estimated_energy_kwh=0.0,
-        pue=1.0,
-        facility_energy_kwh=energy_kwh,
         allocated_gpu_h=allocated_gpu_h,
         busy_gpu_h=busy_gpu_h,
-        util_known_gpu_h=allocated_gpu_h,
         idle_gpu_h=idle_gpu_h,
         idle_energy_kwh=energy_kwh * idle_gpu_h / max(allocated_gpu_h, 1e-9),
-        intensity_g_per_kwh=0.0,
-        intensity_source="annual",
-        intensity_zone="FR",
-        market_g_per_kwh=0.0,
-        market_source="location",
-        operational_location_kgco2e=location_kg,
-        operational_market_kgco2e=market_kg,
+        location_kg=location_kg,
+        market_kg=market_kg,
         embodied_kgco2e=embodied_kg,
         cost=cost,
         currency=currency,
-        methodology_version=METHODOLOGY_VERSION,
     )
 
 

@@ -10,11 +10,10 @@ from io import StringIO
 
 import pytest
 import time_machine
+from testsupport.rollup_rows import hourly_row
 
-from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.inventory.models import Device, Host
 from greenkpi.inventory.services import site_create
-from greenkpi.kpis.models import HourlyRollup
 from greenkpi.workloads import advice, selectors
 from greenkpi.workloads import services as registry
 from greenkpi.workloads.models import RunStatus
@@ -125,32 +124,23 @@ def measured_run(world, key, site, start, kwh_by_hour, g_per_kwh, recurrence="ni
     )
     registry.run_close(run=run, status=RunStatus.SUCCEEDED, ended_at=start + len(kwh_by_hour) * H)
     for k, kwh in enumerate(kwh_by_hour):
-        HourlyRollup.objects.create(
-            organisation=model.team.organisation,
-            hour=start + k * H,
+        hourly_row(
+            model.team.organisation,
+            start + k * H,
             device=gpu,
-            device_kind="gpu",
-            host=gpu.host,
+            computed=False,
             site=s,
             team=model.team,
             model_key=model.key,
             run_key=key,
-            samples=60,
-            covered_s=3600,
             energy_kwh=kwh,
-            estimated_energy_kwh=0.0,
             pue=s.pue,
-            facility_energy_kwh=kwh * s.pue,
-            allocated_gpu_h=1.0,
             intensity_g_per_kwh=g_per_kwh,
             intensity_source="hourly",
             intensity_zone=s.grid_zone,
             market_g_per_kwh=g_per_kwh,
-            market_source="location",
-            operational_location_kgco2e=kwh * s.pue * g_per_kwh / 1000,
-            operational_market_kgco2e=kwh * s.pue * g_per_kwh / 1000,
+            location_kg=kwh * s.pue * g_per_kwh / 1000,
             embodied_kgco2e=0.001,
-            methodology_version=METHODOLOGY_VERSION,
         )
     return run
 

@@ -30,10 +30,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 from django.test import Client
+from testsupport.rollup_rows import hourly_row
 
-from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.inventory.models import Device, Host
-from greenkpi.kpis.models import HourlyRollup, RollupWindow
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads import services as registry
 from greenkpi.workloads.models import RunStatus
@@ -194,36 +193,17 @@ def ranker(acme):
             functional_unit="inference" if units else "",
         )
         made[key] = (run, version, produced)
-        RollupWindow.objects.get_or_create(
-            organisation=acme,
-            hour=start,
-            defaults={"version": 1, "computed_version": 1, "computed_at": start + H},
-        )
-        HourlyRollup.objects.create(
-            organisation=acme,
-            hour=start,
+        hourly_row(
+            acme,
+            start,
             device=gpu,
-            device_kind="gpu",
-            host=host,
             team=acme.nlp,
             model_key=model.key,
             run_key=key,
-            samples=60,
-            covered_s=3600,
             energy_kwh=kg * 2,
-            estimated_energy_kwh=0.0,
-            pue=1.0,
-            facility_energy_kwh=kg * 2,
-            allocated_gpu_h=1.0,
             intensity_g_per_kwh=500.0,
-            intensity_source="annual",
-            intensity_zone="FR",
             market_g_per_kwh=500.0,
-            market_source="location",
-            operational_location_kgco2e=kg,
-            operational_market_kgco2e=kg,
-            embodied_kgco2e=0.0,
-            methodology_version=METHODOLOGY_VERSION,
+            location_kg=kg,
         )
     for name, baseline in BASELINES.items():
         trained_by = next(run for run, v, produced in made.values() if v == name and produced)
