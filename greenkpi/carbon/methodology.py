@@ -14,7 +14,10 @@ from typing import Final
 
 # gk-2026.2: Scope 2 location-based on direct (combustion) factors, Scope 3 cat. 3 beside it,
 # market-based with instruments and residual mixes, whole-host embodied (docs/kpis.md, "Reporting").
-METHODOLOGY_VERSION: Final = "gk-2026.2"
+# gk-2026.3: T&D loss rate checked against the WDI data (6.87 %, was 8.3 % from memory); a
+# contractual instrument never covers more than its contracted volume (docs/kpis.md, "Methodology
+# changes").
+METHODOLOGY_VERSION: Final = "gk-2026.3"
 
 J_PER_KWH: Final = 3.6e6
 G_PER_KG: Final = 1000.0
@@ -157,11 +160,16 @@ NUCLEAR_FUELS: Final = ("nuclear",)
 RENEWABLE_FUELS: Final = ("hydro", "wind", "solar", "bioenergy", "other_renewable")
 
 # Transmission and distribution losses as a share of the electricity consumed, when the zone has
-# no figure of its own: the world value of the World Bank's WDI series EG.ELC.LOSS.ZS ("Electric
-# power transmission and distribution losses (% of output)", IEA Statistics, CC BY 4.0), 8.3 %
-# (2014, the series' last year). GHG Protocol Scope 3 Technical Guidance, cat. 3 activity (c):
-# T&D losses = electricity consumed x loss rate x the lifecycle factor of the electricity.
-TD_LOSS_DEFAULT: Final = 0.083
+# no figure of its own: the World value for 2022 of the World Bank's WDI series EG.ELC.LOSS.ZS
+# ("Electric power transmission and distribution losses (% of output)", data from IEA
+# statistics), 6.87112576586161 % in the WDI CSV last updated 2026-02-24, rounded to three
+# significant digits. 2022, not 2023: the 2023 aggregates rest on fewer countries (the World falls
+# to 6.13 % while the upper-middle-income group jumps from 6.21 % to 12.9 %), a break in coverage,
+# not in the grids. The series was 7.85 % in 2014; gk-2026.2's 8.3 % was written from memory.
+# GHG Protocol Scope 3 Technical Guidance, cat. 3 activity (c): T&D losses = electricity consumed
+# x loss rate x the lifecycle factor of the electricity. Per-zone rates are not shipped (the WDI
+# metadata refers IEA-sourced values to IEA's terms): docs/carbon-data.md.
+TD_LOSS_DEFAULT: Final = 0.0687
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,7 +293,8 @@ def _sources(
     out += [
         {
             "source": "IPCC AR5 WG III Annex III Table A.III.2 (per-fuel direct and lifecycle "
-            "factors); World Bank WDI EG.ELC.LOSS.ZS (T&D losses), CC BY 4.0",
+            "factors); T&D losses 6.87 %: World Bank WDI EG.ELC.LOSS.ZS, World 2022, from IEA "
+            "statistics (one figure quoted with attribution)",
             "kind": "factors",
         },
         {

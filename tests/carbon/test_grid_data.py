@@ -95,7 +95,7 @@ def test_lookup_uses_the_measured_hour_else_the_annual_average_and_says_which():
         "hr-dir",
     )
     assert measured.lifecycle_g_per_kwh == 45.1
-    assert measured.upstream_g_per_kwh == pytest.approx(45.1 - 28.5 + 0.083 * 45.1)
+    assert measured.upstream_g_per_kwh == pytest.approx(19.69837)  # 45.1 - 28.5 + 0.0687 x 45.1
     assert measured.renewable_share == pytest.approx(0.255)
     fallback = intensity_for(zone="FR", hour=H0 + timedelta(hours=5))
     assert (fallback.source, fallback.figure_zone, fallback.method) == ("annual", "FR", "mix")

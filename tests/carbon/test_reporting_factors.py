@@ -8,8 +8,9 @@ oil 406/650, nuclear 0/12, hydro 0/24, wind 0/11, solar 0/45, bioenergy 0/230, o
             = 17212.96 / 514.11 = 33.4811 g/kWh
   lifecycle = (1771.2 + 15400.7 + 6311.5 + 4027.8 + 1276.56 + 534.71 + 1046.7 + 2185 + 22.8)
             / 514.11 = 32576.97 / 514.11 = 63.3658 g/kWh
-  cat. 3    = (63.3658 - 33.4811) + 0.083 x 63.3658 = 29.8847 + 5.2594 = 35.1440 g/kWh
-1 MWh at PUE 1: Scope 2 location-based 33.4811 kgCO2e, Scope 3 cat. 3 35.1440 kgCO2e.
+  cat. 3    = (63.3658 - 33.4811) + 0.0687 x 63.3658 = 29.8847 + 4.3532 = 34.2379 g/kWh
+(T&D loss rate 6.87 %: the World value for 2022 of WDI EG.ELC.LOSS.ZS, 6.87112576586161 %)
+1 MWh at PUE 1: Scope 2 location-based 33.4811 kgCO2e, Scope 3 cat. 3 34.2379 kgCO2e.
 
 Item 2 — a site with a 60 % PPA at 0 g/kWh and a residual mix of 50 g/kWh:
   0.6 x 0 + 0.4 x 50 = 20 g/kWh -> 1 MWh: 20 kgCO2e market-based. Without a residual mix the rest
@@ -33,7 +34,7 @@ from greenkpi.carbon.selectors import intensities_for, market_factors_for
 H0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 FR_DIRECT = 17212.96 / 514.11
 FR_LIFECYCLE = 32576.97 / 514.11
-FR_UPSTREAM = (FR_LIFECYCLE - FR_DIRECT) + 0.083 * FR_LIFECYCLE
+FR_UPSTREAM = (FR_LIFECYCLE - FR_DIRECT) + 0.0687 * FR_LIFECYCLE
 
 
 def test_a_known_mix_gives_the_hand_worked_direct_and_upstream_factors():
@@ -42,10 +43,11 @@ def test_a_known_mix_gives_the_hand_worked_direct_and_upstream_factors():
     assert half.direct_g_per_kwh == pytest.approx(380.0)  # (760 + 0) / 2
     assert half.lifecycle_g_per_kwh == pytest.approx(415.5)  # (820 + 11) / 2
     assert half.fossil_share == 0.5 and half.renewable_share == 0.5 and half.nuclear_share == 0
-    # 35.5 upstream + 8.3 % T&D losses of 415.5 = 35.5 + 34.4865
-    assert m.upstream_g_per_kwh(direct=380.0, lifecycle=415.5, td_loss=0.083) == pytest.approx(
-        69.9865
-    )
+    # 35.5 upstream + 6.87 % T&D losses of 415.5 = 35.5 + 28.54485
+    assert m.TD_LOSS_DEFAULT == 0.0687  # WDI EG.ELC.LOSS.ZS, World 2022 (6.8711 %), 3 digits
+    assert m.upstream_g_per_kwh(
+        direct=380.0, lifecycle=415.5, td_loss=m.TD_LOSS_DEFAULT
+    ) == pytest.approx(64.04485)
     assert m.mix_figures({}) is None
 
     france = location_factors(annual_for("FR")[0])
@@ -54,7 +56,7 @@ def test_a_known_mix_gives_the_hand_worked_direct_and_upstream_factors():
     assert france.scope2_g_per_kwh == pytest.approx(33.4811, abs=1e-4)
     assert france.scope2_g_per_kwh == pytest.approx(FR_DIRECT)
     assert france.lifecycle_g_per_kwh == pytest.approx(63.3658, abs=1e-4)
-    assert france.upstream_g_per_kwh == pytest.approx(35.1440, abs=1e-4)
+    assert france.upstream_g_per_kwh == pytest.approx(34.2379, abs=1e-4)
     assert france.nuclear_share == pytest.approx(335.65 / 514.11)
     assert "CC BY 4.0" in france.detail and "IPCC" in france.detail
     # 1 MWh (1,000 kWh) at PUE 1
@@ -63,7 +65,7 @@ def test_a_known_mix_gives_the_hand_worked_direct_and_upstream_factors():
     ) == pytest.approx(33.4811, abs=1e-4)
     assert m.operational_kgco2e(
         energy_kwh=1000.0, pue=1.0, intensity_g_per_kwh=france.upstream_g_per_kwh
-    ) == pytest.approx(35.1440, abs=1e-4)
+    ) == pytest.approx(34.2379, abs=1e-4)
 
 
 def test_published_direct_zones_and_zones_without_a_mix_say_their_method():
@@ -85,10 +87,10 @@ def test_hourly_series_keep_the_providers_basis():
     )
     direct = intensities_for(zones=["DE"], hour=H0)["DE"]
     assert (direct.intensity_g_per_kwh, direct.method) == (350.0, "hr-dir")
-    assert direct.upstream_g_per_kwh == pytest.approx(50.0 + 0.083 * 400.0)
+    assert direct.upstream_g_per_kwh == pytest.approx(77.48)  # 50 + 0.0687 x 400
     lifecycle = intensities_for(zones=["DE"], hour=H0 + timedelta(hours=1))["DE"]
     assert (lifecycle.intensity_g_per_kwh, lifecycle.method) == (420.0, "hr-lca")
-    assert lifecycle.upstream_g_per_kwh == pytest.approx(0.083 * 420.0)  # T&D losses only
+    assert lifecycle.upstream_g_per_kwh == pytest.approx(28.854)  # T&D only: 0.0687 x 420
 
 
 @pytest.mark.django_db

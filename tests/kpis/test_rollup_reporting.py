@@ -19,7 +19,7 @@ HOST_KG = 1000.0 + 100.0 + (1024 - 16) * 533.0 / 384.0 + 4 * 100.0
 LIFE_S = 4 * 31_557_600
 FR_DIRECT = 17212.96 / 514.11
 FR_LIFECYCLE = 32576.97 / 514.11
-FR_UPSTREAM = (FR_LIFECYCLE - FR_DIRECT) + 0.083 * FR_LIFECYCLE
+FR_UPSTREAM = (FR_LIFECYCLE - FR_DIRECT) + 0.0687 * FR_LIFECYCLE
 
 
 def test_a_gpu_only_host_carries_its_whole_host_embodied_share(acme, acme_token, ingest, hour):
