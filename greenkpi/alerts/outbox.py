@@ -5,7 +5,8 @@
   rolled-back change, no send before the row is visible); a (channel, dedup_key) pair is written
   once, so re-running the same change writes nothing.
 * ``notification_send`` claims the row with one conditional UPDATE (pending and due, or a lapsed
-  claim), so of two workers holding the same message one sends and the other does nothing.
+  claim: lib/outbox.py), so of two workers holding the same message one sends and the other does
+  nothing.
 * ``notifications_sweep`` re-dispatches rows still pending a minute after they were due: the lost
   broker message case. The claim keeps that exactly once as well.
 
@@ -16,7 +17,6 @@ once its claim lapses; the stable ``webhook-id`` lets the receiver drop that dup
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +31,7 @@ from greenkpi.alerts.channels import PermanentError, TransientError, notifier_fo
 from greenkpi.alerts.dispatch import SEND_NOTIFICATION, task
 from greenkpi.alerts.models import Alert, AlertGroup, AlertRule, Channel, Notification
 from greenkpi.inventory.models import Membership, Role
+from greenkpi.lib.outbox import claim, finish, overdue, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -113,30 +114,19 @@ def notification_write(
     return row
 
 
-def _backoff_s(attempts: int) -> float:
-    return min(30.0 * 2 ** max(attempts - 1, 0), 3600.0)
-
-
 def notification_send(*, notification_id: str, now: datetime | None = None) -> SendResult:
     """Claim, send, record. Returns without sending when the row is not ours to send."""
     now = now or timezone.now()
-    token = uuid.uuid4().hex
-    claimed = (
-        Notification.objects.filter(pk=notification_id, next_attempt_at__lte=now)
-        .filter(
-            Q(status=Notification.Status.PENDING)
-            | Q(status=Notification.Status.SENDING, claimed_until__lt=now)
-        )
-        .update(
-            status=Notification.Status.SENDING,
-            claimed_until=now + timedelta(seconds=SEND_LEASE_S),
-            claimed_by=token,
-        )
+    mine = claim(
+        Notification.objects.all(),
+        notification_id,
+        now=now,
+        lease_s=SEND_LEASE_S,
+        waiting=[Notification.Status.PENDING],
     )
-    if not claimed:
+    if mine is None:
         return SendResult("skipped")
     row = Notification.objects.select_related("channel").get(pk=notification_id)
-    mine = Notification.objects.filter(pk=notification_id, claimed_by=token)
     attempts = row.attempts + 1
     try:
         if not row.channel.enabled:
@@ -145,52 +135,29 @@ def notification_send(*, notification_id: str, now: datetime | None = None) -> S
     except TransientError as exc:
         if attempts >= MAX_ATTEMPTS:
             return _fail(mine, attempts, f"gave up after {attempts} attempts: {exc}")
-        delay = _backoff_s(attempts)
-        mine.update(
-            status=Notification.Status.PENDING,
-            attempts=attempts,
-            next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            claimed_until=None,
-            claimed_by="",
-            last_error=str(exc)[:2000],
-        )
+        status = Notification.Status.PENDING
+        delay = retry_later(mine, status=status, attempts=attempts, error=str(exc))
         return SendResult("retry", retry_in_s=delay, error=str(exc))
     except PermanentError as exc:
         return _fail(mine, attempts, str(exc))
     except Exception as exc:  # a bug in a notifier: record it rather than loop on it
         log.exception("notification %s crashed its notifier", notification_id)
         return _fail(mine, attempts, f"{type(exc).__name__}: {exc}")
-    mine.update(
-        status=Notification.Status.SENT,
-        attempts=attempts,
-        sent_at=timezone.now(),
-        claimed_until=None,
-        last_error="",
-    )
+    finish(mine, status=Notification.Status.SENT, attempts=attempts, sent_at=timezone.now())
     return SendResult("sent")
 
 
 def _fail(mine, attempts: int, error: str) -> SendResult:
-    mine.update(
-        status=Notification.Status.FAILED,
-        attempts=attempts,
-        claimed_until=None,
-        last_error=error[:2000],
-    )
+    finish(mine, status=Notification.Status.FAILED, attempts=attempts, error=error)
     return SendResult("failed", error=error)
 
 
 def notifications_due(*, now: datetime, limit: int = 500) -> list[str]:
     """Rows a lost message left behind: pending and overdue by the grace, or a lapsed claim."""
-    return [
-        str(pk)
-        for pk in Notification.objects.filter(
-            Q(status=Notification.Status.PENDING, next_attempt_at__lte=now - SWEEP_GRACE)
-            | Q(status=Notification.Status.SENDING, claimed_until__lt=now)
-        )
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    ]
+    rows = Notification.objects.all()
+    waiting = [Notification.Status.PENDING]
+    pks = overdue(rows, now=now, grace=SWEEP_GRACE, waiting=waiting, limit=limit)
+    return [str(pk) for pk in pks]
 
 
 def notifications_sweep(*, now: datetime | None = None, queue: str | None = None) -> int:

@@ -5,7 +5,7 @@
   after commit. Only runs linked to an MLflow run (``mlflow_run_id``: given when the run was
   opened, or the ``MLFLOW_RUN_ID`` the collector tags a process's shares with) of an organisation
   with an enabled MLflow link get one.
-* ``export_send`` claims the row with one conditional UPDATE, so of two workers holding the same
+* ``export_send`` claims the row with one conditional UPDATE (lib/outbox.py), so of two workers holding the same
   message one sends. While the run's hours still wait for a rollup recompute it waits (not an
   attempt; at most ``MAX_WAIT``), so the figures written are the final ones. MLflow down, or
   answering an error, is retried with exponential backoff; ``last_error`` says why on the run
@@ -20,7 +20,6 @@ row's update re-sends once the claim lapses, and MLflow keeps one history entry 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,7 +27,7 @@ from functools import partial
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from greenkpi.integrations import mlflow_rest
@@ -36,6 +35,7 @@ from greenkpi.integrations.models import MlflowExport, MlflowLink
 from greenkpi.kpis import labels
 from greenkpi.kpis.models import RollupWindow
 from greenkpi.kpis.read import sums as read
+from greenkpi.lib.outbox import claim, finish, overdue, retry_later
 from greenkpi.lib.periods import hour_floor
 from greenkpi.workloads.models import Run, RunStatus
 
@@ -47,6 +47,7 @@ MAX_ATTEMPTS = 8
 ROLLUP_WAIT_S = 60.0  # how often a row waiting for the run's rollups looks again
 MAX_WAIT = timedelta(hours=6)  # then the figures go as they are (the tag says as of when)
 SWEEP_GRACE = timedelta(seconds=60)
+WAITING = (MlflowExport.Status.PENDING, MlflowExport.Status.WAITING)
 # Run keys the scheduler gives are one per organisation (workloads.selectors).
 SCHEDULER_RUN_PREFIXES = ("slurm:", "k8s:")
 
@@ -83,10 +84,6 @@ def export_write(*, run: Run, now: datetime | None = None) -> MlflowExport | Non
     if created:
         transaction.on_commit(partial(dispatch, row.pk))
     return row if created else None
-
-
-def _backoff_s(attempts: int) -> float:
-    return min(30.0 * 2 ** max(attempts - 1, 0), 3600.0)
 
 
 def run_figures(run: Run, *, now: datetime) -> dict[str, float]:
@@ -154,23 +151,12 @@ def _tags(run: Run, figures: dict[str, float], now: datetime) -> dict[str, str]:
 def export_send(*, export_id: int, now: datetime | None = None) -> SendResult:
     """Claim, send, record. Returns without sending when the row is not ours to send."""
     now = now or timezone.now()
-    token = uuid.uuid4().hex
-    claimed = (
-        MlflowExport.objects.filter(pk=export_id, next_attempt_at__lte=now)
-        .filter(
-            Q(status__in=[MlflowExport.Status.PENDING, MlflowExport.Status.WAITING])
-            | Q(status=MlflowExport.Status.SENDING, claimed_until__lt=now)
-        )
-        .update(
-            status=MlflowExport.Status.SENDING,
-            claimed_until=now + timedelta(seconds=SEND_LEASE_S),
-            claimed_by=token,
-        )
+    mine = claim(
+        MlflowExport.objects.all(), export_id, now=now, lease_s=SEND_LEASE_S, waiting=WAITING
     )
-    if not claimed:
+    if mine is None:
         return SendResult("skipped")
     row = MlflowExport.objects.select_related("run__model__team").get(pk=export_id)
-    mine = MlflowExport.objects.filter(pk=export_id, claimed_by=token)
     run = row.run
     if _rollups_pending(run) and now - row.created_at < MAX_WAIT:
         mine.update(
@@ -203,29 +189,21 @@ def export_send(*, export_id: int, now: datetime | None = None) -> SendResult:
         if attempts >= MAX_ATTEMPTS:
             error = f"gave up after {attempts} attempts: {exc}"
             return _finish(mine, MlflowExport.Status.FAILED, attempts, error)
-        delay = _backoff_s(attempts)
-        mine.update(
-            status=MlflowExport.Status.PENDING,
-            attempts=attempts,
-            next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            claimed_until=None,
-            claimed_by="",
-            last_error=str(exc)[:2000],
-        )
+        status = MlflowExport.Status.PENDING
+        delay = retry_later(mine, status=status, attempts=attempts, error=str(exc))
         return SendResult("retry", retry_in_s=delay, error=str(exc))
-    mine.update(
+    finish(
+        mine,
         status=MlflowExport.Status.SENT,
         attempts=attempts,
         sent_at=timezone.now(),
-        claimed_until=None,
-        last_error="",
         written={"metrics": figures, "tags": tags, "timestamp_ms": stamp},
     )
     return SendResult("sent")
 
 
 def _finish(mine, status: str, attempts: int, error: str) -> SendResult:
-    mine.update(status=status, attempts=attempts, claimed_until=None, last_error=error[:2000])
+    finish(mine, status=status, attempts=attempts, error=error)
     return SendResult(str(status), error=error)
 
 
@@ -247,17 +225,8 @@ def exports_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     for run in missing:
         with transaction.atomic():
             export_write(run=run, now=now)
-    due = list(
-        MlflowExport.objects.filter(
-            Q(
-                status__in=[MlflowExport.Status.PENDING, MlflowExport.Status.WAITING],
-                next_attempt_at__lte=now - SWEEP_GRACE,
-            )
-            | Q(status=MlflowExport.Status.SENDING, claimed_until__lt=now)
-        )
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    rows = MlflowExport.objects.all()
+    due = overdue(rows, now=now, grace=SWEEP_GRACE, waiting=WAITING, limit=limit)
     for pk in due:
         dispatch(pk)
     return len(missing) + len(due)
