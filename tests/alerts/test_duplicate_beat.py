@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db.models import F, Sum
 from django.utils import timezone
-from testsupport.celery_workers import forget_queue, start_worker, stop, wait_for, worker_env
+from testsupport.celery_workers import forget_queue, start_beat, start_worker, stop, wait_for
 
 from greenkpi.alerts.models import AlertRule, Channel, Notification, RuleKind, new_webhook_secret
 from greenkpi.ingest.models import Sample
@@ -39,7 +36,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 REAL_DISPATCH = True  # the worker's outbox dispatches go through Redis (see conftest.dispatched)
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 # One every 2 s: both beats run >= 10 s with work to do (DUPLICATE_BEAT_BATCHES=60: 2 min).
 BATCHES = int(os.environ.get("DUPLICATE_BEAT_BATCHES", "5"))
@@ -56,30 +52,6 @@ def queue(redis_url):
 
     client = redis.Redis.from_url(redis_url)
     client.delete(f"greenkpi-test:{name}", f"greenkpi-test:{name}:beats")
-
-
-def start_beat(tmp_path: Path, redis_url: str, name: str, queue: str, lease_s: float):
-    env = worker_env(tmp_path, redis_url)
-    env.update(
-        TEST_BEAT_QUEUE=queue,
-        BEAT_LEASE_S=str(lease_s),
-        BEAT_LEASE_KEY=f"greenkpi-test:{queue}",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")])),
-    )
-    log_path = tmp_path / f"beat-{name}.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "testsupport.beat_app", "beat"),
-                *("--loglevel=INFO", "-s", str(tmp_path / f"beat-{name}-schedule")),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    process.log_path = log_path  # type: ignore[attr-defined]
-    return process
 
 
 def sends(beat) -> int:

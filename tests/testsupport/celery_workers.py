@@ -42,23 +42,64 @@ def worker_env(tmp_path: Path, redis_url: str | None) -> dict[str, str]:
 
 
 def start_worker(
-    tmp_path: Path, redis_url: str | None, queue: str | None = None
+    tmp_path: Path,
+    redis_url: str | None,
+    queue: str | None = None,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """A solo worker; its log is tmp_path/worker[-queue].log."""
-    log_path = tmp_path / (f"worker-{queue}.log" if queue else "worker.log")
+    """A solo worker; its log is tmp_path/worker[-queue][-name].log. Several workers on one queue
+    each need a ``name`` (their Celery node name and log); ``env`` adds to their environment."""
+    suffix = "".join(f"-{part}" for part in (queue, name) if part)
+    log_path = tmp_path / f"worker{suffix}.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "greenkpi", "worker", "--pool=solo"),
                 *(("-Q", queue) if queue else ()),
+                *(("-n", f"{name}@%h") if name else ()),
                 *("--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"),
             ],
             cwd=ROOT,
-            env=worker_env(tmp_path, redis_url),
+            env={**worker_env(tmp_path, redis_url), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     process.queue, process.log_path = queue, log_path  # type: ignore[attr-defined]
+    return process
+
+
+def start_beat(
+    tmp_path: Path,
+    redis_url: str,
+    name: str,
+    queue: str,
+    lease_s: float,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """A real `celery beat` with the production scheduler class (greenkpi/beat.py) and the
+    shortened schedule of testsupport/beat_app.py (recompute, evaluate, sweep every second) on the
+    test's queue and lease key; its log is tmp_path/beat-<name>.log."""
+    beat_env = {**worker_env(tmp_path, redis_url), **(env or {})}
+    beat_env.update(
+        TEST_BEAT_QUEUE=queue,
+        BEAT_LEASE_S=str(lease_s),
+        BEAT_LEASE_KEY=f"greenkpi-test:{queue}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), beat_env.get("PYTHONPATH")])),
+    )
+    log_path = tmp_path / f"beat-{name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "testsupport.beat_app", "beat"),
+                *("--loglevel=INFO", "-s", str(tmp_path / f"beat-{name}-schedule")),
+            ],
+            cwd=ROOT,
+            env=beat_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    process.log_path = log_path  # type: ignore[attr-defined]
     return process
 
 
