@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.utils import timezone
 
-from greenkpi.alerts import digest, evaluation, grouping, outbox
+from greenkpi.alerts import digest, evaluation, grouping, outbox, system
 from greenkpi.lib.retry import bounded_countdown, retrying_task
 
 _RETRY = retrying_task(bind=True)
@@ -25,8 +25,11 @@ def _queue(task: Task) -> str | None:
 
 @shared_task(**_RETRY)
 def evaluate_rules(self: Task) -> int:
-    """Periodic: evaluate every enabled rule; returns the RecomputeRun id."""
-    return evaluation.rules_evaluate(queue=_queue(self)).pk
+    """Periodic: evaluate every enabled rule, then the system checks (told once per episode);
+    returns the RecomputeRun id."""
+    run = evaluation.rules_evaluate(queue=_queue(self))
+    system.raw_storage_alerts(queue=_queue(self))
+    return run.pk
 
 
 @shared_task(**_RETRY)

@@ -4,7 +4,8 @@ which; docs/scaling.md).
 
 Creating partitions is a separate step whose failure does not stop ingest: the days made earlier
 (RAW_PARTITIONS_AHEAD_DAYS ahead) and the default partition still take every window. It fails
-the run and logs at ERROR with ``ALERT`` in the message, which is what operators alert on.
+the run and logs at ERROR with ``ALERT`` in the message; the alerts app reads such runs and tells
+the organisations' admins once per episode (alerts/system.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from greenkpi.kpis.services import run_finish, run_start
 
 log = logging.getLogger(__name__)
 KIND = "raw-storage"
+PARTITION_ALERT = "ALERT partition creation failed"  # in the run's error: alerts/system.py
 
 
 def raw_storage_maintain(*, now: datetime | None = None) -> RecomputeRun:
@@ -44,7 +46,7 @@ def raw_storage_maintain(*, now: datetime | None = None) -> RecomputeRun:
                 notes.append(f"created {len(created)} partition(s): {', '.join(created)}")
         except DatabaseError as exc:
             failed = True
-            notes.append(f"ALERT partition creation failed: {exc}")
+            notes.append(f"{PARTITION_ALERT}: {exc}")
             log.error(
                 "ALERT raw storage: creating day partitions failed (ingest goes on into the "
                 "existing ones and the default partition): %s",

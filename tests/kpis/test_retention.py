@@ -141,7 +141,10 @@ def test_partition_creation_failing_keeps_ingest_working_and_alerts(
     assert run.status == RunStatus.FAILED and "ALERT partition creation failed" in run.error
     assert any("ALERT" in r.getMessage() for r in caplog.records)
 
-    ingest(secret, windows=2, devices=2)  # today's windows, no partition for today: still 201
+    # today's windows (from midnight: "an hour ago" is yesterday before 01:00 UTC), no partition
+    # for today: still 201
+    midnight = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
+    ingest(secret, windows=2, devices=2, start=midnight)
     ingest(secret, start=datetime.now(UTC) - timedelta(days=2), windows=1, devices=1)
     with connection.cursor() as cur:
         cur.execute("SELECT tableoid::regclass::text, count(*) FROM ingest_sample GROUP BY 1")
