@@ -279,17 +279,24 @@ def test_two_web_nodes_two_workers_one_beat(
         # Notifications: every row sent; each exactly once on its channel.
         wait_for(
             lambda: (
-                Notification.objects.filter(channel=hook).exists()
+                Notification.objects.filter(rule__name="spend", event="firing").count() == 2
                 and not Notification.objects.exclude(status="sent").exists()
             ),
-            "every notification to be sent",
+            "the budget's firing on both channels, and every notification sent",
             tmp_path,
         )
-        # Three more evaluations and sweeps by the beat: nothing new may go out.
+        # Three more evaluations and sweeps by the beat (a resend would be written now), then the
+        # beat stops and what it wrote is sent: each row must have reached its channel once.
         last = RecomputeRun.objects.filter(kind="alerts-evaluate").count()
         wait_for(
             lambda: RecomputeRun.objects.filter(kind="alerts-evaluate").count() >= last + 3,
             "three more alert evaluations",
+            tmp_path,
+        )
+        stop(beat)
+        wait_for(
+            lambda: not Notification.objects.exclude(status="sent").exists(),
+            "the last rows to be sent",
             tmp_path,
         )
         hook_ids = {
