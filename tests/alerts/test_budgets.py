@@ -118,6 +118,48 @@ def test_a_silent_host_makes_the_status_incomplete_not_under_budget(acme, people
     assert status.incomplete_since == NOW - timedelta(minutes=40)
 
 
+def test_each_scope_lists_only_the_silent_hosts_that_fed_it(acme, people, nlp_history):
+    """Organisation, team, organisation-wide model and team-model budgets in one batch: each is
+    incomplete only through the silent hosts whose rows it counts (the batch asks the
+    organisation by host probe, teams and models on the team index)."""
+    from greenkpi.inventory.models import Host
+
+    Host.objects.filter(organisation=acme).update(last_seen=NOW - timedelta(hours=2))
+    alice = people["alice"]
+    fields = {"metric": "energy_kwh", "period": "month", "amount": 1e6}
+    budgets = {
+        "org": services.budget_create(organisation=acme, user=alice, name="o", **fields),
+        "nlp": nlp_budget(acme, people),
+        "vision": services.budget_create(
+            organisation=acme, user=alice, team=acme.vision, name="v", **fields
+        ),
+        "llama": services.budget_create(
+            organisation=acme, user=alice, model_key="llama-ft", name="l", **fields
+        ),
+        "vision llama": services.budget_create(
+            organisation=acme,
+            user=alice,
+            team=acme.vision,
+            model_key="llama-ft",
+            name="vl",
+            **fields,
+        ),
+        "unused model": services.budget_create(
+            organisation=acme, user=alice, model_key="never-ran", name="n", **fields
+        ),
+    }
+    statuses = selectors.statuses_of(list(budgets.values()), now=NOW)
+    silent = {name: s.silent_hosts for name, s in zip(budgets, statuses, strict=True)}
+    assert silent == {
+        "org": ("gpu-nlp-1", "gpu-vision-1"),
+        "nlp": ("gpu-nlp-1",),
+        "vision": ("gpu-vision-1",),
+        "llama": ("gpu-nlp-1",),
+        "vision llama": (),
+        "unused model": (),
+    }
+
+
 def test_hours_awaiting_recompute_make_the_status_incomplete(acme, people, nlp_history):
     from greenkpi.kpis.dirty import windows_mark_dirty
 
