@@ -133,8 +133,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int) -> Iterator[int]:
-    """A gunicorn serving the project on a free port; always stopped, with its workers."""
+def gunicorn(env: dict[str, str], workers: int) -> Iterator[tuple[int, int]]:
+    """A gunicorn serving the project on a free port (its port and master pid); always stopped,
+    with its workers."""
     port = free_port()
     log_path = Path(VAR_DIR) / "bench-gunicorn.log"
     log_file = log_path.open("w")
@@ -160,7 +161,7 @@ def gunicorn(env: dict[str, str], workers: int) -> Iterator[int]:
     )
     try:
         wait_until_up(port, proc, log_path)
-        yield port
+        yield port, proc.pid
     finally:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -188,6 +189,50 @@ def wait_until_up(port: int, proc: subprocess.Popen, log_path: Path) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"gunicorn did not answer on port {port} within 60 s")
+
+
+# --- where the CPU goes (a breakdown print; not part of the figures) -----------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's workers), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def backend_pids(conn: psycopg.Connection) -> list[int]:
+    """The PostgreSQL backends connected to the bench database, this connection's excluded."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def cpu_total(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 # --- realistic batches ---------------------------------------------------------------------------
@@ -370,6 +415,7 @@ def client_main(
             out["latencies"].extend(latencies)
 
     start_evt.wait()
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     deadline = t0 + seconds
     threads = [threading.Thread(target=worker, args=(deadline,)) for _ in range(connections)]
@@ -378,6 +424,7 @@ def client_main(
     for t in threads:
         t.join()
     out["elapsed"] = time.monotonic() - t0
+    out["cpu_s"] = time.process_time() - cpu0
     out["exhausted"] = next_index() is None
     results.put(out)
 
@@ -422,14 +469,17 @@ def reset_tables(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def copy_rows(conn: psycopg.Connection, samples: list[tuple]) -> float:
-    """Seconds to binary-COPY the samples in 10k batches."""
+def copy_rows(conn: psycopg.Connection, samples: list[tuple]) -> tuple[float, float, float]:
+    """Seconds to binary-COPY the samples in 10k batches; and the CPU seconds this client and its
+    PostgreSQL backend spent meanwhile."""
     from psycopg.types.json import set_json_dumps
 
     # The fastest psycopg way to send jsonb (the shares): lists of dicts straight to the binary
     # dumper, serialised by orjson, as the ingest writer does.
     set_json_dumps(orjson.dumps, context=conn)
     sample_sql = f"COPY ingest_sample ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    backend = conn.info.backend_pid
+    cpu0, backend0 = time.process_time(), cpu_seconds(backend)
     t0 = time.perf_counter()
     with conn.cursor() as cur:
         for lo in range(0, len(samples), COPY_BATCH):
@@ -438,7 +488,8 @@ def copy_rows(conn: psycopg.Connection, samples: list[tuple]) -> float:
                 for row in samples[lo : lo + COPY_BATCH]:
                     copy.write_row(row)
             conn.commit()
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    return elapsed, time.process_time() - cpu0, cpu_seconds(backend) - backend0
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -481,7 +532,7 @@ def main() -> int:
     recreate_database()
     try:
         secret = set_up_tenant(env)
-        with gunicorn(env, args.workers) as port:
+        with gunicorn(env, args.workers) as (port, master):
             log(
                 f"gunicorn: {args.workers} sync workers on :{port}; posting for {args.seconds:.0f} s "
                 f"over {args.connections} connections ..."
@@ -504,7 +555,18 @@ def main() -> int:
             with psycopg.connect(DB_URL, autocommit=True) as conn:
                 conn.execute("TRUNCATE ingest_sample")
                 conn.execute("CHECKPOINT")
+                backends = backend_pids(conn)
+            workers = children(master)
+            load_before = loadavg()
+            cpu_before = {pid: cpu_seconds(pid) for pid in [master, *workers, *backends]}
             result = run_load(port, secret, bodies, args.connections, args.seconds)
+            with psycopg.connect(DB_URL, autocommit=True) as conn:
+                backends = sorted({*backends, *backend_pids(conn)})
+            cpu_used = {
+                pid: cpu_seconds(pid) - cpu_before.get(pid, 0.0)
+                for pid in [master, *workers, *backends]
+            }
+            load_after = loadavg()
         del bodies
 
         with psycopg.connect(DB_URL) as conn:
@@ -537,13 +599,13 @@ def main() -> int:
 
             samples = stored_rows(conn, args.copy_rows)
             reset_tables(conn)
-            copy_s = copy_rows(conn, samples)
+            copy_s, copy_client_cpu, copy_backend_cpu = copy_rows(conn, samples)
             copy_rate = len(samples) / copy_s
             # For comparison with the layout before issue 16 (shares in a table of their own,
             # left out of the baseline then): the same samples without their shares.
             bare = [(*row[:-1], None) for row in samples]
             reset_tables(conn)
-            copy_bare_s = copy_rows(conn, bare)
+            copy_bare_s = copy_rows(conn, bare)[0]
             copy_bare_rate = len(samples) / copy_bare_s
             log(
                 f"COPY baseline (binary, {COPY_BATCH} rows per COPY, one client, commit per batch) "
@@ -554,6 +616,20 @@ def main() -> int:
                 f"COPY of the same samples without their shares: {copy_bare_s:.2f} s = "
                 f"{copy_bare_rate:,.0f} samples/s (the shares column costs "
                 f"{100 * (1 - copy_rate / copy_bare_rate):.0f}% of COPY speed)"
+            )
+            per_k = 1000 / max(result["accepted"], 1)
+            copy_k = 1000 / max(len(samples), 1)
+            log(
+                "CPU ms per 1000 samples (from /proc; where the time goes): ingest: gunicorn "
+                f"workers {sum(cpu_used[p] for p in workers) * 1000 * per_k:.1f}, their "
+                f"PostgreSQL backends {sum(cpu_used[p] for p in backends) * 1000 * per_k:.1f}, "
+                f"load client {result['cpu_s'] * 1000 * per_k:.1f}, gunicorn master "
+                f"{cpu_used[master] * 1000 * per_k:.1f} (wall {elapsed * 1000 * per_k:.1f}); "
+                f"COPY: client {copy_client_cpu * 1000 * copy_k:.1f}, its backend "
+                f"{copy_backend_cpu * 1000 * copy_k:.1f} (wall {copy_s * 1000 * copy_k:.1f})"
+            )
+            log(
+                f"load average during ingest: {load_before} -> {load_after}; after COPY: {loadavg()}"
             )
             log(f"ingest_vs_copy_without_shares_ratio: {ingest_rate / copy_bare_rate:.3f}")
             log("copy_rows_per_s: the same rows as stored, shares included (one row per window).")

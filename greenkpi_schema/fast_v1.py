@@ -6,6 +6,11 @@ every problem. So a valid batch costs ~2.5 ms per 1,000 samples instead of ~8 ms
 gets exactly the same answer as before. The constraints here must never be looser than v1's: a
 property test (tests/schema/test_fast_decoder.py) checks that whatever this accepts, v1 accepts
 with equal values.
+
+The decoded structs are not tracked by Python's cyclic garbage collector (``gc=False``): they hold
+only strings, numbers, datetimes, lists and dicts of those, so they cannot be part of a reference
+cycle, and a batch of 1,000 samples would otherwise trigger several collections while it is
+decoded (measured: ~9 ms of CPU per batch in the ingest view, a fifth of its time).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def _text(name: str) -> Any:
 UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
 
 
-class WireSlurmJob(msgspec.Struct, tag_field="kind", tag="slurm"):
+class WireSlurmJob(msgspec.Struct, tag_field="kind", tag="slurm", gc=False):
     """A decoded shares[].scheduler of kind slurm; same attribute names as v1.SlurmJob.
 
     ``kind`` is the tag of a tagged union with WireK8sPod (a missing or unknown kind fails the
@@ -100,7 +105,7 @@ def _string_map(most: int, value_len: int) -> Any:
     ]
 
 
-class WireK8sPod(msgspec.Struct, tag_field="kind", tag="k8s"):
+class WireK8sPod(msgspec.Struct, tag_field="kind", tag="k8s", gc=False):
     """A decoded shares[].scheduler of kind k8s; same attribute names as v1.K8sPod."""
 
     namespace: Annotated[str, Meta(pattern=K8S_NAMESPACE_PATTERN)]
@@ -125,7 +130,7 @@ class WireK8sPod(msgspec.Struct, tag_field="kind", tag="k8s"):
         return f"{self.namespace}/{self.pod}"
 
 
-class WireShare(msgspec.Struct):
+class WireShare(msgspec.Struct, gc=False):
     """A decoded share; same attribute names as v1.Share."""
 
     energy_j: Energy
@@ -140,7 +145,7 @@ class WireShare(msgspec.Struct):
     scheduler: WireSlurmJob | WireK8sPod | None = None
 
 
-class WireSample(msgspec.Struct):
+class WireSample(msgspec.Struct, gc=False):
     """A decoded sample; same attribute names as v1.Sample, so the ingest service takes either."""
 
     device_uuid: Key
