@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from django.db.models import Min, Q, QuerySet
 
 from greenkpi.alerts.choices import BudgetScope, Metric
 from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW
-from greenkpi.kpis.models import HourlyRollup
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read import sums as read
+from greenkpi.kpis.read.first import first_hours
 from greenkpi.lib.periods import day_floor
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
@@ -231,37 +230,7 @@ def _first_hours(organisation_id: int, out: dict[ScopeKey, ScopeSeries], start: 
             young[key] = first
     if not young:
         return
-    firsts: dict[ScopeKey, datetime] = {}
-    day_of = {key: Q(hour__gte=day, hour__lt=day + DAY) for key, day in young.items()}
-    rows = HourlyRollup.objects.filter(organisation_id=organisation_id)
-    if (None, None) in young:  # the organisation: the (organisation, hour) index, one row
-        first = rows.filter(day_of[(None, None)]).order_by("hour").values_list("hour", flat=True)
-        hour = first.first()
-        if hour is not None:
-            firsts[(None, None)] = hour
-    # Teams and models: one GROUP BY each over their first days only.
-    for kind, fields in (("team", ("team_id",)), ("model", ("team_id", "model_key"))):
-        keys = [k for k in young if k != (None, None) and (k[1] is None) == (kind == "team")]
-        if not keys:
-            continue
-        condition = Q()
-        for key in keys:
-            q = day_of[key]
-            if key[0] is not None:
-                q &= Q(team_id=key[0])
-            if key[1] is not None:
-                q &= Q(model_key=key[1])
-            condition |= q
-        found: QuerySet = (
-            rows.filter(condition).values(*fields).annotate(first=Min("hour")).order_by()
-        )
-        for r in found:
-            for key in keys:
-                team_id, model_key = key
-                if team_id is not None and r["team_id"] != team_id:
-                    continue
-                if model_key is not None and r["model_key"] != model_key:
-                    continue
-                firsts[key] = min(firsts.get(key, r["first"]), r["first"])
+    # The exact hour, from those days' hourly rows (kpis.read.first: index probes, not a read).
+    firsts = first_hours(organisation_id=organisation_id, days=young)
     for key, day in young.items():
         out[key].first_data = firsts.get(key, day)

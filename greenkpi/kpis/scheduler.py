@@ -1,7 +1,8 @@
 """Reads of scheduler jobs' energy and waste, for the Slurm jobs page, the API and the digest.
 
-One GROUP BY over the hourly rollups of a range (rows carrying a scheduler job), joined to the
-jobs' facts in Python (a few hundred jobs, not rows). Waste is the allocated-but-idle energy
+One GROUP BY over the hourly rollups of a range through the read layer (``kpis.read``: a scheduler
+job is a key only the hourly rows carry), joined to the jobs' facts in Python (a few hundred jobs,
+not rows); the range's totals beside it (``unmapped``) come from the daily tables for whole days. Waste is the allocated-but-idle energy
 (docs/kpis.md, "Allocated-but-idle waste"): kgCO2e = kWh x PUE x location intensity / 1000, the
 same operational formula as every other rollup figure.
 """
@@ -12,11 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, F, Sum
+import pandas as pd
 
-from greenkpi.carbon.methodology import G_PER_KG
 from greenkpi.ingest.models import SchedulerJob
-from greenkpi.kpis.models import HourlyRollup
+from greenkpi.kpis.read import sums as read
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,25 @@ class JobUsage:
         return self.job_id.partition("/")[0] if "/" in self.job_id else ""
 
 
-_WASTE_G = F("allocated_idle_energy_kwh") * F("pue") * F("intensity_g_per_kwh")
+# The read layer's names of what a job sums (wasted kgCO2e: Σ(kWh x PUE x g/kWh) / 1000, summed
+# in grams first as every idle figure).
+JOB_COLUMNS = {
+    "energy_kwh": "energy_kwh",
+    "operational_location_kgco2e": "operational",
+    "embodied_kgco2e": "embodied",
+    "allocated_gpu_h": "gpu_h",
+    "allocated_idle_gpu_h": "wasted_gpu_h",
+    "allocated_idle_energy_kwh": "wasted_energy_kwh",
+    "allocated_idle_location_kgco2e": "wasted_kgco2e",
+    "unmapped_energy_kwh": "unmapped_energy_kwh",
+}
+
+
+def _job_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The groups of rows that carry a scheduler job (the read also returns the others' groups:
+    "carries a job" is no filter the read layer has, and the range is read whole either way)."""
+    frame = frame[frame["scheduler_job_id"].notna()]
+    return frame.astype({"scheduler_job_id": "int64"})
 
 
 def jobs_usage(
@@ -67,36 +85,23 @@ def jobs_usage(
     ``team_ids`` limits to the jobs whose energy went (mostly) to those teams: a person sees the
     jobs of the teams they may see, like every page. ``kind``: one scheduler (``slurm``, ``k8s``).
     """
-    rows = (
-        HourlyRollup.objects.filter(
+    frame = _job_rows(
+        read.sums(
             organisation_id=organisation_id,
-            hour__gte=start,
-            hour__lt=end,
-            scheduler_job__isnull=False,
-        )
-        .values("scheduler_job_id", "team_id", "model_key")
-        .annotate(
-            energy_kwh=Sum("energy_kwh"),
-            operational=Sum("operational_location_kgco2e"),
-            embodied=Sum("embodied_kgco2e"),
-            gpu_h=Sum("allocated_gpu_h"),
-            wasted_gpu_h=Sum("allocated_idle_gpu_h"),
-            wasted_energy_kwh=Sum("allocated_idle_energy_kwh"),
-            wasted_g=Sum(_WASTE_G),
-            unmapped_energy_kwh=Sum("unmapped_energy_kwh"),
-        )
-        .order_by()
+            start=start,
+            end=end,
+            columns=list(JOB_COLUMNS),
+            by=["scheduler_job_id", "team_id", "model_key"],
+        ).rename(columns=JOB_COLUMNS)
     )
     per_job: dict[int, dict] = {}
-    for row in rows:
-        job = per_job.setdefault(
-            row["scheduler_job_id"],
-            {"owners": {}, "sums": dict.fromkeys(_SUMS, 0.0)},
-        )
-        owner = (row["team_id"], row["model_key"])
-        job["owners"][owner] = job["owners"].get(owner, 0.0) + (row["energy_kwh"] or 0.0)
-        for name in _SUMS:
-            job["sums"][name] += row[name] or 0.0
+    columns = [frame[c].tolist() for c in ("scheduler_job_id", "team_id", "model_key", *_SUMS)]
+    for job_pk, team_id, model_key, *values in zip(*columns, strict=True):
+        job = per_job.setdefault(job_pk, {"owners": {}, "sums": dict.fromkeys(_SUMS, 0.0)})
+        owner = (None if pd.isna(team_id) else int(team_id), model_key)
+        job["owners"][owner] = job["owners"].get(owner, 0.0) + values[0]  # energy_kwh
+        for name, value in zip(_SUMS, values, strict=True):
+            job["sums"][name] += value
     if not per_job:
         return []
     facts = SchedulerJob.objects.filter(organisation_id=organisation_id, pk__in=list(per_job))
@@ -145,7 +150,7 @@ def jobs_usage(
                 gpu_h=sums["gpu_h"],
                 wasted_gpu_h=sums["wasted_gpu_h"],
                 wasted_energy_kwh=sums["wasted_energy_kwh"],
-                wasted_kgco2e=sums["wasted_g"] / G_PER_KG,
+                wasted_kgco2e=sums["wasted_kgco2e"],
                 unmapped_energy_kwh=sums["unmapped_energy_kwh"],
             )
         )
@@ -153,16 +158,7 @@ def jobs_usage(
     return out
 
 
-_SUMS = (
-    "energy_kwh",
-    "operational",
-    "embodied",
-    "gpu_h",
-    "wasted_gpu_h",
-    "wasted_energy_kwh",
-    "wasted_g",
-    "unmapped_energy_kwh",
-)
+_SUMS = tuple(JOB_COLUMNS.values())  # energy_kwh first (a job's owners are weighed by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,18 +215,34 @@ def unmapped(
     team_ids: Iterable[int] | None = None,
 ) -> Unmapped:
     """Unmapped kWh of the range against all kWh of the same rows' scope, and per account."""
-    base = HourlyRollup.objects.filter(
-        organisation_id=organisation_id, hour__gte=start, hour__lt=end
+    where = {} if team_ids is None else {"team_id": list(team_ids)}
+    # The totals: whole days from DailyTeamRollup (the daily tables carry unmapped kWh).
+    total = read.sums(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        columns=["energy_kwh", "unmapped_energy_kwh"],
+        where=where,
     )
-    if team_ids is not None:
-        base = base.filter(team_id__in=list(team_ids))
-    total = base.aggregate(total=Sum("energy_kwh"), unmapped=Sum("unmapped_energy_kwh"))
+    total_kwh, unmapped_kwh = (
+        (float(total[c].sum()) for c in ("energy_kwh", "unmapped_energy_kwh"))
+        if not total.empty
+        else (0.0, 0.0)
+    )
+    # Per job: hourly rows (a job is an hourly key).
+    jobs = _job_rows(
+        read.sums(
+            organisation_id=organisation_id,
+            start=start,
+            end=end,
+            columns=["unmapped_energy_kwh"],
+            by=["scheduler_job_id"],
+            where=where,
+        )
+    )
+    jobs = jobs[jobs["unmapped_energy_kwh"] > 0]
     per_job = dict(
-        base.filter(unmapped_energy_kwh__gt=0)
-        .values("scheduler_job_id")
-        .annotate(kwh=Sum("unmapped_energy_kwh"))
-        .order_by()
-        .values_list("scheduler_job_id", "kwh")
+        zip(jobs["scheduler_job_id"].tolist(), jobs["unmapped_energy_kwh"].tolist(), strict=True)
     )
     accounts: dict[str, float] = {}
     for job_pk, account in SchedulerJob.objects.filter(pk__in=list(per_job)).values_list(
@@ -238,8 +250,8 @@ def unmapped(
     ):
         accounts[account] = accounts.get(account, 0.0) + per_job[job_pk]
     return Unmapped(
-        energy_kwh=total["unmapped"] or 0.0,
-        total_energy_kwh=total["total"] or 0.0,
+        energy_kwh=unmapped_kwh,
+        total_energy_kwh=total_kwh,
         accounts=sorted(accounts.items(), key=lambda a: (-a[1], a[0])),
     )
 
@@ -288,22 +300,26 @@ def pods_usage(
         return []
     pks = [j.job_pk for j in jobs]
     facts = dict(SchedulerJob.objects.filter(pk__in=pks).values_list("pk", "attributes").order_by())
-    sums = {
-        row["scheduler_job_id"]: row
-        for row in HourlyRollup.objects.filter(
-            organisation_id=organisation_id,
-            hour__gte=start,
-            hour__lt=end,
-            scheduler_job_id__in=pks,
-        )
-        .values("scheduler_job_id")
-        .annotate(
-            gpus=Count("device_id", distinct=True),
-            location=Sum("operational_location_kgco2e"),
-            embodied=Sum("embodied_kgco2e"),
-        )
-        .order_by()
-    }
+    # Per pod and device: the pod's distinct devices are its groups, its sums their total.
+    devices = read.sums(
+        organisation_id=organisation_id,
+        start=start,
+        end=end,
+        columns=["operational_location_kgco2e", "embodied_kgco2e"],
+        by=["scheduler_job_id", "device_id"],
+        where={"scheduler_job_id": pks},
+    )
+    sums: dict[int, dict[str, float]] = {}
+    for job_pk, location, embodied in zip(
+        devices["scheduler_job_id"].tolist(),
+        devices["operational_location_kgco2e"].tolist(),
+        devices["embodied_kgco2e"].tolist(),
+        strict=True,
+    ):
+        row = sums.setdefault(int(job_pk), {"gpus": 0, "location": 0.0, "embodied": 0.0})
+        row["gpus"] += 1
+        row["location"] += location
+        row["embodied"] += embodied
     out = []
     for job in jobs:
         attributes = facts.get(job.job_pk) or {}
@@ -317,7 +333,7 @@ def pods_usage(
                 namespace=str(attributes.get("namespace") or name_space),
                 pod=str(attributes.get("pod") or pod),
                 container=str(attributes.get("container") or ""),
-                gpus=row.get("gpus") or 0,
+                gpus=int(row.get("gpus") or 0),
                 scope2_location_kgco2e=row.get("location") or 0.0,
                 embodied_kgco2e=row.get("embodied") or 0.0,
                 share_rules=tuple(
