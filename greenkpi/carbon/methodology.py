@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 # gk-2026.2: Scope 2 location-based on direct (combustion) factors, Scope 3 cat. 3 beside it,
@@ -206,6 +207,22 @@ def upstream_g_per_kwh(*, direct: float, lifecycle: float, td_loss: float) -> fl
     the lifecycle factor. When the Scope 2 factor is itself lifecycle (``direct == lifecycle``)
     only the T&D losses remain."""
     return max(lifecycle - direct, 0.0) + td_loss * lifecycle
+
+
+def instrument_kwh_per_hour(
+    *, volume_mwh: float, valid_from: datetime, valid_to: datetime | None, hour: datetime
+) -> float:
+    """The most a contractual instrument may cover in one hour: its contracted volume spread
+    evenly over its period (``valid_to`` exclusive), or over the calendar year (UTC) of ``hour``
+    for an open-ended instrument, whose volume is then per year. A volume never moves from one
+    hour to another, so an instrument covers at most its volume whatever the consumption, and the
+    cap of an hour depends on nothing but that hour (docs/kpis.md, "Reporting")."""
+    if valid_to is not None:
+        hours = (valid_to - valid_from).total_seconds() / 3600.0
+    else:
+        year = datetime(hour.year, 1, 1, tzinfo=UTC)
+        hours = (year.replace(year=hour.year + 1) - year).total_seconds() / 3600.0
+    return volume_mwh * 1000.0 / hours if hours > 0 else 0.0
 
 
 def host_embodied_kgco2e(

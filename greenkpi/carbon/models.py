@@ -58,8 +58,10 @@ class MarketFactor(models.Model):
 
     Market-based figures apply the instruments valid in each hour, latest-starting first, up to
     the whole of the hour's energy; the rest takes the zone's residual mix, else the grid average
-    (labelled). ``volume_mwh`` is the contracted volume, reported beside the volume applied
-    (share x consumption) so an over-claim shows. Market-based figures never reduce SCI.
+    (labelled). ``volume_mwh`` caps what the instrument covers: in any hour at most the volume
+    spread evenly over the period (per calendar year when open-ended), so it never covers more
+    than its volume (kpis/market.py; the report shows contracted beside applied). Market-based
+    figures never reduce SCI.
     """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="market_factors")
@@ -82,7 +84,10 @@ class MarketFactor(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0.0)],
-        help_text="Contracted volume over the period, MWh (reported beside the volume applied).",
+        help_text=(
+            "Contracted volume over the period (per year when open-ended), MWh: the instrument "
+            "never covers more (at most its even part in any hour)."
+        ),
     )
     instrument = models.CharField(max_length=200, blank=True, help_text="e.g. PPA with ...")
     tracking = models.CharField(

@@ -6,7 +6,7 @@ The bulk forms take every zone or site a rollup window needs and cost one query 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -132,41 +132,90 @@ def market_factors_for(
     return market_factors_over(sites=sites, hours=[hour], intensities={hour: intensities})[hour]
 
 
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A contractual instrument as the market-based method applies it (carbon.MarketFactor)."""
+
+    pk: int
+    site_id: int
+    valid_from: datetime
+    valid_to: datetime | None
+    share: float
+    g_per_kwh: float
+    volume_mwh: float | None
+
+
+def instruments_over(*, site_ids: Iterable[int], hours: Sequence[datetime]) -> list[Instrument]:
+    """The sites' instruments valid at some time between the first and last hour, in the order
+    they are applied: per site, latest-starting first. One query."""
+    if not hours:
+        return []
+    return [
+        Instrument(*row)
+        for row in _valid_during(MarketFactor.objects, site_ids, hours)
+        .order_by("site_id", "-valid_from", "-pk")
+        .values_list(
+            "pk", "site_id", "valid_from", "valid_to", "share", "intensity_g_per_kwh", "volume_mwh"
+        )
+    ]
+
+
+def instrument_takes(
+    instruments: Iterable[Instrument], *, hour: datetime, site_kwh: float | None
+) -> list[tuple[Instrument, float]]:
+    """[(instrument, share of the hour's energy it covers)] for one site's instruments (in the
+    order of ``instruments_over``) valid in the hour: each its share, up to all of the energy,
+    and one with a contracted volume at most ``instrument_kwh_per_hour`` / the site's facility
+    kWh of the hour (``site_kwh``, all its hosts and teams; None when not known yet)."""
+    covered, out = 0.0, []
+    for i in instruments:
+        if i.valid_from > hour or (i.valid_to is not None and i.valid_to <= hour):
+            continue
+        take = min(i.share, 1.0 - covered)
+        if i.volume_mwh is not None and site_kwh is not None and site_kwh > 0:
+            cap = m.instrument_kwh_per_hour(
+                volume_mwh=i.volume_mwh, valid_from=i.valid_from, valid_to=i.valid_to, hour=hour
+            )
+            take = min(take, cap / site_kwh)
+        if take > 0:
+            out.append((i, take))
+            covered += take
+    return out
+
+
 def market_factors_over(
     *,
     sites: dict[int, str | None],
     hours: Sequence[datetime],
     intensities: dict[datetime, dict[str, IntensityFigure]],
+    site_kwh: Mapping[tuple[int, datetime], float] | None = None,
 ) -> dict[datetime, dict[int, MarketFigure]]:
     """{hour: {site id: market-based factor}} for sites {id: grid zone}, in two queries.
 
     GHG Protocol Scope 2 Guidance, market-based method: the contractual instruments valid in the
-    hour cover their shares of the energy, latest-starting first, up to all of it; the remainder
-    takes the zone's residual mix of the hour's year (else the latest earlier year; the exact zone,
-    else its country), else the grid average (``intensities``, the location-based figures), which
-    the source then says. A site with nothing gets exactly the grid average.
+    hour cover their shares of the energy, latest-starting first, up to all of it, and none more
+    than its contracted volume allows (``instrument_takes``; ``site_kwh`` {(site, hour): facility
+    kWh} gives the energy, else volumes are not applied: the rollup applies them once the hour's
+    energy is known, kpis.market); the remainder takes the zone's residual mix of the hour's year
+    (else the latest earlier year; the exact zone, else its country), else the grid average
+    (``intensities``, the location-based figures), which the source then says. A site with
+    nothing gets exactly the grid average.
     """
     if not hours:
         return {}
-    rows = list(
-        _valid_during(MarketFactor.objects, sites, hours)
-        .order_by("site_id", "-valid_from", "-pk")
-        .values_list("site_id", "valid_from", "valid_to", "share", "intensity_g_per_kwh")
-    )
+    by_site: dict[int, list[Instrument]] = {}
+    for instrument in instruments_over(site_ids=sites, hours=hours):
+        by_site.setdefault(instrument.site_id, []).append(instrument)
     residuals = _residuals(zones={_key(z) for z in sites.values()}, last_year=max(hours).year)
     out: dict[datetime, dict[int, MarketFigure]] = {}
     for hour in hours:
         figures = out[hour] = {}
         for site_id, zone in sites.items():
             key = _key(zone)
-            covered, grams = 0.0, 0.0
-            for site, start, end, share, g in rows:
-                if site != site_id or start > hour or (end is not None and end <= hour):
-                    continue
-                take = min(share, 1.0 - covered)
-                if take > 0:
-                    grams += take * g
-                    covered += take
+            kwh = site_kwh.get((site_id, hour)) if site_kwh is not None else None
+            takes = instrument_takes(by_site.get(site_id, ()), hour=hour, site_kwh=kwh)
+            covered = sum(take for _, take in takes)
+            grams = sum(take * i.g_per_kwh for i, take in takes)
             rest = 1.0 - covered
             if rest <= 1e-12:
                 figures[site_id] = MarketFigure(grams, MarketSource.CONTRACT, 1.0)
@@ -180,6 +229,17 @@ def market_factors_over(
                 fallback = intensities[hour][key].intensity_g_per_kwh
             figures[site_id] = MarketFigure(grams + rest * fallback, source, covered)
     return out
+
+
+def volume_limited_sites(*, site_ids: Iterable[int], hours: Sequence[datetime]) -> set[int]:
+    """The sites with an instrument that has a contracted volume valid during the hours."""
+    if not hours:
+        return set()
+    return set(
+        _valid_during(MarketFactor.objects, site_ids, hours)
+        .filter(volume_mwh__isnull=False)
+        .values_list("site_id", flat=True)
+    )
 
 
 def _residuals(*, zones: set[str], last_year: int) -> dict[str, list[tuple[int, float]]]:

@@ -26,6 +26,7 @@ from greenkpi.ingest.models import Method, Sample
 from greenkpi.inventory.models import Device, DeviceKind, Host
 from greenkpi.kpis import attribution, rollup_pg
 from greenkpi.kpis.formulas import ALLOCATED_IDLE, IDLE_BUSY_BELOW
+from greenkpi.kpis.market import market_volumes_apply
 from greenkpi.kpis.models import HourlyRollup
 
 # Seconds between two timestamps, per backend. date_part returns a double on PostgreSQL (EXTRACT
@@ -340,12 +341,15 @@ def windows_insert(
     in the same transaction); returns {hour: rows written}. PostgreSQL does the whole batch in
     one statement (``rollup_pg``); other backends build and write the rows hour by hour here."""
     if connection.vendor == "postgresql":
-        return rollup_pg.windows_insert(organisation_id=organisation_id, hours=hours, now=now)
-    written = {}
-    for hour in sorted(set(hours)):
-        rows = build_rows(organisation_id=organisation_id, hour=hour, now=now)
-        write_rows(rows)
-        written[hour] = len(rows)
+        written = rollup_pg.windows_insert(organisation_id=organisation_id, hours=hours, now=now)
+    else:
+        written = {}
+        for hour in sorted(set(hours)):
+            rows = build_rows(organisation_id=organisation_id, hour=hour, now=now)
+            write_rows(rows)
+            written[hour] = len(rows)
+    # contracted volumes need the hours' site energy, known now (kpis/market.py)
+    market_volumes_apply(organisation_id=organisation_id, hours=list(written))
     return written
 
 

@@ -173,3 +173,35 @@ def test_residual_mixes_import_all_rows_or_none_with_line_numbers():
     assert (mix.zone, mix.year, mix.intensity_g_per_kwh) == ("FR", 2025, 50.0)
     residual_mix_import_csv(text=good.replace(",50,", ",51,"))  # a re-import updates
     assert ResidualMix.objects.get().intensity_g_per_kwh == 51.0
+
+
+def test_a_contracted_volume_caps_each_hour_at_its_even_part():
+    """120 MWh over 30 days (720 h) -> at most 166.667 kWh an hour; an open-ended 8,760 MWh a
+    year -> 1,000 kWh an hour in 2026 (8,760 h). A 60 % share of 1,000 kWh would be 600 kWh: the
+    first instrument covers 166.667 / 1,000 = 16.67 %; a second, older 100 % one tops up the rest
+    up to its own cap (1,000 kWh / 1,000 kWh = 100 % -> 83.33 %)."""
+    from greenkpi.carbon.selectors import Instrument, instrument_takes
+
+    start = H0 - timedelta(days=10)
+    assert m.instrument_kwh_per_hour(
+        volume_mwh=120.0, valid_from=start, valid_to=start + timedelta(days=30), hour=H0
+    ) == pytest.approx(120_000 / 720)
+    assert m.instrument_kwh_per_hour(
+        volume_mwh=8760.0, valid_from=start, valid_to=None, hour=H0
+    ) == pytest.approx(1000.0)
+    ppa = Instrument(1, 7, start, start + timedelta(days=30), 0.6, 0.0, 120.0)
+    older = Instrument(2, 7, start - timedelta(days=1), None, 1.0, 30.0, 8760.0)
+    takes = instrument_takes([ppa, older], hour=H0, site_kwh=1000.0)
+    assert [(i.pk, t) for i, t in takes] == [
+        (1, pytest.approx(1 / 6)),
+        (2, pytest.approx(5 / 6)),
+    ]
+    # energy not known yet: shares only (the rollup caps once it knows the hour's energy)
+    assert [t for _, t in instrument_takes([ppa, older], hour=H0, site_kwh=None)] == [
+        pytest.approx(0.6),
+        pytest.approx(0.4),
+    ]
+    # a small hour: the cap does not bind, the share does
+    assert [t for _, t in instrument_takes([ppa], hour=H0, site_kwh=100.0)] == [pytest.approx(0.6)]
+    # outside its period an instrument covers nothing
+    assert instrument_takes([ppa], hour=start + timedelta(days=30), site_kwh=100.0) == []

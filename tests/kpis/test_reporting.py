@@ -46,7 +46,7 @@ def year_of_two_sites(acme, acme_token, ingest, hour):
         valid_from=hour - timedelta(days=400),
         intensity_g_per_kwh=0.0,
         share=0.6,
-        volume_mwh=0.1,
+        volume_mwh=1000.0,  # a year: 0.114 MWh an hour, never binding on 0.026 kWh
     )
     ResidualMix.objects.create(
         zone="FR", year=hour.year, intensity_g_per_kwh=50.0, source="test residual", licence="x"
@@ -152,3 +152,28 @@ def test_the_export_endpoints_csv_json_access_and_bad_years(
     assert client.get(f"/reports/esrs-e1.json?org=acme&year={hour.year + 1}").status_code == 400
     client.force_login(people["victor"])  # a viewer of one team
     assert client.get(f"/reports/esrs-e1.json?org=acme&year={hour.year}").status_code == 403
+
+
+def test_the_report_shows_each_instrument_contracted_beside_applied(
+    client, acme, people, year_of_two_sites, hour
+):
+    """The 60 % PPA (1,000 MWh a year, open-ended) of paris-dc covered 0.6 x 0.026 = 0.0156 kWh;
+    contracted for the month: 1,000 MWh x the month's hours / the year's hours."""
+    scope = scope_for(people["alice"], "acme")
+    month_start = hour.replace(day=1, hour=0)
+    month_end = (month_start + timedelta(days=32)).replace(day=1)
+    monthly = report_selectors.monthly_report(scope, Period(month_start, month_end, ""))
+    [use] = monthly.instruments
+    assert use.applied_kwh == pytest.approx(0.0156)
+    year_h = 8784 if hour.year % 4 == 0 else 8760
+    month_h = (month_end - month_start).total_seconds() / 3600
+    assert use.contracted_mwh == pytest.approx(1000.0 * month_h / year_h)
+    client.force_login(people["alice"])
+    page = client.get(f"/reports/?org=acme&month={hour:%Y-%m}").content.decode()
+    assert 'data-testid="instruments"' in page and "0.0156 kWh" in page
+    # a viewer of one team does not see the site's whole consumption through its instruments
+    victor = scope_for(people["victor"], "acme")
+    assert (
+        report_selectors.monthly_report(victor, Period(month_start, month_end, "")).instruments
+        == []
+    )

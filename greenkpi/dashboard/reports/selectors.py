@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from greenkpi.inventory.access import Scope
 from greenkpi.inventory.models import Site
 from greenkpi.kpis import labels, reporting
 from greenkpi.kpis.daily import SOURCE_COLUMNS
+from greenkpi.kpis.market import InstrumentUse, instruments_applied
 from greenkpi.kpis.models import RollupWindow
 from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.hosts import hosts_visible
@@ -83,6 +85,23 @@ class MonthlyReport:
     # grouping) and, for org-wide viewers, which methods produced the Scope 2 figures.
     inventory: list[dict[str, object]] = field(default_factory=list)
     methods: list[dict[str, str]] = field(default_factory=list)
+    # Whose contractual instruments the page lists (org-wide viewers only; None: nobody's).
+    instruments_org: int | None = None
+    site_ids: list[int] = field(default_factory=list)
+
+    @cached_property
+    def instruments(self) -> list[InstrumentUse]:
+        """The month's contractual instruments, contracted volume beside applied. Read when a
+        page shows them (their allocation is hourly: the CSV, which has no such table, keeps to
+        the daily rows of a refreshed month)."""
+        if self.instruments_org is None:
+            return []
+        return instruments_applied(
+            organisation_id=self.instruments_org,
+            start=self.month.start,
+            end=self.month.end,
+            site_ids=self.site_ids,
+        )
 
     @property
     def team_rows(self) -> list[dict[str, object]]:
@@ -151,6 +170,8 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
         hours_in_month=hours,
         inventory=inventory,
         methods=methods,
+        instruments_org=scope.organisation.pk if scope.org_wide else None,
+        site_ids=list(sites),
     )
 
 
