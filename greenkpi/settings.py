@@ -127,6 +127,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 USING_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+# Optional read replica for the dashboards' read layer (greenkpi/lib/replica.py, docs/scaling.md):
+# unset, no second alias, router or middleware exists and everything reads the primary.
+_replica_url = env_str("DATABASE_REPLICA_URL", "")
+DATABASE_REPLICA_PIN_S = env_int("DATABASE_REPLICA_PIN_S", 10, minimum=0)
+if _replica_url:
+    if not USING_POSTGRES or not _replica_url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_REPLICA_URL needs PostgreSQL, and DATABASE_URL PostgreSQL too")
+    DATABASES["replica"] = environ.Env.db_url_config(_replica_url)
+    DATABASES["replica"].update(
+        CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"],
+        CONN_HEALTH_CHECKS=True,
+        TEST={"MIRROR": "default"},  # tests read the replica alias from the test database
+    )
+    DATABASE_ROUTERS = ["greenkpi.lib.replica.PrimaryReplicaRouter"]
+    # last: a request's read layer may read the replica unless it writes or was pinned
+    MIDDLEWARE.append("greenkpi.lib.replica.ReplicaReadsMiddleware")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and cache ------------------------------------------------------------

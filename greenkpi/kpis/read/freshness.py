@@ -25,6 +25,7 @@ from django.db.models.functions import TruncDate
 
 from greenkpi.kpis.daily import SETTLE
 from greenkpi.kpis.models import DailyWindow, RollupWindow
+from greenkpi.lib.replica import read_alias
 
 Span = tuple[datetime, datetime]  # [start, end), aware UTC
 DAY = timedelta(days=1)
@@ -87,7 +88,8 @@ def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
         return set()
     no_time = Value(None, output_field=DateTimeField())
     computed = (
-        RollupWindow.objects.filter(
+        RollupWindow.objects.using(read_alias())
+        .filter(
             organisation_id=organisation_id,
             hour__gte=midnight(first),
             hour__lt=midnight(end),
@@ -100,7 +102,8 @@ def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
         .order_by()
     )
     refreshed = (
-        DailyWindow.objects.filter(organisation_id=organisation_id, day__gte=first, day__lt=end)
+        DailyWindow.objects.using(read_alias())
+        .filter(organisation_id=organisation_id, day__gte=first, day__lt=end)
         .values_list("day", no_time, "refreshed_at")
         .order_by()  # the model's ordering would join the organisation for its name
     )

@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db.models import Sum
 
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.replica import read_alias
 
 
 def facility_kwh_by_method(
@@ -16,7 +17,8 @@ def facility_kwh_by_method(
 ) -> list[tuple[int | None, str, str, float]]:
     """[(site id, intensity method, market source, facility kWh)] of [start, end)."""
     rows = (
-        HourlyRollup.objects.filter(organisation_id=organisation_id, hour__gte=start, hour__lt=end)
+        HourlyRollup.objects.using(read_alias())
+        .filter(organisation_id=organisation_id, hour__gte=start, hour__lt=end)
         .values_list("site_id", "intensity_method", "market_source")
         .annotate(kwh=Sum("facility_energy_kwh"))
         .order_by("site_id", "intensity_method", "market_source")

@@ -43,6 +43,7 @@ from greenkpi.kpis.models import DailyRollup, DailySums, DailyTeamRollup, Hourly
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read.freshness import Span
 from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, fetch_rows
+from greenkpi.lib.replica import read_alias
 
 # Keys a read may group or filter by, and the tables that carry them.
 TEAM_KEYS = frozenset({"team_id", "site_id", "currency"})
@@ -245,9 +246,10 @@ def sums(
     # Every part groups by the organisation (one value: it stands for "no key" too), its bucket
     # (epoch days, or epoch seconds for hours) and ``by``; ``bucket_h`` says which unit.
     group = ["organisation_id", *(["bucket"] if grain else []), *by]
+    db = read_alias()  # the replica for a web request's reads (lib/replica.py), else default
     parts: list[QuerySet] = []
     if the_plan.table is not None and the_plan.days is not None:
-        rows = the_plan.table.objects.filter(
+        rows = the_plan.table.objects.using(db).filter(
             filters,
             organisation_id=organisation_id,
             day__gte=the_plan.days[0],
@@ -260,7 +262,9 @@ def sums(
         parts.append(_grouped(rows, group, _daily_aggregates(columns), hours=24))
     if the_plan.spans:
         within = reduce(or_, (Q(hour__gte=a, hour__lt=b) for a, b in the_plan.spans))
-        rows = HourlyRollup.objects.filter(within, filters, organisation_id=organisation_id)
+        rows = HourlyRollup.objects.using(db).filter(
+            within, filters, organisation_id=organisation_id
+        )
         if grain == "day":
             rows = rows.annotate(bucket=EpochDays(TruncDate("hour", tzinfo=UTC)))
         elif grain in ("hour", "native"):
