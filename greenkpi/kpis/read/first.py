@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.db.models import Min, Q, QuerySet
 
 from greenkpi.kpis.models import HourlyRollup
+from greenkpi.lib.replica import read_alias
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 DAY = timedelta(days=1)
@@ -24,7 +25,7 @@ def first_hours(
     keys without rows that day are absent."""
     firsts: dict[ScopeKey, datetime] = {}
     day_of = {key: Q(hour__gte=day, hour__lt=day + DAY) for key, day in days.items()}
-    rows = HourlyRollup.objects.filter(organisation_id=organisation_id)
+    rows = HourlyRollup.objects.using(read_alias()).filter(organisation_id=organisation_id)
     if (None, None) in days:  # the organisation: the (organisation, hour) index, one row
         first = rows.filter(day_of[(None, None)]).order_by("hour").values_list("hour", flat=True)
         hour = first.first()

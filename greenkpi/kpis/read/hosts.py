@@ -15,6 +15,7 @@ from django.http import Http404
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.models import Host
 from greenkpi.kpis.models import DailyHostTeam, HourlyRollup
+from greenkpi.lib.replica import read_alias
 
 
 def hosts_visible(scope: Scope) -> QuerySet[Host]:
@@ -55,7 +56,8 @@ def hosts_with_rows(
         host_id=OuterRef("pk"), organisation_id=organisation_id, hour__gte=start, hour__lt=end
     )
     return set(
-        Host.objects.filter(pk__in=sorted(host_ids), organisation_id=organisation_id)
+        Host.objects.using(read_alias())
+        .filter(pk__in=sorted(host_ids), organisation_id=organisation_id)
         .filter(Exists(rows))
         .values_list("pk", flat=True)
     )
