@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from greenkpi.carbon.models import ElectricityTariff, GridIntensityHourly, MarketFactor
@@ -60,6 +61,56 @@ def test_the_one_statement_rollup_equals_the_generic_path_field_for_field(
     assert all(r["cost"] is not None for r in got)
     assert any(r["model_key"] == "bert" for r in got)
     assert got == expected
+
+
+def test_the_remembered_guess_about_shares_changes_the_work_never_the_rows(
+    acme, acme_token, ingest, hour
+):
+    """``windows_insert`` sums without owners first when the organisation's last batch had no
+    shares, and checks inside that statement: a guess gone stale (shares now) redoes the sums
+    with owners; a guess of shares on a shareless hour still looks first. Same rows each way."""
+    _, secret = acme_token
+    shares = [
+        {"energy_j": 9000.0, "method": "utilization", "team": "nlp", "model": "bert", "run": "r1"},
+        {"energy_j": 3000.0, "method": "unattributed"},
+    ]
+    h0, h1 = hour, hour + timedelta(hours=1)
+    ingest(secret, site="paris-dc", start=h0 + timedelta(minutes=5))
+    ingest(secret, site="paris-dc", start=h1 + timedelta(minutes=5))
+    ingest(secret, devices=1, start=h1 + timedelta(minutes=20), shares=shares)
+    now = timezone.now()
+    expected = {}
+    for h in (h0, h1):
+        with transaction.atomic():
+            rollup.write_rows(rollup.build_rows(organisation_id=acme.pk, hour=h, now=now))
+        expected[h] = stored(acme, h)
+    assert any(r["model_key"] == "bert" for r in expected[h1])
+
+    def recompute(h, guess):
+        """Rows written and statements run for hour ``h``, starting from ``guess``."""
+        HourlyRollup.objects.all().delete()
+        rollup_pg._SHARED_SEEN[acme.pk] = guess
+        with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+            written = rollup_pg.window_insert(organisation_id=acme.pk, hour=h, now=now)
+        assert written == len(expected[h]) and stored(acme, h) == expected[h]
+        return [q["sql"].split()[0:3] for q in ctx.captured_queries]
+
+    looks = ["SELECT", "EXISTS", "(SELECT"]
+    sums = ["CREATE", "TEMPORARY", "TABLE"]
+    # no shares, as guessed: one summing statement, no look over the samples
+    ran = recompute(h0, False)
+    assert ran.count(sums) == 1 and ran.count(looks) == 1  # (the look into the sums)
+    assert rollup_pg._SHARED_SEEN[acme.pk] is False
+    # shares after all: the owner-less sums are thrown away and redone with owners
+    ran = recompute(h1, False)
+    assert ran.count(sums) == 2
+    assert rollup_pg._SHARED_SEEN[acme.pk] is True
+    # shares guessed (or nothing known): a look over the samples first, then one summing
+    for guess in (True, None):
+        for h in (h0, h1):
+            ran = recompute(h, guess)
+            assert ran.count(sums) == 1 and ran.count(looks) == 2
+            assert rollup_pg._SHARED_SEEN[acme.pk] is (h == h1)
 
 
 def test_a_window_without_samples_inserts_nothing(acme, hour):
