@@ -5,6 +5,7 @@ written by the one unit rule (lib/units.py). Story: test_carbon_pages.py's March
 from __future__ import annotations
 
 import re
+from html import escape
 
 import pytest
 from dashboard.test_carbon_pages import (  # noqa: F401
@@ -70,6 +71,16 @@ def test_the_total_has_one_name_and_one_value_on_overview_carbon_and_report(
 
     location = units.co2e_mass(location_kg)
     assert shown(carbon_page, "tile-location") == f"{location.number} {location.unit}CO2e"
+    # Scope 3 cat. 3 (issue 14): 0.065 kWh x (lifecycle - direct + 6.87 % T&D x lifecycle)
+    lifecycle, direct = 32576.97 / 514.11, 17212.96 / 514.11
+    upstream = units.co2e_mass(0.065 * (lifecycle - direct + 0.0687 * lifecycle) / 1000)
+    assert shown(carbon_page, "tile-upstream") == f"{upstream.number} {upstream.unit}CO2e"
+    assert escape(labels.SCOPE3_UPSTREAM.tile) in carbon_page  # T&amp;D in HTML
+    assert re.search(
+        rf'<tr class="total".*?data-quantity="upstream">{re.escape(str(upstream))}<',
+        report,
+        flags=re.S,
+    )
     assert re.search(
         rf'<tr class="total".*?data-quantity="location">{re.escape(str(location))}<',
         report,
@@ -86,9 +97,14 @@ def test_no_page_uses_a_retired_name_or_six_decimals(client, carbon, people, pat
         assert name not in page, f"{path} still says {name!r}"
     main = page[page.index("<main") : page.index("</main>")]
     assert not re.search(r">\s*-?[0-9,]*\.[0-9]{6,}", main), f"{path}: a figure with 6 decimals"
-    for q in (labels.SCOPE2_LOCATION, labels.SCOPE2_MARKET, labels.EMBODIED):
+    for q in (
+        labels.SCOPE2_LOCATION,
+        labels.SCOPE2_MARKET,
+        labels.SCOPE3_UPSTREAM,
+        labels.EMBODIED,
+    ):
         if path in ("/carbon/", "/reports/"):
-            assert q.title in page or q.tile in page, f"{path} lacks {q.name!r}"
+            assert escape(q.title) in page or escape(q.tile) in page, f"{path} lacks {q.name!r}"
 
 
 def test_the_esg_report_does_not_count_a_healthy_new_collector_as_silent(

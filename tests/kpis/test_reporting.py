@@ -21,6 +21,7 @@ import pytest
 
 from greenkpi.carbon.models import MarketFactor, ResidualMix
 from greenkpi.dashboard.carbon import selectors as carbon_selectors
+from greenkpi.dashboard.carbon import tiles as carbon_tiles
 from greenkpi.dashboard.reports import selectors as report_selectors
 from greenkpi.inventory.access import scope_for
 from greenkpi.inventory.models import Boundary
@@ -102,7 +103,7 @@ def test_the_esrs_export_has_the_hand_worked_figures_and_a_cloud_site_in_cat_1(
 
 
 def test_each_export_figure_equals_the_report_and_the_carbon_page(
-    acme, people, year_of_two_sites, hour
+    client, acme, people, year_of_two_sites, hour
 ):
     report = reporting.esrs_e1(acme, hour.year)
     scope = scope_for(people["alice"], "acme")
@@ -123,6 +124,38 @@ def test_each_export_figure_equals_the_report_and_the_carbon_page(
     methods = {m["site"]: m for m in monthly.methods}
     assert methods["paris-dc"]["market"] == "ppa 60% at 0 g/kWh; rest: residual mix 50 g/kWh"
     assert methods["paris-dc"]["location"] == "direct, derived from the zone's generation mix"
+    # The export's Scope 3 cat. 3 is the owned and colocation sites' (the cloud site's is in cat. 1)
+    cat3 = figures(report)["Scope 3 cat. 3 fuel- and energy-related activities"]["value"]
+    assert cat3 == pytest.approx(inventory["owned"]["upstream_kgco2e"] / 1000)
+    assert cat3 == pytest.approx(0.026 * FR_UPSTREAM / 1e6)
+    # the carbon page's tile, its CSV and the report's total row read the same sum over every site
+    # (owned cat. 3 + the cloud site's upstream part, which the export counts in cat. 1)
+    every_site = (
+        exported["owned"]["scope3_cat3_tco2e"] + exported["cloud"]["scope3_cat3_tco2e"]
+    ) * 1000
+    start, end = f"{month_start:%Y-%m-%d}", f"{month_end - timedelta(days=1):%Y-%m-%d}"
+    summary = carbon_tiles.summary(
+        scope,
+        carbon_selectors.carbon_frame(scope, month_start, month_end, by_day=False),
+        carbon_selectors.carbon_frame(scope, month_start, month_start, by_day=False),
+        Period(month_start, month_start, ""),
+        picked=False,
+    )
+    tile = {t.key: t for t in summary.tiles}["upstream"]
+    assert tile.label == "CO2e, Scope 3 cat. 3 (upstream and T&D losses)"
+    assert tile.value == pytest.approx(every_site)
+    assert monthly.total is not None
+    assert monthly.total["upstream_kgco2e"] == pytest.approx(every_site)
+    client.force_login(people["alice"])
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                client.get(f"/carbon/teams.csv?org=acme&from={start}&to={end}").content.decode()
+            )
+        )
+    )
+    header = "Scope 3 cat. 3 (upstream and T&D losses) (kgCO2e)"
+    assert sum(float(r[header]) for r in rows) == pytest.approx(every_site, rel=1e-5)
     # the carbon page's Scope 2 location-based figure of every site = owned Scope 2 + cloud's part
     frame = carbon_selectors.carbon_frame(scope, month_start, month_end)
     page_location = float(frame["operational_location_kgco2e"].sum())

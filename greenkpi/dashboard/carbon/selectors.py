@@ -37,6 +37,7 @@ TEAM_COLUMNS = [
     "pue_used",
     "operational_location_kgco2e",
     "operational_market_kgco2e",
+    "upstream_kgco2e",
     "embodied_kgco2e",
     "embodied_share",
     "total_kgco2e",
@@ -132,6 +133,8 @@ def kpi_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     parts = [
         formulas.energy(frame, by),
         formulas.co2e(frame, by),
+        # Scope 3 cat. 3 beside Scope 2, never in the total (docs/kpis.md, "Vocabulary")
+        _summed(frame, by, "upstream_kgco2e"),
         formulas.renewable_share(frame, by)[[*by, "renewable_share"]],
         formulas.gpu_utilization(frame, by)[[*by, "avg_gpu_utilization"]],
         formulas.idle_waste(frame, by)[[*by, "idle_gpu_h", "idle_kgco2e", "allocated_gpu_h"]],
@@ -146,6 +149,12 @@ def kpi_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         out["total_kgco2e"] > 0
     )
     return out
+
+
+def _summed(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
+    if by:
+        return frame.groupby(by, dropna=False)[column].sum().reset_index()
+    return pd.DataFrame({column: [float(frame[column].sum())]})
 
 
 def _cost_per_group(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:

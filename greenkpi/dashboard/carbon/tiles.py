@@ -90,7 +90,13 @@ TILE_FIGURES = (
     ("facility", "Facility energy (x PUE)", "facility_energy_kwh", "kWh"),
     *(
         (q.key, q.tile, q.column, "kgCO2e")
-        for q in (labels.SCOPE2_LOCATION, labels.SCOPE2_MARKET, labels.EMBODIED, labels.TOTAL)
+        for q in (
+            labels.SCOPE2_LOCATION,
+            labels.SCOPE2_MARKET,
+            labels.SCOPE3_UPSTREAM,
+            labels.EMBODIED,
+            labels.TOTAL,
+        )
     ),
     ("embodied_share", f"{labels.EMBODIED.title} share of the total", "embodied_share", "%"),
     ("renewable", "Renewable share (kWh-weighted)", "renewable_share", "%"),
