@@ -280,3 +280,25 @@ def test_units_are_declared_through_the_registry_api(acme, people):
     assert model.sci_provider_unit == "1m-training-tokens"
     stored = model.versions.get()
     assert (stored.training_tokens, stored.parameters) == (2_000_000_000, 7 * 10**9)
+
+
+@pytest.mark.django_db
+def test_the_model_page_says_when_sci_figures_were_computed_under_an_older_method(ranker, people):
+    """Issue 14: SCI's O became Scope 2 on direct factors in gk-2026.2. Rows still under gk-2026.1
+    (not yet recomputed) make the page say so and what it means; current rows make it silent."""
+    from greenkpi.carbon.methodology import METHODOLOGY_VERSION
+    from greenkpi.kpis.models import HourlyRollup
+
+    client = Client()
+    client.force_login(people["nina"])
+    assert sci_ai.methodology_versions(model=ranker) == [METHODOLOGY_VERSION]
+    html = client.get(f"/models/{ranker.pk}/").content.decode()
+    assert 'data-testid="sci-method-change"' not in html
+    assert "on direct grid factors" in html
+
+    HourlyRollup.objects.filter(run_key="t1").update(methodology_version="gk-2026.1")
+    assert sci_ai.methodology_versions(model=ranker) == ["gk-2026.1", METHODOLOGY_VERSION]
+    html = client.get(f"/models/{ranker.pk}/").content.decode()
+    note = html[html.index('data-testid="sci-method-change"') :].split("</p>")[0]
+    assert "methodology gk-2026.1" in note and f"current {METHODOLOGY_VERSION}" in note
+    assert "lifecycle grid factors" in note and "Methodology changes" in note

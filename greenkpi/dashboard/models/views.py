@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, register_converter, reverse
 from django.utils.http import urlencode
 
+from greenkpi.carbon.methodology import METHODOLOGY_VERSION
 from greenkpi.dashboard.common.charts import FORMATS, Chart, csv_response, respond
 from greenkpi.dashboard.common.pages import dashboard_view, page_context, teams_filter
 from greenkpi.dashboard.models import figures as figures_models
@@ -184,6 +185,27 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def _sci_method_note(versions: list[str]) -> str:
+    """A sentence for the SCI figures when some were computed under another methodology."""
+    old = [v for v in versions if v != METHODOLOGY_VERSION]
+    if not old:
+        return ""
+    before = [v for v in old if v < sci_ai.OPERATIONAL_DIRECT_SINCE]
+    meaning = (
+        f" Under {', '.join(before)} SCI's O was Scope 2 on lifecycle grid factors; since "
+        f"{sci_ai.OPERATIONAL_DIRECT_SINCE} it is Scope 2 location-based on direct factors "
+        "(upstream and T&D losses are Scope 3 cat. 3, outside SCI), so those figures are higher "
+        "than today's method gives."
+        if before
+        else ""
+    )
+    return (
+        f"Some of these figures were computed under methodology {', '.join(old)}, not the current "
+        f"{METHODOLOGY_VERSION}; the periodic recompute (or a backfill) brings them to it.{meaning} "
+        'What changed: docs/kpis.md, "Methodology changes".'
+    )
+
+
 @dashboard_view
 def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
     scope, model = access.model_for_person(request.user, model_id)
@@ -208,6 +230,7 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
         runs=run_rows,
         runs_capped=len(run_rows) == detail.MAX_RUNS_SHOWN,
         sci_versions=_records(sci_ai.sci_ai_frame(model=model)),
+        sci_methods=_sci_method_note(sci_ai.methodology_versions(model=model)),
         chart_query=urlencode(query),
         team_query=urlencode({"org": scope.organisation.slug, **period.query()}),
     )

@@ -5,14 +5,20 @@ are ``lifecycle.sci_for_ai`` (pure). Four queries, whatever the number of versio
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
+
 import pandas as pd
 from django.db.models import Q
 
+from greenkpi.kpis.read import sums as read
 from greenkpi.workloads import lifecycle
 from greenkpi.workloads.models import Evaluation, MLModel, Run
 from greenkpi.workloads.selectors.source import run_sums
 
 COLUMNS = lifecycle.SCI_AI_COLUMNS
+# Methodology versions whose SCI meaning differs from the current one's (docs/kpis.md,
+# "Methodology changes"): before gk-2026.2 SCI's O was Scope 2 on lifecycle grid factors.
+OPERATIONAL_DIRECT_SINCE = "gk-2026.2"
 
 
 def _metric_by_version(model: MLModel, versions: list) -> dict[int, float]:
@@ -83,4 +89,23 @@ def sci_ai_frame(*, model: MLModel) -> pd.DataFrame:
         provider_unit=model.sci_provider_unit,
         consumer_unit=model.sci_consumer_unit,
         higher_is_better=model.higher_is_better,
+    )
+
+
+def methodology_versions(*, model: MLModel, now: datetime | None = None) -> list[str]:
+    """Every methodology version the model's rollups (whole history) were computed under, so the
+    page can say when its SCI figures mix methods (one read through kpis.read)."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    frame = read.sums(
+        organisation_id=model.team.organisation_id,
+        start=read.BEGINNING,
+        end=end,
+        columns=["methodology_version_min", "methodology_version_max"],
+        where={"team_id": [model.team_id], "model_key": [model.key]},
+    )
+    if frame.empty:
+        return []
+    return sorted(
+        {v for c in ("methodology_version_min", "methodology_version_max") for v in frame[c] if v}
     )
