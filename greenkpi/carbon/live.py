@@ -40,6 +40,8 @@ BACKOFF_S = 2.0
 BACKOFF_MAX_S = 60.0
 CACHE_TTL_S = 10 * 60  # the API updates hourly; the task runs hourly
 ENDPOINTS = ("carbon-intensity/history", "carbon-intensity/latest")
+# Every live row says where it came from and which bases the provider gave for the hour.
+SOURCE = "Electricity Maps API v3 (live"  # + ", lifecycle only)" or ", lifecycle + direct)"
 
 
 class ProviderError(Exception):
@@ -103,28 +105,41 @@ def points(data: dict[str, Any]) -> list[dict[str, Any]]:
 def hourly_rows(
     zone: str, pts: Iterable[dict[str, Any]], now: datetime
 ) -> list[GridIntensityHourly]:
-    """Points averaged into UTC hours; points without a lifecycle figure are left out."""
-    buckets: dict[datetime, list[tuple[float, bool]]] = defaultdict(list)
+    """Points averaged into UTC hours, each basis apart as the provider states it
+    (``emissionFactorType``: lifecycle, the API's default, or direct). An hour needs a lifecycle
+    figure; its direct figure is the direct points' average, else none (Scope 2 then takes the
+    lifecycle figure and says so, ``hr-lca``), so a stored row never pairs this fetch's lifecycle
+    figure with a direct one from elsewhere. The source names the bases the hour had."""
+    buckets: dict[datetime, dict[str, list[tuple[float, bool]]]] = defaultdict(
+        lambda: {"lifecycle": [], "direct": []}
+    )
     for p in pts:
         value, moment = p.get("carbonIntensity"), _parse_time(str(p.get("datetime", "")))
         basis = p.get("emissionFactorType") or "lifecycle"
-        if moment is None or basis != "lifecycle" or not isinstance(value, int | float):
+        if moment is None or basis not in ("lifecycle", "direct"):
             continue
-        if value < 0:
+        if not isinstance(value, int | float) or value < 0:
             continue
-        hour = hour_floor(moment)
-        buckets[hour].append((float(value), bool(p.get("isEstimated"))))
-    return [
-        GridIntensityHourly(
-            zone=zone,
-            hour=hour,
-            intensity_lifecycle_g_per_kwh=sum(v for v, _ in values) / len(values),
-            estimated=any(e for _, e in values),
-            source="Electricity Maps API v3 (live, lifecycle)",
-            imported_at=now,
+        buckets[hour_floor(moment)][basis].append((float(value), bool(p.get("isEstimated"))))
+    rows = []
+    for hour, bases in buckets.items():
+        lifecycle, direct = bases["lifecycle"], bases["direct"]
+        if not lifecycle:
+            continue
+        rows.append(
+            GridIntensityHourly(
+                zone=zone,
+                hour=hour,
+                intensity_lifecycle_g_per_kwh=sum(v for v, _ in lifecycle) / len(lifecycle),
+                intensity_direct_g_per_kwh=(
+                    sum(v for v, _ in direct) / len(direct) if direct else None
+                ),
+                estimated=any(e for _, e in lifecycle + direct),
+                source=f"{SOURCE}, {'lifecycle + direct' if direct else 'lifecycle only'})",
+                imported_at=now,
+            )
         )
-        for hour, values in buckets.items()
-    ]
+    return rows
 
 
 def site_zones() -> list[str]:
@@ -167,7 +182,13 @@ def fetch_live(
             rows,
             update_conflicts=True,
             unique_fields=["zone", "hour"],
-            update_fields=["intensity_lifecycle_g_per_kwh", "estimated", "source", "imported_at"],
+            update_fields=[
+                "intensity_lifecycle_g_per_kwh",
+                "intensity_direct_g_per_kwh",
+                "estimated",
+                "source",
+                "imported_at",
+            ],
         )
         result.zones.add(zone)
         result.hours_written += len(rows)

@@ -104,7 +104,8 @@ def test_history_and_latest_are_stored_hourly_with_their_source(api):
     assert [r.intensity_lifecycle_g_per_kwh for r in rows] == [50.0, 51.0, 52.0, 60.0]
     assert [r.hour for r in rows] == [H0 + timedelta(hours=h) for h in range(4)]
     assert rows[-1].estimated and not rows[0].estimated
-    assert all(r.source == "Electricity Maps API v3 (live, lifecycle)" for r in rows)
+    assert all(r.source == "Electricity Maps API v3 (live, lifecycle only)" for r in rows)
+    assert all(r.intensity_direct_g_per_kwh is None for r in rows)
     assert slept == []
 
 
@@ -195,3 +196,49 @@ def test_the_beat_entry_exists_with_an_expiry():
     entry = BEAT_SCHEDULE["carbon-fetch-live-intensity"]
     assert entry["task"] == "greenkpi.carbon.tasks.fetch_live_intensity"
     assert entry["options"]["expires"] > 0
+
+
+@pytest.mark.django_db
+def test_live_hours_keep_the_providers_basis_and_say_which_method_priced_scope_2():
+    """Issue 14 item 1: a point the provider states as direct prices Scope 2 (hr-dir, cat. 3 the
+    difference + 6.87 % T&D); an hour with only a lifecycle figure prices Scope 2 with it and says
+    so (hr-lca, cat. 3 only the T&D losses); a live fetch never leaves an older direct figure
+    beside its own lifecycle one."""
+    from greenkpi.carbon.selectors import intensity_for
+
+    GridIntensityHourly.objects.create(
+        zone="FR",
+        hour=H0 + timedelta(hours=1),
+        intensity_lifecycle_g_per_kwh=99.0,
+        intensity_direct_g_per_kwh=80.0,
+        source="CSV import",
+    )
+    at = (H0 + timedelta(minutes=20)).isoformat()
+    later = (H0 + timedelta(hours=1, minutes=20)).isoformat()
+    pts = [
+        {"datetime": at, "carbonIntensity": 60.0, "emissionFactorType": "lifecycle"},
+        {"datetime": at, "carbonIntensity": 40.0, "emissionFactorType": "direct"},
+        {"datetime": later, "carbonIntensity": 70.0},  # no basis: the API's default, lifecycle
+        {"datetime": later, "carbonIntensity": 5.0, "emissionFactorType": "other"},  # left out
+    ]
+    rows = live.hourly_rows("FR", pts, H0)
+    GridIntensityHourly.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["zone", "hour"],
+        update_fields=[
+            "intensity_lifecycle_g_per_kwh",
+            "intensity_direct_g_per_kwh",
+            "estimated",
+            "source",
+            "imported_at",
+        ],
+    )
+    both = intensity_for(zone="FR", hour=H0)
+    assert (both.intensity_g_per_kwh, both.method) == (40.0, "hr-dir")
+    assert both.upstream_g_per_kwh == pytest.approx(20.0 + 0.0687 * 60.0)
+    assert both.detail == "Electricity Maps API v3 (live, lifecycle + direct)"
+    only = intensity_for(zone="FR", hour=H0 + timedelta(hours=1))
+    assert (only.intensity_g_per_kwh, only.method) == (70.0, "hr-lca")  # not the CSV's 80
+    assert only.upstream_g_per_kwh == pytest.approx(0.0687 * 70.0)
+    assert only.detail == "Electricity Maps API v3 (live, lifecycle only)"
