@@ -170,6 +170,13 @@ LEGEND_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p
     return !(a.right < b.left || b.right < a.left || a.bottom < b.top || b.bottom < a.top);
   }).map(() => plot.id);
 })"""
+# JS: how far apart, in px, the vertical centres of the header's items are (0: one line).
+HEADER_JS = """() => {
+  const centres = [...document.querySelectorAll('header.top > *')]
+    .filter(e => e.getClientRects().length)
+    .map(e => { const r = e.getBoundingClientRect(); return r.top + r.height / 2; });
+  return Math.max(...centres) - Math.min(...centres);
+}"""
 SIX_DECIMALS = re.compile(r"\d\.\d{6,}")
 
 
@@ -230,6 +237,8 @@ def test_every_page_of_the_demo_fits_1400_px_and_reads_cleanly(
         fit = page.evaluate(OVERFLOW_JS)
         if fit["scrollWidth"] > fit["clientWidth"] or fit["cut"]:
             problems[f"{path} overflow"] = fit
+        if page.evaluate(HEADER_JS) > 8:
+            problems[f"{path} header wraps to a second line"] = page.evaluate(HEADER_JS)
         overlaps = page.evaluate(LEGEND_JS)
         if overlaps:
             problems[f"{path} legend over an axis title"] = overlaps
@@ -245,6 +254,13 @@ def test_every_page_of_the_demo_fits_1400_px_and_reads_cleanly(
             assert response.status == 404
             assert page.get_by_role("navigation", name="Main").count() == 1
     assert not problems, problems
+    # The person's links live in the menu under their name: closed, then open on a click.
+    page.goto(f"{live_server.url}/")
+    menu = page.locator("header details.account")
+    assert not menu.get_by_role("link", name="Collector tokens").is_visible()
+    menu.locator("summary").click()
+    menu.get_by_role("link", name="Collector tokens").click()
+    assert page.locator("main h1").inner_text() == "Collector tokens"
 
 
 def test_d1_to_d3_are_gone_from_the_demo(
