@@ -11,7 +11,8 @@ partition take every window), so nothing a user sees is wrong yet: this is the e
 * **Told once per episode**: one outbox row per enabled email channel of each organisation, dedup
   key ``system|raw-storage-partitions|<first run>|firing``, so the evaluations of every minute
   (and two evaluators at once: the (channel, dedup key) constraint) write it once. When a run
-  succeeds again, the episode's ``resolved`` message goes out, once, only if its firing one did.
+  succeeds again, the episode's ``resolved`` message goes out once, to the channels that were told
+  it was failing.
 * **To whom**: the channel's addresses and the organisation's admins (organisation-level ADMIN
   memberships) — the people who can act on the installation or reach who runs it. Webhook
   channels are left out: a tenant's webhook is its alert integration, not the operators' pager;
@@ -33,7 +34,7 @@ from django.utils import timezone
 from greenkpi.alerts import outbox
 from greenkpi.alerts.lifecycle import Event
 from greenkpi.alerts.messages import PAYLOAD_VERSION
-from greenkpi.alerts.models import Channel, Notification
+from greenkpi.alerts.models import Channel
 from greenkpi.inventory.models import Membership, Organisation, Role
 from greenkpi.kpis.models import RecomputeRun, RunStatus
 from greenkpi.kpis.raw_storage import KIND as RAW_STORAGE
@@ -129,16 +130,14 @@ def raw_storage_alerts(*, now: datetime | None = None, queue: str | None = None)
         return 0
     state, runs = found
     first = runs[0].pk
-    if (
-        state == "resolved"
-        and not Notification.objects.filter(dedup_key=dedup_key(first, "firing")).exists()
-    ):
-        return 0  # never told it was failing (it failed and recovered between two checks)
     now = now or timezone.now()
     key = dedup_key(first, state)
     channels = Channel.objects.filter(kind=Channel.Kind.EMAIL, enabled=True).select_related(
         "organisation"
     )
+    if state == "resolved":
+        # only where the failure was told (it may have failed and recovered between two checks)
+        channels = channels.filter(notifications__dedup_key=dedup_key(first, "firing"))
     written = 0
     for channel in channels.exclude(notifications__dedup_key=key).order_by("pk"):
         recipients = _recipients(channel)
