@@ -25,7 +25,7 @@ nothing migrates it.
 **Lag**: pages say nothing new about it (each figure already shows its freshness, and a replica
 seconds behind looks like a rollup seconds later). A write-then-read flow must not show stale
 data: after any unsafe request (POST, PUT, PATCH, DELETE: a form that saves, then redirects to a
-page) the response sets a short cookie that pins that browser's reads to the primary for
+page) the response to a browser sets a short cookie that pins its reads to the primary for
 ``DATABASE_REPLICA_PIN_S`` seconds (default 10, well above a healthy replica's lag). API clients
 without cookies that read right after they write send ``X-Read-Primary: 1``.
 """
@@ -101,7 +101,9 @@ class ReplicaReadsMiddleware:
         with replica_reads(not writes and not pinned):
             response = self.get_response(request)
         pin_s = int(getattr(settings, "DATABASE_REPLICA_PIN_S", 10))
-        if writes and pin_s > 0:
+        # Browsers only: a collector's or API client's bearer-token POST has no cookie jar (API
+        # clients that read what they wrote send X-Read-Primary).
+        if writes and pin_s > 0 and "HTTP_AUTHORIZATION" not in request.META:
             response.set_cookie(
                 PIN_COOKIE,
                 "1",

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from django.conf import settings
@@ -157,7 +159,9 @@ def test_the_read_layer_reads_the_replica_only_where_a_request_allows_it_and_nev
     assert Team.objects.using(replica.REPLICA).get(pk=team.pk).name == "Vision"
 
 
-def test_pages_read_the_replica_and_a_write_pins_the_browser_to_the_primary(world, people):
+def test_pages_read_the_replica_and_a_write_pins_the_browser_to_the_primary(
+    world, people, acme_token, make_batch
+):
     org, hour, on_replica, on_primary = world
     middleware = [*settings.MIDDLEWARE, "greenkpi.lib.replica.ReplicaReadsMiddleware"]
     with override_settings(MIDDLEWARE=middleware):
@@ -184,6 +188,15 @@ def test_pages_read_the_replica_and_a_write_pins_the_browser_to_the_primary(worl
         assert api_kwh(client, org, hour) == pytest.approx(on_primary)
         del client.cookies[replica.PIN_COOKIE]  # the pin expired
         assert api_kwh(client, org, hour) == pytest.approx(on_replica)
+        # a collector's POST (bearer token, no cookie jar) gets no pin
+        posted = client.post(
+            "/api/v1/ingest/",
+            orjson.dumps(make_batch(hostname="gpu-c", windows=1, start=hour)),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {acme_token[1]}",
+            HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+        )
+        assert posted.status_code == 201 and replica.PIN_COOKIE not in posted.cookies
         # an API client without cookies asks for the primary by header
         assert api_kwh(client, org, hour, HTTP_X_READ_PRIMARY="1") == pytest.approx(on_primary)
 
