@@ -76,6 +76,14 @@ def test_the_total_has_one_name_and_one_value_on_overview_carbon_and_report(
     upstream = units.co2e_mass(0.065 * (lifecycle - direct + 0.0687 * lifecycle) / 1000)
     assert shown(carbon_page, "tile-upstream") == f"{upstream.number} {upstream.unit}CO2e"
     assert escape(labels.SCOPE3_UPSTREAM.tile) in carbon_page  # T&amp;D in HTML
+    # every figure says what produced it (issue 14): the factor's method, the market-based
+    # fallback's label, measured vs estimated energy
+    method = re.compile(r'data-testid="method-(\w+)">([^<]*)<')
+    said = dict(method.findall(carbon_page))
+    assert said["location"] == "factor: direct, derived from the zone&#x27;s generation mix 100%"
+    assert said["market"] == "contractual instruments + grid average (no residual mix loaded)"
+    assert said["energy"] == "IT energy measured 100%, estimated 0%"
+    assert said["upstream"] == "lifecycle - direct factor + 6.87% T&amp;D losses"
     assert re.search(
         rf'<tr class="total".*?data-quantity="upstream">{re.escape(str(upstream))}<',
         report,

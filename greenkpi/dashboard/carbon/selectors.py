@@ -11,14 +11,20 @@ exactly what it gives on the hourly rows (tests/dashboard/test_carbon_pages.py c
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from django.db.models import Q
 
+from greenkpi.carbon.annual import annual_for, country_of, location_factors
+from greenkpi.carbon.methodology import IntensitySource
+from greenkpi.carbon.models import MarketFactor, ResidualMix
 from greenkpi.dashboard.carbon import days as carbon_days
 from greenkpi.inventory.access import Scope
-from greenkpi.kpis import formulas
+from greenkpi.inventory.models import Site
+from greenkpi.kpis import formulas, labels
 from greenkpi.kpis.daily import SOURCE_COLUMNS
 from greenkpi.lib.periods import Period
 
@@ -211,3 +217,72 @@ def co2e_series(scope: Scope, frame: pd.DataFrame, period: Period) -> pd.DataFra
 
 def series_grain(period: Period) -> str:
     return "day" if period.end - period.start <= DAILY_UP_TO else "month"
+
+
+# --- what produced the figures ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureMethods:
+    """Which methods produced a frame's figures, in words, for the tiles that show them."""
+
+    location: str  # Scope 2 location-based factor: methods by share of facility kWh
+    market: str  # Scope 2 market-based: instruments, residual mix or the labelled grid average
+    energy: str  # IT energy measured vs estimated
+
+
+def figure_methods(
+    organisation_id: int, frame: pd.DataFrame, start: datetime, end: datetime
+) -> FigureMethods | None:
+    """The methods behind the frame's figures without reading rollups again: the intensity source
+    shares per site (the frame's columns) with each site's annual method, whether the sites have
+    contractual instruments or a residual mix loaded, and the estimated share of IT energy.
+    Three small queries (sites, instruments, residual mixes)."""
+    if frame.empty:
+        return None
+    zones = dict(
+        Site.objects.filter(organisation_id=organisation_id).values_list("id", "grid_zone")
+    )
+    columns = list(SOURCE_COLUMNS.values())
+    per_site = frame.groupby(frame["site_id"].fillna(-1))[columns].sum()
+    kwh: dict[str, float] = {}
+    hourly = "hourly provider's figure (direct where it states one, else lifecycle, said per row)"
+    for site_id, row in per_site.iterrows():
+        zone = zones.get(int(site_id)) if int(site_id) != -1 else None
+        method = labels.INTENSITY_METHODS[location_factors(annual_for(zone)[0]).method]
+        annual = float(
+            row[SOURCE_COLUMNS[IntensitySource.ANNUAL]]
+            + row[SOURCE_COLUMNS[IntensitySource.DEFAULT]]
+        )
+        kwh[method] = kwh.get(method, 0.0) + annual
+        kwh[hourly] = kwh.get(hourly, 0.0) + float(row[SOURCE_COLUMNS[IntensitySource.HOURLY]])
+    whole = sum(kwh.values())
+    location = "; ".join(
+        f"{name} {value / whole:.0%}" for name, value in kwh.items() if whole > 0 and value > 0
+    )
+    used = [int(s) for s in per_site.index if int(s) != -1]
+    wanted = {z.strip().upper() for s, z in zones.items() if s in used and z}
+    wanted |= {country_of(z) for z in wanted}
+    residual = ResidualMix.objects.filter(zone__in=wanted).exists()
+    instruments = (
+        MarketFactor.objects.filter(site_id__in=used, valid_from__lt=end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
+        .exists()
+    )
+    if residual:
+        market = (
+            "contractual instruments, the residual mix for the rest"
+            if instruments
+            else (labels.MARKET_SOURCES["residual"])
+        )
+    elif instruments:
+        market = labels.MARKET_SOURCES["ctr+grid"]
+    else:
+        market = labels.MARKET_SOURCES["location"]
+    energy_kwh = float(frame["energy_kwh"].sum())
+    estimated = float(frame["estimated_energy_kwh"].sum()) / energy_kwh if energy_kwh > 0 else 0.0
+    return FigureMethods(
+        location=location,
+        market=market,
+        energy=f"measured {1 - estimated:.0%}, estimated {estimated:.0%}",
+    )

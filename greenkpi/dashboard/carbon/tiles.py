@@ -4,13 +4,19 @@ frame and ``kpi_table`` (the KPI formulas), never from rollups directly."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from greenkpi.carbon import methodology as m
 from greenkpi.carbon.methodology import METHODOLOGY_VERSION, IntensitySource
-from greenkpi.dashboard.carbon.selectors import kpi_table, methodology_versions, source_shares
+from greenkpi.dashboard.carbon.selectors import (
+    figure_methods,
+    kpi_table,
+    methodology_versions,
+    source_shares,
+)
 from greenkpi.inventory.access import Scope
 from greenkpi.kpis import formulas, labels
 from greenkpi.lib import units
@@ -30,6 +36,7 @@ class Tile:
     unit: str
     change_abs: float | None = None  # formulas.change; None without both values
     change_rel: float | None = None  # None from 0 (the formula's NaN)
+    method: str = ""  # how the figure was produced (measured vs estimated, factors used)
 
     @classmethod
     def compared(
@@ -141,6 +148,18 @@ def summary(
         if cur
     ]
     uncosted = float(cost_now["uncosted_energy_kwh"].sum()) if len(cost_now) else 0.0
+    methods = figure_methods(
+        scope.organisation.pk, frame, previous.end, previous.end + (previous.end - previous.start)
+    )
+    if methods is not None:
+        said = {
+            "energy": f"IT energy {methods.energy}",
+            "facility": f"IT energy {methods.energy}; x the sites' PUE",
+            "location": f"factor: {methods.location}",
+            "upstream": f"lifecycle - direct factor + {m.TD_LOSS_DEFAULT:.2%} T&D losses",
+            "market": methods.market,
+        }
+        tiles = [replace(t, method=said.get(t.key, "")) for t in tiles]
     shares = intensity_shares(frame)
     versions = methodology_versions(frame)
     notes = []
