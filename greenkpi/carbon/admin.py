@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -13,7 +15,7 @@ from greenkpi.carbon.models import (
     MarketFactor,
     ResidualMix,
 )
-from greenkpi.carbon.services import ImportFailed, grid_hourly_import_csv
+from greenkpi.carbon.services import ImportFailed, grid_hourly_import_csv, site_periods_mark_dirty
 
 # A year of hourly rows for a few zones is ~1 MB; refuse anything far larger before reading it.
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
@@ -95,8 +97,36 @@ class GridIntensityHourlyAdmin(admin.ModelAdmin):
         )
 
 
+class SitePeriodAdmin(admin.ModelAdmin):
+    """A site's factor for a period (instrument, tariff): saving or deleting one marks the rollup
+    windows of its old and new periods dirty, so the figures that used it are recomputed."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = (
+            type(obj).objects.filter(pk=obj.pk).values_list("site_id", "valid_from", "valid_to")
+            if change
+            else []
+        )
+        old = list(before)
+        super().save_model(request, obj, form, change)
+        for site_id, start, end in old:
+            site_periods_mark_dirty(site_id=site_id, periods=[(start, end)])
+        site_periods_mark_dirty(site_id=obj.site_id, periods=[(obj.valid_from, obj.valid_to)])
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        site_id, period = obj.site_id, (obj.valid_from, obj.valid_to)
+        super().delete_model(request, obj)
+        site_periods_mark_dirty(site_id=site_id, periods=[period])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        gone = list(queryset.values_list("site_id", "valid_from", "valid_to"))
+        super().delete_queryset(request, queryset)
+        for site_id, start, end in gone:
+            site_periods_mark_dirty(site_id=site_id, periods=[(start, end)])
+
+
 @admin.register(MarketFactor)
-class MarketFactorAdmin(admin.ModelAdmin):
+class MarketFactorAdmin(SitePeriodAdmin):
     list_display = (
         "site",
         "kind",
@@ -116,5 +146,5 @@ class ResidualMixAdmin(admin.ModelAdmin):
 
 
 @admin.register(ElectricityTariff)
-class ElectricityTariffAdmin(admin.ModelAdmin):
+class ElectricityTariffAdmin(SitePeriodAdmin):
     list_display = ("site", "valid_from", "valid_to", "price_per_kwh", "currency")

@@ -262,3 +262,18 @@ def residual_mix_import_csv(*, text: str) -> list[ResidualMix]:
                 },
             )
     return list(rows.values())
+
+
+def site_periods_mark_dirty(
+    *, site_id: int, periods: Iterable[tuple[datetime, datetime | None]]
+) -> int:
+    """After a site's contractual instrument or tariff was added, changed or deleted: mark dirty
+    the rollup windows that used the site in those periods (an open period: up to now), so the
+    market-based figures (and contracted volumes) and costs are recomputed."""
+    from greenkpi.kpis.dirty import windows_mark_dirty_for_sites  # kpis depends on carbon
+
+    now = timezone.now()
+    return sum(
+        windows_mark_dirty_for_sites(site_ids=[site_id], start=start, end=end or now)
+        for start, end in periods
+    )

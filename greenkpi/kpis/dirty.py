@@ -65,3 +65,20 @@ def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: 
         windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
         for organisation_id, hours in by_org.items()
     )
+
+
+def windows_mark_dirty_for_sites(*, site_ids: Iterable[int], start: datetime, end: datetime) -> int:
+    """After a site's contractual instrument or tariff changed for [start, end): mark dirty the
+    windows whose rollups used the site then, so their market-based figures and cost are redone."""
+    found = (
+        HourlyRollup.objects.filter(site_id__in=list(site_ids), hour__gte=start, hour__lt=end)
+        .values_list("organisation_id", "hour")
+        .distinct()
+    )
+    by_org: dict[int, list[datetime]] = {}
+    for organisation_id, hour in found:
+        by_org.setdefault(organisation_id, []).append(hour)
+    return sum(
+        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
+        for organisation_id, hours in by_org.items()
+    )

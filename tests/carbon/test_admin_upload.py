@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import F
 from django.urls import reverse
 
 from greenkpi.carbon.models import GridIntensityHourly
@@ -66,3 +67,56 @@ def test_staff_without_add_permission_cannot_upload(client, django_user_model):
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
     client.force_login(user)
     assert upload(client, HEADER).status_code == 403
+
+
+@pytest.mark.django_db
+def test_saving_or_deleting_an_instrument_in_the_admin_marks_its_periods_windows_dirty(
+    admin_client, acme
+):
+    """An instrument changes the market-based figures of its site and period: the windows whose
+    rollups used the site then are marked dirty (recomputed with it), others are left alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from testsupport.rollup_rows import hourly_row
+
+    from greenkpi.carbon.models import MarketFactor
+    from greenkpi.inventory.models import Device, Host
+    from greenkpi.kpis.models import RollupWindow
+
+    host = Host.objects.create(organisation=acme, hostname="h1", site=acme.paris)
+    gpu = Device.objects.create(host=host, kind="gpu", uuid="GPU-h1-0")
+    h0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    for h in (h0, h0 + timedelta(days=10)):
+        hourly_row(acme, h, device=gpu, site=acme.paris, energy_kwh=1.0)
+
+    def dirty() -> set[datetime]:
+        return set(
+            RollupWindow.objects.filter(version__gt=F("computed_version")).values_list(
+                "hour", flat=True
+            )
+        )
+
+    assert dirty() == set()
+    response = admin_client.post(
+        reverse("admin:carbon_marketfactor_add"),
+        {
+            "site": acme.paris.pk,
+            "kind": "ppa",
+            "valid_from_0": "2026-03-01",
+            "valid_from_1": "00:00:00",
+            "valid_to_0": "2026-03-05",
+            "valid_to_1": "00:00:00",
+            "intensity_g_per_kwh": "0",
+            "share": "0.6",
+            "volume_mwh": "1",
+        },
+    )
+    assert response.status_code == 302, response.content
+    assert dirty() == {h0}  # the hour in its period, not the one ten days later
+    RollupWindow.objects.update(computed_version=F("version"))
+    ppa = MarketFactor.objects.get()
+    response = admin_client.post(
+        reverse("admin:carbon_marketfactor_delete", args=[ppa.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert dirty() == {h0}
