@@ -4,7 +4,8 @@ A budget's scope key is (team_id, model_key), None meaning "any": organisation (
 (t, None), organisation-wide model (None, k), a team's model (t, k). Every read is one organisation
 over [start, as_of), where ``start`` covers every budget's period and forecast history:
 
-Every read goes through ``kpis.read.sums`` (grain "native"): whole UTC days from the daily tables
+Every read goes through ``kpis.read.sums`` (grain "native"): whole local days of the organisation's
+zone from the daily tables
 (DailyTeamRollup for the organisation and team keys, DailyRollup filtered on the budgets' model keys
 for model keys), HourlyRollup for today's partial day [day(as_of), as_of) and for stale days (the
 read layer's one freshness rule), so the sums always equal the hourly ones.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pandas as pd
 
@@ -28,7 +29,7 @@ from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.first import first_hours
-from greenkpi.lib.periods import day_floor
+from greenkpi.lib.periods import day_of, day_start
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 # Per bucket and currency: the summed columns, in this order.
@@ -74,9 +75,15 @@ def scope_key(budget: object) -> ScopeKey:
     return (None, None)
 
 
-def window_start(period_start: datetime, as_of: datetime) -> datetime:
-    """The first bucket one budget needs: its period or its forecast history, whichever is older."""
-    return min(period_start, day_floor(as_of) - HISTORY)
+def window_start(period_start: datetime, as_of: datetime, tz: tzinfo = UTC) -> datetime:
+    """The first bucket one budget needs: its period or its forecast history, whichever is older
+    (a local midnight of ``tz``)."""
+    return min(period_start, day_start(day_of(as_of, tz) - HISTORY, tz))
+
+
+def _day_end(moment: datetime, tz: tzinfo) -> datetime:
+    """The end of the local day starting at ``moment`` (23, 24 or 25 hours later)."""
+    return day_start(day_of(moment, tz) + DAY, tz)
 
 
 Sums = dict[str, list[float]]  # currency -> COLUMNS
@@ -84,7 +91,7 @@ Sums = dict[str, list[float]]  # currency -> COLUMNS
 
 @dataclass
 class ScopeSeries:
-    """Buckets of one scope key: whole days (day start, aware UTC) and hours, per currency."""
+    """Buckets of one scope key: whole local days (day start, aware UTC) and hours, per currency."""
 
     daily: dict[datetime, Sums] = field(default_factory=dict)
     hourly: dict[datetime, Sums] = field(default_factory=dict)
@@ -106,17 +113,18 @@ class ScopeSeries:
             {h: value(s) for h, s in self.hourly.items()},
         )
 
-    def uncosted(self, currency: str, start: datetime, end: datetime) -> float:
+    def uncosted(self, currency: str, start: datetime, end: datetime, tz: tzinfo = UTC) -> float:
         """Facility kWh in [start, end) not priced in ``currency``."""
         total = 0.0
-        for length, series in ((DAY, self.daily), (timedelta(hours=1), self.hourly)):
+        for daily, series in ((True, self.daily), (False, self.hourly)):
             for moment, sums in series.items():
-                if start <= moment and moment + length <= end:
+                bucket_end = _day_end(moment, tz) if daily else moment + timedelta(hours=1)
+                if start <= moment and bucket_end <= end:
                     total += sum(v[3] for c, v in sums.items() if c != currency)
         return total
 
-    def buckets_with_data(self, start: datetime, end: datetime) -> int:
-        days = sum(1 for d in self.daily if start <= d and d + DAY <= end)
+    def buckets_with_data(self, start: datetime, end: datetime, tz: tzinfo = UTC) -> int:
+        days = sum(1 for d in self.daily if start <= d and _day_end(d, tz) <= end)
         return days + sum(1 for h in self.hourly if start <= h < end)
 
 
@@ -205,7 +213,7 @@ def scope_series(
             else:
                 found = to_keys(team, model_key)
             for k in found:
-                target = out[k].daily if hours == 24 else out[k].hourly
+                target = out[k].daily if hours > 1 else out[k].hourly  # a day: 23-25 h
                 _add(target, moment, currency, row)
 
     _first_hours(organisation_id, out, start)

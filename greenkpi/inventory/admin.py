@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -26,10 +28,23 @@ class TeamInline(admin.TabularInline):
 
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "created_at")
+    list_display = ("name", "slug", "time_zone", "created_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [TeamInline]
+
+    def save_model(self, request: Any, obj: Organisation, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "time_zone" in form.changed_data:
+            # kpis rebuilds the daily tables on the change (kpis.signals); say so, and what
+            # the pages do meanwhile (docs/kpis.md, "Time zones and periods").
+            messages.info(
+                request,
+                f"Days, months and budgets of {obj.name} now follow {obj.time_zone}. The daily "
+                "rollups are being rebuilt in the new zone (from about a minute from now; "
+                "minutes for a year of data); until then pages read the hourly rows: the same "
+                "figures, more slowly.",
+            )
 
 
 @admin.register(Team)

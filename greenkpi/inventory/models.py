@@ -2,24 +2,56 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from greenkpi.lib.periods import BadZone, zone
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA zone name ("America/Los_Angeles", "UTC"), else a ValidationError saying so."""
+    try:
+        zone(value)
+    except BadZone as exc:
+        raise ValidationError(str(exc), code="invalid_time_zone") from exc
+
 
 class Organisation(models.Model):
-    """A tenant. Every other row belongs to exactly one organisation, directly or through a parent."""
+    """A tenant. Every other row belongs to exactly one organisation, directly or through a parent.
+
+    ``time_zone`` is where its days, weeks, months, quarters and years begin: daily rollups, page
+    ranges, budgets, forecasts, digests and reports follow it (docs/kpis.md, "Time zones and
+    periods"). Changing it rebuilds the organisation's daily tables (kpis.daily)."""
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA time zone name (e.g. Europe/Paris, America/Los_Angeles): where days, "
+        "months and budget periods begin. Changing it rebuilds the daily rollups.",
+    )
+    time_zone_changed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When time_zone last changed."
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def tz(self) -> tzinfo:
+        """The organisation's zone (zoneinfo)."""
+        return zone(self.time_zone)
 
 
 class Team(models.Model):

@@ -8,4 +8,4 @@ class KpisConfig(AppConfig):
     def ready(self) -> None:
         # Celery's autodiscovery imports only `tasks` modules; the daily refresh task lives beside
         # its service in daily.py, so import it for the worker to know it.
-        from greenkpi.kpis import daily  # noqa: F401
+        from greenkpi.kpis import daily, signals  # noqa: F401

@@ -1,4 +1,10 @@
-"""Daily rollups: HourlyRollup summed per organisation x UTC day x owner x site x device kind.
+"""Daily rollups: HourlyRollup summed per organisation x local day x owner x site x device kind.
+
+A day is the organisation's (``Organisation.time_zone``, lib.periods): the UTC hours from its
+local midnight to the next, 23 or 25 of them on the days the clocks change; where local midnight
+is not on a whole UTC hour the boundary is floored to the hour (lib.periods.day_start). Changing
+the zone resets the organisation's daily tables in the same transaction (reads fall back to the
+hours at once) and ``rebuild_organisation_days`` rebuilds them (``daily_tables_reset``).
 
 Decoupled from the hourly recompute: a day is rebuilt (replaced, never incremented) from its
 hourly rows whenever one of its hourly windows was recomputed after the day's last refresh
@@ -14,15 +20,14 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
 
 from celery import shared_task
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, FloatField, Max, Min, OuterRef, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, F, FloatField, Max, Min, OuterRef, Q, Sum, Value
 from django.utils import timezone
 
 from greenkpi.carbon.methodology import IntensitySource
+from greenkpi.inventory.models import Organisation
 from greenkpi.kpis.models import (
     DailyHostTeam,
     DailyRollup,
@@ -33,11 +38,21 @@ from greenkpi.kpis.models import (
     RollupWindow,
     RunStatus,
 )
+from greenkpi.kpis.read.sql import LocalDay
+from greenkpi.lib import periods
 from greenkpi.lib.retry import retrying_task
 
 log = logging.getLogger(__name__)
 
 RUN_KIND = "daily"
+REBUILD_KIND = "daily-rebuild"
+# How long a web process keeps an organisation's zone (kpis.read.freshness.zone_of), and how long
+# after a zone change its daily tables are left empty (every day read from the hours) before they
+# are rebuilt: longer, so no process reads the new zone's days with the old zone's boundaries.
+ZONE_TTL_S = 30.0
+REBUILD_DELAY_S = ZONE_TTL_S + 10.0
+# Before any collector could report: a rebuild reads every hour from here.
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
 # A window recomputed this shortly before a day's refresh may have committed after the refresh
 # read its snapshot; such a day counts as stale once more (one extra, cheap refresh).
 SETTLE = timedelta(seconds=120)
@@ -101,8 +116,16 @@ TEAM_VALUE_COLUMNS = (
 )
 
 
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, dtime.min, tzinfo=UTC)
+def zone_name(organisation_id: int) -> str:
+    """The organisation's IANA zone (what its days are)."""
+    return str(
+        Organisation.objects.filter(pk=organisation_id).values_list("time_zone", flat=True).get()
+    )
+
+
+def day_start(day: date, zone: str = "UTC") -> datetime:
+    """The UTC instant local ``day`` of ``zone`` starts at (lib.periods.day_start)."""
+    return periods.day_start(day, periods.zone(zone))
 
 
 def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
@@ -118,7 +141,7 @@ def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
     return runs
 
 
-def _insert_pg(organisation_id: int, first: date, last: date) -> int:
+def _insert_pg(organisation_id: int, first: date, last: date, zone: str) -> int:
     daily, hourly = DailyRollup._meta.db_table, HourlyRollup._meta.db_table
     hosts = DailyHostTeam._meta.db_table
     sums = ", ".join(f"SUM({c})" for c in SUMMED_COLUMNS)
@@ -126,12 +149,19 @@ def _insert_pg(organisation_id: int, first: date, last: date) -> int:
         f"COALESCE(SUM(facility_energy_kwh) FILTER (WHERE intensity_source = '{source}'), 0)"
         for source in SOURCE_COLUMNS
     )
-    params = [organisation_id, day_start(first), day_start(last + timedelta(days=1))]
+    # The local day of an hour: lib.periods.day_of (kpis.read.sql.LocalDay), the zone a parameter.
+    local_day = "((hour + interval '3599 seconds') AT TIME ZONE %s)::date"
+    params = [
+        zone,
+        organisation_id,
+        day_start(first, zone),
+        day_start(last + timedelta(days=1), zone),
+    ]
     with connection.cursor() as cur:
         cur.execute(
             f"""
 INSERT INTO {daily} (organisation_id, day, {", ".join(KEY_COLUMNS)}, {", ".join(VALUE_COLUMNS)})
-SELECT organisation_id, (hour AT TIME ZONE 'UTC')::date, {", ".join(KEY_COLUMNS)},
+SELECT organisation_id, {local_day}, {", ".join(KEY_COLUMNS)},
        COUNT(DISTINCT hour), COUNT(DISTINCT device_id), {sums},
        COALESCE(SUM(renewable_share * facility_energy_kwh), 0),
        COALESCE(SUM(CASE WHEN renewable_share IS NOT NULL THEN facility_energy_kwh END), 0),
@@ -147,7 +177,7 @@ GROUP BY organisation_id, 2, {", ".join(KEY_COLUMNS)}""",
         cur.execute(
             f"""
 INSERT INTO {hosts} (organisation_id, day, host_id, team_id)
-SELECT DISTINCT organisation_id, (hour AT TIME ZONE 'UTC')::date, host_id, team_id
+SELECT DISTINCT organisation_id, {local_day}, host_id, team_id
 FROM {hourly}
 WHERE organisation_id = %s AND hour >= %s AND hour < %s AND team_id IS NOT NULL""",
             params,
@@ -155,12 +185,12 @@ WHERE organisation_id = %s AND hour >= %s AND hour < %s AND team_id IS NOT NULL"
     return rows
 
 
-def _insert_orm(organisation_id: int, first: date, last: date) -> int:
+def _insert_orm(organisation_id: int, first: date, last: date, zone: str) -> int:
     hourly = HourlyRollup.objects.filter(
         organisation_id=organisation_id,
-        hour__gte=day_start(first),
-        hour__lt=day_start(last + timedelta(days=1)),
-    ).annotate(d=TruncDate("hour", tzinfo=UTC))
+        hour__gte=day_start(first, zone),
+        hour__lt=day_start(last + timedelta(days=1), zone),
+    ).annotate(d=LocalDay("hour", Value(zone)))
     known = Q(renewable_share__isnull=False)
     # Annotations get an "s_" prefix: a name equal to a model field is refused by the ORM.
     groups = (
@@ -244,7 +274,7 @@ def _lock_organisation(organisation_id: int) -> None:
 
 
 def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | None = None) -> int:
-    """Rebuild the DailyRollup rows of these (organisation, UTC day) units from HourlyRollup.
+    """Rebuild the DailyRollup rows of these (organisation, local day) units from HourlyRollup.
 
     Each run of consecutive days is replaced in one transaction (delete + insert), and the days'
     DailyWindow records when: the refresh time is taken before reading, so a window recomputed
@@ -260,11 +290,14 @@ def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | 
         t0 = time.monotonic()
         with transaction.atomic():
             _lock_organisation(organisation_id)
+            # Read under the lock: a zone change (daily_tables_reset) takes it too, so a refresh
+            # never writes the old zone's days after the reset committed.
+            zone = zone_name(organisation_id)
             span = {"organisation_id": organisation_id, "day__gte": first, "day__lte": last}
             DailyRollup.objects.filter(**span).delete()
             DailyHostTeam.objects.filter(**span).delete()
             DailyTeamRollup.objects.filter(**span).delete()
-            rows = insert(organisation_id, first, last)
+            rows = insert(organisation_id, first, last, zone)
             _insert_team_days(organisation_id, first, last)
             # Rows per day, for the admin (one GROUP BY over what was just written).
             per_day = dict(
@@ -296,17 +329,22 @@ def days_refresh(*, organisation_id: int, days: Iterable[date], use_sql: bool | 
 
 
 def rollup_days(*, organisation_id: int, start: datetime, end: datetime) -> list[date]:
-    """UTC days in [start, end) that have hourly rows or daily rows (a backfill refreshes these)."""
+    """Local days of the hours in [start, end) that have hourly rows, and the days in
+    [start's day, end's day) with daily rows (a backfill refreshes these)."""
+    zone = zone_name(organisation_id)
+    tz = periods.zone(zone)
     hourly = (
         HourlyRollup.objects.filter(organisation_id=organisation_id, hour__gte=start, hour__lt=end)
-        .annotate(d=TruncDate("hour", tzinfo=UTC))
+        .annotate(d=LocalDay("hour", Value(zone)))
         .values_list("d", flat=True)
         .distinct()
         .order_by()
     )
     daily = (
         DailyRollup.objects.filter(
-            organisation_id=organisation_id, day__gte=start.date(), day__lt=end.date()
+            organisation_id=organisation_id,
+            day__gte=periods.day_of(start, tz),
+            day__lt=periods.day_of(end, tz),
         )
         .values_list("day", flat=True)
         .distinct()
@@ -317,15 +355,18 @@ def rollup_days(*, organisation_id: int, start: datetime, end: datetime) -> list
 
 def stale_days(*, limit: int = 400) -> list[tuple[int, date]]:
     """(organisation, day) units with an hourly window recomputed after the day's last refresh
-    (or never refreshed), oldest first."""
-    day = TruncDate("hour", tzinfo=UTC)
+    (or never refreshed), oldest first. Days are each organisation's local days."""
+    day = LocalDay("hour", F("organisation__time_zone"))
     fresh = DailyWindow.objects.filter(
         organisation_id=OuterRef("organisation_id"),
         day=OuterRef("d"),
         refreshed_at__gt=OuterRef("computed_at") + SETTLE,
     )
+    # An organisation whose zone just changed waits for its rebuild (REBUILD_DELAY_S).
+    changed = timezone.now() - timedelta(seconds=REBUILD_DELAY_S)
     found = (
         RollupWindow.objects.filter(computed_at__isnull=False)
+        .exclude(organisation__time_zone_changed_at__gt=changed)
         .annotate(d=day)
         .filter(~Exists(fresh))
         .values_list("organisation_id", "d")
@@ -363,3 +404,63 @@ def days_refresh_stale(*, limit: int = 400, kind: str = RUN_KIND) -> RecomputeRu
 def refresh_stale_days(limit: int = 400) -> int:
     """Periodic: rebuild the daily rollups of stale days (idempotent: a day is replaced whole)."""
     return days_refresh_stale(limit=limit).pk
+
+
+# --- a change of the organisation's zone ------------------------------------------------------
+
+
+def daily_tables_reset(*, organisation_id: int) -> None:
+    """Drop the organisation's daily rows and their refresh records: they are days of the old zone.
+
+    Called in the transaction that changes ``Organisation.time_zone`` (kpis.signals), under the
+    refresh lock, so no refresh of the old zone commits after it. From then on every day with
+    hourly rows is "never refreshed", so kpis.read answers from the hourly rows (the same sums,
+    slower) until ``rebuild_organisation_days`` has rebuilt the days in the new zone; the periodic
+    refresh would also pick them up, 400 days a run."""
+    with transaction.atomic():
+        _lock_organisation(organisation_id)
+        for model in (DailyRollup, DailyTeamRollup, DailyHostTeam, DailyWindow):
+            model.objects.filter(organisation_id=organisation_id).delete()
+
+
+def organisation_days_rebuild(*, organisation_id: int) -> RecomputeRun:
+    """Rebuild every local day of the organisation that has hourly rows (after a zone change)."""
+    run = RecomputeRun.objects.create(kind=REBUILD_KIND, started_at=timezone.now())
+    days: list[date] = []
+    rows = 0
+    try:
+        end = timezone.now() + timedelta(days=2)
+        days = rollup_days(organisation_id=organisation_id, start=BEGINNING, end=end)
+        rows = days_refresh(organisation_id=organisation_id, days=days)
+        run.status = RunStatus.OK
+    except Exception as exc:
+        log.exception("daily rollup rebuild of organisation %s failed", organisation_id)
+        run.status, run.error = RunStatus.FAILED, repr(exc)[:5000]
+        raise
+    finally:
+        run.finished_at = timezone.now()
+        run.duration_s = (run.finished_at - run.started_at).total_seconds()
+        run.windows_done, run.rows_written = len(days), rows
+        run.save()
+    return run
+
+
+def days_pending(*, organisation_id: int) -> int:
+    """Local days of the organisation with hourly rows and no daily rows yet (a rebuild under way
+    while this is above zero after a zone change)."""
+    fresh = DailyWindow.objects.filter(organisation_id=organisation_id, day=OuterRef("d"))
+    return (
+        RollupWindow.objects.filter(organisation_id=organisation_id, computed_at__isnull=False)
+        .annotate(d=LocalDay("hour", F("organisation__time_zone")))
+        .filter(~Exists(fresh))
+        .values("d")
+        .distinct()
+        .order_by()
+        .count()
+    )
+
+
+@shared_task(**retrying_task())
+def rebuild_organisation_days(organisation_id: int) -> int:
+    """After a zone change: rebuild the organisation's daily tables (idempotent: days replaced)."""
+    return organisation_days_rebuild(organisation_id=organisation_id).pk

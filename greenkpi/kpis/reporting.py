@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -26,6 +26,7 @@ from greenkpi.inventory.models import Boundary, Organisation, Site
 from greenkpi.kpis import labels
 from greenkpi.kpis.read import methods as read_methods
 from greenkpi.kpis.read import sums as read
+from greenkpi.lib.periods import day_start, period_bounds
 
 ESRS_VERSION = (
     "ESRS E1 Climate change, ESRS Set 1 (Commission Delegated Regulation (EU) 2023/2772); "
@@ -82,9 +83,11 @@ def _share(part: float, whole: float) -> float | None:
 def esrs_e1(
     organisation: Organisation, year: int, *, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The ESRS E1-5 and E1-6 figures of one organisation and calendar year (UTC), as a JSON-able
-    dict with the figures, the methods and shares behind them, and the data sources and licences."""
-    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    """The ESRS E1-5 and E1-6 figures of one organisation and calendar year (in the organisation's
+    zone: 1 January to 1 January local, lib.periods), as a JSON-able dict with the figures, the
+    methods and shares behind them, and the data sources and licences."""
+    tz = organisation.tz
+    start, end = period_bounds("year", day_start(date(year, 7, 1), tz), tz)
     org = organisation.pk
     boundaries = site_boundaries(org)
     per_site = read.sums(
@@ -208,6 +211,7 @@ def esrs_e1(
         "organisation": organisation.slug,
         "organisation_name": organisation.name,
         "year": year,
+        "time_zone": organisation.time_zone,
         "period_utc": [start.isoformat(), end.isoformat()],
         "generated_at": (now or datetime.now(UTC)).isoformat(),
         "methodology_version": m.METHODOLOGY_VERSION,
@@ -321,7 +325,14 @@ def esrs_e1_csv(report: dict[str, Any]) -> str:
     one row per figure, then the boundaries and the sources."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for key in ("standard", "esrs_version", "organisation", "year", "methodology_version"):
+    for key in (
+        "standard",
+        "esrs_version",
+        "organisation",
+        "year",
+        "time_zone",
+        "methodology_version",
+    ):
         writer.writerow([f"# {key}", report[key]])
     writer.writerow(["# methodology_versions_used", " ".join(report["methodology_versions_used"])])
     writer.writerow(CSV_HEADER)

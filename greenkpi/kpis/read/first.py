@@ -15,16 +15,18 @@ from greenkpi.kpis.models import HourlyRollup
 from greenkpi.lib.replica import read_alias
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
-DAY = timedelta(days=1)
+# A local day lasts up to 25 hours (the day the clocks go back, lib.periods). The key's day has
+# rows, so its first hour is the first found even where a shorter day's span reaches the next.
+LONGEST_DAY = timedelta(hours=25)
 
 
 def first_hours(
     *, organisation_id: int, days: Mapping[ScopeKey, datetime]
 ) -> dict[ScopeKey, datetime]:
-    """{key: its first hour with rows in [day, day + 1 day)} for each (key, day) of ``days``;
-    keys without rows that day are absent."""
+    """{key: its first hour with rows in [day, day + 25 h)} for each (key, local day start) of
+    ``days``; keys without rows that day are absent."""
     firsts: dict[ScopeKey, datetime] = {}
-    day_of = {key: Q(hour__gte=day, hour__lt=day + DAY) for key, day in days.items()}
+    day_of = {key: Q(hour__gte=day, hour__lt=day + LONGEST_DAY) for key, day in days.items()}
     rows = HourlyRollup.objects.using(read_alias()).filter(organisation_id=organisation_id)
     if (None, None) in days:  # the organisation: the (organisation, hour) index, one row
         first = rows.filter(day_of[(None, None)]).order_by("hour").values_list("hour", flat=True)

@@ -1,6 +1,10 @@
 """Which days of a range the daily tables may answer for, and which must be read from the hours.
 
-The one freshness rule (docs/kpis.md, "The read layer"): a UTC day is read from HourlyRollup when
+Days are the organisation's local days (``Organisation.time_zone``; lib.periods.day_start: the
+UTC hours from local midnight to the next, 23 or 25 on DST days, boundaries floored to the UTC hour
+for offsets that are not whole hours), as the daily tables hold them.
+
+The one freshness rule (docs/kpis.md, "The read layer"): a local day is read from HourlyRollup when
 
 * it is only partly inside the range (the ends of a range that does not start or end at midnight),
 * or one of its hourly windows was computed after the day's last refresh, or the day was never
@@ -15,38 +19,76 @@ length of the range.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from django.db.models import DateTimeField, Max, Value
-from django.db.models.functions import TruncDate
 
-from greenkpi.kpis.daily import SETTLE
+from greenkpi.inventory.models import Organisation
+from greenkpi.kpis.daily import SETTLE, ZONE_TTL_S
 from greenkpi.kpis.models import DailyWindow, RollupWindow
+from greenkpi.kpis.read.sql import LocalDay
+from greenkpi.lib import periods
 from greenkpi.lib.replica import read_alias
 
 Span = tuple[datetime, datetime]  # [start, end), aware UTC
 DAY = timedelta(days=1)
 
 
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def midnight(day: date, tz: tzinfo = UTC) -> datetime:
+    """The UTC instant local ``day`` starts at (lib.periods.day_start)."""
+    return periods.day_start(day, tz)
 
 
-def whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
-    """[first, end) of the UTC days wholly inside [start, end), or None when there is none."""
-    first = start.astimezone(UTC).date()
-    if midnight(first) < start:
+def whole_days(start: datetime, end: datetime, tz: tzinfo = UTC) -> tuple[date, date] | None:
+    """[first, end) of the local days wholly inside [start, end), or None when there is none."""
+    first = periods.day_of(start, tz)
+    if midnight(first, tz) < start:
         first += DAY
-    last = end.astimezone(UTC).date()
+    last = periods.day_of(end, tz)
+    if midnight(last, tz) > end:
+        last -= DAY
     return (first, last) if first < last else None
 
 
 _BATCH: ContextVar[dict[tuple[int, date, date], set[date]] | None] = ContextVar(
     "kpis_read_freshness_batch", default=None
 )
+# The organisations' zones, per process: read once, kept ZONE_TTL_S. A save of the organisation in
+# this process replaces its entry at once (kpis.signals); another process sees a new zone within
+# ZONE_TTL_S, and a zone change reads every day from the hourly rows until the daily tables are
+# rebuilt, ZONE_TTL_S later (kpis.daily.REBUILD_DELAY_S;
+# the periodic refresh leaves the organisation alone until then): no process can read the new zone's
+# daily rows with the old zone's day boundaries.
+_ZONES: dict[int, tuple[float, tzinfo]] = {}
+
+
+def zone_of(organisation_id: int) -> tzinfo:
+    """The organisation's zone (one primary-key query at most every ZONE_TTL_S per process)."""
+    now = time.monotonic()
+    found = _ZONES.get(organisation_id)
+    if found is not None and now - found[0] < ZONE_TTL_S:
+        return found[1]
+    name = (
+        Organisation.objects.using(read_alias())
+        .filter(pk=organisation_id)
+        .values_list("time_zone", flat=True)
+        .first()
+    )
+    return remember_zone(organisation_id, name or "UTC")
+
+
+def remember_zone(organisation_id: int, name: str) -> tzinfo:
+    tz = periods.zone(name)
+    _ZONES[organisation_id] = (time.monotonic(), tz)
+    return tz
+
+
+def forget_zone(organisation_id: int) -> None:
+    _ZONES.pop(organisation_id, None)
 
 
 @contextmanager
@@ -86,16 +128,17 @@ def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
     not the day: 24x the rows.)"""
     if end <= first:
         return set()
+    tz = zone_of(organisation_id)
     no_time = Value(None, output_field=DateTimeField())
     computed = (
         RollupWindow.objects.using(read_alias())
         .filter(
             organisation_id=organisation_id,
-            hour__gte=midnight(first),
-            hour__lt=midnight(end),
+            hour__gte=midnight(first, tz),
+            hour__lt=midnight(end, tz),
             computed_at__isnull=False,
         )
-        .annotate(d=TruncDate("hour", tzinfo=UTC))
+        .annotate(d=LocalDay("hour", Value(periods.zone_label(tz))))
         .values("d")
         .annotate(last=Max("computed_at"), none=no_time)
         .values_list("d", "last", "none")
@@ -121,13 +164,13 @@ def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
     }
 
 
-def day_spans(days: Iterable[date]) -> list[Span]:
-    """Sorted days as [start, end) spans of consecutive days."""
+def day_spans(days: Iterable[date], tz: tzinfo = UTC) -> list[Span]:
+    """Sorted local days as [start, end) spans of consecutive days."""
     spans: list[Span] = []
     for day in sorted(set(days)):
-        moment = midnight(day)
+        moment, end = midnight(day, tz), midnight(day + DAY, tz)
         if spans and spans[-1][1] == moment:
-            spans[-1] = (spans[-1][0], moment + DAY)
+            spans[-1] = (spans[-1][0], end)
         else:
-            spans.append((moment, moment + DAY))
+            spans.append((moment, end))
     return spans

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import NotSupportedError, connections
-from django.db.models import FloatField, Func, IntegerField, QuerySet
+from django.db.models import DateField, FloatField, Func, IntegerField, QuerySet
 
 
 class EpochDays(Func):
@@ -78,3 +78,31 @@ def fetch_rows(queryset: QuerySet) -> list[tuple[Any, ...]]:
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+class LocalDay(Func):
+    """The organisation's local day an hourly row belongs to: the date, in the zone named by the
+    second expression (a column such as ``organisation__time_zone`` or a Value), on which the UTC
+    hour of the first expression ends. For whole-hour offsets that is the local date of the hour's
+    start; where local midnight falls inside a UTC hour (+5:30, +5:45) the hour belongs to the day
+    that begins in it: lib.periods.day_of, the one rule, in SQL."""
+
+    arity = 2
+    output_field = DateField()
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        raise NotSupportedError(f"LocalDay is not written for {connection.vendor}")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        hour, hour_params = compiler.compile(self.source_expressions[0])
+        zone, zone_params = compiler.compile(self.source_expressions[1])
+        sql = f"(({hour} + interval '3599 seconds') AT TIME ZONE {zone})::date"
+        return sql, (*hour_params, *zone_params)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django's own SQLite function for TruncDate(tzinfo=...): zoneinfo in Python, so DST and
+        # odd offsets follow the same tz database as lib.periods.
+        hour, hour_params = compiler.compile(self.source_expressions[0])
+        zone, zone_params = compiler.compile(self.source_expressions[1])
+        sql = f"django_datetime_cast_date(datetime({hour}, '+3599 seconds'), {zone}, 'UTC')"
+        return sql, (*hour_params, *zone_params)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from functools import reduce
 from operator import or_
 from typing import Literal
@@ -36,13 +36,13 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import TruncDate
 
 from greenkpi.kpis.daily import SOURCE_COLUMNS, SUMMED_COLUMNS
 from greenkpi.kpis.models import DailyRollup, DailySums, DailyTeamRollup, HourlyRollup
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read.freshness import Span
-from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, fetch_rows
+from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, LocalDay, fetch_rows
+from greenkpi.lib.periods import day_hours, day_start, naive_utc, zone_label
 from greenkpi.lib.replica import read_alias
 
 # Keys a read may group or filter by, and the tables that carry them.
@@ -78,9 +78,10 @@ HOURLY_COLUMNS = (
 )
 COLUMNS = frozenset((*SUMMABLE, *VERSIONS, *HOURLY_COLUMNS))
 
-# The time bucket of the frame: none (sums over the range), the UTC day, the UTC hour (read from
-# HourlyRollup only), or "native" (days from the daily tables, hours from HourlyRollup, with
-# ``bucket_h`` 24 or 1: what the budget forecasts need).
+# The time bucket of the frame: none (sums over the range), the organisation's local day (its date
+# at midnight), the UTC hour (read from HourlyRollup only), or "native" (days from the daily
+# tables, as the UTC instant the local day starts and ``bucket_h`` its 23, 24 or 25 hours; hours
+# from HourlyRollup with ``bucket_h`` 1: what the budget forecasts need).
 Grain = Literal["day", "hour", "native"] | None
 Where = Mapping[str, Collection[object]]  # key -> allowed values (None in them: IS NULL)
 
@@ -115,15 +116,16 @@ def plan(
     unknown = set(keys) - HOURLY_KEYS
     if unknown:
         raise BadRead(f"rollups have no key {sorted(unknown)}")
-    days = freshness.whole_days(start, end)
+    tz = freshness.zone_of(organisation_id)
+    days = freshness.whole_days(start, end, tz)
     if end <= start:
         return Plan(None, None, frozenset(), ())
     hourly_only = bool(set(columns) & set(HOURLY_COLUMNS))
     if days is None or grain == "hour" or not set(keys) <= DAILY_KEYS or hourly_only:
         return Plan(None, None, frozenset(), ((start, end),))
     stale = freshness.stale_days(organisation_id=organisation_id, first=days[0], end=days[1])
-    ends = [(start, freshness.midnight(days[0])), (freshness.midnight(days[1]), end)]
-    spans = _merged([s for s in ends if s[0] < s[1]] + freshness.day_spans(stale))
+    ends = [(start, freshness.midnight(days[0], tz)), (freshness.midnight(days[1], tz), end)]
+    spans = _merged([s for s in ends if s[0] < s[1]] + freshness.day_spans(stale, tz))
     if len(stale) == (days[1] - days[0]).days:  # nothing left for the daily tables
         return Plan(None, None, frozenset(), tuple(spans))
     table = DailyTeamRollup if set(keys) <= TEAM_KEYS else DailyRollup
@@ -224,7 +226,8 @@ def sums(
     """Columns summed per ``by`` (and per time bucket for a ``grain``) over the organisation's
     rollups in [start, end), rows filtered by ``where``.
 
-    Frame columns: ``bucket_utc`` (naive UTC datetime; with ``bucket_h`` for "native") when a grain
+    Frame columns: ``bucket_utc`` (naive datetime: the local date for "day", else UTC; with
+    ``bucket_h`` for "native") when a grain
     is asked for, then ``by``, then ``columns`` as float64 (``cost`` keeps NaN where nothing was
     priced; versions are text). One row per group, groups with no rows absent."""
     where = dict(where or {})
@@ -266,7 +269,8 @@ def sums(
             within, filters, organisation_id=organisation_id
         )
         if grain == "day":
-            rows = rows.annotate(bucket=EpochDays(TruncDate("hour", tzinfo=UTC)))
+            zone = Value(zone_label(freshness.zone_of(organisation_id)))
+            rows = rows.annotate(bucket=EpochDays(LocalDay("hour", zone)))
         elif grain in ("hour", "native"):
             rows = rows.annotate(bucket=EpochSeconds("hour"))
         hours = 24 if grain == "day" else 1
@@ -281,12 +285,26 @@ def sums(
         times = pd.to_datetime(frame["bucket"].where(days, 0), unit="D")
         seconds = pd.to_datetime(frame["bucket"].where(~days, 0), unit="s")
         frame["bucket_utc"] = times.where(days, seconds)
+        if grain == "native" and days.any():
+            _native_days(frame, days, freshness.zone_of(organisation_id))
     frame = _typed(frame[out_columns], columns)
     if len(parts) > 1 and not grain:
         # Over the whole range a group gets rows from both tables (its fresh days and its stale
         # or partial ones): add them up. With a time bucket the two never share a bucket.
         frame = _combine(frame, list(by), columns)
     return frame
+
+
+def _native_days(frame: pd.DataFrame, days: pd.Series, tz: tzinfo) -> None:
+    """A day bucket of grain "native" as what it is in time: the UTC instant its local day starts
+    and its length (23, 24 or 25 hours), so a forecast's daily rate divides by the hours it had."""
+    if zone_label(tz) == "UTC":
+        return
+    found = frame.loc[days, "bucket_utc"].dt.date
+    start = {d: naive_utc(day_start(d, tz)) for d in set(found)}
+    hours = {d: day_hours(d, tz) for d in start}
+    frame.loc[days, "bucket_utc"] = pd.to_datetime(found.map(start))
+    frame.loc[days, "bucket_h"] = found.map(hours).astype("int64")
 
 
 def _grouped(
