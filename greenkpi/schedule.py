@@ -81,12 +81,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 120.0,
         "options": {"expires": 100},
     },
-    # One digest per recipient per day about yesterday (UTC). Expires after 6 h: a beat that was
-    # down all morning skips the day rather than mailing yesterday's news in the evening; a second
-    # run the same day writes nothing (dedup per organisation, day and address).
+    # One digest per recipient per day about yesterday, in the organisation's local morning:
+    # every hour, each run writing the digests of the organisations whose local time is between
+    # 06:00 and 12:00 (alerts/digest.py). A beat down all morning skips the day rather than mailing
+    # yesterday's news in the evening; a second run the same day writes nothing (dedup per
+    # organisation, day and address). Expires before the next run.
     "alerts-daily-digest": {
         "task": "greenkpi.alerts.tasks.send_daily_digests",
-        "schedule": crontab(hour=6, minute=5),
-        "options": {"expires": 6 * 3600},
+        "schedule": crontab(minute=5),
+        "options": {"expires": 50 * 60},
     },
 }

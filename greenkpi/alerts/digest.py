@@ -1,5 +1,10 @@
-"""The daily digest: one email per recipient per UTC day with their open alerts, their budgets
+"""The daily digest: one email per recipient per day with their open alerts, their budgets
 (consumption, forecast and its method) and yesterday's energy and CO2e of their scope.
+
+* Days are the organisation's (``Organisation.time_zone``): the digest about yesterday is written
+  on the first run of the hourly beat in the local morning (MORNING: from 06:00 to before 12:00
+  local), so Los Angeles gets it at 06:05 PST/PDT and Paris at 06:05 CET/CEST; a beat down all
+  morning skips the day rather than mailing yesterday's news in the evening.
 
 * Recipients come from the organisation's enabled email channels that keep ``daily_digest`` on
   (opt-out per channel): each channel's addresses see the whole organisation (they receive all of
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -30,11 +35,14 @@ from greenkpi.alerts.models import Channel, Notification
 from greenkpi.inventory.models import Membership, Organisation, Role, Team
 from greenkpi.kpis.scheduler import jobs_usage, waste_by
 from greenkpi.kpis.selectors import hourly_totals
+from greenkpi.lib.periods import day_start
 from greenkpi.recommendations.selectors import new_high_value
 
 log = logging.getLogger(__name__)
 
 MAX_ALERTS = 50  # a digest is a summary: the page has the rest
+# Local hours [start, end) in which the day's digest is written (module docstring).
+MORNING = (6, 12)
 MANAGING_ROLES = (Role.MANAGER, Role.ADMIN)
 
 
@@ -76,10 +84,12 @@ def dedup_key(organisation_id: int, day: date, address: str) -> str:
     return hashlib.sha256(f"digest|{organisation_id}|{day}|{address.lower()}".encode()).hexdigest()
 
 
-def _energy(organisation_id: int, day: date, team_id: int | None) -> dict[str, Any]:
-    start = datetime.combine(day, time(), UTC)
+def _energy(organisation_id: int, day: date, team_id: int | None, tz: tzinfo) -> dict[str, Any]:
     frame = hourly_totals(
-        organisation_id=organisation_id, start=start, end=start + timedelta(days=1), team_id=team_id
+        organisation_id=organisation_id,
+        start=day_start(day, tz),
+        end=day_start(day + timedelta(days=1), tz),
+        team_id=team_id,
     )
     return {
         "energy_kwh": float(frame["energy_kwh"].sum()),
@@ -100,11 +110,12 @@ def digest_payload(
     }
     alerts = list(selectors.alerts_open(**scope)[: MAX_ALERTS + 1])
     statuses = selectors.budget_statuses(**scope, now=now)
+    tz = organisation.tz
     if recipient.org_wide:
-        used = _energy(organisation.pk, day, None)
+        used = _energy(organisation.pk, day, None, tz)
         teams = "the whole organisation"
     else:
-        parts = [_energy(organisation.pk, day, t) for t in team_ids]
+        parts = [_energy(organisation.pk, day, t, tz) for t in team_ids]
         used = {k: sum(p[k] for p in parts) for k in ("energy_kwh", "co2e_kg", "hours")}
         teams = ", ".join(
             Team.objects.filter(pk__in=team_ids).order_by("name").values_list("name", flat=True)
@@ -120,6 +131,7 @@ def digest_payload(
             "name": organisation.name,
         },
         "day": day.isoformat(),
+        "time_zone": organisation.time_zone,
         "scope": teams,
         "yesterday": {**used, "has_data": used["hours"] > 0},
         "alerts": [
@@ -135,7 +147,7 @@ def digest_payload(
         ],
         "alerts_more": len(alerts) > MAX_ALERTS,
         "budgets": [_budget_line(s) for s in statuses],
-        "slurm_month": _slurm_accounts(organisation.pk, day, recipient),
+        "slurm_month": _slurm_accounts(organisation.pk, day, recipient, tz),
         "recommendations": _new_findings(organisation, day, recipient),
         "count": len(alerts[:MAX_ALERTS]),
         "created_at": now.isoformat().replace("+00:00", "Z"),
@@ -146,12 +158,11 @@ def digest_payload(
 def _new_findings(organisation: Organisation, day: date, recipient: Recipient) -> dict[str, Any]:
     """High-value recommendations first found on ``day`` (docs/advice.md), within the
     recipient's teams: what to change, worth at least 1,000 kWh or 100 kgCO2e a year."""
-    start = datetime.combine(day, time(), UTC)
     found = new_high_value(
         organisation_id=organisation.pk,
         team_ids=None if recipient.org_wide else sorted(recipient.team_ids),
-        start=start,
-        end=start + timedelta(days=1),
+        start=day_start(day, organisation.tz),
+        end=day_start(day + timedelta(days=1), organisation.tz),
     )
     return {
         "new": [
@@ -171,12 +182,14 @@ def _new_findings(organisation: Organisation, day: date, recipient: Recipient) -
 MAX_ACCOUNTS = 20  # the Slurm jobs page has the rest
 
 
-def _slurm_accounts(organisation_id: int, day: date, recipient: Recipient) -> dict[str, Any]:
-    """One line per Slurm account for the month of ``day`` so far (UTC; on the 1st of a month
-    the digest covers the whole month before): its jobs' energy and allocated-but-idle waste,
-    from the same read as the Slurm jobs page, within the recipient's teams."""
-    start = datetime.combine(day.replace(day=1), time(), UTC)
-    end = datetime.combine(day + timedelta(days=1), time(), UTC)
+def _slurm_accounts(
+    organisation_id: int, day: date, recipient: Recipient, tz: tzinfo
+) -> dict[str, Any]:
+    """One line per Slurm account for the month of ``day`` so far (local days; on the 1st of a
+    month the digest covers the whole month before): its jobs' energy and allocated-but-idle
+    waste, from the same read as the Slurm jobs page, within the recipient's teams."""
+    start = day_start(day.replace(day=1), tz)
+    end = day_start(day + timedelta(days=1), tz)
     jobs = jobs_usage(
         organisation_id=organisation_id,
         start=start,
@@ -223,15 +236,19 @@ def _budget_line(status: selectors.BudgetStatus) -> dict[str, Any]:
 def digests_send(
     *, now: datetime | None = None, organisation_id: int | None = None, queue: str | None = None
 ) -> int:
-    """Write today's digest (about yesterday, UTC) for every recipient not yet served; returns the
-    number of outbox rows written (0 on a second run the same day)."""
+    """Write today's digest (about yesterday, local) for every recipient not yet served, in the
+    organisations whose local time is in the MORNING; returns the number of outbox rows written
+    (0 on a second run the same day)."""
     now = now or timezone.now()
-    day = now.astimezone(UTC).date() - timedelta(days=1)
     organisations = Organisation.objects.order_by("pk")
     if organisation_id is not None:
         organisations = organisations.filter(pk=organisation_id)
     written = 0
     for organisation in organisations:
+        local = now.astimezone(organisation.tz)
+        if not MORNING[0] <= local.hour < MORNING[1]:
+            continue  # not its morning: a later (or earlier) hourly run serves it
+        day = local.date() - timedelta(days=1)
         for recipient in digest_recipients(organisation=organisation):
             key = dedup_key(organisation.pk, day, recipient.address)
             if Notification.objects.filter(

@@ -1,14 +1,15 @@
 """Budget maths: consumption to date, forecast to the period end, and when thresholds are crossed.
 
-Pure functions over a consumption series in the budget's unit: ``daily`` totals of whole UTC days
-(day start -> amount; what the batched selectors read from the daily rollups) and ``hourly``
+Pure functions over a consumption series in the budget's unit: ``daily`` totals of whole local days
+of the organisation's zone ``tz`` (day start as a UTC instant -> amount; what the batched selectors
+read from the daily rollups; a day lasts 23, 24 or 25 hours, lib.periods) and ``hourly``
 amounts (hour start -> amount; the current partial day, or everything for callers holding hours).
 A series is a set of buckets [start, end); the two kinds never overlap. No Django, no I/O. The
 method is written out with a worked example in docs/alerts.md ("Forecast"):
 
 * ``consumed`` = sum of the buckets in [period_start, as_of), where ``as_of`` is the last whole hour
   (the current hour is still being measured, so it is left out of both consumption and rate).
-  Periods start at midnight UTC, so whole days never straddle the period start.
+  Periods start at local midnight, so whole days never straddle the period start.
 * ``rate_per_h`` = sum of the trailing 7 whole days and today's whole hours
   [day(as_of) - 7 d, as_of) / the hours of that window (168 h at midnight, up to 191 h at 23:00:
   day-aligned so the daily totals serve it), the window being shortened to start at the first hour
@@ -24,11 +25,11 @@ method is written out with a worked example in docs/alerts.md ("Forecast"):
 A second method, the **weekday profile** (``method="weekday_profile"``), replaces the flat rate by
 one rate per weekday, because ML work is busy Monday to Friday and quiet at weekends:
 
-* ``profile[w]`` = the mean daily total over the complete UTC days of weekday ``w`` (0 = Monday) in
+* ``profile[w]`` = the mean daily total over the complete local days of weekday ``w`` (0 = Monday) in
   the last ``PROFILE_WEEKS`` (4) weeks before as_of's day, counting only days on or after the first
   whole day of data; a weekday with no such day falls back to ``rate_per_h`` x 24.
-* Every future hour h in [as_of, period_end) is expected to use ``profile[weekday(h)] / 24``
-  (flat within a day: the profile knows days, not hours); the forecast is consumed + their sum and a
+* Every future hour h in [as_of, period_end) is expected to use ``profile[weekday(h)] / hours of
+  h's day`` (24, or 23 / 25 on DST days; flat within a day: the profile knows days, not hours); the forecast is consumed + their sum and a
   crossing is dated where the running sum reaches the target, interpolated within the hour.
 
 ``choose_method`` picks the profile when the scope has at least ``PROFILE_MIN_HISTORY`` (14 days)
@@ -39,10 +40,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from greenkpi.lib.periods import day_floor
+from greenkpi.lib.periods import day_hours, day_of, day_start
 
 HOUR = timedelta(hours=1)
 RATE_WINDOW = timedelta(days=7)
@@ -114,11 +115,14 @@ Bucket = tuple[datetime, datetime, float]  # [start, end), amount
 
 
 def buckets(
-    hourly: Mapping[datetime, float], daily: Mapping[datetime, float] | None = None
+    hourly: Mapping[datetime, float],
+    daily: Mapping[datetime, float] | None = None,
+    tz: tzinfo = UTC,
 ) -> list[Bucket]:
-    """The series as sorted [start, end) buckets: whole days from ``daily``, hours from ``hourly``."""
+    """The series as sorted [start, end) buckets: whole local days from ``daily`` (each to the next
+    local midnight), hours from ``hourly``."""
     out = [(h, h + HOUR, v) for h, v in hourly.items()]
-    out += [(d, d + DAY, v) for d, v in (daily or {}).items()]
+    out += [(d, day_start(day_of(d, tz) + DAY, tz), v) for d, v in (daily or {}).items()]
     out.sort(key=lambda b: b[0])
     return out
 
@@ -133,15 +137,16 @@ def trailing_rate_per_h(
     as_of: datetime,
     first_data: datetime | None = None,
     daily: Mapping[datetime, float] | None = None,
+    tz: tzinfo = UTC,
 ) -> tuple[float, float]:
     """(rate per hour, window hours) over the trailing window ending at ``as_of`` (see module)."""
-    return _trailing_rate(buckets(hourly, daily), as_of=as_of, first_data=first_data)
+    return _trailing_rate(buckets(hourly, daily, tz), as_of=as_of, first_data=first_data, tz=tz)
 
 
 def _trailing_rate(
-    series: Sequence[Bucket], *, as_of: datetime, first_data: datetime | None
+    series: Sequence[Bucket], *, as_of: datetime, first_data: datetime | None, tz: tzinfo = UTC
 ) -> tuple[float, float]:
-    nominal = day_floor(as_of) - RATE_WINDOW
+    nominal = day_start(day_of(as_of, tz) - RATE_WINDOW, tz)
     window_start = nominal
     first = _first(series, first_data)
     if first is not None and first > window_start:
@@ -164,10 +169,11 @@ def budget_forecast(
     first_data: datetime | None = None,
     method: str = Method.RECENT_RATE,
     daily: Mapping[datetime, float] | None = None,
+    tz: tzinfo = UTC,
 ) -> BudgetForecast:
     """Consumption to ``as_of``, forecast to ``period_end`` and threshold crossings (see module).
 
-    ``daily`` (whole UTC days) and ``hourly`` together must cover
+    ``daily`` (whole local days of ``tz``) and ``hourly`` together must cover
     [min(period_start, day(as_of) - 7 d), as_of) (the weekday profile: from as_of's day - 4 weeks)
     without overlapping; buckets without data may be missing (they count as zero). ``first_data``
     is the first hour the scope ever had data (for a young scope's rate); default: the start of the
@@ -177,13 +183,13 @@ def budget_forecast(
         raise ValueError("a budget amount must be positive")
     method = Method(method)
     as_of = min(max(as_of, period_start), period_end)
-    series = buckets(hourly, daily)
+    series = buckets(hourly, daily, tz)
     in_period = [b for b in series if period_start <= b[0] and b[1] <= as_of]
     consumed = sum(v for _, _, v in in_period)
-    rate_per_h, window_h = _trailing_rate(series, as_of=as_of, first_data=first_data)
+    rate_per_h, window_h = _trailing_rate(series, as_of=as_of, first_data=first_data, tz=tz)
     if method is Method.WEEKDAY_PROFILE:
         profile, days = _weekday_profile(
-            series, as_of=as_of, first_data=first_data, fallback_per_day=rate_per_h * 24
+            series, as_of=as_of, first_data=first_data, fallback_per_day=rate_per_h * 24, tz=tz
         )
         return _profile_forecast(
             amount=amount,
@@ -197,6 +203,7 @@ def budget_forecast(
             profile=profile,
             days=days,
             thresholds_pct=thresholds_pct,
+            tz=tz,
         )
     hours_left = (period_end - as_of) / HOUR
     forecast = consumed + rate_per_h * hours_left
@@ -255,15 +262,17 @@ def weekday_profile(
     weeks: int = PROFILE_WEEKS,
     fallback_per_day: float = 0.0,
     daily: Mapping[datetime, float] | None = None,
+    tz: tzinfo = UTC,
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """(mean daily total per weekday, Monday first; complete days behind each) over the last
-    ``weeks`` weeks of whole UTC days before as_of's day (see module)."""
+    ``weeks`` weeks of whole local days before as_of's day (see module)."""
     return _weekday_profile(
-        buckets(hourly, daily),
+        buckets(hourly, daily, tz),
         as_of=as_of,
         first_data=first_data,
         weeks=weeks,
         fallback_per_day=fallback_per_day,
+        tz=tz,
     )
 
 
@@ -274,22 +283,23 @@ def _weekday_profile(
     first_data: datetime | None = None,
     weeks: int = PROFILE_WEEKS,
     fallback_per_day: float = 0.0,
+    tz: tzinfo = UTC,
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    end = day_floor(as_of)
+    end = day_of(as_of, tz)
     start = end - timedelta(weeks=weeks)
     first = _first(series, first_data)
     if first is not None:
-        first_day = day_floor(first)
-        if first_day < first:  # data began mid-day: that day is partial, not a sample
+        first_day = day_of(first, tz)
+        if day_start(first_day, tz) < first:  # data began mid-day: that day is partial
             first_day += DAY
         start = max(start, first_day)
-    totals: dict[datetime, float] = {}
+    totals: dict[date, float] = {}
     day = start
     while day < end:
         totals[day] = 0.0
         day += DAY
     for bucket_start, _, value in series:
-        day = day_floor(bucket_start)
+        day = day_of(bucket_start, tz)
         if day in totals:
             totals[day] += value
     sums = [0.0] * 7
@@ -314,12 +324,17 @@ def _profile_forecast(
     profile: tuple[float, ...],
     days: tuple[int, ...],
     thresholds_pct: Sequence[int],
+    tz: tzinfo = UTC,
 ) -> BudgetForecast:
-    # Expected use of every hour left, flat within its day.
+    # Expected use of every hour left, flat within its (local) day.
     future: list[tuple[datetime, float]] = []
+    day_per_h: dict[date, float] = {}
     hour = as_of
     while hour < period_end:
-        future.append((hour, profile[hour.weekday()] / 24))
+        day = day_of(hour, tz)
+        if day not in day_per_h:
+            day_per_h[day] = profile[day.weekday()] / day_hours(day, tz)
+        future.append((hour, day_per_h[day]))
         hour += HOUR
     forecast = consumed + sum(v for _, v in future)
     crossings = []

@@ -20,9 +20,10 @@ from greenkpi.alerts.lifecycle import State
 from greenkpi.alerts.models import Alert, Budget, BudgetScope, Metric
 from greenkpi.inventory.models import Host
 from greenkpi.kpis.models import RollupWindow
+from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.hosts import hosts_with_rows
-from greenkpi.lib.periods import day_floor, hour_floor, period_bounds, period_label
+from greenkpi.lib.periods import day_of, day_start, hour_floor, period_bounds, period_label
 
 # A host that contributed to a budget and has been silent this long makes its status incomplete.
 SILENT_AFTER = timedelta(minutes=15)
@@ -121,7 +122,7 @@ def statuses_of(budgets: Sequence[Budget], *, now: datetime | None = None) -> li
     """The status of each budget, in order, in a bounded number of queries per organisation.
 
     Consumption of every scope key comes from ``consumption.scope_series`` (daily tables for whole
-    UTC days, hourly rows only for today and stale days); completeness is one query for pending
+    local days of the organisation's zone, hourly rows only for today and stale days); completeness is one query for pending
     windows and one or two for silent hosts, whatever the number of budgets.
     """
     now = now or timezone.now()
@@ -141,8 +142,9 @@ def statuses_of(budgets: Sequence[Budget], *, now: datetime | None = None) -> li
 def _org_statuses(
     organisation_id: int, budgets: list[Budget], *, now: datetime, as_of: datetime
 ) -> list[BudgetStatus]:
-    bounds = [period_bounds(b.period, now) for b in budgets]
-    start = min(consumption.window_start(ps, as_of) for ps, _ in bounds)
+    tz = freshness.zone_of(organisation_id)  # months, quarters and years are the organisation's
+    bounds = [period_bounds(b.period, now, tz) for b in budgets]
+    start = min(consumption.window_start(ps, as_of, tz) for ps, _ in bounds)
     keys = [consumption.scope_key(b) for b in budgets]
     series = consumption.scope_series(
         organisation_id=organisation_id, keys=keys, start=start, as_of=as_of
@@ -178,25 +180,26 @@ def _org_statuses(
             thresholds_pct=sorted({*budget.thresholds_pct, 100}),  # the crossing date is 100 %'s
             first_data=scope.first_data,
             method=method,
+            tz=tz,
         )
         hosts = silent.get(key, [])
-        data_start = min(period_start, day_floor(as_of) - forecast.RATE_WINDOW)
+        data_start = min(period_start, day_start(day_of(as_of, tz) - forecast.RATE_WINDOW, tz))
         out.append(
             BudgetStatus(
                 budget=budget,
                 unit=budget.unit,
-                period_label=period_label(budget.period, period_start),
+                period_label=period_label(budget.period, period_start, tz),
                 forecast=result,
                 silent_hosts=tuple(h for h, _ in hosts),
                 incomplete_since=min((seen for _, seen in hosts), default=None),
                 pending_recompute_hours=sum(1 for h in dirty if period_start <= h < as_of),
                 uncosted_energy_kwh=(
-                    scope.uncosted(currency, period_start, as_of)
+                    scope.uncosted(currency, period_start, as_of, tz)
                     if budget.metric == Metric.COST
                     else 0.0
                 ),
-                data_hours=scope.buckets_with_data(data_start, as_of),
-                buckets=tuple(forecast.buckets(hourly, daily)),
+                data_hours=scope.buckets_with_data(data_start, as_of, tz),
+                buckets=tuple(forecast.buckets(hourly, daily, tz)),
             )
         )
     return out

@@ -59,6 +59,7 @@ def flush_alert_group(self: Task, group_id: int) -> int:
 
 @shared_task(**_RETRY)
 def send_daily_digests(self: Task) -> int:
-    """Daily: one digest per recipient about yesterday (UTC); a second run the same day writes
-    nothing (dedup per organisation, day and address). Returns the rows written."""
+    """Hourly: one digest per recipient about yesterday, in each organisation's local morning; a
+    second run the same day writes nothing (dedup per organisation, day and address). Returns the
+    rows written."""
     return digest.digests_send(queue=_queue(self))
