@@ -10,7 +10,7 @@ a larger one is a 400); a series spans a bounded number of buckets.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import django_filters
@@ -44,6 +44,7 @@ from greenkpi.integrations.pagination import (
     limit_of,
 )
 from greenkpi.inventory.models import Host
+from greenkpi.lib.periods import day_start
 from greenkpi.workloads.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 
 TAGS = ["kpis"]
@@ -81,13 +82,14 @@ class KpiApi(APIView):
         return caller
 
 
-def _moment(field: str, text: str) -> datetime:
-    """A date (midnight UTC) or an ISO 8601 time with a zone; 400 naming the field otherwise."""
+def _moment(field: str, text: str, tz: tzinfo = UTC) -> datetime:
+    """A date (the organisation's local midnight, ``tz``) or an ISO 8601 time with a zone; 400
+    naming the field otherwise."""
     if not text:
         raise ValidationError({field: "required: a bounded range (YYYY-MM-DD or ISO 8601 time)"})
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+            return day_start(date.fromisoformat(text), tz)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError({field: "YYYY-MM-DD or an ISO 8601 time with a zone"}) from None
@@ -169,7 +171,8 @@ class SeriesApi(KpiApi):
                 "from",
                 str,
                 required=True,
-                description="Start (a bucket start, UTC): YYYY-MM-DD or ISO time",
+                description="Start (a bucket start; days and months are the organisation's "
+                "time zone): YYYY-MM-DD (its local midnight) or ISO time",
             ),
             OpenApiParameter(
                 "to", str, required=True, description="End, excluded (a bucket start)"
@@ -195,9 +198,12 @@ class SeriesApi(KpiApi):
             raise ValidationError({"by": f"one of {', '.join(series.GROUPINGS)}"})
         if resolution not in series.RESOLUTIONS:
             raise ValidationError({"resolution": f"one of {', '.join(series.RESOLUTIONS)}"})
-        start, end = _moment("from", params.get("from", "")), _moment("to", params.get("to", ""))
+        caller = self.caller(request)
+        tz = caller.organisation.tz  # its days and months (a bare date is its local midnight)
+        start = _moment("from", params.get("from", ""), tz)
+        end = _moment("to", params.get("to", ""), tz)
         try:
-            series.check_range(resolution, start, end)
+            series.check_range(resolution, start, end, tz)
         except series.BadSeries as exc:
             raise ValidationError({exc.field: str(exc)}) from None
         limit = limit_of(request)
@@ -208,7 +214,6 @@ class SeriesApi(KpiApi):
             _values(request, "run"),
         )
         hostnames = _values(request, "host")
-        caller = self.caller(request)
         team_ids: frozenset[int] | None = None if caller.org_wide else caller.team_ids
         if teams:  # another organisation's team, or one the caller cannot see: 404
             team_ids = frozenset(caller.team_by_slug(slug).pk for slug in teams)
@@ -232,6 +237,7 @@ class SeriesApi(KpiApi):
             model_keys=tuple(models),
             run_keys=tuple(runs),
             host_ids=tuple(host_ids),
+            tz=caller.organisation.tz,
         )
         rows = series.series_rows(query)
         if after is not None:

@@ -1,7 +1,9 @@
 """KPI series for the read API: sums per organisation, team, model, run or host, per hour, day or
 month, read through ``kpis.read`` (the one read layer under every page: the same figures).
 
-Bounded by design: a range is whole buckets of its resolution and at most ``MAX_BUCKETS`` of them
+Days and months are the organisation's (``Organisation.time_zone``, lib.periods): a day bucket is
+[local midnight, next local midnight) as UTC instants (23 or 25 hours on DST days), a month bucket
+the same from the 1st to the 1st. Bounded by design: a range is whole buckets of its resolution and at most ``MAX_BUCKETS`` of them
 (a month of hours, a year and a day of days, three years of months); the API pages the rows.
 Carbon figures carry the names of ``kpis.labels``; ratios are computed from sums (kpis.formulas),
 never averaged; ``estimated_energy_kwh`` says how much of the energy was estimated, not measured.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import pandas as pd
@@ -20,7 +22,7 @@ import pandas as pd
 from greenkpi.inventory.models import Host, Team
 from greenkpi.kpis import labels
 from greenkpi.kpis.read import sums as read
-from greenkpi.lib.periods import add_months, months_between
+from greenkpi.lib.periods import add_month_days, day_of, day_start, months_between, zone_label
 
 RESOLUTIONS = ("hour", "day", "month")
 GROUPINGS = ("organisation", "team", "model", "run", "host")
@@ -70,31 +72,39 @@ class SeriesQuery:
     model_keys: tuple[str, ...] = ()
     run_keys: tuple[str, ...] = ()
     host_ids: tuple[int, ...] = ()
+    tz: tzinfo = UTC  # the organisation's zone: its days and months
 
 
-def aligned(resolution: str, moment: datetime) -> bool:
+def aligned(resolution: str, moment: datetime, tz: tzinfo = UTC) -> bool:
     moment = moment.astimezone(UTC)
     if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
         return False
     if resolution == "hour":
         return True
-    if moment.hour != 0:
+    day = day_of(moment, tz)
+    if day_start(day, tz) != moment:
         return False
-    return resolution == "day" or moment.day == 1
+    return resolution == "day" or day.day == 1
 
 
-def buckets_between(resolution: str, start: datetime, end: datetime) -> int:
+def buckets_between(resolution: str, start: datetime, end: datetime, tz: tzinfo = UTC) -> int:
     if resolution == "month":
-        return months_between(start, end)
-    step = timedelta(hours=1) if resolution == "hour" else timedelta(days=1)
-    return math.ceil((end - start) / step)
+        return months_between(day_of(start, tz), day_of(end, tz))
+    if resolution == "day":
+        return (day_of(end, tz) - day_of(start, tz)).days
+    return math.ceil((end - start) / timedelta(hours=1))
 
 
-def check_range(resolution: str, start: datetime, end: datetime) -> None:
+def check_range(resolution: str, start: datetime, end: datetime, tz: tzinfo = UTC) -> None:
     """Refuse misaligned, empty and too wide ranges (BadSeries naming ``from`` or ``to``)."""
-    word = {"hour": "a whole UTC hour", "day": "a UTC midnight", "month": "a UTC month start"}
+    where = "UTC" if zone_label(tz) == "UTC" else f"local ({zone_label(tz)})"
+    word = {
+        "hour": "a whole UTC hour",
+        "day": f"a {where} midnight",
+        "month": f"a {where} month start",
+    }
     for field, moment in (("from", start), ("to", end)):
-        if not aligned(resolution, moment):
+        if not aligned(resolution, moment, tz):
             raise BadSeries(
                 field, f"with resolution={resolution}, '{field}' must be {word[resolution]}"
             )
@@ -103,7 +113,7 @@ def check_range(resolution: str, start: datetime, end: datetime) -> None:
     if start < read.BEGINNING:
         raise BadSeries("from", "'from' must not be before 2000-01-01")
     most = MAX_BUCKETS[resolution]
-    if buckets_between(resolution, start, end) > most:
+    if buckets_between(resolution, start, end, tz) > most:
         raise BadSeries("to", f"with resolution={resolution} a range spans at most {most} buckets")
 
 
@@ -132,7 +142,7 @@ def _read(query: SeriesQuery, columns: Sequence[str], extra_by: Sequence[str] = 
         where=_where(query),
         grain=grain,
     )
-    if query.resolution == "month":
+    if query.resolution == "month":  # local dates -> the local month's first day
         frame["bucket_utc"] = frame["bucket_utc"].dt.to_period("M").dt.to_timestamp()
         summed = [c for c in columns if c != "cost"]
         how: dict[str, Any] = dict.fromkeys(summed, "sum")
@@ -173,13 +183,12 @@ def series_rows(query: SeriesQuery) -> list[dict[str, Any]]:
         hosts = dict(
             Host.objects.filter(organisation_id=query.organisation_id).values_list("pk", "hostname")
         )
-    step_end = _bucket_end(query.resolution)
     out = []
     for row in frame.itertuples(index=False):
         data = row._asdict()
-        bucket = pd.Timestamp(data["bucket_utc"]).to_pydatetime().replace(tzinfo=UTC)
+        bucket, bucket_end = _bucket(query, pd.Timestamp(data["bucket_utc"]).to_pydatetime())
         key_values = tuple(_label(data[k]) for k in keys)
-        item: dict[str, Any] = {"start": bucket, "end": step_end(bucket)}
+        item: dict[str, Any] = {"start": bucket, "end": bucket_end}
         for k, value in zip(keys, key_values, strict=True):
             if k == "team_id":
                 item["team"] = None if value is None else teams.get(int(value))  # type: ignore[call-overload]
@@ -225,9 +234,13 @@ def sort_key(item: dict[str, Any]) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _bucket_end(resolution: str):
-    if resolution == "hour":
-        return lambda start: start + timedelta(hours=1)
-    if resolution == "day":
-        return lambda start: start + timedelta(days=1)
-    return lambda start: add_months(start, 1)
+def _bucket(query: SeriesQuery, value: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of a frame's bucket as UTC instants: an hour (naive UTC), or a local day or
+    month of the organisation (its date at midnight)."""
+    if query.resolution == "hour":
+        start = value.replace(tzinfo=UTC)
+        return start, start + timedelta(hours=1)
+    day = date(value.year, value.month, value.day)
+    if query.resolution == "day":
+        return day_start(day, query.tz), day_start(day + timedelta(days=1), query.tz)
+    return day_start(day, query.tz), day_start(add_month_days(day, 1), query.tz)

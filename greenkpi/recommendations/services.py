@@ -22,8 +22,9 @@ from django.utils.http import urlencode
 
 from greenkpi.inventory.models import Organisation
 from greenkpi.kpis.models import RecomputeRun, RunStatus
+from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read.sums import sums
-from greenkpi.lib.periods import day_floor
+from greenkpi.lib.periods import day_floor, day_of
 from greenkpi.lib.retry import TRANSIENT_ERRORS
 from greenkpi.recommendations import constants as c
 from greenkpi.recommendations import detectors, frames, ledger
@@ -267,7 +268,7 @@ def _owner_days(finding: Finding, start: datetime, end: datetime) -> list[ledger
 
 
 def _retrain_days(finding: Finding, start: datetime, end: datetime) -> list[ledger.Day]:
-    """Per whole UTC day in [start, end): the model's retrain runs' IT kWh and carbon (0 on a
+    """Per whole local day in [start, end): the model's retrain runs' IT kWh and carbon (0 on a
     day without one); each day is one unit of work (a day of keeping the model current)."""
     keys = list(
         Run.objects.filter(
@@ -277,7 +278,8 @@ def _retrain_days(finding: Finding, start: datetime, end: datetime) -> list[ledg
             started_at__gte=start - timedelta(days=1),
         ).values_list("key", flat=True)
     )
-    first, last = day_floor(start), day_floor(end)
+    tz = freshness.zone_of(finding.organisation_id)  # the organisation's days
+    first, last = day_floor(start, tz), day_floor(end, tz)
     frame = sums(
         organisation_id=finding.organisation_id,
         start=first,
@@ -290,8 +292,8 @@ def _retrain_days(finding: Finding, start: datetime, end: datetime) -> list[ledg
     per_day = (
         frame.groupby(frame["bucket_utc"].dt.date).sum(numeric_only=True) if len(frame) else None
     )
-    out, day = [], first.date()
-    while day < last.date():
+    out, day = [], day_of(first, tz)
+    while day < day_of(last, tz):
         row = per_day.loc[day] if per_day is not None and day in per_day.index else None
         out.append(
             ledger.Day(

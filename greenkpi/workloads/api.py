@@ -244,7 +244,9 @@ class ModelsSummaryApi(RegistryApi):
                 raise Http404("no such team")
             team_ids = set(wanted.values())
         try:
-            period = period_from_query(request.query_params, default="30d")
+            period = period_from_query(
+                request.query_params, default="30d", tz=scope.organisation.tz
+            )
             frame = listing.model_summaries(
                 organisation_id=scope.organisation.pk,
                 team_ids=team_ids,

@@ -277,7 +277,9 @@ class SlurmJobsApi(_Api):
     def get(self, request: Request) -> Response:
         scope = _scope(request, admin=False)
         try:
-            period = period_from_query(request.query_params, default="30d")
+            period = period_from_query(
+                request.query_params, default="30d", tz=scope.organisation.tz
+            )
         except BadPeriod as exc:
             raise ValidationError({"detail": str(exc)}) from None
         params = request.query_params
@@ -363,7 +365,9 @@ class K8sPodsApi(_Api):
     def get(self, request: Request) -> Response:
         scope = _scope(request, admin=False)
         try:
-            period = period_from_query(request.query_params, default="30d")
+            period = period_from_query(
+                request.query_params, default="30d", tz=scope.organisation.tz
+            )
         except BadPeriod as exc:
             raise ValidationError({"detail": str(exc)}) from None
         namespace = request.query_params.get("namespace", "")

@@ -43,7 +43,7 @@ def _inputs(
 ) -> tuple[Scope, Period, list[Team], pd.DataFrame]:
     """The scope, period, picked teams and their carbon frame (per day only for the chart)."""
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     picked = [t.pk for t in teams] or None
     frame = sc.carbon_frame(scope, period.start, period.end, picked, by_day=by_day)
@@ -99,7 +99,7 @@ def carbon_teams_csv(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def carbon_grid(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     profiles = grid.site_profiles(scope, period)
     savings = grid.flexible_savings(scope, period, profiles, [t.pk for t in teams] or None)
@@ -118,7 +118,7 @@ def carbon_grid(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def carbon_grid_site(request: HttpRequest, site_id: int, fmt: str) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     profile = next((p for p in grid.site_profiles(scope, period) if p.site.pk == site_id), None)
     if profile is None:
         raise Http404("no such site")
@@ -132,7 +132,7 @@ def carbon_grid_site(request: HttpRequest, site_id: int, fmt: str) -> HttpRespon
 @dashboard_view
 def carbon_grid_runs_csv(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     profiles = grid.site_profiles(scope, period)
     savings = grid.flexible_savings(scope, period, profiles, [t.pk for t in teams] or None)

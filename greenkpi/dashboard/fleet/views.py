@@ -49,7 +49,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def host(request: HttpRequest, host_id: int) -> HttpResponse:
     scope, host_obj = host_for(request.user, host_id)
-    period = period_from_query(request.GET, default="24h")
+    period = period_from_query(request.GET, default="24h", tz=scope.organisation.tz)
     context = page_context(
         request,
         scope,
@@ -64,8 +64,8 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
 def host_chart(request: HttpRequest, host_id: int, chart: str, fmt: str) -> HttpResponse:
     if chart not in HOST_CHARTS:
         raise Http404("no such chart")
-    _, host_obj = host_for(request.user, host_id)
-    period = period_from_query(request.GET, default="24h")
+    scope, host_obj = host_for(request.user, host_id)
+    period = period_from_query(request.GET, default="24h", tz=scope.organisation.tz)
     frame = selectors.host_series(host_obj, period)
     return respond(HOST_CHARTS[chart], frame, fmt, f"{chart}-{host_obj.hostname}", period)
 

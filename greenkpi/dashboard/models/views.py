@@ -127,7 +127,7 @@ def _sort(request: HttpRequest) -> str:
 
 def _summaries(request: HttpRequest) -> tuple[object, Period, list, pd.DataFrame]:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default=DEFAULT_RANGE)
+    period = period_from_query(request.GET, default=DEFAULT_RANGE, tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     team_ids = [t.pk for t in teams] or list(scope.team_ids)
     frame = listing.model_summaries(
@@ -209,7 +209,7 @@ def _sci_method_note(versions: list[str]) -> str:
 @dashboard_view
 def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
     scope, model = access.model_for_person(request.user, model_id)
-    period = period_from_query(request.GET, default=MODEL_DEFAULT_RANGE)
+    period = period_from_query(request.GET, default=MODEL_DEFAULT_RANGE, tz=scope.organisation.tz)
     step = _step(request, period)
     lifecycle = detail.lifecycle_frame(model=model, start=period.start, end=period.end, step=step)
     run_rows = detail.runs_table(model=model, limit=detail.MAX_RUNS_SHOWN)
@@ -239,8 +239,8 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
 
 @dashboard_view
 def model_chart(request: HttpRequest, model_id: int, chart: str, fmt: str) -> HttpResponse:
-    _, model = access.model_for_person(request.user, model_id)
-    period = period_from_query(request.GET, default=MODEL_DEFAULT_RANGE)
+    scope, model = access.model_for_person(request.user, model_id)
+    period = period_from_query(request.GET, default=MODEL_DEFAULT_RANGE, tz=scope.organisation.tz)
     spec = MODEL_CHARTS[chart]
     frame = spec.frame(model, period, _step(request, period))
     stem = f"{chart}-{model.team.slug}-{model.key}"

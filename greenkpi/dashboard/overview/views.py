@@ -26,7 +26,7 @@ ENERGY_BY_TEAM = Chart(
 @dashboard_view
 def overview(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     context = page_context(
         request,
@@ -52,7 +52,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def energy_by_team_chart(request: HttpRequest, fmt: str) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     teams = teams_filter(request, scope)
     energy = selectors.team_energy_daily(scope, period, [t.pk for t in teams] or None)
     return respond(ENERGY_BY_TEAM, energy, fmt, f"energy-by-team-{scope.organisation.slug}", period)

@@ -1,11 +1,12 @@
-"""Reads behind the monthly ESG report (/reports/): per-team and total figures of one UTC month
+"""Reads behind the monthly ESG report (/reports/): per-team and total figures of one month of the
+organisation's zone
 from ``carbon.selectors`` (the same frame and formulas as the carbon page), data completeness per
 host, and where the grid figures came from with their licences."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cached_property
 
 import numpy as np
@@ -33,6 +34,7 @@ from greenkpi.lib.periods import Period
 # kind and the versions used.
 REPORT_COLUMNS = [
     "month",
+    "time_zone",
     "row",
     *(c for c in sc.TEAM_COLUMNS if c != "team_id"),
     "methodology_versions",
@@ -114,8 +116,8 @@ class MonthlyReport:
 
     @property
     def last_day(self) -> date:
-        """The month's last day (``month.end`` is exclusive), for ``to=`` links."""
-        return (self.month.end - timedelta(days=1)).date()
+        """The month's last local day (``month.end`` is exclusive), for ``to=`` links."""
+        return self.month.last_day
 
     @property
     def in_progress(self) -> bool:
@@ -137,7 +139,7 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
     """The report of ``month`` for what the scope sees: its teams' rows and their sum."""
     now = now or datetime.now(UTC)
     frame = sc.carbon_frame(scope, month.start, month.end, by_day=False)
-    label = f"{month.start:%Y-%m}"
+    label = f"{month.first_day:%Y-%m}"
     versions = sc.methodology_versions(frame)
     if frame.empty:
         table = pd.DataFrame(columns=REPORT_COLUMNS)
@@ -148,6 +150,7 @@ def monthly_report(scope: Scope, month: Period, *, now: datetime | None = None) 
         )
         table = pd.concat([teams, total], ignore_index=True)
         table["month"] = label
+        table["time_zone"] = month.zone_name
         table["methodology_versions"] = " ".join(versions)
         table = table[REPORT_COLUMNS]
     hours = sc.month_hours(month, now)

@@ -23,7 +23,7 @@ from greenkpi.recommendations.selectors import ledger
 
 def _report(request: HttpRequest) -> tuple[Scope, report.MonthlyReport]:
     scope = scope_for(request.user, request.GET.get("org"))
-    month = month_period(request.GET.get("month"))
+    month = month_period(request.GET.get("month"), tz=scope.organisation.tz)
     return scope, report.monthly_report(scope, month)
 
 
@@ -58,7 +58,7 @@ def reports(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def report_csv(request: HttpRequest) -> HttpResponse:
     scope, monthly = _report(request)
-    name = f"esg-report-{scope.organisation.slug}-{monthly.month.start:%Y-%m}.csv"
+    name = f"esg-report-{scope.organisation.slug}-{monthly.month.first_day:%Y-%m}.csv"
     return csv_response(monthly.table, tuple(report.REPORT_COLUMNS), name)
 
 

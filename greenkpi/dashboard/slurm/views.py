@@ -28,7 +28,7 @@ from greenkpi.workloads.selectors.scheduler import jobs_report, pods_report
 @dashboard_view
 def slurm_jobs(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     # Not "user": that name is the logged-in person in every template (the navigation hides without it).
     account, slurm_user = request.GET.get("account", ""), request.GET.get("user", "")
     report = jobs_report(
@@ -54,7 +54,7 @@ def slurm_jobs(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def k8s_pods(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     namespace = request.GET.get("namespace", "")[:63]  # an RFC 1123 label at most
     report = pods_report(
         organisation_id=scope.organisation.pk,

@@ -24,7 +24,7 @@ TEAM_MODELS = Chart(
 @dashboard_view
 def teams(request: HttpRequest) -> HttpResponse:
     scope = scope_for(request.user, request.GET.get("org"))
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     context = page_context(
         request,
         scope,
@@ -40,7 +40,7 @@ def teams(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def team(request: HttpRequest, team_id: int) -> HttpResponse:
     scope, team_obj = team_for(request.user, team_id)
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     runs = selectors.team_energy_by_run(team_obj, period)
     total = next(t for t in selectors.team_totals(scope, period) if t.team.pk == team_obj.pk)
     context = page_context(
@@ -73,7 +73,7 @@ def _budgets_by_team(
 @dashboard_view
 def team_models_chart(request: HttpRequest, team_id: int, fmt: str) -> HttpResponse:
     scope, team_obj = team_for(request.user, team_id)
-    period = period_from_query(request.GET, default="30d")
+    period = period_from_query(request.GET, default="30d", tz=scope.organisation.tz)
     frame = selectors.team_energy_by_run(team_obj, period)
     return respond(
         TEAM_MODELS, frame, fmt, f"models-{scope.organisation.slug}-{team_obj.slug}", period

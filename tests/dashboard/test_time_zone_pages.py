@@ -1,0 +1,73 @@
+"""Pages and exports of a Los Angeles organisation: local months, local dates, the zone said.
+
+Rows (vision team, one GPU): 10 kWh at 1 November 2026 03:00 UTC (31 October 20:00 PDT) and 3 kWh
+at 1 November 08:00 UTC (1 November 01:00 PDT). By hand: the October report of Los Angeles holds
+10 kWh and its November report 3 kWh (in UTC both would be November's); the page range
+from=2026-10-31&to=2026-10-31 is [31 October 07:00 UTC, 1 November 07:00 UTC) and holds the 10 kWh.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from testsupport.rollup_rows import hourly_row
+
+from greenkpi.inventory.models import Device, Host
+from greenkpi.kpis import daily
+
+pytestmark = pytest.mark.django_db
+
+EVENING = datetime(2026, 11, 1, 3, tzinfo=UTC)
+NIGHT = datetime(2026, 11, 1, 8, tzinfo=UTC)
+
+
+@pytest.fixture
+def la(acme, people):
+    acme.time_zone = "America/Los_Angeles"
+    acme.save()
+    host = Host.objects.create(organisation=acme, hostname="la-1", default_team=acme.vision)
+    gpu = Device.objects.create(host=host, uuid="GPU-la-0", kind="gpu")
+    hourly_row(acme, EVENING, device=gpu, team=acme.vision, energy_kwh=10.0, site=acme.paris)
+    hourly_row(acme, NIGHT, device=gpu, team=acme.vision, energy_kwh=3.0, site=acme.paris)
+    daily.days_refresh(
+        organisation_id=acme.pk,
+        days=daily.rollup_days(
+            organisation_id=acme.pk,
+            start=datetime(2026, 10, 1, tzinfo=UTC),
+            end=datetime(2026, 12, 1, tzinfo=UTC),
+        ),
+    )
+    return acme
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_the_la_october_report_holds_the_october_evening_and_says_the_zone(client, la, people):
+    client.force_login(people["alice"])
+    october = csv_rows(client.get("/reports/report.csv?org=acme&month=2026-10"))
+    total = next(r for r in october if r["row"] == "total")
+    assert float(total["energy_kwh"]) == pytest.approx(10.0)
+    assert total["month"] == "2026-10" and total["time_zone"] == "America/Los_Angeles"
+    november = csv_rows(client.get("/reports/report.csv?org=acme&month=2026-11"))
+    assert float(next(r for r in november if r["row"] == "total")["energy_kwh"]) == 3.0
+    page = client.get("/reports/?org=acme&month=2026-10").content.decode()
+    assert "Days and months in America/Los_Angeles" in page
+
+
+def test_a_local_date_range_on_the_carbon_page_and_the_esrs_year(client, la, people):
+    client.force_login(people["alice"])
+    rows = csv_rows(client.get("/carbon/teams.csv?org=acme&from=2026-10-31&to=2026-10-31"))
+    assert sum(float(r["energy_kwh"] or 0) for r in rows) == pytest.approx(10.0)
+    page = client.get("/carbon/?org=acme&from=2026-10-31&to=2026-10-31").content.decode()
+    assert "days in America/Los_Angeles" in page
+    assert 'value="2026-10-31"' in page  # the picker shows the local dates asked for
+    export = json.loads(client.get("/reports/esrs-e1.json?org=acme&year=2026").content)
+    assert export["time_zone"] == "America/Los_Angeles"
+    assert export["period_utc"] == ["2026-01-01T08:00:00+00:00", "2027-01-01T08:00:00+00:00"]
