@@ -71,3 +71,24 @@ def test_a_local_date_range_on_the_carbon_page_and_the_esrs_year(client, la, peo
     export = json.loads(client.get("/reports/esrs-e1.json?org=acme&year=2026").content)
     assert export["time_zone"] == "America/Los_Angeles"
     assert export["period_utc"] == ["2026-01-01T08:00:00+00:00", "2027-01-01T08:00:00+00:00"]
+
+
+def test_the_budgets_page_shows_the_local_month_and_says_the_zone(client, la, people):
+    import time_machine
+
+    from greenkpi.alerts import services
+
+    services.budget_create(
+        organisation=la,
+        user=people["alice"],
+        name="org energy",
+        metric="energy_kwh",
+        period="month",
+        amount=100.0,
+    )
+    client.force_login(people["alice"])
+    # 31 October 22:30 in Los Angeles: its October, which holds the evening's 10 kWh.
+    with time_machine.travel(datetime(2026, 11, 1, 5, 30, tzinfo=UTC), tick=False):
+        page = client.get("/budgets/?org=acme").content.decode()
+    assert "Months, quarters and years in" in page and "America/Los_Angeles" in page
+    assert "<td>2026-10</td>" in page
