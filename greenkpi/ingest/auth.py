@@ -7,6 +7,7 @@ import time
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.db import InterfaceError, OperationalError, connection
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
@@ -43,13 +44,37 @@ class CollectorTokenAuthentication(authentication.BaseAuthentication):
         return self.authenticate_value(header[1])
 
     def authenticate_value(self, value: str) -> tuple[CollectorPrincipal, CollectorToken]:
-        token = collector_token_authenticate(value)
+        token = token_lookup_checking_connection(value)
         if token is None:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked collector token")
         return CollectorPrincipal(token), token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def token_lookup_checking_connection(value: str) -> CollectorToken | None:
+    """``collector_token_authenticate``, its query standing in for Django's connection health check.
+
+    With ``CONN_HEALTH_CHECKS`` Django sends ``SELECT 1`` before a request's first query on a
+    persistent connection, a round trip of its own on every ingest request. The token lookup is
+    that first query: if the connection died since the last request (a database restart, an idle
+    timeout), it fails, the connection is replaced and the lookup (a read) runs once more, which is
+    what the health check would have done, without the extra round trip when all is well.
+    """
+    if (
+        connection.connection is None
+        or not connection.health_check_enabled
+        or connection.health_check_done
+        or connection.in_atomic_block
+    ):
+        return collector_token_authenticate(value)
+    connection.health_check_done = True
+    try:
+        return collector_token_authenticate(value)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        return collector_token_authenticate(value)
 
 
 class HasCollectorToken:

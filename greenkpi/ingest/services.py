@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -160,7 +160,9 @@ def _store(
     claim back), after the claim so that a replay is answered as the first time even if a team
     was renamed since.
     """
-    with transaction.atomic():
+    # On PostgreSQL the answer, the dirty hours and the COMMIT go in one pipeline (_finish): it is
+    # entered inside the transaction and left after it, so Django's commit is queued with them.
+    with ExitStack() as commit_pipeline, transaction.atomic():
         wanted = _wanted_teams(batch)
         if connection.vendor == "postgresql":
             opened = open_batch(
@@ -211,7 +213,8 @@ def _store(
             "clock_skew_s": round(skew, 3) if skew is not None else None,
             "warnings": _warnings(batch, skew),
         }
-        _finish(token, batch, batch_id, host_id, body_out, [row[1] for row in rows], now)
+        window_starts = [row[1] for row in rows]
+        _finish(token, batch, batch_id, host_id, body_out, window_starts, now, commit_pipeline)
     return IngestResult(status=201, body=body_out)
 
 
@@ -223,10 +226,12 @@ def _finish(
     body_out: dict[str, Any],
     window_starts: list[datetime],
     now: datetime,
+    commit_pipeline: ExitStack,
 ) -> None:
     """Record the answer on the batch row and mark the hours of new samples dirty (one upsert,
     committed with the samples): the KPI engine recomputes those rollup windows. On PostgreSQL
-    both statements go in one pipeline (one round trip)."""
+    both statements are queued in a pipeline held by ``commit_pipeline``, which the caller leaves
+    after the transaction's COMMIT: the three are one round trip (errors surface at the COMMIT)."""
     from greenkpi.kpis.dirty import windows_mark_dirty
 
     accepted = body_out["accepted"]
@@ -247,17 +252,17 @@ def _finish(
         return
     table = IngestBatch._meta.db_table
     raw = connection.connection
-    with raw.pipeline():
-        with raw.cursor() as cur:
-            cur.execute(
-                f"UPDATE {table} SET {', '.join(f'{name} = %s' for name in update)}, "
-                f"response = %s::jsonb WHERE id = %s",
-                [*update.values(), orjson.dumps(body_out).decode(), batch_id],
-            )
-        if accepted:
-            windows_mark_dirty(
-                organisation_id=token.organisation_id, window_starts=window_starts, now=now
-            )
+    commit_pipeline.enter_context(raw.pipeline())
+    with raw.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} SET {', '.join(f'{name} = %s' for name in update)}, "
+            f"response = %s::jsonb WHERE id = %s",
+            [*update.values(), orjson.dumps(body_out).decode(), batch_id],
+        )
+    if accepted:
+        windows_mark_dirty(
+            organisation_id=token.organisation_id, window_starts=window_starts, now=now
+        )
 
 
 def _stored_answer(token: CollectorToken, key: str, digest: str) -> IngestResult | None:

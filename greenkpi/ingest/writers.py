@@ -7,6 +7,7 @@ nothing and one COPY writes everything.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -92,12 +93,11 @@ def _write_postgres(samples: Sequence[SampleRow], *, merge: bool) -> set[Key]:
 def _copy(
     cur: Any, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[tuple]
 ) -> None:
-    from psycopg.types.json import set_json_dumps
-
     if "jsonb" in types:
-        # jsonb values (the shares) go to the binary dumper as they are, serialised by orjson on
-        # this cursor: wrapping each in Jsonb() and encoding with stdlib json cost ~25 % more.
-        set_json_dumps(_json_dumps, context=cur)
+        # jsonb values (the shares, lists) go to our binary dumper as they are: wrapping each in
+        # Jsonb() and encoding with stdlib json cost ~25 % more, psycopg's own dumper with orjson
+        # set as its dumps ~0.5 us per row more (three Python calls per row instead of one).
+        cur.adapters.register_dumper(list, _shares_dumper())
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
         write_row = copy.write_row
@@ -105,12 +105,24 @@ def _copy(
             write_row(row)
 
 
-def _json_dumps(value: Any) -> bytes:
-    """orjson, or stdlib json for what orjson refuses (e.g. non-string keys), as Jsonb did."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value).encode()
+@functools.cache
+def _shares_dumper() -> type:
+    """A binary jsonb dumper: the version byte, then the value as orjson writes it."""
+    from psycopg.adapt import Dumper
+    from psycopg.postgres import types as builtin_types
+    from psycopg.pq import Format
+
+    class SharesDumper(Dumper):
+        format = Format.BINARY
+        oid = builtin_types["jsonb"].oid
+
+        def dump(self, obj: Any) -> bytes:
+            try:
+                return b"\x01" + orjson.dumps(obj)
+            except TypeError:  # what orjson refuses (e.g. non-string keys), as Jsonb did
+                return b"\x01" + json.dumps(obj).encode()
+
+    return SharesDumper
 
 
 def _write_generic(samples: Sequence[SampleRow]) -> set[Key]:

@@ -228,3 +228,42 @@ def test_the_host_week_chart_is_an_index_only_scan(acme):
     assert scans and all(s.startswith("Index Only Scan using ingest_sample_") for s in scans), plan
     assert all(s.endswith("_pkey") for s in scans), plan
     assert set(re.findall(r"Heap Fetches: (\d+)", plan)) == {"0"}, plan
+
+
+def test_a_dead_persistent_connection_is_replaced_not_a_500(acme_token, make_batch, settings):
+    """The token lookup stands in for Django's per-request health check (auth.py): when the
+    server ended the connection since the last request, the request still succeeds, on a new
+    connection, as with the health check's SELECT 1. Without the retry this is a 500."""
+    import psycopg
+    from django.db import close_old_connections
+
+    _, secret = acme_token
+    assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"]
+    client = Client(raise_request_exception=False)
+
+    def send(key: str, hostname: str):
+        return client.post(
+            "/api/v1/ingest/",
+            orjson.dumps(make_batch(hostname=hostname)),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {secret}",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+    connection.close()
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 600  # persistent, as in production
+    connection.settings_dict["CONN_MAX_AGE"] = 600
+    try:
+        assert send("first", "a").status_code == 201
+        old_pid = connection.connection.info.backend_pid
+        with psycopg.connect(connection.connection.info.dsn, password=None) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+        # What the WSGI handler does at each request's start (the test client leaves it out).
+        close_old_connections()
+        response = send("second", "b")
+        assert response.status_code == 201, response.content[:500]
+        assert connection.connection.info.backend_pid != old_pid
+        assert Sample.objects.count() == 12
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = 0
+        connection.close()

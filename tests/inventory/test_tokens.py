@@ -36,3 +36,43 @@ def test_last_used_is_recorded_but_not_on_every_request(acme_token, django_asser
     assert CollectorToken.objects.get(pk=token.pk).last_used_at is not None
     with django_assert_num_queries(1):  # the lookup only, no UPDATE within the resolution
         collector_token_authenticate(secret)
+
+
+def test_the_lookup_loads_the_token_with_its_organisation_team_and_site(acme, acme_token):
+    """One query reads the token and what ingest and the workload API use of it, each value as the
+    ORM would convert it; a token without a default site has none; revoked and expired ones are
+    not found."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    token, secret = acme_token
+    expected = CollectorToken.objects.select_related(
+        "organisation", "default_team", "default_site"
+    ).get(pk=token.pk)
+    with CaptureQueriesContext(connection) as queries:
+        found = collector_token_authenticate(secret)
+        assert found is not None
+        assert found.organisation.slug == acme.slug
+        assert found.default_team is not None and found.default_team.pk == acme.vision.pk
+        assert found.default_site is None
+    assert len(queries) == 2  # the lookup, and last_used_at recorded (first use)
+    for field in CollectorToken._meta.concrete_fields:
+        if field.attname != "last_used_at":
+            assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    for name in ("organisation", "default_team"):
+        for field in getattr(expected, name)._meta.concrete_fields:
+            assert getattr(getattr(found, name), field.attname) == getattr(
+                getattr(expected, name), field.attname
+            ), (name, field.name)
+
+    CollectorToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(1))
+    assert collector_token_authenticate(secret) is None
+    CollectorToken.objects.filter(pk=token.pk).update(
+        expires_at=timezone.now() + timedelta(1), revoked_at=timezone.now()
+    )
+    assert collector_token_authenticate(secret) is None
+    CollectorToken.objects.filter(pk=token.pk).update(revoked_at=None)
+    assert collector_token_authenticate(secret).pk == token.pk
