@@ -4,12 +4,16 @@ Claiming the idempotency key, registering the host, reading its devices, resolvi
 team slugs and reading the stored windows its windows may meet were five statements, each a round
 trip that, on a loaded machine, costs far more in waiting for the database's turn than its work
 (measured on the 2-core box at load ~9: ~8 ms of wall time for a query doing ~1 ms of work).
-Here they are one statement of data-modifying CTEs, sent with the transaction's BEGIN in one
-pipeline (``greenkpi.ingest.services._store``):
+Here they are one statement of data-modifying CTEs (psycopg sends the transaction's BEGIN before
+it, a round trip of its own: its pipeline mode would not save it, as it syncs after a BEGIN):
 
 - ``claim`` inserts the batch row, or nothing when the key is taken (a replay, or a concurrent
   request that committed first: the INSERT waits on its lock), and then nothing else is written;
-- ``host`` upserts the host exactly as ``services._upsert_host_postgres`` does, only when claimed;
+- ``host`` upserts the host, only when claimed, with the result of ``services._register_host``
+  (the generic path): a new host gets the token's default team and site (unless the batch names a
+  site of the organisation), first_seen = now; every batch records its facts; a site hint replaces
+  the site only when the organisation has a site of that name. Two first batches of a new host
+  serialise on the unique (organisation, hostname) key;
 - ``device`` reads the host's known devices among those the batch names;
 - the stored windows are one range scan of the key per device of the samples (a LATERAL join on
   ``device``), in the day partitions of the batch's time range only (pruned at planning, the
@@ -146,8 +150,7 @@ def open_batch(
         "start_before": last,
         "end_after": first,
     }
-    raw = connection.connection
-    with raw.pipeline(), raw.cursor() as cur:  # the transaction's BEGIN and this, one round trip
+    with connection.connection.cursor() as cur:
         cur.execute(_sql(site_sql), params)
         row = cur.fetchone()
     assert row is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from greenkpi.ingest.opening import DeviceFacts, Window, open_batch
 from greenkpi.ingest.scheduler import JobFacts, JobKey, job_key, job_run_key, jobs_upsert
 from greenkpi.ingest.text import refuse_nul_text
 from greenkpi.inventory.models import CollectorToken, Device, Host, Site, Team
-from greenkpi_schema import Batch, FieldError, HostFacts, Limits, ValidationFailed, parse_batch
+from greenkpi_schema import Batch, FieldError, Limits, ValidationFailed, parse_batch
 from greenkpi_schema.fast_v1 import DecodedBatch, decode_batch_fast
 
 
@@ -160,9 +160,7 @@ def _store(
     claim back), after the claim so that a replay is answered as the first time even if a team
     was renamed since.
     """
-    # On PostgreSQL the answer, the dirty hours and the COMMIT go in one pipeline (_finish): it is
-    # entered inside the transaction and left after it, so Django's commit is queued with them.
-    with ExitStack() as commit_pipeline, transaction.atomic():
+    with transaction.atomic():
         wanted = _wanted_teams(batch)
         if connection.vendor == "postgresql":
             opened = open_batch(
@@ -214,7 +212,7 @@ def _store(
             "warnings": _warnings(batch, skew),
         }
         window_starts = [row[1] for row in rows]
-        _finish(token, batch, batch_id, host_id, body_out, window_starts, now, commit_pipeline)
+        _finish(token, batch, batch_id, host_id, body_out, window_starts, now)
     return IngestResult(status=201, body=body_out)
 
 
@@ -226,13 +224,18 @@ def _finish(
     body_out: dict[str, Any],
     window_starts: list[datetime],
     now: datetime,
-    commit_pipeline: ExitStack,
 ) -> None:
-    """Record the answer on the batch row and mark the hours of new samples dirty (one upsert,
-    committed with the samples): the KPI engine recomputes those rollup windows. On PostgreSQL
-    both statements are queued in a pipeline held by ``commit_pipeline``, which the caller leaves
-    after the transaction's COMMIT: the three are one round trip (errors surface at the COMMIT)."""
-    from greenkpi.kpis.dirty import windows_mark_dirty
+    """Mark the hours of new samples dirty (one upsert, committed with the samples: the KPI engine
+    recomputes those rollup windows) and record the answer on the batch row: the last statements
+    of the transaction.
+
+    On PostgreSQL both go as one query string and, when this transaction is the connection's own
+    (the outermost atomic block, as in a request), the COMMIT with them: one round trip instead of
+    three; Django's commit at the end of the block then finds nothing left to commit. Nested in an
+    outer transaction (tests, a caller's atomic block), the outer block commits. A failing
+    statement or COMMIT raises here, inside the block, which rolls back as for any other error.
+    """
+    from greenkpi.kpis.dirty import mark_dirty_statement, windows_mark_dirty
 
     accepted = body_out["accepted"]
     update = {
@@ -244,25 +247,36 @@ def _finish(
         "status_code": 201,
     }
     if connection.vendor != "postgresql":
-        IngestBatch.objects.filter(pk=batch_id).update(**update, response=body_out)
         if accepted:
             windows_mark_dirty(
                 organisation_id=token.organisation_id, window_starts=window_starts, now=now
             )
+        IngestBatch.objects.filter(pk=batch_id).update(**update, response=body_out)
         return
-    table = IngestBatch._meta.db_table
-    raw = connection.connection
-    commit_pipeline.enter_context(raw.pipeline())
-    with raw.cursor() as cur:
-        cur.execute(
-            f"UPDATE {table} SET {', '.join(f'{name} = %s' for name in update)}, "
-            f"response = %s::jsonb WHERE id = %s",
-            [*update.values(), orjson.dumps(body_out).decode(), batch_id],
-        )
-    if accepted:
-        windows_mark_dirty(
+    statements = [
+        f"UPDATE {IngestBatch._meta.db_table} "
+        f"SET {', '.join(f'{name} = %s' for name in update)}, response = %s::jsonb WHERE id = %s"
+    ]
+    params: list[Any] = [*update.values(), orjson.dumps(body_out).decode(), batch_id]
+    dirty = (
+        mark_dirty_statement(
             organisation_id=token.organisation_id, window_starts=window_starts, now=now
         )
+        if accepted
+        else None
+    )
+    if dirty is not None:
+        statements.insert(0, dirty[0])
+        params = [*dirty[1], *params]
+    if (
+        len(connection.atomic_blocks) == 1
+        and not connection.savepoint_ids
+        and connection.commit_on_exit
+    ):
+        statements.append("COMMIT")
+    # psycopg's client-side binding (Django's cursor class) sends this as one simple query.
+    with connection.connection.cursor() as cur:
+        cur.execute("; ".join(statements), params)
 
 
 def _stored_answer(token: CollectorToken, key: str, digest: str) -> IngestResult | None:
@@ -351,8 +365,6 @@ def _register_host(token: CollectorToken, batch: AnyBatch, now: datetime) -> Hos
         "spool_depth": facts.spool_depth,
         "source_errors": facts.source_errors,
     }
-    if connection.vendor == "postgresql":
-        return _upsert_host_postgres(token, facts, updates, now)
     host = Host.objects.filter(
         organisation_id=token.organisation_id, hostname=facts.hostname
     ).first()
@@ -381,66 +393,6 @@ def _register_host(token: CollectorToken, batch: AnyBatch, now: datetime) -> Hos
         if site_id is not None:
             updates["site_id"] = site_id
     Host.objects.filter(pk=host.pk).update(**updates)
-    for name, value in updates.items():
-        setattr(host, name, value)
-    return host
-
-
-def _upsert_host_postgres(
-    token: CollectorToken, facts: HostFacts, updates: dict[str, Any], now: datetime
-) -> Host:
-    """One round trip instead of two or three: INSERT ... ON CONFLICT DO UPDATE ... RETURNING.
-
-    Same result as the ORM path: a new host gets the token's default team and site (unless the
-    batch names a known site), first_seen = now; every batch records its facts; a site hint
-    replaces the site only when the organisation has a site of that name. Two first batches of a
-    new host serialise on the unique (organisation, hostname) key.
-    """
-    from psycopg.types.json import Jsonb
-
-    table = Host._meta.db_table
-    site_table = Site._meta.db_table
-    fields = Host._meta.concrete_fields
-    columns = ", ".join(f.column for f in fields)
-    site_sql = "NULL::bigint"
-    site_params: list[Any] = []
-    if facts.site:
-        site_sql = f"(SELECT id FROM {site_table} WHERE organisation_id = %s AND name = %s)"
-        site_params = [token.organisation_id, facts.site]
-    sql = (
-        f"INSERT INTO {table} AS h (organisation_id, hostname, default_team_id, site_id, "
-        f"first_seen, last_seen, collector_version, clock_skew_s, spool_depth, dropped_windows, "
-        f"source_errors) "
-        f"VALUES (%s, %s, %s, COALESCE({site_sql}, %s), %s, %s, %s, %s, %s, COALESCE(%s, 0), %s) "
-        f"ON CONFLICT (organisation_id, hostname) DO UPDATE SET "
-        f"last_seen = EXCLUDED.last_seen, collector_version = EXCLUDED.collector_version, "
-        f"clock_skew_s = EXCLUDED.clock_skew_s, spool_depth = EXCLUDED.spool_depth, "
-        f"source_errors = EXCLUDED.source_errors, "
-        f"dropped_windows = COALESCE(%s, h.dropped_windows), "
-        f"site_id = COALESCE({site_sql}, h.site_id) "
-        f"RETURNING {columns}"
-    )
-    params = [
-        token.organisation_id,
-        facts.hostname,
-        token.default_team_id,
-        *site_params,
-        token.default_site_id,
-        now,
-        updates["last_seen"],
-        updates["collector_version"],
-        updates["clock_skew_s"],
-        updates["spool_depth"],
-        facts.dropped_windows,
-        Jsonb(updates["source_errors"]),
-        facts.dropped_windows,
-        *site_params,
-    ]
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        row = cur.fetchone()
-    host = Host.from_db(connection.alias, [f.attname for f in fields], row)
-    # A raw cursor skips the model fields' converters (jsonb arrives as text): use what we wrote.
     for name, value in updates.items():
         setattr(host, name, value)
     return host

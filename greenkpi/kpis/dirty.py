@@ -27,9 +27,26 @@ def windows_mark_dirty(
     ``version`` (rather than setting a flag) tells a recompute that started earlier that its
     result is already stale. Hours are locked in sorted order so concurrent batches never deadlock.
     """
+    statement = mark_dirty_statement(
+        organisation_id=organisation_id, window_starts=window_starts, now=now
+    )
+    if statement is None:
+        return 0
+    sql, params, hours = statement
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+    return hours
+
+
+def mark_dirty_statement(
+    *, organisation_id: int, window_starts: Iterable[datetime], now: datetime | None = None
+) -> tuple[str, list[object], int] | None:
+    """The upsert ``windows_mark_dirty`` runs (SQL, its parameters, the number of hours), or None
+    when there is no window: for a producer that sends it in one query string with statements of
+    its own (ingest: with its batch row's answer and the COMMIT, one round trip)."""
     hours = sorted({hour_floor(start) for start in set(window_starts)})
     if not hours:
-        return 0
+        return None
     now = now or timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     table = RollupWindow._meta.db_table
@@ -37,15 +54,13 @@ def windows_mark_dirty(
     params: list[object] = []
     for hour in hours:
         params += [organisation_id, adapt(hour), adapt(now)]
-    with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {table} (organisation_id, hour, version, computed_version, marked_at, "
-            f"claimed_by, rows, duration_ms, failures, last_error) VALUES {values} "
-            f"ON CONFLICT (organisation_id, hour) DO UPDATE SET "
-            f"version = {table}.version + 1, marked_at = excluded.marked_at",
-            params,
-        )
-    return len(hours)
+    sql = (
+        f"INSERT INTO {table} (organisation_id, hour, version, computed_version, marked_at, "
+        f"claimed_by, rows, duration_ms, failures, last_error) VALUES {values} "
+        f"ON CONFLICT (organisation_id, hour) DO UPDATE SET "
+        f"version = {table}.version + 1, marked_at = excluded.marked_at"
+    )
+    return sql, params, len(hours)
 
 
 def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: datetime) -> int:

@@ -108,18 +108,19 @@ def test_a_new_host_posting_concurrently_is_registered_once(acme_token, make_bat
 
 
 def test_a_failure_mid_batch_leaves_nothing_behind(acme_token, make_batch, monkeypatch):
-    """Samples (shares on their rows) are COPYed, then marking their hours dirty fails: no host,
-    device, batch, sample or share."""
+    """Samples (shares on their rows) are COPYed, then marking their hours dirty fails in the
+    database, in the query string that also records the answer and commits: no host, device,
+    batch, sample or share."""
     from greenkpi.kpis import dirty
 
     _, secret = acme_token
-    real_mark = dirty.windows_mark_dirty
+    real_statement = dirty.mark_dirty_statement
 
-    def failing_mark(**kwargs):
+    def failing_statement(**kwargs):
         assert Sample.objects.count() == 6  # the COPY went through, in the transaction
-        raise RuntimeError("disk full (injected)")
+        return "SELECT 1 / 0", [], 1  # the upsert fails (division by zero, injected)
 
-    monkeypatch.setattr(dirty, "windows_mark_dirty", failing_mark)
+    monkeypatch.setattr(dirty, "mark_dirty_statement", failing_statement)
     body = orjson.dumps(make_batch(shares=[{"energy_j": 12000.0, "team": "vision"}]))
     client = Client(raise_request_exception=False)
     response = client.post(
@@ -133,7 +134,7 @@ def test_a_failure_mid_batch_leaves_nothing_behind(acme_token, make_batch, monke
     assert (Host.objects.count(), Device.objects.count(), IngestBatch.objects.count()) == (0, 0, 0)
     assert (Sample.objects.count(), SampleShare.objects.count()) == (0, 0)
     # The collector retries the same batch: it is stored whole.
-    monkeypatch.setattr(dirty, "windows_mark_dirty", real_mark)
+    monkeypatch.setattr(dirty, "mark_dirty_statement", real_statement)
     assert post(secret, body, "k").status_code == 201
     assert (Sample.objects.count(), SampleShare.objects.count()) == (6, 6)
 
