@@ -197,7 +197,8 @@ def esrs_e1(
             total("upstream_kgco2e", own) / 1000,
             "tCO2e",
             energy_estimated,
-            "facility energy x (lifecycle - direct factor + T&D loss x lifecycle factor)",
+            f"facility energy x (lifecycle - direct factor + {m.TD_LOSS_DEFAULT:.2%} T&D loss "
+            "x lifecycle factor; WDI EG.ELC.LOSS.ZS, World 2022)",
         ),
     ]
     versions = sorted(

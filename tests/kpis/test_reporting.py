@@ -125,7 +125,9 @@ def test_each_export_figure_equals_the_report_and_the_carbon_page(
     assert methods["paris-dc"]["market"] == "ppa 60% at 0 g/kWh; rest: residual mix 50 g/kWh"
     assert methods["paris-dc"]["location"] == "direct, derived from the zone's generation mix"
     # The export's Scope 3 cat. 3 is the owned and colocation sites' (the cloud site's is in cat. 1)
-    cat3 = figures(report)["Scope 3 cat. 3 fuel- and energy-related activities"]["value"]
+    cat3_figure = figures(report)["Scope 3 cat. 3 fuel- and energy-related activities"]
+    assert "6.87% T&D loss" in cat3_figure["method"]  # the rate used, stated on the figure
+    cat3 = cat3_figure["value"]
     assert cat3 == pytest.approx(inventory["owned"]["upstream_kgco2e"] / 1000)
     assert cat3 == pytest.approx(0.026 * FR_UPSTREAM / 1e6)
     # the carbon page's tile, its CSV and the report's total row read the same sum over every site
