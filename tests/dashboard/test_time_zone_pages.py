@@ -92,3 +92,29 @@ def test_the_budgets_page_shows_the_local_month_and_says_the_zone(client, la, pe
         page = client.get("/budgets/?org=acme").content.decode()
     assert "Months, quarters and years in" in page and "America/Los_Angeles" in page
     assert "<td>2026-10</td>" in page
+
+
+def test_chart_csvs_write_local_days_as_the_utc_instants_they_start_at(client, la, people):
+    """By hand: Los Angeles' 31 October and 1 November (PDT until 02:00 local on 1 November) both
+    start at 07:00 UTC, so the CSVs' day columns read 2026-10-31T07:00:00Z (the 10 kWh evening)
+    and 2026-11-01T07:00:00Z (the 3 kWh night); a UTC-midnight Z would name the wrong instant."""
+    client.force_login(people["alice"])
+    days = "org=acme&from=2026-10-31&to=2026-11-01"
+    overview = csv_rows(client.get(f"/charts/energy-by-team.csv?{days}"))
+    assert [(r["day"], float(r["energy_kwh"])) for r in overview] == [
+        ("2026-10-31T07:00:00Z", 10.0),
+        ("2026-11-01T07:00:00Z", 3.0),
+    ]
+    carbon = csv_rows(client.get(f"/carbon/co2e-by-team.csv?{days}"))
+    assert [r["period_utc"] for r in carbon] == ["2026-10-31T07:00:00Z", "2026-11-01T07:00:00Z"]
+    team = csv_rows(client.get(f"/teams/{la.vision.pk}/models.csv?{days}"))
+    assert [(r["first_window_utc"], r["last_window_utc"]) for r in team] == [
+        ("2026-10-31T07:00:00Z", "2026-11-01T07:00:00Z")
+    ]
+
+
+def test_every_page_footer_says_whose_days_it_counts(client, la, people):
+    client.force_login(people["alice"])
+    page = client.get("/?org=acme").content.decode()
+    assert "Days, months and years in America/Los_Angeles; clock times in UTC." in page
+    assert "All times in UTC" not in page

@@ -16,7 +16,7 @@ from django.utils.http import urlencode
 from greenkpi.dashboard.carbon import figures as figures_carbon
 from greenkpi.dashboard.carbon import grid, tiles
 from greenkpi.dashboard.carbon import selectors as sc
-from greenkpi.dashboard.common.charts import csv_response, figure_response
+from greenkpi.dashboard.common.charts import csv_response, figure_response, local_days_as_utc
 from greenkpi.dashboard.common.pages import chart_query, dashboard_view, page_context, teams_filter
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.models import Team
@@ -77,6 +77,7 @@ def carbon_co2e_chart(request: HttpRequest, fmt: str) -> HttpResponse:
     series = sc.co2e_series(scope, frame, period)
     if fmt == "csv":
         name = f"co2e-by-team-{scope.organisation.slug}.csv"
+        series = local_days_as_utc(series, ("period_utc",), period.tz)
         return csv_response(series, tuple(sc.SERIES_COLUMNS), name)
     figure = figures_carbon.co2e_by_team(
         series,

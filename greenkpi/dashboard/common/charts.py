@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 
 import numpy as np
 import orjson
@@ -17,7 +18,7 @@ from django.http import HttpResponse
 
 from greenkpi.dashboard.common.figures import Figure
 from greenkpi.kpis import labels
-from greenkpi.lib.periods import Period
+from greenkpi.lib.periods import Period, Zone, day_start, naive_utc
 
 FORMATS = ("json", "csv")
 
@@ -30,6 +31,10 @@ class Chart:
     build: Callable[..., Figure]
     csv_columns: tuple[str, ...]
     time_axis: bool = True  # drawn over the whole period (x_range), so gaps show as gaps
+    # Columns holding the read layer's day buckets (local dates of the organisation): the CSV
+    # writes them as the UTC instants those days start at. Only when ``day_grain(period)``.
+    local_days: tuple[str, ...] = ()
+    day_grain: Callable[[Period], bool] = lambda period: True
 
 
 def _typed_array(values: np.ndarray) -> object:
@@ -70,6 +75,20 @@ def _defuse(value: object) -> object:
     return value
 
 
+def local_days_as_utc(frame: pd.DataFrame, columns: tuple[str, ...], tz: Zone) -> pd.DataFrame:
+    """Day buckets (naive local midnights of ``tz``, as the read layer gives them) as the naive
+    UTC instants those local days start at: Los Angeles' 1 November is 2026-11-01T07:00:00Z. For
+    UTC the same values; either way the CSV's ``Z`` is then true."""
+    if not columns or tz is UTC or getattr(tz, "key", "") == "UTC":
+        return frame
+    out = frame.copy()
+    for column in columns:
+        days = pd.to_datetime(out[column])
+        starts = {d: naive_utc(day_start(d.date(), tz)) for d in days.dropna().unique()}
+        out[column] = pd.to_datetime(days.map(starts))
+    return out
+
+
 def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -> HttpResponse:
     out = frame.loc[:, list(columns)].copy()
     for column in out.columns:
@@ -89,6 +108,8 @@ def respond(
     chart: Chart, frame: pd.DataFrame, fmt: str, filename_stem: str, period: Period
 ) -> HttpResponse:
     if fmt == "csv":
+        days = chart.local_days if chart.day_grain(period) else ()
+        frame = local_days_as_utc(frame, days, period.tz)
         return csv_response(frame, chart.csv_columns, f"{filename_stem}.csv")
     if chart.time_axis:
         return figure_response(chart.build(frame, x_range=(period.start, period.end)))

@@ -19,7 +19,10 @@ from greenkpi.lib.periods import period_from_query
 from greenkpi.recommendations.selectors import quarter_start, saved_since
 
 ENERGY_BY_TEAM = Chart(
-    "energy-by-team", figures.energy_by_team_daily, tuple(selectors.TEAM_DAILY_COLUMNS)
+    "energy-by-team",
+    figures.energy_by_team_daily,
+    tuple(selectors.TEAM_DAILY_COLUMNS),
+    local_days=("day",),
 )
 
 

@@ -17,7 +17,13 @@ from greenkpi.inventory.access import Scope, scope_for, team_for
 from greenkpi.lib.periods import period_from_query
 
 TEAM_MODELS = Chart(
-    "models", figures.team_energy_by_model, tuple(selectors.TEAM_RUN_COLUMNS), time_axis=False
+    "models",
+    figures.team_energy_by_model,
+    tuple(selectors.TEAM_RUN_COLUMNS),
+    time_axis=False,
+    # Day buckets for periods of whole days, else hours (already UTC): selectors.team_energy_by_run.
+    local_days=("first_window_utc", "last_window_utc"),
+    day_grain=lambda period: period.days is not None,
 )
 
 
