@@ -69,8 +69,11 @@ def test_over_budget_exits_86_with_one_line_a_step_summary_and_the_run_posted(
     assert len(lines) == 1, done.stderr
     kwh, gco2e, verdict = LINE.search(lines[0]).groups()
     assert verdict == "OVER BUDGET"
-    # Sim GPU 0 draws 80-480 W: 1.5 s of it is 120-720 J.
-    assert 100 / 3.6e6 < float(kwh) < 1000 / 3.6e6
+    # Sim GPU 0 draws 80-480 W: 1.5 s of it is 120-720 J. The job's share starts with the first
+    # agent window that sees its process, so on a loaded box part of the first second can fall
+    # outside (95 J seen at load 10): the floor says "measured, not zero", the ceiling "not more
+    # than the GPU could draw"; the exact figure is checked against what was posted below.
+    assert 30 / 3.6e6 < float(kwh) < 1000 / 3.6e6
     assert float(gco2e) == pytest.approx(float(kwh) * 458.29, rel=1e-4)  # world average
     markdown = summary.read_text()
     assert "### GreenKPI energy: OVER BUDGET" in markdown
