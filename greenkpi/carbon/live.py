@@ -178,18 +178,7 @@ def fetch_live(
         rows = hourly_rows(zone, pts, now)
         if not rows:
             continue
-        GridIntensityHourly.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["zone", "hour"],
-            update_fields=[
-                "intensity_lifecycle_g_per_kwh",
-                "intensity_direct_g_per_kwh",
-                "estimated",
-                "source",
-                "imported_at",
-            ],
-        )
+        hourly_store(rows)
         result.zones.add(zone)
         result.hours_written += len(rows)
         if mark_dirty:
@@ -208,3 +197,19 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def hourly_store(rows: list[GridIntensityHourly]) -> None:
+    """Insert the hours, or replace a stored hour of the zone with the fetched figures."""
+    GridIntensityHourly.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["zone", "hour"],
+        update_fields=[
+            "intensity_lifecycle_g_per_kwh",
+            "intensity_direct_g_per_kwh",
+            "estimated",
+            "source",
+            "imported_at",
+        ],
+    )

@@ -63,6 +63,17 @@ def mark_dirty_statement(
     return sql, params, len(hours)
 
 
+def _mark_hours_dirty(found: Iterable[tuple[int, datetime]]) -> int:
+    """Mark dirty the windows of (organisation, hour) pairs, one call per organisation."""
+    by_org: dict[int, list[datetime]] = {}
+    for organisation_id, hour in found:
+        by_org.setdefault(organisation_id, []).append(hour)
+    return sum(
+        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
+        for organisation_id, hours in by_org.items()
+    )
+
+
 def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: datetime) -> int:
     """After new grid data for ``zones`` in [start, end] (inclusive hours): mark dirty the windows
     whose rollups used a site in those zones, so their carbon is recomputed."""
@@ -73,13 +84,7 @@ def windows_mark_dirty_for_zones(*, zones: Iterable[str], start: datetime, end: 
         .values_list("organisation_id", "hour")
         .distinct()
     )
-    by_org: dict[int, list[datetime]] = {}
-    for organisation_id, hour in found:
-        by_org.setdefault(organisation_id, []).append(hour)
-    return sum(
-        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
-        for organisation_id, hours in by_org.items()
-    )
+    return _mark_hours_dirty(found)
 
 
 def windows_mark_dirty_for_sites(*, site_ids: Iterable[int], start: datetime, end: datetime) -> int:
@@ -90,10 +95,4 @@ def windows_mark_dirty_for_sites(*, site_ids: Iterable[int], start: datetime, en
         .values_list("organisation_id", "hour")
         .distinct()
     )
-    by_org: dict[int, list[datetime]] = {}
-    for organisation_id, hour in found:
-        by_org.setdefault(organisation_id, []).append(hour)
-    return sum(
-        windows_mark_dirty(organisation_id=organisation_id, window_starts=hours)
-        for organisation_id, hours in by_org.items()
-    )
+    return _mark_hours_dirty(found)

@@ -222,18 +222,7 @@ def test_live_hours_keep_the_providers_basis_and_say_which_method_priced_scope_2
         {"datetime": later, "carbonIntensity": 5.0, "emissionFactorType": "other"},  # left out
     ]
     rows = live.hourly_rows("FR", pts, H0)
-    GridIntensityHourly.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["zone", "hour"],
-        update_fields=[
-            "intensity_lifecycle_g_per_kwh",
-            "intensity_direct_g_per_kwh",
-            "estimated",
-            "source",
-            "imported_at",
-        ],
-    )
+    live.hourly_store(rows)
     both = intensity_for(zone="FR", hour=H0)
     assert (both.intensity_g_per_kwh, both.method) == (40.0, "hr-dir")
     assert both.upstream_g_per_kwh == pytest.approx(20.0 + 0.0687 * 60.0)
