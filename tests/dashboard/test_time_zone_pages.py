@@ -118,3 +118,17 @@ def test_every_page_footer_says_whose_days_it_counts(client, la, people):
     page = client.get("/?org=acme").content.decode()
     assert "Days, months and years in America/Los_Angeles; clock times in UTC." in page
     assert "All times in UTC" not in page
+
+
+def test_daily_charts_draw_local_days_and_name_the_zone(client, la, people):
+    """The bars sit on Los Angeles' 31 October and 1 November and the axis spans exactly those two
+    days (half a day either side), not the UTC instants 07:00 of each, which left a half-day gap."""
+    client.force_login(people["alice"])
+    days = "org=acme&from=2026-10-31&to=2026-11-01"
+    for path, axis in (
+        ("/charts/energy-by-team.json", "xaxis"),
+        ("/carbon/co2e-by-team.json", "xaxis"),
+    ):
+        layout = client.get(f"{path}?{days}").json()["layout"]
+        assert layout[axis]["title"]["text"].startswith("Day (America/Los_Angeles)"), path
+        assert layout[axis]["range"] == ["2026-10-30T12:00:00", "2026-11-01T12:00:00"], path

@@ -55,6 +55,7 @@ def co2e_by_team(
     x_range: TimeRange | None = None,
     grain: str = "day",
     caption: str = "",
+    zone: str = "UTC",
 ) -> Figure:
     """Two panels side by side, one stacked bar per day (or month) and team: operational CO2e
     location-based (left) and market-based (right), on one shared y axis so they compare.
@@ -95,7 +96,7 @@ def co2e_by_team(
                         "hovertemplate": f"%{{y:,.3f}} {unit}CO2e<extra>%{{fullData.name}}</extra>",
                     }
                 )
-    x_title = "Month (UTC)" if grain == "month" else "Day (UTC)"
+    x_title = f"Month ({zone})" if grain == "month" else f"Day ({zone})"
     span = _span(x_range, grain)
     axis: dict[str, Any] = {"type": "date"}
     if span:

@@ -16,7 +16,12 @@ from django.utils.http import urlencode
 from greenkpi.dashboard.carbon import figures as figures_carbon
 from greenkpi.dashboard.carbon import grid, tiles
 from greenkpi.dashboard.carbon import selectors as sc
-from greenkpi.dashboard.common.charts import csv_response, figure_response, local_days_as_utc
+from greenkpi.dashboard.common.charts import (
+    csv_response,
+    figure_response,
+    local_day_range,
+    local_days_as_utc,
+)
 from greenkpi.dashboard.common.pages import chart_query, dashboard_view, page_context, teams_filter
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.inventory.models import Team
@@ -81,9 +86,10 @@ def carbon_co2e_chart(request: HttpRequest, fmt: str) -> HttpResponse:
         return csv_response(series, tuple(sc.SERIES_COLUMNS), name)
     figure = figures_carbon.co2e_by_team(
         series,
-        x_range=(period.start, period.end),
+        x_range=local_day_range(period),
         grain=sc.series_grain(period),
         caption=tiles.caption(frame),
+        zone=period.zone_name,
     )
     return figure_response(figure)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 import orjson
@@ -89,6 +89,16 @@ def local_days_as_utc(frame: pd.DataFrame, columns: tuple[str, ...], tz: Zone) -
     return out
 
 
+def local_day_range(period: Period) -> tuple[datetime, datetime]:
+    """The x range of a chart of local-day bars: its first and end day's local midnights, written
+    as the naive dates the read layer's day buckets carry (labelled UTC so they pass through
+    unchanged). For a UTC organisation the period itself."""
+    if period.tz is UTC or getattr(period.tz, "key", "") == "UTC":
+        return period.start, period.end
+    first, end = period.first_day, period.last_day + timedelta(days=1)
+    return (datetime.combine(first, time.min, UTC), datetime.combine(end, time.min, UTC))
+
+
 def csv_response(frame: pd.DataFrame, columns: tuple[str, ...], filename: str) -> HttpResponse:
     out = frame.loc[:, list(columns)].copy()
     for column in out.columns:
@@ -111,6 +121,10 @@ def respond(
         days = chart.local_days if chart.day_grain(period) else ()
         frame = local_days_as_utc(frame, days, period.tz)
         return csv_response(frame, chart.csv_columns, f"{filename_stem}.csv")
+    if chart.time_axis and chart.local_days:
+        # Bars on the organisation's local days: the axis spans those days and says the zone.
+        x_range = local_day_range(period)
+        return figure_response(chart.build(frame, x_range=x_range, zone=period.zone_name))
     if chart.time_axis:
         return figure_response(chart.build(frame, x_range=(period.start, period.end)))
     return figure_response(chart.build(frame))

@@ -15,8 +15,11 @@ from greenkpi.dashboard.common.figures import (
 )
 
 
-def energy_by_team_daily(frame: pd.DataFrame, *, x_range: TimeRange | None = None) -> Figure:
-    """Stacked bars: energy per UTC day, one colour per team (largest consumer at the bottom)."""
+def energy_by_team_daily(
+    frame: pd.DataFrame, *, x_range: TimeRange | None = None, zone: str = "UTC"
+) -> Figure:
+    """Stacked bars: energy per day of the organisation's ``zone``, one colour per team (largest
+    consumer at the bottom)."""
     traces = []
     if len(frame):
         order = frame.groupby("team", sort=False)["energy_kwh"].sum().sort_values(ascending=False)
@@ -37,13 +40,12 @@ def energy_by_team_daily(frame: pd.DataFrame, *, x_range: TimeRange | None = Non
                     "hovertemplate": "%{y:,.2f} kWh<extra>%{fullData.name}</extra>",
                 }
             )
-    return {
-        "data": traces,
-        "layout": _layout(
-            x_title="Day (UTC)",
-            y_title="Energy (kWh)",
-            empty=not traces,
-            x_span=_span(x_range, daily=True),
-            barmode="stack",
-        ),
-    }
+    layout = _layout(
+        x_title=f"Day ({zone})",
+        y_title="Energy (kWh)",
+        empty=not traces,
+        x_span=_span(x_range, daily=True),
+        barmode="stack",
+    )
+    layout["xaxis"]["type"] = "date"  # local dates, as epoch ms (common/charts.py)
+    return {"data": traces, "layout": layout}
