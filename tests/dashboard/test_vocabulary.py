@@ -81,7 +81,9 @@ def test_the_total_has_one_name_and_one_value_on_overview_carbon_and_report(
     method = re.compile(r'data-testid="method-(\w+)">([^<]*)<')
     said = dict(method.findall(carbon_page))
     assert said["location"] == "factor: direct, derived from the zone&#x27;s generation mix 100%"
-    assert said["market"] == "contractual instruments + grid average (no residual mix loaded)"
+    assert said["market"] == (
+        "contractual instruments; the grid average for any rest (no residual mix loaded)"
+    )
     assert said["energy"] == "IT energy measured 100%, estimated 0%"
     assert said["upstream"] == "lifecycle - direct factor + 6.87% T&amp;D losses"
     assert re.search(

@@ -276,7 +276,8 @@ def figure_methods(
             else (labels.MARKET_SOURCES["residual"])
         )
     elif instruments:
-        market = labels.MARKET_SOURCES["ctr+grid"]
+        # Whether they cover all of it varies by hour (rows say; the tile sums many): say both.
+        market = "contractual instruments; the grid average for any rest (no residual mix loaded)"
     else:
         market = labels.MARKET_SOURCES["location"]
     energy_kwh = float(frame["energy_kwh"].sum())
