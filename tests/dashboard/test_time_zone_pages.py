@@ -132,3 +132,27 @@ def test_daily_charts_draw_local_days_and_name_the_zone(client, la, people):
         layout = client.get(f"{path}?{days}").json()["layout"]
         assert layout[axis]["title"]["text"].startswith("Day (America/Los_Angeles)"), path
         assert layout[axis]["range"] == ["2026-10-30T12:00:00", "2026-11-01T12:00:00"], path
+
+
+def test_after_a_zone_change_the_pages_say_the_daily_rows_are_being_rebuilt(client, la, people):
+    """The fixture's two local days (31 October, 1 November) have hourly rows; with their daily
+    rows gone, as a zone change leaves them until the rebuild task runs, the overview says 2 days
+    are left, and nothing once they are rebuilt."""
+    from django.utils import timezone
+
+    from greenkpi.kpis.models import DailyWindow
+
+    type(la).objects.filter(pk=la.pk).update(time_zone_changed_at=timezone.now())
+    DailyWindow.objects.filter(organisation=la).delete()
+    client.force_login(people["alice"])
+    page = client.get("/?org=acme").content.decode()
+    assert "daily rollups are being rebuilt (2 days left)" in page
+    daily.days_refresh(
+        organisation_id=la.pk,
+        days=daily.rollup_days(
+            organisation_id=la.pk,
+            start=datetime(2026, 10, 1, tzinfo=UTC),
+            end=datetime(2026, 12, 1, tzinfo=UTC),
+        ),
+    )
+    assert 'data-testid="days-rebuilding"' not in client.get("/?org=acme").content.decode()
