@@ -29,7 +29,7 @@ from greenkpi.alerts.forecast import DAY, PROFILE_WEEKS, RATE_WINDOW
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.first import first_hours
-from greenkpi.lib.periods import day_of, day_start
+from greenkpi.lib.periods import day_of, day_start, next_day_start
 
 ScopeKey = tuple[int | None, str | None]  # (team_id, model_key); None: any
 # Per bucket and currency: the summed columns, in this order.
@@ -83,7 +83,7 @@ def window_start(period_start: datetime, as_of: datetime, tz: tzinfo = UTC) -> d
 
 def _day_end(moment: datetime, tz: tzinfo) -> datetime:
     """The end of the local day starting at ``moment`` (23, 24 or 25 hours later)."""
-    return day_start(day_of(moment, tz) + DAY, tz)
+    return next_day_start(moment, tz)
 
 
 Sums = dict[str, list[float]]  # currency -> COLUMNS
@@ -128,13 +128,18 @@ class ScopeSeries:
         return days + sum(1 for h in self.hourly if start <= h < end)
 
 
-def _add(target: dict[datetime, Sums], moment: datetime, currency: str, row: Iterable) -> None:
-    sums = target.setdefault(moment, {})
-    values = [float(v or 0.0) for v in row]
-    if currency in sums:
-        sums[currency] = [a + b for a, b in zip(sums[currency], values, strict=True)]
-    else:
+def _add(target: dict[datetime, Sums], moment: datetime, currency: str, values: list) -> None:
+    """Add a row's COLUMNS (floats, no NaN) to the bucket. The list may be shared between scope
+    keys: sums make new lists, never add in place."""
+    sums = target.get(moment)
+    if sums is None:
+        target[moment] = {currency: values}
+        return
+    current = sums.get(currency)
+    if current is None:
         sums[currency] = values
+    else:
+        sums[currency] = [a + b for a, b in zip(current, values, strict=True)]
 
 
 def scope_series(
@@ -201,7 +206,7 @@ def scope_series(
         moments = frame["bucket_utc"].dt.tz_localize(UTC).dt.to_pydatetime()
         teams = frame["team_id"] if "team_id" in frame else [None] * len(frame)
         models = frame["model_key"] if "model_key" in frame else [None] * len(frame)
-        values = frame[list(COLUMNS)].to_numpy().tolist()
+        values = frame[list(COLUMNS)].fillna(0.0).to_numpy(dtype=float).tolist()
         for moment, hours, team_id, model_key, currency, row in zip(
             moments, frame["bucket_h"], teams, models, frame["currency"], values, strict=True
         ):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from greenkpi.lib.periods import day_hours, day_of, day_start
+from greenkpi.lib.periods import day_hours, day_of, day_start, next_day_start
 
 HOUR = timedelta(hours=1)
 RATE_WINDOW = timedelta(days=7)
@@ -122,7 +122,7 @@ def buckets(
     """The series as sorted [start, end) buckets: whole local days from ``daily`` (each to the next
     local midnight), hours from ``hourly``."""
     out = [(h, h + HOUR, v) for h, v in hourly.items()]
-    out += [(d, day_start(day_of(d, tz) + DAY, tz), v) for d, v in (daily or {}).items()]
+    out += [(d, next_day_start(d, tz), v) for d, v in (daily or {}).items()]
     out.sort(key=lambda b: b[0])
     return out
 
@@ -327,15 +327,17 @@ def _profile_forecast(
     tz: tzinfo = UTC,
 ) -> BudgetForecast:
     # Expected use of every hour left, flat within its (local) day.
+    # A day at a time (a year budget has up to 8,760 hours left; a zone lookup per hour was most
+    # of a budgets page's forecast cost).
     future: list[tuple[datetime, float]] = []
-    day_per_h: dict[date, float] = {}
     hour = as_of
     while hour < period_end:
         day = day_of(hour, tz)
-        if day not in day_per_h:
-            day_per_h[day] = profile[day.weekday()] / day_hours(day, tz)
-        future.append((hour, day_per_h[day]))
-        hour += HOUR
+        per_h = profile[day.weekday()] / day_hours(day, tz)
+        day_end = min(next_day_start(hour, tz), period_end)
+        while hour < day_end:
+            future.append((hour, per_h))
+            hour += HOUR
     forecast = consumed + sum(v for _, v in future)
     crossings = []
     for pct in sorted(set(thresholds_pct)):
