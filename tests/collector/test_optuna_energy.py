@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 import optuna
@@ -74,8 +75,12 @@ def test_a_real_study_records_each_trials_energy_and_a_summary(agent, scripted_s
         assert trial.user_attrs[RUN_ATTR] == f"optuna-lr-search-{trial.number}"
     complete = [t.user_attrs[ENERGY_ATTR] for t in trials if t.state.name == "COMPLETE"]
     pruned = [t.user_attrs[ENERGY_ATTR] for t in trials if t.state.name == "PRUNED"]
-    # Sim GPU 0 draws 80-480 W; a pruned trial ran ~0.3 s on it, a completed one ~0.9 s.
-    assert max(pruned) < min(complete)
+    # Sim GPU 0 draws 80-480 W; a pruned trial ran ~0.3 s on it, a completed one ~0.9 s. One trial
+    # against another can cross (0.3 s at 480 W outdraws 0.9 s at 80 W, and the agent's windows
+    # cut each trial differently: a pruned 62 J beat a completed 59 J in one CI run), so the
+    # trials are compared on average: a third of the time should show as well under half the energy.
+    mean = statistics.fmean
+    assert mean(pruned) < 0.6 * mean(complete), (pruned, complete)
 
     summary = study.user_attrs[SUMMARY_ATTR]
     assert summary == study_energy_summary(study, INTENSITY)
