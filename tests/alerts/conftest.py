@@ -11,6 +11,7 @@ from itertools import count
 import pytest
 from testsupport.rollup_rows import hourly_row
 
+from greenkpi.alerts.models import Channel, new_webhook_secret
 from greenkpi.inventory.models import Device, Host
 from greenkpi.kpis.models import HourlyRollup
 
@@ -124,6 +125,19 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/greenkpi"
+
+    def channel(self, organisation, *, name: str = "hook", **options) -> Channel:
+        """A webhook channel of ``organisation`` that posts here (loopback, so private addresses
+        allowed); ``options`` set any other Channel field (group_wait_s, ...)."""
+        return Channel.objects.create(
+            organisation=organisation,
+            name=name,
+            kind="webhook",
+            url=self.url,
+            secret=new_webhook_secret(),
+            allow_private_network=True,
+            **options,
+        )
 
     def close(self) -> None:
         self.server.shutdown()

@@ -25,7 +25,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from testsupport.celery_workers import forget_queue, start_beat, start_worker, stop, wait_for
 
-from greenkpi.alerts.models import AlertRule, Channel, Notification, RuleKind, new_webhook_secret
+from greenkpi.alerts.models import AlertRule, Notification, RuleKind
 from greenkpi.ingest.models import Sample
 from greenkpi.kpis.models import HourlyRollup, RollupWindow
 
@@ -65,13 +65,8 @@ def logs(*processes) -> str:
 @pytest.fixture
 def silent_rule(acme, rollups, receiver):
     rollups.host(acme, "gpu-quiet", team=acme.vision, last_seen=timezone.now() - timedelta(hours=1))
-    channel = Channel.objects.create(
-        organisation=acme,
-        name="hook",
-        kind="webhook",
-        url=receiver.url,
-        secret=new_webhook_secret(),
-        allow_private_network=True,  # the receiver is on loopback
+    channel = receiver.channel(
+        acme,
         group_wait_s=0,
     )
     rule = AlertRule.objects.create(

@@ -58,7 +58,6 @@ from greenkpi.alerts.models import (
     Channel,
     Notification,
     RuleKind,
-    new_webhook_secret,
 )
 from greenkpi.ingest.models import Sample
 from greenkpi.kpis import services
@@ -92,13 +91,8 @@ def rules(acme, rollups, receiver):
     """A silent collector (fires once) and an organisation energy budget the collectors cross at
     50/80/100 % (fires while the data flows in); each rule tells a webhook and an email channel."""
     rollups.host(acme, "gpu-quiet", team=acme.vision, last_seen=timezone.now() - timedelta(hours=1))
-    hook = Channel.objects.create(
-        organisation=acme,
-        name="hook",
-        kind="webhook",
-        url=receiver.url,
-        secret=new_webhook_secret(),
-        allow_private_network=True,  # the receiver is on loopback
+    hook = receiver.channel(
+        acme,
         group_wait_s=0,
         group_interval_s=1,  # news (no data, then firing) told a second apart, not 5 min
     )

@@ -15,7 +15,7 @@ from testsupport.celery_workers import forget_queue, start_worker, stop
 from testsupport.celery_workers import wait_for as wait_until
 
 from greenkpi.alerts.channels import webhook
-from greenkpi.alerts.models import AlertRule, Channel, Notification, RuleKind, new_webhook_secret
+from greenkpi.alerts.models import AlertRule, Notification, RuleKind
 from greenkpi.celery import app
 from greenkpi.kpis.models import RecomputeRun
 
@@ -50,13 +50,8 @@ def test_an_evaluation_on_a_real_worker_fires_and_the_webhook_gets_one_signed_no
         rollups.host(
             acme, f"gpu-{i}", team=acme.vision, last_seen=timezone.now() - timedelta(hours=1)
         )
-    channel = Channel.objects.create(
-        organisation=acme,
-        name="hook",
-        kind="webhook",
-        url=receiver.url,
-        secret=new_webhook_secret(),
-        allow_private_network=True,  # the receiver is on loopback
+    channel = receiver.channel(
+        acme,
         # The group's first message waits group_wait: a flush task dispatched with that countdown
         # sends it, not the next evaluation (none comes in this test).
         group_wait_s=2,

@@ -41,18 +41,23 @@ ROLLUP_TABLES = (
 )
 
 
-def copy_database(source: str, target: str) -> None:
-    """``target`` as a snapshot of ``source`` (no session may be connected to ``source``)."""
+def _admin() -> psycopg.Connection:
+    """An autocommit connection to the server's ``postgres`` database, for CREATE/DROP DATABASE."""
     db = connection.settings_dict
-    connections.close_all()
-    with psycopg.connect(
+    return psycopg.connect(
         host=db["HOST"] or "127.0.0.1",
         port=db["PORT"] or 5432,
         user=db["USER"],
         password=db["PASSWORD"] or None,
         dbname="postgres",
         autocommit=True,
-    ) as admin:
+    )
+
+
+def copy_database(source: str, target: str) -> None:
+    """``target`` as a snapshot of ``source`` (no session may be connected to ``source``)."""
+    connections.close_all()
+    with _admin() as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -63,15 +68,7 @@ def copy_database(source: str, target: str) -> None:
 
 
 def drop_database(name: str) -> None:
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
+    with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
