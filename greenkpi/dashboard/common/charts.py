@@ -18,7 +18,7 @@ from django.http import HttpResponse
 
 from greenkpi.dashboard.common.figures import Figure
 from greenkpi.kpis import labels
-from greenkpi.lib.periods import Period, Zone, day_start, naive_utc
+from greenkpi.lib.periods import Period, Zone, day_start, naive_utc, zone_label
 
 FORMATS = ("json", "csv")
 
@@ -79,7 +79,7 @@ def local_days_as_utc(frame: pd.DataFrame, columns: tuple[str, ...], tz: Zone) -
     """Day buckets (naive local midnights of ``tz``, as the read layer gives them) as the naive
     UTC instants those local days start at: Los Angeles' 1 November is 2026-11-01T07:00:00Z. For
     UTC the same values; either way the CSV's ``Z`` is then true."""
-    if not columns or tz is UTC or getattr(tz, "key", "") == "UTC":
+    if not columns or zone_label(tz) == "UTC":
         return frame
     out = frame.copy()
     for column in columns:
@@ -93,7 +93,7 @@ def local_day_range(period: Period) -> tuple[datetime, datetime]:
     """The x range of a chart of local-day bars: its first and end day's local midnights, written
     as the naive dates the read layer's day buckets carry (labelled UTC so they pass through
     unchanged). For a UTC organisation the period itself."""
-    if period.tz is UTC or getattr(period.tz, "key", "") == "UTC":
+    if zone_label(period.tz) == "UTC":
         return period.start, period.end
     first, end = period.first_day, period.last_day + timedelta(days=1)
     return (datetime.combine(first, time.min, UTC), datetime.combine(end, time.min, UTC))
