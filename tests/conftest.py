@@ -41,6 +41,16 @@ def _plain_static_files():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _empty_read_cache():
+    """Each test starts with an empty read cache (kpis/read/cache.py): tests reuse primary keys
+    (SQLite rolls its sequences back) and frozen clocks give refreshes equal stamps, so one test's
+    rows could otherwise match another's key."""
+    from django.core.cache import caches
+
+    caches["read"].clear()
+
+
 @pytest.fixture
 def redis_url() -> str:
     """The real-service layer's Redis; this layer also needs PostgreSQL for worker processes."""

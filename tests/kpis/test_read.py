@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.db import connection
 from django.db.models import F
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from greenkpi.kpis import daily
 from greenkpi.kpis.models import DailyRollup, DailyTeamRollup, HourlyRollup, RollupWindow
@@ -193,9 +193,17 @@ def test_freshness_costs_one_query_and_a_read_at_most_two(world):
             organisation_id=world.pk, first=DAYS[0], end=date(2026, 1, 1)
         )
     assert len(queries) == 1
-    with CaptureQueriesContext(connection) as queries:
-        energy(world, start=D10 + timedelta(hours=1), by=["team_id"], grain="day")
+    partial = {"start": D10 + timedelta(hours=1), "by": ["team_id"], "grain": "day"}
+    with override_settings(READ_CACHE_MAX_ROWS=0), CaptureQueriesContext(connection) as queries:
+        energy(world, **partial)
     assert len(queries) == 2  # freshness, then the daily table UNION ALL the hourly rows
+    with CaptureQueriesContext(connection) as queries:
+        energy(world, **partial)
+    assert len(queries) == 2  # the same with the cache: its rows are split out of the union
+    with CaptureQueriesContext(connection) as queries:
+        energy(world, **partial)
+    assert len(queries) == 2  # freshness and the hours alone: the daily part from the cache
+    assert "kpis_dailyteamrollup" not in queries[1]["sql"]
 
 
 def test_a_batch_answers_ranges_inside_a_range_it_read_without_another_query(world):
@@ -248,3 +256,69 @@ def test_unknown_keys_and_columns_are_refused(world):
         energy(world, by=["colour"])
     with pytest.raises(read.BadRead):
         read.sums(organisation_id=world.pk, start=START, end=END, columns=["hours"])
+
+
+# --- the daily parts' cache (kpis/read/cache.py) ---------------------------------------------
+
+
+def test_the_cache_answers_a_repeated_read_with_the_same_figures_and_no_daily_query(world):
+    first = read.sums(
+        organisation_id=world.pk, start=START, end=END, columns=["energy_kwh"], by=["team_id"]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        again = read.sums(
+            organisation_id=world.pk, start=START, end=END, columns=["energy_kwh"], by=["team_id"]
+        )
+    assert len(queries) == 1  # freshness only: whole fresh days, all from the cache
+    assert again.sort_values("team_id").values.tolist() == (
+        first.sort_values("team_id").values.tolist()
+    )
+    assert float(again["energy_kwh"].sum()) == pytest.approx(15.5)
+
+
+def test_a_refresh_of_a_day_in_the_range_makes_the_cached_part_unused(world):
+    assert energy(world, by=["model_key"]) == pytest.approx(15.5)  # cached
+    late = HourlyRollup.objects.get(hour=D10 + timedelta(days=1))
+    late.energy_kwh = 6.0
+    late.save()
+    daily.days_refresh(organisation_id=world.pk, days=[DAYS[1]])  # a new stamp for the 11th
+    assert DailyRollup.objects.get(day=DAYS[1]).energy_kwh == pytest.approx(6.0)
+    assert energy(world, by=["model_key"]) == pytest.approx(17.5)
+    assert energy(world, by=["team_id"]) == pytest.approx(17.5)
+
+
+def test_a_stale_day_is_read_from_the_hours_even_with_its_old_daily_part_cached(world):
+    assert energy(world) == pytest.approx(15.5)  # cached with the 11th from the daily table
+    late = HourlyRollup.objects.get(hour=D10 + timedelta(days=1))
+    late.energy_kwh = 6.0
+    late.save()
+    RollupWindow.objects.filter(hour=late.hour).update(
+        computed_at=F("computed_at") + timedelta(days=3650)
+    )
+    assert energy(world) == pytest.approx(17.5)  # the 11th skipped: another daily query
+
+
+def test_a_zone_change_is_never_answered_from_the_old_zones_days(world):
+    assert energy(world, by=["team_id"], grain="day") == pytest.approx(15.5)
+    world.time_zone = "America/Los_Angeles"
+    world.save()  # drops the daily rows and their refresh records (kpis.signals)
+    frame = read.sums(
+        organisation_id=world.pk,
+        start=datetime(2025, 3, 10, 7, tzinfo=UTC),  # midnight in Los Angeles (PDT from the 9th)
+        end=datetime(2025, 3, 13, 7, tzinfo=UTC),
+        columns=["energy_kwh"],
+        grain="day",
+    )
+    got = dict(zip(frame["bucket_utc"].dt.date.astype(str), frame["energy_kwh"], strict=True))
+    # PDT (UTC-7) from the 9th: 00:00 and 06:00 UTC of the 10th are the 9th (outside), 23:00 of
+    # the 10th and 00:00 of the 11th are the 10th (1 + 4 kWh), 12:00 of the 12th is the 12th.
+    # The UTC days cached above (3.5, 4, 8) would have said otherwise.
+    assert got == {"2025-03-10": pytest.approx(5.0), "2025-03-12": pytest.approx(8.0)}
+
+
+@override_settings(READ_CACHE_MAX_ROWS=1)
+def test_a_part_larger_than_the_bound_is_not_kept(world):
+    energy(world, by=["team_id"])  # two groups: over the bound of one row
+    with CaptureQueriesContext(connection) as queries:
+        assert energy(world, by=["team_id"]) == pytest.approx(15.5)
+    assert len(queries) == 2  # freshness and the daily part again

@@ -20,9 +20,10 @@ length of the range.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from django.db.models import DateTimeField, Max, Value
@@ -54,7 +55,33 @@ def whole_days(start: datetime, end: datetime, tz: tzinfo = UTC) -> tuple[date, 
     return (first, last) if first < last else None
 
 
-_BATCH: ContextVar[dict[tuple[int, date, date], set[date]] | None] = ContextVar(
+@dataclass(frozen=True)
+class DayStates:
+    """What the freshness query says of the local days [first, end): the ``stale`` ones (module
+    rule) and each refresh record's time (``refreshed``, days the daily tables were written for)."""
+
+    first: date
+    end: date
+    stale: frozenset[date]
+    refreshed: Mapping[date, datetime]
+
+    def within(self, first: date, end: date) -> DayStates:
+        return DayStates(
+            first,
+            end,
+            frozenset(d for d in self.stale if first <= d < end),
+            {d: at for d, at in self.refreshed.items() if first <= d < end},
+        )
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the daily rows of these days may have (kpis/read/cache.py): each
+        refresh stamps its days with a newer time, a zone change deletes the records."""
+        newest = max(self.refreshed.values(), default=None)
+        return f"{len(self.refreshed)}:{newest.isoformat() if newest else ''}"
+
+
+_BATCH: ContextVar[dict[tuple[int, date, date], DayStates] | None] = ContextVar(
     "kpis_read_freshness_batch", default=None
 )
 # The organisations' zones, per process: read once, kept ZONE_TTL_S. A save of the organisation in
@@ -109,25 +136,32 @@ def batch() -> Iterator[None]:
 
 def stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
     """The days in [first, end) the daily tables may not answer for (module rule)."""
+    return set(day_states(organisation_id=organisation_id, first=first, end=end).stale)
+
+
+def day_states(*, organisation_id: int, first: date, end: date) -> DayStates:
+    """The stale days and refresh records of [first, end): one query, or none inside a
+    ``batch()`` that already read a range holding this one."""
     memo = _BATCH.get()
     if memo is None:
-        return _stale_days(organisation_id=organisation_id, first=first, end=end)
-    for (org, a, b), days in memo.items():  # a range already read that holds this one
+        return _day_states(organisation_id=organisation_id, first=first, end=end)
+    for (org, a, b), states in memo.items():  # a range already read that holds this one
         if org == organisation_id and a <= first and end <= b:
-            return {d for d in days if first <= d < end}
-    found = _stale_days(organisation_id=organisation_id, first=first, end=end)
+            return states.within(first, end)
+    found = _day_states(organisation_id=organisation_id, first=first, end=end)
     memo[(organisation_id, first, end)] = found
     return found
 
 
-def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
-    """The days in [first, end) the daily tables may not answer for (module rule).
+def _day_states(*, organisation_id: int, first: date, end: date) -> DayStates:
+    """The days in [first, end) the daily tables may not answer for (module rule), and the days'
+    refresh records.
 
     One query of ~2 rows a day: the days with computed windows and their newest compute UNION ALL
     the days' refreshes. (A correlated probe of DailyWindow per day made Django group by the hour,
     not the day: 24x the rows.)"""
     if end <= first:
-        return set()
+        return DayStates(first, end, frozenset(), {})
     tz = zone_of(organisation_id)
     no_time = Value(None, output_field=DateTimeField())
     computed = (
@@ -157,11 +191,12 @@ def _stale_days(*, organisation_id: int, first: date, end: date) -> set[date]:
             last_computed[day] = last
         if at is not None:
             refreshed_at[day] = at
-    return {
+    stale = frozenset(
         day
         for day, last in last_computed.items()
         if day not in refreshed_at or refreshed_at[day] <= last + SETTLE
-    }
+    )
+    return DayStates(first, end, stale, refreshed_at)
 
 
 def day_spans(days: Iterable[date], tz: tzinfo = UTC) -> list[Span]:

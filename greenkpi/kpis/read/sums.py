@@ -39,7 +39,7 @@ from django.db.models import (
 
 from greenkpi.kpis.daily import SOURCE_COLUMNS, SUMMED_COLUMNS
 from greenkpi.kpis.models import DailyRollup, DailySums, DailyTeamRollup, HourlyRollup
-from greenkpi.kpis.read import freshness
+from greenkpi.kpis.read import cache, freshness
 from greenkpi.kpis.read.freshness import Span
 from greenkpi.kpis.read.sql import EpochDays, EpochSeconds, LocalDay, fetch_rows
 from greenkpi.lib.periods import day_hours, day_start, naive_utc, zone_label
@@ -83,6 +83,8 @@ COLUMNS = frozenset((*SUMMABLE, *VERSIONS, *HOURLY_COLUMNS))
 # tables, as the UTC instant the local day starts and ``bucket_h`` its 23, 24 or 25 hours; hours
 # from HourlyRollup with ``bucket_h`` 1: what the budget forecasts need).
 Grain = Literal["day", "hour", "native"] | None
+# Each fetched row's last value: which part of a read it belongs to (only the daily part is cached).
+DAILY_PART, HOURLY_PART = 0, 1
 Where = Mapping[str, Collection[object]]  # key -> allowed values (None in them: IS NULL)
 
 
@@ -99,6 +101,7 @@ class Plan:
     days: tuple[date, date] | None
     skip: frozenset[date]
     spans: tuple[Span, ...]
+    version: str = ""  # of the days' daily rows (freshness.DayStates.version; kpis/read/cache.py)
 
 
 def plan(
@@ -123,13 +126,14 @@ def plan(
     hourly_only = bool(set(columns) & set(HOURLY_COLUMNS))
     if days is None or grain == "hour" or not set(keys) <= DAILY_KEYS or hourly_only:
         return Plan(None, None, frozenset(), ((start, end),))
-    stale = freshness.stale_days(organisation_id=organisation_id, first=days[0], end=days[1])
+    states = freshness.day_states(organisation_id=organisation_id, first=days[0], end=days[1])
+    stale = states.stale
     ends = [(start, freshness.midnight(days[0], tz)), (freshness.midnight(days[1], tz), end)]
     spans = _merged([s for s in ends if s[0] < s[1]] + freshness.day_spans(stale, tz))
     if len(stale) == (days[1] - days[0]).days:  # nothing left for the daily tables
         return Plan(None, None, frozenset(), tuple(spans))
     table = DailyTeamRollup if set(keys) <= TEAM_KEYS else DailyRollup
-    return Plan(table, days, frozenset(stale), tuple(spans))
+    return Plan(table, days, frozenset(stale), tuple(spans), states.version)
 
 
 def _merged(spans: list[Span]) -> list[Span]:
@@ -250,7 +254,8 @@ def sums(
     # (epoch days, or epoch seconds for hours) and ``by``; ``bucket_h`` says which unit.
     group = ["organisation_id", *(["bucket"] if grain else []), *by]
     db = read_alias()  # the replica for a web request's reads (lib/replica.py), else default
-    parts: list[QuerySet] = []
+    daily: QuerySet | None = None
+    hourly: QuerySet | None = None
     if the_plan.table is not None and the_plan.days is not None:
         rows = the_plan.table.objects.using(db).filter(
             filters,
@@ -262,7 +267,7 @@ def sums(
             rows = rows.exclude(day__in=sorted(the_plan.skip))
         if grain:
             rows = rows.annotate(bucket=EpochDays("day"))
-        parts.append(_grouped(rows, group, _daily_aggregates(columns), hours=24))
+        daily = _grouped(rows, group, _daily_aggregates(columns), hours=24, part=DAILY_PART)
     if the_plan.spans:
         within = reduce(or_, (Q(hour__gte=a, hour__lt=b) for a, b in the_plan.spans))
         rows = HourlyRollup.objects.using(db).filter(
@@ -274,12 +279,13 @@ def sums(
         elif grain in ("hour", "native"):
             rows = rows.annotate(bucket=EpochSeconds("hour"))
         hours = 24 if grain == "day" else 1
-        parts.append(_grouped(rows, group, _hourly_aggregates(columns), hours=hours))
+        hourly = _grouped(rows, group, _hourly_aggregates(columns), hours=hours, part=HOURLY_PART)
+    parts = [p for p in (daily, hourly) if p is not None]
     if not parts:
         return _typed(pd.DataFrame(columns=out_columns), columns)
-    # One round trip: the daily and the hourly part as one UNION ALL.
-    query = parts[0].union(parts[1], all=True) if len(parts) > 1 else parts[0]
-    frame = pd.DataFrame.from_records(fetch_rows(query), columns=[*group, *columns, "bucket_h"])
+    frame = pd.DataFrame.from_records(
+        _rows(daily, hourly, the_plan.version), columns=[*group, *columns, "bucket_h"]
+    )
     if grain:
         days = frame["bucket_h"] == 24
         times = pd.to_datetime(frame["bucket"].where(days, 0), unit="D")
@@ -295,6 +301,21 @@ def sums(
     return frame
 
 
+def _rows(daily: QuerySet | None, hourly: QuerySet | None, version: str) -> cache.Rows:
+    """The parts' rows in one round trip (the daily part UNION ALL the hourly part, each row
+    marked with its part), the daily part from the cache when its days have not been refreshed
+    since it was read (kpis/read/cache.py)."""
+    key = cache.key_of(daily, version) if daily is not None and cache.enabled() else None
+    found = cache.get(key) if key else None
+    if found is not None:
+        return found + ([r[:-1] for r in fetch_rows(hourly)] if hourly is not None else [])
+    parts = [p for p in (daily, hourly) if p is not None]
+    rows = fetch_rows(parts[0].union(parts[1], all=True) if len(parts) > 1 else parts[0])
+    if key:
+        cache.put(key, [r[:-1] for r in rows if r[-1] == DAILY_PART])
+    return [r[:-1] for r in rows]
+
+
 def _native_days(frame: pd.DataFrame, days: pd.Series, tz: tzinfo) -> None:
     """A day bucket of grain "native" as what it is in time: the UTC instant its local day starts
     and its length (23, 24 or 25 hours), so a forecast's daily rate divides by the hours it had."""
@@ -308,14 +329,18 @@ def _native_days(frame: pd.DataFrame, days: pd.Series, tz: tzinfo) -> None:
 
 
 def _grouped(
-    rows: QuerySet, group: list[str], aggregates: dict[str, Aggregate], *, hours: int
+    rows: QuerySet, group: list[str], aggregates: dict[str, Aggregate], *, hours: int, part: int
 ) -> QuerySet:
-    """``aggregates`` per ``group`` as a values_list, then the bucket length in hours."""
+    """``aggregates`` per ``group`` as a values_list, then the bucket length in hours and which
+    part of the read the row comes from (``DAILY_PART`` or ``HOURLY_PART``)."""
     return (
         rows.values(*group)
         .annotate(**aggregates)
-        .annotate(bucket_h=Value(hours, output_field=IntegerField()))
-        .values_list(*group, *aggregates, "bucket_h")
+        .annotate(
+            bucket_h=Value(hours, output_field=IntegerField()),
+            read_part=Value(part, output_field=IntegerField()),
+        )
+        .values_list(*group, *aggregates, "bucket_h", "read_part")
         .order_by()
     )
 
