@@ -63,6 +63,62 @@ def test_the_one_statement_rollup_equals_the_generic_path_field_for_field(
     assert got == expected
 
 
+def test_windows_of_other_lengths_and_busy_windows_sum_as_the_generic_path_does(
+    acme, acme_token, ingest, hour
+):
+    """The sums take a one-minute window's 60 s without computing it and skip busy windows in
+    the idle energy: 30 s and 90 s windows (measured), busy windows (idle 0) and windows idle by
+    utilization store what the generic path stores, and the hand-worked figures."""
+    _, secret = acme_token
+
+    def busy(sample):
+        sample["idle_s"] = 0.0
+
+    def idle_by_utilization(sample):
+        sample["idle_s"], sample["util_busy"] = None, 0.01
+
+    ingest(secret, hostname="busy", devices=1, start=hour, tweak=busy)  # 3 x 60 s
+    ingest(
+        secret,
+        hostname="short",
+        devices=1,
+        windows=4,
+        start=hour + timedelta(minutes=10),
+        window_s=30,
+        tweak=idle_by_utilization,
+    )
+    ingest(
+        secret,
+        hostname="long",
+        devices=1,
+        windows=2,
+        start=hour + timedelta(minutes=20),
+        window_s=90,
+    )  # idle_s 5.0 of each 90 s
+    now = timezone.now()
+    with transaction.atomic():
+        rollup.write_rows(rollup.build_rows(organisation_id=acme.pk, hour=hour, now=now))
+    expected = stored(acme, hour)
+    HourlyRollup.objects.all().delete()
+    with transaction.atomic():
+        rollup_pg.window_insert(organisation_id=acme.pk, hour=hour, now=now)
+    got = stored(acme, hour)
+
+    assert got == expected
+    assert sorted(r["covered_s"] for r in got) == [120.0, 180.0, 180.0]
+    kwh = 12_000.0 / 3.6e6  # one window's energy
+    [short] = [r for r in got if r["covered_s"] == 120.0]  # 4 x 30 s, all idle
+    assert short["idle_gpu_h"] == pytest.approx(120 / 3600)
+    assert short["idle_energy_kwh"] == pytest.approx(4 * kwh)
+    assert short["busy_gpu_h"] == pytest.approx(120 * 0.01 / 3600)
+    longer = [r for r in got if r["covered_s"] == 180.0 and r["idle_gpu_h"]]
+    assert len(longer) == 1  # 2 x 90 s, 5 s idle each: 10 s and 2 x 5/90 of a window's energy
+    assert longer[0]["idle_gpu_h"] == pytest.approx(10 / 3600)
+    assert longer[0]["idle_energy_kwh"] == pytest.approx(2 * kwh * 5 / 90)
+    busy_row = [r for r in got if r["covered_s"] == 180.0 and not r["idle_gpu_h"]]
+    assert len(busy_row) == 1 and busy_row[0]["idle_energy_kwh"] == 0.0
+
+
 def test_the_remembered_guess_about_shares_changes_the_work_never_the_rows(
     acme, acme_token, ingest, hour
 ):
