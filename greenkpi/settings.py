@@ -185,12 +185,12 @@ else:
 
 # The read layer's daily parts, per process (kpis/read/cache.py says why in memory and why it is
 # exact): a result of more rows than READ_CACHE_MAX_ROWS is not kept; 0 turns the cache off.
-READ_CACHE_MAX_ROWS = env_int("READ_CACHE_MAX_ROWS", 50_000, minimum=0)
+READ_CACHE_MAX_ROWS = env_int("READ_CACHE_MAX_ROWS", 20_000, minimum=0)
 CACHES["read"] = {
     "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
     "LOCATION": "greenkpi-read",
     "TIMEOUT": env_int("READ_CACHE_S", 3600, minimum=1),
-    "OPTIONS": {"MAX_ENTRIES": env_int("READ_CACHE_ENTRIES", 200, minimum=1)},
+    "OPTIONS": {"MAX_ENTRIES": env_int("READ_CACHE_ENTRIES", 64, minimum=1)},
 }
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
