@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.paginator import Page, Paginator
@@ -179,12 +180,16 @@ def host_series(host: Host, period: Period) -> pd.DataFrame:
         .order_by()
     )
     # Plain numbers straight from the cursor: Django's per-value converters cost a third of the
-    # request on a week (~28 k buckets; bench/dashboard.py).
-    frame = pd.DataFrame.from_records(
-        fetch_rows(rows), columns=["t", "device_id", "power_w", "power_peak_w", "util", "windows"]
-    )
-    if frame.empty:
+    # request on a week (~28 k buckets; bench/dashboard.py). One float array rather than
+    # DataFrame.from_records, which converts each column of Python objects: ~16 against ~25 ms
+    # for a week's 30 k buckets.
+    found = fetch_rows(rows)
+    if not found:
         return pd.DataFrame(columns=HOST_SERIES_COLUMNS)
+    frame = pd.DataFrame(
+        np.array(found, dtype="float64"),
+        columns=["t", "device_id", "power_w", "power_peak_w", "util", "windows"],
+    ).astype({"device_id": "int64", "windows": "int64"})
     frame = frame.sort_values(["device_id", "t"], kind="stable", ignore_index=True)
     frame = frame.merge(devices, on="device_id", how="left")
     # Epoch seconds -> tz-naive UTC datetime64: Plotly writes these ~130x faster than tz-aware.
