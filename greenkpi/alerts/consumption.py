@@ -18,7 +18,7 @@ whose history starts inside the window (the rate and profile of a young scope).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -98,9 +98,10 @@ class ScopeSeries:
     first_data: datetime | None = None
 
     def metric(
-        self, metric: str, currency: str
+        self, metric: str, currency: str, since: datetime | None = None
     ) -> tuple[dict[datetime, float], dict[datetime, float]]:
-        """(daily, hourly) amounts of one metric (cost: only ``currency``'s)."""
+        """(daily, hourly) amounts of one metric (cost: only ``currency``'s), of the buckets
+        starting at or after ``since`` (default: all)."""
         index = METRIC_INDEX[Metric(metric)]
 
         def value(sums: Sums) -> float:
@@ -108,10 +109,12 @@ class ScopeSeries:
                 return sums[currency][4] if currency in sums else 0.0
             return sum(v[index] for v in sums.values())
 
-        return (
-            {d: value(s) for d, s in self.daily.items()},
-            {h: value(s) for h, s in self.hourly.items()},
-        )
+        def wanted(series: dict[datetime, Sums]) -> dict[datetime, float]:
+            if since is None:
+                return {d: value(s) for d, s in series.items()}
+            return {d: value(s) for d, s in series.items() if d >= since}
+
+        return wanted(self.daily), wanted(self.hourly)
 
     def uncosted(self, currency: str, start: datetime, end: datetime, tz: tzinfo = UTC) -> float:
         """Facility kWh in [start, end) not priced in ``currency``."""
@@ -148,9 +151,18 @@ def scope_series(
     keys: Iterable[ScopeKey],
     start: datetime,
     as_of: datetime,
+    starts: Mapping[ScopeKey, datetime] | None = None,
 ) -> dict[ScopeKey, ScopeSeries]:
     """Consumption buckets of every scope key in [start, as_of) (see module); ``start`` is a day
-    start (budget periods and histories always are)."""
+    start (budget periods and histories always are).
+
+    ``starts`` (optional): the first bucket each key needs (``window_start`` of its budgets), each
+    a day start at or after ``start``. Each key kind (organisation, teams, models) is then read
+    from the earliest start of its own keys: a year budget of the organisation no longer makes
+    the month and quarter budgets of teams read a year of days (bench/dashboard.py: the team read
+    went from 1,950 rows and a scan of the whole DailyTeamRollup to ~400 rows on its day index).
+    A key's series then starts at its kind's start (still a day start at or before every one of
+    its budgets' windows, which is all ``_first_hours`` needs)."""
     keys = set(keys)
     out = {k: ScopeSeries() for k in keys}
     if not keys:
@@ -173,22 +185,31 @@ def scope_series(
     # DailyRollup), today's hours and stale days from the hours. The organisation is read apart
     # from its teams: grouping every team of a year (~37 k rows at 50 teams) to sum the
     # organisation cost more than a second read of ~730 rows.
-    reads: list[tuple[str, list[str], dict[str, list[object]]]] = []
+    def kind_start(of_kind: Iterable[ScopeKey]) -> datetime:
+        if starts is None:
+            return start
+        return max(start, min(starts.get(k, start) for k in of_kind))
+
+    reads: list[tuple[datetime, str, list[str], dict[str, list[object]]]] = []
     if org_wide:
-        reads.append(("org", ["currency"], {}))
+        reads.append((kind_start([(None, None)]), "org", ["currency"], {}))
     if team_ids:
-        reads.append(("team", ["team_id", "currency"], {"team_id": list(team_ids)}))
+        team_keys = [(t, None) for t in team_ids]
+        where: dict[str, list[object]] = {"team_id": list(team_ids)}
+        reads.append((kind_start(team_keys), "team", ["team_id", "currency"], where))
     if model_keys:
-        reads.append(
-            ("model", ["team_id", "model_key", "currency"], {"model_key": list(model_keys)})
-        )
+        by = ["team_id", "model_key", "currency"]
+        where = {"model_key": list(model_keys)}
+        reads.append((kind_start([k for k in keys if k[1] is not None]), "model", by, where))
+    # The earliest read first: its freshness query (freshness.batch) then serves the later ones.
+    reads.sort(key=lambda r: r[0])
     with freshness.batch():
         frames = [
             (
                 kind,
                 read.sums(
                     organisation_id=organisation_id,
-                    start=start,
+                    start=kind_from,
                     end=as_of,
                     columns=READ_COLUMNS,
                     by=by,
@@ -196,8 +217,9 @@ def scope_series(
                     grain="native",
                 ),
             )
-            for kind, by, where in reads
+            for kind_from, kind, by, where in reads
         ]
+    read_from = {kind: kind_from for kind_from, kind, _, _ in reads}
     for kind, frame in frames:
         if frame.empty:
             continue
@@ -221,20 +243,29 @@ def scope_series(
                 target = out[k].daily if hours > 1 else out[k].hourly  # a day: 23-25 h
                 _add(target, moment, currency, row)
 
-    _first_hours(organisation_id, out, start)
+    def key_start(key: ScopeKey) -> datetime:
+        kind = "org" if key == (None, None) else "team" if key[1] is None else "model"
+        return read_from.get(kind, start)
+
+    _first_hours(organisation_id, out, key_start)
     return out
 
 
-def _first_hours(organisation_id: int, out: dict[ScopeKey, ScopeSeries], start: datetime) -> None:
-    """Each scope's first hour with data. A scope with data on the window's first day is older
-    than any forecast looks (HISTORY), so ``start`` stands for it; one without data has None; for
-    the others, whose history began inside the window, one query finds the exact hour."""
+def _first_hours(
+    organisation_id: int,
+    out: dict[ScopeKey, ScopeSeries],
+    start_of: Callable[[ScopeKey], datetime],
+) -> None:
+    """Each scope's first hour with data. A scope with data on its read's first day is older
+    than any forecast looks (HISTORY), so that day's start stands for it; one without data has
+    None; for the others, whose history began inside the window, one query finds the exact hour."""
     young: dict[ScopeKey, datetime] = {}
     for key, series in out.items():
-        starts = [*series.daily, *series.hourly]
-        if not starts:
+        buckets = [*series.daily, *series.hourly]
+        if not buckets:
             continue
-        first = min(starts)
+        first = min(buckets)
+        start = start_of(key)
         if first <= start:
             series.first_data = start
         elif first in series.hourly:  # already an hour

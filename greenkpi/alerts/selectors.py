@@ -144,10 +144,17 @@ def _org_statuses(
 ) -> list[BudgetStatus]:
     tz = freshness.zone_of(organisation_id)  # months, quarters and years are the organisation's
     bounds = [period_bounds(b.period, now, tz) for b in budgets]
-    start = min(consumption.window_start(ps, as_of, tz) for ps, _ in bounds)
+    windows = [consumption.window_start(ps, as_of, tz) for ps, _ in bounds]
     keys = [consumption.scope_key(b) for b in budgets]
+    starts: dict[consumption.ScopeKey, datetime] = {}
+    for key, window in zip(keys, windows, strict=True):
+        starts[key] = min(window, starts.get(key, window))
     series = consumption.scope_series(
-        organisation_id=organisation_id, keys=keys, start=start, as_of=as_of
+        organisation_id=organisation_id,
+        keys=keys,
+        start=min(windows),
+        as_of=as_of,
+        starts=starts,
     )
     silent = _silent_by_scope(
         organisation_id, set(keys), since=as_of - forecast.RATE_WINDOW, now=now
@@ -163,10 +170,14 @@ def _org_statuses(
         .order_by()  # the model's ordering would join the organisation
     )
     out = []
-    for budget, key, (period_start, period_end) in zip(budgets, keys, bounds, strict=True):
+    for budget, key, window, (period_start, period_end) in zip(
+        budgets, keys, windows, bounds, strict=True
+    ):
         scope = series[key]
         currency = budget.currency if budget.metric == Metric.COST else ""
-        daily, hourly = scope.metric(budget.metric, currency)
+        # Only the buckets this budget's period and forecast history look at (the scope's series
+        # may reach further back for another budget of the same key kind).
+        daily, hourly = scope.metric(budget.metric, currency, since=window)
         method = forecast.choose_method(
             budget.forecast_method, as_of=as_of, first_data=scope.first_data
         )
