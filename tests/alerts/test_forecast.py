@@ -139,7 +139,7 @@ def test_the_weekday_profile_worked_example():
         period_start=JUNE,
         period_end=july,
         as_of=as_of,
-        thresholds_pct=[50, 80, 100],
+        thresholds_pct=[50, 80, 100, 104, 110],
         first_data=MAY,
         method="weekday_profile",
     )
@@ -154,6 +154,10 @@ def test_the_weekday_profile_worked_example():
     # 1,200 kWh: 1,152 by Mon June 29 00:00, then 48 / 2.25 kWh/h = 21 h 20 min
     assert result.crossing(100).at == datetime(2026, 6, 29, 21, 20, tzinfo=UTC)
     assert result.crossing(80).reached and result.crossing(50).reached
+    # 1,248 kWh: 1,206 by Tue June 30 00:00, then 42 / 2.25 kWh/h = 18 h 40 min; 1,320 kWh is
+    # past the forecast (1,260): not crossed this period (found without walking the hours).
+    assert result.crossing(104).at == datetime(2026, 6, 30, 18, 40, tzinfo=UTC)
+    assert result.crossing(110).at is None and not result.crossing(110).reached
 
     flat = budget_forecast(
         june_series(),
