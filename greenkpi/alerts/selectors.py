@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pandas as pd
 from django.db.models import F, QuerySet
@@ -23,7 +23,15 @@ from greenkpi.kpis.models import RollupWindow
 from greenkpi.kpis.read import freshness
 from greenkpi.kpis.read import sums as read
 from greenkpi.kpis.read.hosts import hosts_with_rows
-from greenkpi.lib.periods import day_of, day_start, hour_floor, period_bounds, period_label
+from greenkpi.lib.periods import (
+    DAY,
+    day_floor,
+    day_of,
+    day_start,
+    hour_floor,
+    period_bounds,
+    period_label,
+)
 
 # A host that contributed to a budget and has been silent this long makes its status incomplete.
 SILENT_AFTER = timedelta(minutes=15)
@@ -149,16 +157,23 @@ def _org_statuses(
     starts: dict[consumption.ScopeKey, datetime] = {}
     for key, window in zip(keys, windows, strict=True):
         starts[key] = min(window, starts.get(key, window))
-    series = consumption.scope_series(
-        organisation_id=organisation_id,
-        keys=keys,
-        start=min(windows),
-        as_of=as_of,
-        starts=starts,
-    )
-    silent = _silent_by_scope(
-        organisation_id, set(keys), since=as_of - forecast.RATE_WINDOW, now=now
-    )
+    since = as_of - forecast.RATE_WINDOW
+    with freshness.batch():
+        # One freshness query for every read below (the consumption's [window, as_of) and the
+        # silent hosts' [since, after now)): the batch serves any range inside one it has read.
+        freshness.stale_days(
+            organisation_id=organisation_id,
+            first=day_of(min(windows), tz),
+            end=day_of(_after_now(now), tz) + DAY,
+        )
+        series = consumption.scope_series(
+            organisation_id=organisation_id,
+            keys=keys,
+            start=min(windows),
+            as_of=as_of,
+            starts=starts,
+        )
+        silent = _silent_by_scope(organisation_id, set(keys), since=since, now=now, tz=tz)
     dirty = list(
         RollupWindow.objects.filter(
             organisation_id=organisation_id,
@@ -223,12 +238,14 @@ def _silent_by_scope(
     since: datetime,
     now: datetime,
     silent_after: timedelta = SILENT_AFTER,
+    tz: tzinfo = UTC,
 ) -> dict[consumption.ScopeKey, list[tuple[str, datetime]]]:
     """Per scope key, the silent hosts (hostname, last_seen) that fed it since ``since``: one
     query for the organisation's silent hosts and, only if there are any, what they fed, asked
     as narrowly as the keys allow: the organisation's key by one index probe per host, team keys
     on the team index, organisation-wide model keys filtered on the model (grouping every silent
-    host's week by host, team and model took ~1.6 s with 250 hosts silent; bench/dashboard.py)."""
+    host's week by host, team and model took ~1.6 s with 250 hosts silent; bench/dashboard.py).
+    ``tz``: the organisation's zone (whole local days of the model lookup)."""
     silent = {
         pk: (hostname, seen)
         for pk, hostname, seen in Host.objects.filter(
@@ -254,16 +271,23 @@ def _silent_by_scope(
         # Organisation-wide model keys: the teams that used those models in the window first
         # (whole days from DailyRollup's model index), then their hours on the team index. The
         # hourly table has no model index: filtering a week on the model scanned all of it.
+        # The lookup starts at the local midnight before ``since``: a team that used the model
+        # that morning only is one team too many for the exact read below, which filters the
+        # hours again, while the first partial day read from the hours filtered the whole
+        # fleet's rows on the model (~40 k rows at 2,000 GPUs; bench/dashboard.py).
         teams = read.sums(
             organisation_id=organisation_id,
-            start=since,
+            start=day_floor(since, tz),
             end=end,
             columns=["samples"],
             by=["team_id"],
             where={"model_key": list(models)},
         )["team_id"].tolist()
-        if teams:
-            used = [None if pd.isna(t) else int(t) for t in teams]
+        # The team keys' read already has every row of its teams (the loop below gives them to
+        # the model keys too): only the other teams' rows of those models are left to read.
+        covered = set(team_ids)
+        used = [t for t in (None if pd.isna(t) else int(t) for t in teams) if t not in covered]
+        if used:
             reads.append({"team_id": used, "model_key": list(models)})
     for where in reads:
         # By host, team and model over the hourly rows (a host key); the silent hosts are

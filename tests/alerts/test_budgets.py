@@ -158,6 +158,9 @@ def test_each_scope_lists_only_the_silent_hosts_that_fed_it(acme, people, nlp_hi
         "vision llama": (),
         "unused model": (),
     }
+    # A model used by a team no budget of the batch reads (NLP): its rows are read on their own.
+    pair = selectors.statuses_of([budgets["vision"], budgets["llama"]], now=NOW)
+    assert [s.silent_hosts for s in pair] == [("gpu-vision-1",), ("gpu-nlp-1",)]
 
 
 def test_hours_awaiting_recompute_make_the_status_incomplete(acme, people, nlp_history):
