@@ -130,9 +130,32 @@ _SHARED_SEEN: dict[int, bool] = {}
 _SUMS_TABLE = "kpi_rollup_sums"
 
 
-def _sums_sql(*, shared: bool, sparse: bool) -> str:
+# At most this many runs of consecutive ids are tested as ranges (``_devices_sql``).
+_MAX_DEVICE_RUNS = 4
+
+
+def _devices_sql(devices: Sequence[int]) -> str:
+    """The organisation's devices as a condition on ``s.device_id``: a few ranges of consecutive
+    ids (a fleet registered together: a day of 1,000 GPUs, one range, 0.015 of 0.5 CPU s less
+    than the hash look-up per sample), else the ids as an array (a hashed ``= ANY``: a third of a
+    semi-join against the device table per sample). ``devices`` sorted; every id in a range is
+    one of them, so both select the same samples."""
+    runs: list[list[int]] = []
+    for pk in devices:
+        if runs and pk == runs[-1][1] + 1:
+            runs[-1][1] = pk
+        else:
+            runs.append([pk, pk])
+    if not runs or len(runs) > _MAX_DEVICE_RUNS:
+        return "s.device_id = ANY(%(devices)s::bigint[])"
+    ranges = " OR ".join(f"s.device_id BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in runs)
+    return f"({ranges})"
+
+
+def _sums_sql(*, shared: bool, sparse: bool, devices: Sequence[int]) -> str:
     """Statement 1: the batch's samples summed per device x hour x owner into ``_SUMS_TABLE``;
-    ``sparse`` when the batch's hours leave gaps between its first and last."""
+    ``sparse`` when the batch's hours leave gaps between its first and last; ``devices``: the
+    organisation's, sorted (also passed as the ``devices`` parameter)."""
     sample = Sample._meta.db_table
     if shared:
         owner = (
@@ -210,9 +233,8 @@ FROM (
            pg_is_in_recovery() AS fence
     FROM {sample} s
     {join}
-    -- the organisation's devices resolved once, as an array: a hashed = ANY costs a third of a
-    -- semi-join against the device table per sample row
-    WHERE s.device_id = ANY(%(devices)s::bigint[])
+    -- the organisation's devices, resolved once (``_devices_sql``)
+    WHERE {_devices_sql(devices)}
       AND s.window_start >= %(start)s AND s.window_start < %(end)s {gaps}
   ) per_row
 ) per_sample
@@ -384,6 +406,11 @@ def windows_insert(
     start, end = hours[0], hours[-1] + timedelta(hours=1)
     sparse = len(hours) != (end - start) // timedelta(hours=1)
     sample = Sample._meta.db_table
+    devices = list(
+        Device.objects.filter(host__organisation_id=organisation_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     params: dict[str, object] = {
         "org": organisation_id,
         "hours": hours,
@@ -405,11 +432,7 @@ def windows_insert(
         "version": m.METHODOLOGY_VERSION,
         "allocated_idle": ALLOCATED_IDLE,
         **_jobs(organisation_id=organisation_id, start=start, end=end),
-        "devices": list(
-            Device.objects.filter(host__organisation_id=organisation_id)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        ),
+        "devices": devices,
         **_factors(organisation_id=organisation_id, hours=hours),
         **_hosts(organisation_id=organisation_id),
     }
@@ -428,19 +451,19 @@ def windows_insert(
         shared = _SHARED_SEEN.get(organisation_id)
         if shared is not False:
             cur.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {sample} WHERE device_id = "
-                f"ANY(%(devices)s::bigint[]) AND window_start >= %(start)s AND "
-                f"window_start < %(end)s AND shares IS NOT NULL)",
+                f"SELECT EXISTS (SELECT 1 FROM {sample} s WHERE {_devices_sql(devices)} AND "
+                f"s.window_start >= %(start)s AND s.window_start < %(end)s AND "
+                f"s.shares IS NOT NULL)",
                 params,
             )
             shared = bool(cur.fetchone()[0])
-        cur.execute(_sums_sql(shared=shared, sparse=sparse), params)
+        cur.execute(_sums_sql(shared=shared, sparse=sparse, devices=devices), params)
         cur.execute(f"SELECT EXISTS (SELECT 1 FROM {_SUMS_TABLE} WHERE shared)")
         seen = bool(cur.fetchone()[0])
         if seen and not shared:
             cur.execute(f"DROP TABLE {_SUMS_TABLE}")
             shared = True
-            cur.execute(_sums_sql(shared=shared, sparse=sparse), params)
+            cur.execute(_sums_sql(shared=shared, sparse=sparse, devices=devices), params)
         _SHARED_SEEN[organisation_id] = seen
         # The hour of each row written, as epoch seconds (an integer is the cheapest thing to
         # send back): counting them costs ~10 ms, a count through the index ~10 times that.

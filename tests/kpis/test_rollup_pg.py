@@ -119,6 +119,31 @@ def test_windows_of_other_lengths_and_busy_windows_sum_as_the_generic_path_does(
     assert len(busy_row) == 1 and busy_row[0]["idle_energy_kwh"] == 0.0
 
 
+def test_devices_interleaved_with_another_organisations_sum_only_their_own(
+    acme, acme_token, globex_token, ingest, hour
+):
+    """The organisation's devices are tested as ranges of consecutive ids (``_devices_sql``):
+    with another organisation's devices registered between two of its hosts, the ranges leave
+    them out, and the rows are the generic path's."""
+    _, acme_secret = acme_token
+    _, globex_secret = globex_token
+    ingest(acme_secret, hostname="a1", start=hour)
+    ingest(globex_secret, hostname="g1", start=hour)
+    ingest(acme_secret, hostname="a2", start=hour)
+    ids = sorted(Device.objects.filter(host__organisation=acme).values_list("pk", flat=True))
+    between = rollup_pg._devices_sql(ids)
+    assert between.count("BETWEEN") == 2 and "ANY" not in between  # two runs, globex's between
+    now = timezone.now()
+    with transaction.atomic():
+        rollup.write_rows(rollup.build_rows(organisation_id=acme.pk, hour=hour, now=now))
+    expected = stored(acme, hour)
+    HourlyRollup.objects.all().delete()
+    with transaction.atomic():
+        written = rollup_pg.window_insert(organisation_id=acme.pk, hour=hour, now=now)
+    assert written == 4 and stored(acme, hour) == expected  # 2 hosts x 2 GPUs, acme's only
+    assert {r["device_id"] for r in expected} == set(ids)
+
+
 def test_the_remembered_guess_about_shares_changes_the_work_never_the_rows(
     acme, acme_token, ingest, hour
 ):
@@ -256,7 +281,7 @@ def test_the_sums_of_a_large_batch_run_in_parallel_workers(acme):
         cur.execute("SET LOCAL parallel_tuple_cost = 0")
         cur.execute("SET LOCAL min_parallel_table_scan_size = 0")
         # (with shares the equal-split subquery keeps the scan in one process)
-        sql = rollup_pg._sums_sql(shared=False, sparse=False)
+        sql = rollup_pg._sums_sql(shared=False, sparse=False, devices=params["devices"])
         cur.execute("EXPLAIN " + sql.split(" AS\n", 1)[1], params)
         plan = "\n".join(r[0] for r in cur.fetchall())
         assert "Partial HashAggregate" in plan or "Partial GroupAggregate" in plan, plan
