@@ -39,7 +39,9 @@ def _pointer_to_nul(value: Any, pointer: str) -> str | None:
 
 def refuse_nul_text(body: bytes) -> None:
     """Raise ValidationFailed naming the first string (or key) that holds a NUL character."""
-    if _NUL_ESCAPE not in body:
+    # A backslash is one memchr away (microseconds for a 500 KB batch); the six-byte escape is a
+    # substring search that costs ~0.7 ms on the same bytes. Most batches have no backslash at all.
+    if b"\\" not in body or _NUL_ESCAPE not in body:
         return
     try:
         data = orjson.loads(body)
