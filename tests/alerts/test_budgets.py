@@ -294,3 +294,26 @@ def test_a_budget_caps_the_figure_it_names(acme, people, rollups):
         "s2_market": pytest.approx(1.5),
         "co2e_kg": pytest.approx(9.0),
     }
+
+
+def test_each_key_kind_is_read_from_its_own_budgets_window(acme, nlp_history):
+    """scope_series(starts=...): the organisation's key read from an early start does not make the
+    team's read start there too; each kind starts at its own keys' earliest window."""
+    from greenkpi.alerts.consumption import scope_series
+
+    org, nlp = (None, None), (acme.nlp.pk, None)
+    series = scope_series(
+        organisation_id=acme.pk,
+        keys=[org, nlp],
+        start=MAY8,
+        as_of=NOW.replace(minute=0),
+        starts={org: MAY8, nlp: MAY8 + timedelta(days=2)},
+    )
+    # (The fixture's days are not refreshed: the read layer answers from the hours.)
+    org_buckets = [*series[org].daily, *series[org].hourly]
+    nlp_buckets = [*series[nlp].daily, *series[nlp].hourly]
+    assert min(org_buckets) == MAY8 and len(org_buckets) == 72
+    assert min(nlp_buckets) == MAY8 + timedelta(days=2) and len(nlp_buckets) == 24  # May 10
+    daily, hourly = series[nlp].metric("energy_kwh", "")
+    assert sum(daily.values()) + sum(hourly.values()) == pytest.approx(12.0)  # 24 h x 0.5 kWh
+    assert series[org].first_data == MAY8 and series[nlp].first_data == MAY8 + timedelta(days=2)
