@@ -162,6 +162,7 @@ def _store(
     """
     with transaction.atomic():
         wanted = _wanted_teams(batch)
+        kinds = _device_kinds(batch)
         if connection.vendor == "postgresql":
             opened = open_batch(
                 token=token,
@@ -169,7 +170,7 @@ def _store(
                 digest=digest,
                 batch=batch,
                 now=now,
-                device_uuids=list(_device_kinds(batch)),
+                device_uuids=list(kinds),
                 team_slugs=sorted(wanted),
             )
             batch_id, host_id, teams = opened.batch_id, opened.host_id, opened.teams
@@ -188,7 +189,7 @@ def _store(
             teams = _resolve_teams(token, wanted)
             host_id = _register_host(token, batch, now).pk
         _refuse_unknown_teams(batch, wanted, teams)
-        devices, created = _register_devices(host_id, batch, now, current)
+        devices, created = _register_devices(host_id, batch, now, kinds, current)
         if created:
             stored = None  # read them below, with the new devices' ids
         sample_rows, with_jobs, jobs = _rows(batch, devices, teams, batch_id)
@@ -200,7 +201,12 @@ def _store(
             kept = [i for i, row in enumerate(rows) if (row[0], row[1]) not in replays]
             rows, origins = [rows[i] for i in kept], [origins[i] for i in kept]
         written = writers.write_samples(rows, merge=merge)
-        accepted = len({origins[i] for i, row in enumerate(rows) if (row[0], row[1]) in written})
+        if not replays and len(written) == len(rows):
+            accepted = len(batch.samples)  # every piece of every sample written (the usual batch)
+        else:
+            accepted = len(
+                {origins[i] for i, row in enumerate(rows) if (row[0], row[1]) in written}
+            )
         duplicates = len(batch.samples) - accepted
         skew = (now - batch.host.clock).total_seconds() if batch.host.clock else None
         body_out: dict[str, Any] = {
@@ -407,10 +413,14 @@ def _device_kinds(batch: AnyBatch) -> dict[str, str]:
 
 
 def _register_devices(
-    host_id: int, batch: AnyBatch, now: datetime, current: dict[str, DeviceFacts] | None = None
+    host_id: int,
+    batch: AnyBatch,
+    now: datetime,
+    kinds: dict[str, str],
+    current: dict[str, DeviceFacts] | None = None,
 ) -> tuple[dict[str, int], bool]:
-    """uuid → device id for every device the batch mentions, creating unknown ones; and whether
-    any was created.
+    """uuid → device id for every device the batch mentions (``kinds``: their uuid → kind, as
+    ``_device_kinds`` reads them), creating unknown ones; and whether any was created.
 
     In the steady state (known devices, unchanged facts, last_seen fresh) this is one SELECT, or
     none when ``current`` (the known devices, read by the opening statement) is given: model and
@@ -418,7 +428,6 @@ def _register_devices(
     refreshed only when older than DEVICE_LAST_SEEN_RESOLUTION.
     """
     facts = {d.uuid: d for d in batch.host.devices}
-    kinds = _device_kinds(batch)
     if current is None:
         current = {
             uuid: (pk, model_name, power_limit_w, last_seen)
@@ -534,19 +543,22 @@ def _rows(
 def _hour_pieces(batch: AnyBatch, rows: list[tuple]) -> tuple[list[tuple], list[int]]:
     """The rows cut at hour boundaries (ingest/windows.py), and the sample each piece is of.
 
-    Two attribute tests per sample find the few windows that may straddle an hour."""
+    Two attribute tests per sample find the few windows that may straddle an hour; the rows are
+    rebuilt only when one does."""
     origins = list(range(len(rows)))
-    straddling = {
-        i
+    cut = {
+        i: windows.hour_pieces(rows[i])
         for i, s in enumerate(batch.samples)
         if s.end.hour != s.start.hour or s.end.day != s.start.day
     }
-    if not straddling:
+    # A window that ends on the hour is one piece: the usual batch has no row to rebuild.
+    cut = {i: pieces for i, pieces in cut.items() if len(pieces) > 1}
+    if not cut:
         return rows, origins
     out: list[tuple] = []
     out_origins: list[int] = []
     for i, row in enumerate(rows):
-        pieces = windows.hour_pieces(row) if i in straddling else [row]
+        pieces = cut.get(i) or [row]
         out += pieces
         out_origins += [i] * len(pieces)
     return out, out_origins

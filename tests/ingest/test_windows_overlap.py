@@ -143,6 +143,32 @@ def test_a_window_straddling_an_hour_is_split_in_proportion_to_time(
     assert dict(nlp) == {ten: pytest.approx(6000 / 3.6e6), eleven: pytest.approx(2000 / 3.6e6)}
 
 
+def test_a_window_ending_on_the_hour_is_one_row_and_a_batch_keeps_its_order_when_one_is_cut(
+    make_batch, post_batch, acme_token, ten
+):
+    _, secret = acme_token
+    # 90 s windows from 9:57:00: the second ends at 10:00:00 sharp, so nothing is cut
+    on_the_hour = make_batch(devices=1, windows=3, start=ten - timedelta(minutes=3), window_s=90)
+    response = post_batch(secret, on_the_hour)
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (3, 0)
+    starts = [ten - timedelta(minutes=3), ten - timedelta(seconds=90), ten]
+    assert list(Sample.objects.order_by("window_start").values_list("window_start", flat=True)) == (
+        starts
+    )
+
+    # 60 s windows from 11:58:30: the second, 11:59:30 to 12:00:30, is cut in two at noon
+    eleven = ten + timedelta(hours=1)
+    cut = make_batch(devices=1, windows=2, start=eleven + timedelta(minutes=58, seconds=30))
+    response = post_batch(secret, cut)
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (2, 0)
+    later = Sample.objects.filter(window_start__gt=eleven).order_by("window_start")
+    assert list(later.values_list("window_start", "window_end")) == [
+        (eleven + timedelta(minutes=58, seconds=30), eleven + timedelta(minutes=59, seconds=30)),
+        (eleven + timedelta(minutes=59, seconds=30), eleven + timedelta(hours=1)),
+        (eleven + timedelta(hours=1), eleven + timedelta(hours=1, seconds=30)),
+    ]
+
+
 def test_hour_pieces_sum_exactly_to_what_was_sent():
     start = datetime(2026, 1, 1, 9, 20, 0, 123456, tzinfo=UTC)
     row = (1, start, start + timedelta(minutes=59), 0.1 + 0.2 + 1e6, "counter",
