@@ -15,7 +15,7 @@ from greenkpi.dashboard.carbon import tiles
 from greenkpi.dashboard.common.charts import csv_response
 from greenkpi.dashboard.common.pages import dashboard_view, page_context
 from greenkpi.dashboard.reports import selectors as report
-from greenkpi.dashboard.reports.rows import completeness_rows, team_rows
+from greenkpi.dashboard.reports.rows import completeness_rows
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.kpis import reporting
 from greenkpi.lib.periods import BadPeriod, month_period
@@ -41,7 +41,6 @@ def _savings(scope: Scope, monthly: report.MonthlyReport) -> list:
 @dashboard_view
 def reports(request: HttpRequest) -> HttpResponse:
     scope, monthly = _report(request)
-    rows = tiles.display_rows(monthly.table)
     month_query = urlencode(
         {"org": scope.organisation.slug, "month": f"{monthly.month.start:%Y-%m}"}
     )
@@ -50,11 +49,10 @@ def reports(request: HttpRequest) -> HttpResponse:
         scope,
         None,
         report=monthly,
-        rows=rows,
+        rows=tiles.display_rows(monthly.table),
         month_query=month_query,
         savings=_savings(scope, monthly),
         completeness_rows=completeness_rows(monthly.completeness),
-        team_rows=team_rows(rows),
     )
     return render(request, "dashboard/report.html", context)
 
@@ -69,14 +67,12 @@ def report_csv(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def report_print(request: HttpRequest) -> HttpResponse:
     scope, monthly = _report(request)
-    rows = tiles.display_rows(monthly.table)
     context = {
         "scope": scope,
         "report": monthly,
-        "rows": rows,
+        "rows": tiles.display_rows(monthly.table),
         "savings": _savings(scope, monthly),
         "completeness_rows": completeness_rows(monthly.completeness),
-        "team_rows": team_rows(rows),
     }
     return render(request, "dashboard/report_print.html", context)
 
