@@ -15,7 +15,6 @@ from greenkpi.dashboard.carbon import tiles
 from greenkpi.dashboard.common.charts import csv_response
 from greenkpi.dashboard.common.pages import dashboard_view, page_context
 from greenkpi.dashboard.reports import selectors as report
-from greenkpi.dashboard.reports.rows import completeness_rows
 from greenkpi.inventory.access import Scope, scope_for
 from greenkpi.kpis import reporting
 from greenkpi.lib.periods import BadPeriod, month_period
@@ -52,7 +51,6 @@ def reports(request: HttpRequest) -> HttpResponse:
         rows=tiles.display_rows(monthly.table),
         month_query=month_query,
         savings=_savings(scope, monthly),
-        completeness_rows=completeness_rows(monthly.completeness),
     )
     return render(request, "dashboard/report.html", context)
 
@@ -72,7 +70,6 @@ def report_print(request: HttpRequest) -> HttpResponse:
         "report": monthly,
         "rows": tiles.display_rows(monthly.table),
         "savings": _savings(scope, monthly),
-        "completeness_rows": completeness_rows(monthly.completeness),
     }
     return render(request, "dashboard/report_print.html", context)
 
