@@ -76,3 +76,15 @@ def test_concurrent_requests_over_the_limit_get_429_with_retry_after(
         HTTP_IDEMPOTENCY_KEY="g",
     )
     assert other.status_code == 201
+
+
+def test_the_counter_goes_through_one_kept_client_and_reads_back_as_an_int():
+    from django.core.cache import caches
+
+    from greenkpi.ingest.auth import count_request
+
+    assert count_request("ingest-rate:test", timeout=60) == 1
+    kept = caches["default"].__dict__["_greenkpi_write_client"]
+    assert count_request("ingest-rate:test", timeout=60) == 2
+    assert caches["default"].__dict__["_greenkpi_write_client"] is kept  # not rebuilt per call
+    assert cache.get("ingest-rate:test") == 2
