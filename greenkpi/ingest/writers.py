@@ -100,48 +100,9 @@ def _copy(
         cur.adapters.register_dumper(list, _shares_dumper())
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
-        _write_rows(copy, rows)
-
-
-def _write_rows(copy: Any, rows: Sequence[tuple]) -> None:
-    """The rows in PostgreSQL's binary COPY format, formatted by psycopg's C row formatter into one
-    buffer and sent as one block.
-
-    ``copy.write_row`` runs two Python methods per row around the same C call (``Copy.write_row``,
-    ``BinaryFormatter.write_row``): ~0.1 ms per 1,000 rows. The formatter is psycopg's, reached
-    through its private ``_copy_base`` (psycopg is pinned); if it is not where it was, or the
-    COPY is not binary, the rows go through ``write_row`` as before.
-    """
-    formatter = getattr(copy, "formatter", None)
-    transformer = getattr(formatter, "transformer", None)
-    format_row, binary = _row_formatter()
-    if format_row is None or transformer is None or formatter.format != binary:
         write_row = copy.write_row
         for row in rows:
             write_row(row)
-        return
-    buffer = bytearray(_BINARY_HEADER)
-    for row in rows:
-        format_row(row, transformer, buffer)
-    buffer += _BINARY_TRAILER
-    copy.write(buffer)
-
-
-# PostgreSQL's binary COPY framing: signature, flags, header extension length; the trailer.
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_BINARY_TRAILER = b"\xff\xff"
-
-
-@functools.cache
-def _row_formatter() -> tuple[Any, Any]:
-    """psycopg's binary row formatter (None if it moved) and its binary format constant."""
-    from psycopg.pq import Format
-
-    try:
-        from psycopg._copy_base import format_row_binary
-    except ImportError:  # pragma: no cover - a psycopg without it: write_row
-        return None, Format.BINARY
-    return format_row_binary, Format.BINARY
 
 
 @functools.cache

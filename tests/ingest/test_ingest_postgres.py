@@ -13,7 +13,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from greenkpi.ingest.models import IngestBatch, Sample, SampleShare
-from greenkpi.inventory.models import Device, Host, Team
+from greenkpi.inventory.models import Device, Host
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -268,27 +268,3 @@ def test_a_dead_persistent_connection_is_replaced_not_a_500(acme_token, make_bat
     finally:
         connection.settings_dict["CONN_MAX_AGE"] = 0
         connection.close()
-
-
-@pytest.mark.parametrize("formatter", ["psycopg's C row formatter", "write_row"])
-def test_both_copy_paths_store_the_same_rows(acme_token, make_batch, monkeypatch, formatter):
-    from greenkpi.ingest import writers
-
-    format_row, binary = writers._row_formatter()
-    assert format_row is not None, "the pinned psycopg has format_row_binary where it was"
-    if formatter == "write_row":  # what a psycopg that moved it would take
-        monkeypatch.setattr(writers, "_row_formatter", lambda: (None, binary))
-    _, secret = acme_token
-    shares = [{"energy_j": 8000.0, "team": "vision", "run": "a"}, {"energy_j": 4000.0}]
-    body = make_batch(devices=2, windows=2, shares=shares)
-    response = post(secret, orjson.dumps(body), "copy-path")
-    assert response.status_code == 201, response.content
-    sent = sorted((s["start"], s["energy_j"]) for s in body["samples"])
-    stored = Sample.objects.order_by("window_start", "device_id")
-    iso = [(s.window_start.isoformat().replace("+00:00", "Z"), s.energy_j) for s in stored]
-    assert sorted(iso) == sent
-    vision = Team.objects.get(organisation=acme_token[0].organisation, slug="vision").pk
-    assert {s.window_start: s.shares for s in stored}[stored[0].window_start] == [
-        {"e": 8000.0, "k": "declared", "t": vision, "r": "a"},
-        {"e": 4000.0, "k": "declared"},
-    ]
