@@ -208,14 +208,25 @@ def model_summaries(
     in_range["phase"] = kinds.map({k: lifecycle.phase_of(k) for k in kinds.unique()})
     in_range["kgco2e"] = in_range["operational_kgco2e"] + in_range["embodied_kgco2e"]
     by_phase = in_range.groupby(["model_id", "phase"])[["energy_kwh", "kgco2e"]].sum()
+    # Per measure, one column per phase in the models' order (0 where a model has none), pivoted
+    # once and shared by the training, inference and other columns below.
+    tables = {
+        measure: by_phase[measure]
+        .unstack("phase")
+        .reindex(models["model_id"])
+        .fillna(0.0)
+        .reset_index(drop=True)
+        for measure in ("energy_kwh", "kgco2e")
+        if not by_phase.empty
+    }
 
     def part(measure: str, phases: tuple[str, ...]) -> pd.Series:
-        total = pd.Series(0.0, index=models["model_id"])
-        table = by_phase[measure].unstack("phase") if not by_phase.empty else pd.DataFrame()
+        total = pd.Series(0.0, index=models.index)
+        table = tables.get(measure)
         for phase in phases:
-            if phase in table:
-                total = total + table[phase].reindex(total.index).fillna(0.0)
-        return total.reset_index(drop=True)
+            if table is not None and phase in table:
+                total = total + table[phase]
+        return total
 
     frame = pd.DataFrame(
         {
