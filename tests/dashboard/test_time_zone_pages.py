@@ -25,6 +25,18 @@ EVENING = datetime(2026, 11, 1, 3, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 1, 8, tzinfo=UTC)
 
 
+def refresh_days(org) -> None:
+    """Rebuild the organisation's daily rows of October and November (in its zone)."""
+    daily.days_refresh(
+        organisation_id=org.pk,
+        days=daily.rollup_days(
+            organisation_id=org.pk,
+            start=datetime(2026, 10, 1, tzinfo=UTC),
+            end=datetime(2026, 12, 1, tzinfo=UTC),
+        ),
+    )
+
+
 @pytest.fixture
 def la(acme, people):
     acme.time_zone = "America/Los_Angeles"
@@ -33,14 +45,7 @@ def la(acme, people):
     gpu = Device.objects.create(host=host, uuid="GPU-la-0", kind="gpu")
     hourly_row(acme, EVENING, device=gpu, team=acme.vision, energy_kwh=10.0, site=acme.paris)
     hourly_row(acme, NIGHT, device=gpu, team=acme.vision, energy_kwh=3.0, site=acme.paris)
-    daily.days_refresh(
-        organisation_id=acme.pk,
-        days=daily.rollup_days(
-            organisation_id=acme.pk,
-            start=datetime(2026, 10, 1, tzinfo=UTC),
-            end=datetime(2026, 12, 1, tzinfo=UTC),
-        ),
-    )
+    refresh_days(acme)
     return acme
 
 
@@ -147,12 +152,5 @@ def test_after_a_zone_change_the_pages_say_the_daily_rows_are_being_rebuilt(clie
     client.force_login(people["alice"])
     page = client.get("/?org=acme").content.decode()
     assert "daily rollups are being rebuilt (2 days left)" in page
-    daily.days_refresh(
-        organisation_id=la.pk,
-        days=daily.rollup_days(
-            organisation_id=la.pk,
-            start=datetime(2026, 10, 1, tzinfo=UTC),
-            end=datetime(2026, 12, 1, tzinfo=UTC),
-        ),
-    )
+    refresh_days(la)
     assert 'data-testid="days-rebuilding"' not in client.get("/?org=acme").content.decode()
