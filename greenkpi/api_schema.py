@@ -1,29 +1,37 @@
 """drf-spectacular post-processing: what the generated schema cannot say by itself.
 
-Request strings that DRF refuses when blank get ``minLength: 1`` from drf-spectacular
-(COMPONENT_SPLIT_REQUEST); DRF also trims surrounding whitespace first, so "   " is blank too.
-The hook adds ``pattern: \\S`` (at least one non-space character) to those strings, so a client
-or a fuzzer that reads the schema sends what the server accepts.
+Every DRF CharField refuses a NUL character (U+0000, which PostgreSQL's text cannot hold), and
+one that refuses blanks gets ``minLength: 1`` from drf-spectacular (COMPONENT_SPLIT_REQUEST);
+DRF also trims surrounding whitespace first, so "   " is blank too. The ``request_text`` hook
+says both with a ``pattern`` on each free-text request string, so a client or a fuzzer that
+reads the schema sends what the server accepts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-NON_BLANK = r"\S"
+# ECMA-262 and Python's re both read \u0000; the anchors make the class cover the whole string.
+TEXT = r"^[^\u0000]*$"
+NON_BLANK_TEXT = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 
 
-def require_non_blank(result: dict[str, Any], generator: Any, request: Any, public: bool):
+def _free_text(prop: dict[str, Any]) -> None:
+    """Give a free-text string (no format, enum or pattern of its own) its NUL and blank rule,
+    looking into arrays, dictionaries and nested objects too."""
+    if prop.get("type") == "string" and not {"format", "enum", "pattern"} & prop.keys():
+        prop["pattern"] = NON_BLANK_TEXT if prop.get("minLength") == 1 else TEXT
+    for key in ("items", "additionalProperties"):
+        if isinstance(prop.get(key), dict):
+            _free_text(prop[key])
+    for child in prop.get("properties", {}).values():
+        _free_text(child)
+
+
+def request_text(result: dict[str, Any], generator: Any, request: Any, public: bool):
     for name, component in result.get("components", {}).get("schemas", {}).items():
-        if not name.endswith("Request"):
-            continue
-        for prop in component.get("properties", {}).values():
-            if (
-                prop.get("type") == "string"
-                and prop.get("minLength") == 1
-                and not {"format", "enum", "pattern"} & prop.keys()
-            ):
-                prop["pattern"] = NON_BLANK
+        if name.endswith("Request"):
+            _free_text(component)
     return result
 
 

@@ -258,11 +258,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Request and response components apart, so request strings that may not be blank say so
-    # (minLength 1, and a non-space pattern: greenkpi/api_schema.py).
+    # (minLength 1, and a pattern: greenkpi/api_schema.py).
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "greenkpi.api_schema.require_non_blank",
+        "greenkpi.api_schema.request_text",
         "greenkpi.api_schema.list_bounds",
         "greenkpi.api_schema.ingest_example",
         "greenkpi.api_schema.bodies_required",
