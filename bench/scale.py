@@ -1,45 +1,65 @@
 """Scale benchmark: does ingest or a one-hour rollup get dearer as raw history grows? (issue 16)
 
-    .venv/bin/python bench/scale.py [--days 30] [--gpus 500] [--batches 50]
+    .venv/bin/python bench/scale.py [--days 30] [--gpus 500] [--batches 50] [--reps 12]
+                                    [--explain DIR]
 
-1. (Re)creates ``<BENCH_DB_NAME>_scale`` (default ``greenkpi_bench_scale``), migrates it, creates one
-   organisation with ``--gpus`` GPUs on hosts of 10 and a collector token.
-2. **Empty tables**: after one warm-up batch, ``VACUUM ANALYZE`` and a ``CHECKPOINT`` (the full
-   side gets the same), ingests ``--batches`` batches through the real ingest service (in process:
-   validation, host/device registration, overlap guard, hour pieces, binary COPY, dirty marks,
-   one transaction each; no HTTP, so the box's noise moves it less), each one host x 60 one-minute
-   windows of hour A (today), then times the rollup of hour A (``windows_batch_recompute``) after
-   an untimed one of the registering hour (the first rollup in a process pays its warm-up).
-3. Fills ``--days`` days of raw history for every GPU (one window per GPU per minute, generated in
-   SQL inside PostgreSQL, a day per INSERT ... SELECT generate_series, in time order, day
-   partitions created for them), ``VACUUM ANALYZE``, ``CHECKPOINT``.
-4. **Full tables**: the same warm-ups (a batch of hour B, the registering hour's rollup), a
-   ``CHECKPOINT``, then the same ingest into hour B (today, after A) and the rollup of hour B,
-   which holds as many windows as A did.
-5. Prints ``scale_ingest_ratio`` (full samples/s / empty samples/s) and ``scale_rollup_ratio``
-   (empty seconds / full seconds): goal >= 0.9, i.e. cost does not grow with history;
-   ``bytes_per_window`` (all of ingest_sample's partitions, indexes and TOAST included, over its
-   rows); and ``drop_partition_s``, the time to drop one full day partition.
+Two databases on the same PostgreSQL, each driven by its own process: ``<BENCH_DB_NAME>_scale``
+gets ``--days`` days of raw history for every GPU, ``<BENCH_DB_NAME>_scale_empty`` none; the two
+are otherwise alike, and the measurements alternate between them, so a change in the machine's
+speed (a shared box's neighbours) moves both sides of each ratio alike.
 
-Everything shares the machine's cores; the script prints the load average with each figure.
-The defaults (30 days x 500 GPUs: 21.6 M windows, ~5.8 GB) take ~20 minutes on the shared 2-core
-development box at load 8-10, nearly all of it the fill; ``--days`` and ``--gpus`` size it up
-(the fill grows linearly; the measured parts do not, which is the point).
+1. Both databases are (re)created and migrated, with one organisation of ``--gpus`` GPUs on hosts
+   of 10 and a collector token; every GPU is registered by one batch at the *registering hour*
+   (the hour before the first round's), and that hour is rolled up once (the first
+   rollup in a process pays imports, catalog caches and first plans).
+2. The full database is filled with one window per GPU per minute for the ``--days`` days before
+   the registering hour (generated in SQL inside PostgreSQL, a day per INSERT ... SELECT
+   generate_series, in time order, day partitions created for them).
+3. ``VACUUM ANALYZE`` on both, then a ``CHECKPOINT`` (one for the cluster, so both): the first
+   change to a page after a checkpoint writes the whole page to the WAL, and unanalyzed tables
+   get other plans.
+4. ``--reps`` rounds, one per hour after the registering hour, in time order, the last ending
+   at midnight UTC (so the full side's day partition holds that day's earlier hours of history,
+   whatever the time of day the bench runs). Each ingests ``--batches`` batches (one host x 60
+   one-minute windows of that hour each; one host fewer with ``--explain``) through the real
+   ingest service (in process: validation, host/device registration, overlap guard, hour pieces,
+   binary COPY, dirty marks, one transaction each; no HTTP, so the box's noise moves it less)
+   into each database, then rolls the hour up (``windows_batch_recompute``) in each; which side
+   goes first alternates. The measured hours' rows all arrive after the last ANALYZE, on both
+   sides, as the current hour's do in production (an hour the statistics already hold gets
+   another plan).
+5. Prints per round and as medians ``scale_ingest_ratio`` (full samples/s / empty samples/s) and
+   ``scale_rollup_ratio`` (empty seconds / full seconds): goal >= 0.9, i.e. cost does not grow
+   with history; ``bytes_per_window`` (all of ingest_sample's partitions, indexes and TOAST
+   included, over its rows); and ``drop_partition_s``, the time to drop one full day partition.
+
+``--explain DIR`` adds, after the rounds, one more batch and the last hour's rollup again on each
+side under auto_explain (ANALYZE, BUFFERS), untimed, and writes the plans to DIR.
+
+Everything shares the machine's cores; the script prints the load average with each round. The
+defaults (30 days x 500 GPUs: 21.6 M windows, ~5.8 GB) take ~4 minutes on an idle 2-core box,
+nearly all of it the fill; ``--days`` and ``--gpus`` size it up (the fill grows linearly; the
+measured parts do not, which is the point).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import statistics
 import time
-from datetime import UTC, datetime, timedelta
+import traceback
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import benchdb
 import orjson
 import psycopg
 
 DB_NAME = os.environ.get("BENCH_DB_NAME", "greenkpi_bench") + "_scale"
-DB_URL = benchdb.url_of(DB_NAME)
+EMPTY_DB_NAME = DB_NAME + "_empty"
 VAR_DIR = os.environ.get("GREENKPI_VAR_DIR", "/tmp/gk-bench-scale-var")
 GPUS_PER_HOST = 10
 
@@ -63,10 +83,14 @@ def set_up(gpus: int):
     return org, token
 
 
-def bodies(gpus: int, hour: datetime, batches: int) -> list[bytes]:
-    """One body per host: its GPUs x 60 one-minute windows of ``hour``."""
+def hosts_of(gpus: int) -> int:
+    return (gpus + GPUS_PER_HOST - 1) // GPUS_PER_HOST
+
+
+def bodies(gpus: int, hour: datetime, hosts: range) -> list[bytes]:
+    """One body per host in ``hosts``: its GPUs x 60 one-minute windows of ``hour``."""
     out = []
-    for h in range(min(batches, (gpus + GPUS_PER_HOST - 1) // GPUS_PER_HOST)):
+    for h in hosts:
         samples = []
         for minute in range(60):
             start = hour + timedelta(minutes=minute)
@@ -97,11 +121,6 @@ def bodies(gpus: int, hour: datetime, batches: int) -> list[bytes]:
     return out
 
 
-def checkpoint() -> None:
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-
-
 def time_ingest(token, payloads: list[bytes], tag: str) -> tuple[float, int]:
     from greenkpi.ingest.services import ingest_batch
 
@@ -124,10 +143,9 @@ def time_rollup(org_id: int, hour: datetime) -> float:
     return elapsed
 
 
-def fill_history(org_id: int, *, start: datetime, end: datetime, skip: datetime) -> int:
-    """One window per GPU per minute in [start, end), in SQL, a day per statement, except the hour
-    ``skip`` (the registering batches' hour, which they filled already): plain INSERTs, no
-    ON CONFLICT (its speculative insertion per row was part of a 30-day fill's ~20 minutes)."""
+def fill_history(org_id: int, *, start: datetime, end: datetime) -> int:
+    """One window per GPU per minute in [start, end), in SQL, a day per statement: plain INSERTs,
+    no ON CONFLICT (its speculative insertion per row was part of a 30-day fill's ~20 minutes)."""
     from django.db import connection
 
     from greenkpi.ingest import partitions
@@ -151,103 +169,215 @@ def fill_history(org_id: int, *, start: datetime, end: datetime, skip: datetime)
                       ON h.id = d.host_id WHERE h.organisation_id = %s) d
                 CROSS JOIN generate_series(%s::timestamptz, %s::timestamptz - interval '1 minute',
                                            interval '1 minute') t
-                WHERE NOT (t >= %s::timestamptz AND t < %s::timestamptz + interval '1 hour')
                 -- in time order, as collectors send them (the BRIN index and the heap's layout)
                 ORDER BY t, d.id
                 """,
-                [org_id, day, stop, skip, skip],
+                [org_id, day, stop],
             )
             rows += cur.rowcount
             day = stop
     return rows
 
 
+@contextmanager
+def plans(path: Path):
+    """Every statement run inside, its plan with actual rows, times and buffers (auto_explain at
+    NOTICE on this process's connection), written to ``path``. COPY is not planned, so a batch's
+    COPY is not among them."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    notices: list[str] = []
+
+    def keep(diag) -> None:
+        notices.append(diag.message_primary or "")
+
+    pg = connection.connection
+    pg.add_notice_handler(keep)
+    with connection.cursor() as cur:
+        cur.execute("LOAD 'auto_explain'")
+        for name, value in EXPLAIN_SETTINGS.items():
+            cur.execute(f"SET auto_explain.{name} = {value}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SET auto_explain.log_min_duration = -1")
+        pg.remove_notice_handler(keep)
+        path.write_text("\n\n".join(notices))
+
+
+EXPLAIN_SETTINGS = {
+    "log_min_duration": 0,
+    "log_analyze": "on",
+    "log_buffers": "on",
+    "log_timing": "on",
+    "log_nested_statements": "on",
+    "log_level": "notice",
+}
+
+
+class Driver:
+    """What one side's process does, one command at a time (``serve``)."""
+
+    def __init__(self, gpus: int) -> None:
+        self.gpus = gpus
+
+    def set_up(self, registering: datetime) -> None:
+        from greenkpi.ingest.services import ingest_batch
+
+        self.org, self.token = set_up(self.gpus)
+        # every GPU registered by one batch, so the rounds ingest for known devices (as in
+        # steady state); then that hour's rollup, the process's first (imports, catalog caches)
+        for h, body in enumerate(bodies(self.gpus, registering, range(hosts_of(self.gpus)))):
+            result = ingest_batch(token=self.token, idempotency_key=f"register-{h}", body=body)
+            assert result.status == 201, result.body
+        time_rollup(self.org.pk, registering)
+
+    def fill(self, start: datetime, end: datetime) -> int:
+        return fill_history(self.org.pk, start=start, end=end)
+
+    def ingest(self, hour: datetime, hosts: range) -> tuple[float, int]:
+        return time_ingest(
+            self.token, bodies(self.gpus, hour, hosts), f"at-{hour:%Y%m%d%H}-from-{hosts.start}"
+        )
+
+    def rollup(self, hour: datetime) -> float:
+        return time_rollup(self.org.pk, hour)
+
+    def storage(self, day: date) -> tuple[int, int, str, int, float]:
+        """ingest_sample's bytes (all partitions, indexes and TOAST) and rows; then ``day``'s
+        partition: its name and rows, and the time to drop it."""
+        from django.db import connection
+
+        from greenkpi.ingest import partitions
+
+        name = partitions.name_of(day)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) "
+                "FROM pg_inherits WHERE inhparent = 'ingest_sample'::regclass) "
+                "+ pg_total_relation_size('ingest_sample'), (SELECT count(*) FROM ingest_sample)"
+            )
+            size, count = cur.fetchone()
+            cur.execute(f"SELECT count(*) FROM {name}")
+            day_rows = cur.fetchone()[0]
+            t0 = time.perf_counter()
+            cur.execute(f"DROP TABLE {name}")
+            return size, count, name, day_rows, time.perf_counter() - t0
+
+    def explain(self, directory: Path, side: str, hour: datetime, host: int) -> None:
+        with plans(directory / f"{side}-ingest.txt"):
+            self.ingest(hour, range(host, host + 1))
+        with plans(directory / f"{side}-rollup.txt"):
+            self.rollup(hour)
+
+
+def serve(db_name: str, var_dir: str, gpus: int, pipe) -> None:
+    benchdb.setup_django(db_name, var_dir)
+    driver = Driver(gpus)
+    while (message := pipe.recv()) is not None:
+        command, args = message
+        try:
+            pipe.send((True, getattr(driver, command)(*args)))
+        except Exception:
+            pipe.send((False, traceback.format_exc()))
+
+
+class Side:
+    """One database and the process that drives it (its own Django and connection)."""
+
+    def __init__(self, name: str, db_name: str, gpus: int) -> None:
+        self.name, self.db_name = name, db_name
+        benchdb.recreate_database(db_name, f"{VAR_DIR}-{name}")
+        context = multiprocessing.get_context("spawn")
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(
+            target=serve, args=(db_name, f"{VAR_DIR}-{name}", gpus, theirs), daemon=True
+        )
+        self.process.start()
+
+    def __call__(self, command: str, *args):
+        self.pipe.send((command, args))
+        ok, value = self.pipe.recv()
+        if not ok:
+            raise RuntimeError(f"{self.name} side, {command}:\n{value}")
+        return value
+
+    def sql(self, statement: str) -> None:
+        with psycopg.connect(benchdb.url_of(self.db_name), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def close(self) -> None:
+        self.pipe.send(None)
+        self.process.join(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=30, help="days of raw history")
     parser.add_argument("--gpus", type=int, default=500)
-    # 50: every host of the default 500 GPUs (one is the warm-up); 20 batches were ~0.1 s of work,
-    # too little to time on a shared box
-    parser.add_argument("--batches", type=int, default=50, help="hosts ingested per measurement")
+    # 50: every host of the default 500 GPUs; 20 batches were ~0.1 s of work, too little to time
+    # on a shared box
+    parser.add_argument("--batches", type=int, default=50, help="hosts ingested per round")
+    parser.add_argument("--reps", type=int, default=12, choices=range(1, 24), metavar="1..23",
+                        help="rounds, one hour of yesterday each")  # fmt: skip
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="write both sides' plans here")
     args = parser.parse_args()
+    hosts = hosts_of(args.gpus)
+    # the explained batch is one more host of the last round's hour
+    batches = min(args.batches, hosts - 1 if args.explain else hosts)
 
-    benchdb.recreate_database(DB_NAME, VAR_DIR)
-    benchdb.setup_django(DB_NAME, VAR_DIR)
-    from greenkpi.ingest.services import ingest_batch
+    # The rounds' hours end yesterday at midnight, whatever the time now: their day partition then
+    # holds the day's earlier hours of history on the full side (late in a day, the worst case),
+    # and only the registering hour on the empty side.
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    hours = [midnight - timedelta(hours=args.reps - i) for i in range(args.reps)]
+    registering = hours[0] - timedelta(hours=1)
 
-    org, token = set_up(args.gpus)
-    now = datetime.now(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    # two whole hours of today that have ended (before 02:00 UTC: yesterday's last two)
-    hour_b = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    hour_a = hour_b - timedelta(hours=1)
-    history_end = min(today, hour_a)
-    # every GPU registered by one batch at a past hour of hour A's day, so both measurements
-    # ingest for known devices (as in steady state)
-    hosts = (args.gpus + GPUS_PER_HOST - 1) // GPUS_PER_HOST
-    registering = hour_a - timedelta(hours=3)
-    for h, body in enumerate(bodies(args.gpus, registering, hosts)):
-        ingest_batch(token=token, idempotency_key=f"register-{h}", body=body)
-    payload_a = bodies(args.gpus, hour_a, args.batches)
-    payload_b = bodies(args.gpus, hour_b, args.batches)
-
-    time_ingest(token, payload_a[:1], "warm")  # imports, first COPY
-    # Both sides are measured on analyzed tables right after a CHECKPOINT, as the full side must
-    # be (its fill's WAL and statistics): the first change to a page after a checkpoint writes
-    # the whole page to the WAL, and unanalyzed tables get other plans.
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE ingest_sample")  # as the full side gets after its fill
-    checkpoint()
-    empty_ingest_s, empty_samples = time_ingest(token, payload_a[1:], "empty")
-    empty_rate = empty_samples / empty_ingest_s
-    print(f"empty: ingest {empty_samples} samples in {empty_ingest_s:.2f} s = {empty_rate:,.0f}/s "
-          f"(load {load()})", flush=True)  # fmt: skip
-    # warm-up: the first rollup in a process pays imports, catalog caches and first plans, which
-    # the full-table measurement would not (a 30-day run measured 0.84 s empty vs 0.50 s full)
-    time_rollup(org.pk, registering)
-    empty_rollup_s = time_rollup(org.pk, hour_a)
-    print(f"empty: one-hour rollup {empty_rollup_s:.3f} s (load {load()})", flush=True)
-
-    t0 = time.perf_counter()
-    start = history_end - timedelta(days=args.days)
-    rows = fill_history(org.pk, start=start, end=history_end, skip=registering)
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE ingest_sample")
-    checkpoint()  # the fill's WAL flushed now, not during the measurement that follows
-    print(f"history: {rows:,} windows ({args.days} days x {args.gpus} GPUs) in "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-
-    # The same warm-ups as the empty side had (one batch, the registering hour's rollup): the
-    # fill and its VACUUM cycled today's partition out of shared_buffers, as a live server's hot
-    # partition never is.
-    time_ingest(token, payload_b[:1], "warm-full")
-    time_rollup(org.pk, registering)
-    checkpoint()
-    full_ingest_s, full_samples = time_ingest(token, payload_b[1:], "full")
-    full_rate = full_samples / full_ingest_s
-    print(f"full: ingest {full_samples} samples in {full_ingest_s:.2f} s = {full_rate:,.0f}/s "
-          f"(load {load()})", flush=True)  # fmt: skip
-    full_rollup_s = time_rollup(org.pk, hour_b)
-    print(f"full: one-hour rollup {full_rollup_s:.3f} s (load {load()})", flush=True)
-
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        size, count = conn.execute(
-            "SELECT (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
-            "WHERE inhparent = 'ingest_sample'::regclass) "
-            "+ pg_total_relation_size('ingest_sample'), (SELECT count(*) FROM ingest_sample)"
-        ).fetchone()
-        from greenkpi.ingest import partitions
-
-        # a whole day of the history (its first day may be partly the registering windows')
-        oldest = partitions.name_of((start + timedelta(days=1)).date())
-        day_rows = conn.execute(f"SELECT count(*) FROM {oldest}").fetchone()[0]
+    empty = Side("empty", EMPTY_DB_NAME, args.gpus)
+    full = Side("full", DB_NAME, args.gpus)
+    try:
+        for side in (empty, full):
+            side("set_up", registering)
         t0 = time.perf_counter()
-        conn.execute(f"DROP TABLE {oldest}")
-        drop_s = time.perf_counter() - t0
-    print(f"dropped {oldest} ({day_rows:,} windows, a full day) in {drop_s * 1000:.1f} ms")
+        rows = full("fill", registering - timedelta(days=args.days), registering)
+        print(f"history: {rows:,} windows ({args.days} days x {args.gpus} GPUs) in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        for side in (empty, full):
+            side.sql("VACUUM ANALYZE ingest_sample")
+        full.sql("CHECKPOINT")  # the cluster's: both databases
+
+        ingest_ratios, rollup_ratios = [], []
+        for i, hour in enumerate(hours):
+            # which side goes first alternates (the second may find the other's work in caches)
+            order = (empty, full) if i % 2 == 0 else (full, empty)
+            ingested = {side.name: side("ingest", hour, range(batches)) for side in order}
+            rolled = {side.name: side("rollup", hour) for side in order}
+            rate = {name: samples / s for name, (s, samples) in ingested.items()}
+            ingest_ratios.append(rate["full"] / rate["empty"])
+            rollup_ratios.append(rolled["empty"] / rolled["full"])
+            print(f"{hour:%H:%M}: ingest {rate['empty']:,.0f} -> {rate['full']:,.0f} samples/s "
+                  f"({ingest_ratios[-1]:.2f}); one-hour rollup {rolled['empty']:.3f} -> "
+                  f"{rolled['full']:.3f} s ({rollup_ratios[-1]:.2f}); load {load()}",
+                  flush=True)  # fmt: skip
+
+        if args.explain:
+            args.explain.mkdir(parents=True, exist_ok=True)
+            for side in (empty, full):
+                side("explain", args.explain, side.name, hours[-1], batches)
+            print(f"plans of one batch and one rollup per side in {args.explain}")
+
+        # a whole day of the history (its first is partial)
+        oldest = (registering - timedelta(days=args.days - 1)).date()
+        size, count, dropped, day_rows, drop_s = full("storage", oldest)
+    finally:
+        for side in (empty, full):
+            side.close()
+    print(f"dropped {dropped} ({day_rows:,} windows, a full day) in {drop_s * 1000:.1f} ms")
     print(f"load average at the end: {load()}")
-    print(f"scale_ingest_ratio: {full_rate / empty_rate:.2f}")
-    print(f"scale_rollup_ratio: {empty_rollup_s / full_rollup_s:.2f}")
+    print(f"scale_ingest_ratio: {statistics.median(ingest_ratios):.2f}")
+    print(f"scale_rollup_ratio: {statistics.median(rollup_ratios):.2f}")
     print(f"bytes_per_window: {size / count:.0f}")
     print(f"drop_partition_s: {drop_s:.4f}")
 
