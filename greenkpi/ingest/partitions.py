@@ -32,6 +32,20 @@ VACUUM_OFTEN = (
 )
 
 
+# The parent's BRIN index on window_start (migration 0009). Its partitions' indexes summarize
+# each page range as soon as the next one is written (``autosummarize``: an autovacuum work
+# item), not only when VACUUM runs: a range not yet summarized matches every query, so without
+# it a one-hour rollup rechecks every row written since the partition's last vacuum (up to
+# VACUUM_OFTEN's 200,000; docs/scaling.md). A partitioned index's own options cannot be altered,
+# so each partition's index is set (migration 0010 for those that existed).
+BRIN = f"{TABLE}_window_brin"
+AUTOSUMMARIZE = (
+    "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_index x ON x.indexrelid = c.oid "
+    "WHERE i.inhparent = %s::regclass AND x.indrelid = %s::regclass"
+)
+
+
 def name_of(day: date) -> str:
     return f"{PREFIX}{day:%Y%m%d}"
 
@@ -117,6 +131,9 @@ def partitions_ensure(days: Iterable[date]) -> list[str]:
                 f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
             )
             cur.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_day")
+            cur.execute(AUTOSUMMARIZE, [BRIN, name])
+            for (index,) in cur.fetchall():
+                cur.execute(f"ALTER INDEX {index} SET (autosummarize = on)")
         created.append(name)
     return created
 

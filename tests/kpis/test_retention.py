@@ -123,6 +123,25 @@ def test_the_sample_table_is_partitioned_by_day_from_the_late_limit_to_a_week_ah
 
 
 @pytest.mark.postgres
+def test_every_partitions_brin_index_summarizes_its_new_ranges_itself(db):
+    """Those the migrations made (the default partition, the late range, the days ahead) and one
+    made now: a range left unsummarized matches every query (docs/scaling.md)."""
+    later = datetime.now(UTC).date() + timedelta(days=60)
+    assert partitions.partitions_ensure([later]) == [partitions.name_of(later)]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT x.indrelid::regclass::text, c.reloptions FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_index x ON x.indexrelid = c.oid "
+            "WHERE i.inhparent = %s::regclass",
+            [partitions.BRIN],
+        )
+        options = dict(cur.fetchall())
+    assert {partitions.DEFAULT, partitions.name_of(later)} < options.keys()
+    assert set(options) == {partitions.DEFAULT, *partitions.day_partitions().values()}
+    assert {name for name, opts in options.items() if opts != ["autosummarize=on"]} == set()
+
+
+@pytest.mark.postgres
 def test_partition_creation_failing_keeps_ingest_working_and_alerts(
     acme, acme_token, ingest, monkeypatch, caplog
 ):
