@@ -98,10 +98,11 @@ def _own_cache(settings):
     import uuid
 
     settings.CACHES = {
+        **settings.CACHES,  # the read layer's own alias stays (kpis/read/cache.py)
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": f"carbon-{uuid.uuid4()}",
-        }
+        },
     }
 
 

@@ -20,11 +20,12 @@ def _redis_cache(settings):
     url = os.environ.get("REDIS_URL")
     assert url, "this layer runs with REDIS_URL=redis://..."
     settings.CACHES = {
+        **settings.CACHES,  # the read layer's own alias stays (kpis/read/cache.py)
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": f"test-rate-{os.getpid()}",
-        }
+        },
     }
     cache.clear()
     yield

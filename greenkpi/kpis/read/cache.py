@@ -31,7 +31,7 @@ Rows = list[tuple[Any, ...]]
 
 
 def enabled() -> bool:
-    return ALIAS in settings.CACHES and settings.READ_CACHE_MAX_ROWS > 0
+    return settings.READ_CACHE_MAX_ROWS > 0
 
 
 def key_of(query: QuerySet, version: str) -> str:
