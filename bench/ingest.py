@@ -18,6 +18,10 @@ What it does (issue 2, "Benchmark: bench/ingest.py"):
    same BRIN index; a window's shares are on its row since issue 16). Then once more without the
    shares (the baseline's definition before issue 16, when shares had a table of their own).
 
+5. Then ``--rounds`` short paired rounds (``--round-batches`` POSTs, then COPY of the rows they
+   stored, each into an emptied table): each round's ratio, and their median as
+   ``ingest_vs_copy_paired_ratio`` (same definition, read as a median with its range).
+
 The last three lines are the figures the issue asks for:
 ``ingest_samples_per_s``, ``copy_rows_per_s`` (samples only) and ``ingest_vs_copy_ratio``.
 Everything (server, client, PostgreSQL) shares the machine's cores, so compare ratios within one
@@ -366,6 +370,7 @@ def client_main(
     seconds: float,
     start_evt: Any,
     results: Any,
+    prefix: str = "bench",
 ) -> None:
     """Post bodies from ``connections`` threads until time is up or the bodies run out."""
     lock = threading.Lock()
@@ -388,7 +393,7 @@ def client_main(
             i = next_index()
             if i is None:
                 break
-            headers["Idempotency-Key"] = f"bench-{i}"
+            headers["Idempotency-Key"] = f"{prefix}-{i}"
             t0 = time.perf_counter()
             try:
                 conn.request("POST", "/api/v1/ingest/", body=bodies[i], headers=headers)
@@ -430,14 +435,19 @@ def client_main(
 
 
 def run_load(
-    port: int, secret: str, bodies: list[bytes], connections: int, seconds: float
+    port: int,
+    secret: str,
+    bodies: list[bytes],
+    connections: int,
+    seconds: float,
+    prefix: str = "bench",
 ) -> dict[str, Any]:
     ctx = mp.get_context("fork")  # the bodies are inherited, not pickled
     start_evt = ctx.Event()
     results = ctx.Queue()
     proc = ctx.Process(
         target=client_main,
-        args=(port, secret, bodies, connections, seconds, start_evt, results),
+        args=(port, secret, bodies, connections, seconds, start_evt, results, prefix),
     )
     proc.start()
     try:
@@ -492,6 +502,53 @@ def copy_rows(conn: psycopg.Connection, samples: list[tuple]) -> tuple[float, fl
     return elapsed, time.process_time() - cpu0, cpu_seconds(backend) - backend0
 
 
+def warm_up(port: int, secret: str, args: argparse.Namespace, prefix: str) -> None:
+    """Each worker imports lazily and opens its DB connection on first use."""
+    warm = make_bodies(args.workers * 2, args.batch, args.hosts, seed=99)
+    for i, body in enumerate(warm):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {
+            "Authorization": f"Bearer {secret}",
+            "Idempotency-Key": f"{prefix}-{i}",
+            "Content-Type": "application/json",
+        }
+        c.request("POST", "/api/v1/ingest/", body=body, headers=headers)
+        r = c.getresponse()
+        if r.status != 201:
+            raise RuntimeError(f"warm-up got {r.status}: {r.read()[:500]!r}")
+        r.read()
+        c.close()
+
+
+def paired_rounds(env: dict[str, str], secret: str, args: argparse.Namespace) -> list[float]:
+    """``--rounds`` short rounds, each ingest then COPY of the rows it stored, both into an
+    emptied table after a CHECKPOINT; the ratio of each round. On the shared 2-core development
+    box either side's speed moves by ±25 % within seconds (2026-12-07: rounds of one run read
+    ingest 57,000-81,000 samples/s and COPY 140,000-199,000 rows/s), so the one ratio of the long
+    run can land anywhere in that range; the rounds give its spread and a median."""
+    per_round = args.round_batches
+    bodies = make_bodies(args.rounds * per_round, args.batch, args.hosts, seed=11)
+    ratios = []
+    with gunicorn(env, args.workers) as (port, _), psycopg.connect(DB_URL) as conn:
+        warm_up(port, secret, args, "warm-rounds")
+        for r in range(args.rounds):
+            reset_tables(conn)
+            mine = bodies[r * per_round : (r + 1) * per_round]
+            result = run_load(port, secret, mine, args.connections, 600, prefix=f"round{r}")
+            if result["status"] != {201: per_round}:
+                raise RuntimeError(f"round {r}: {result['status']} {result['errors']}")
+            ingest_rate = result["accepted"] / result["elapsed"]
+            samples = stored_rows(conn, args.copy_rows)
+            reset_tables(conn)
+            copy_rate = len(samples) / copy_rows(conn, samples)[0]
+            ratios.append(ingest_rate / copy_rate)
+            log(
+                f"round {r + 1}: ingest {ingest_rate:,.0f} samples/s, COPY {copy_rate:,.0f} rows/s, "
+                f"ratio {ratios[-1]:.3f} (load {loadavg()})"
+            )
+    return ratios
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -517,6 +574,14 @@ def main() -> int:
     parser.add_argument("--copy-rows", type=int, default=2_000_000, help="max rows for COPY")
     parser.add_argument("--keep-db", action="store_true", help="leave greenkpi_bench behind")
     parser.add_argument("--slurm", action="store_true", help="shares name Slurm jobs (issue 11)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="then this many paired rounds (ingest, then COPY of its rows), for a median ratio "
+        "that the box's drift between the main run's two halves does not move (0: none)",
+    )
+    parser.add_argument("--round-batches", type=int, default=100, help="POSTs per round")
     args = parser.parse_args()
     SLURM["on"] = args.slurm
 
@@ -537,21 +602,7 @@ def main() -> int:
                 f"gunicorn: {args.workers} sync workers on :{port}; posting for {args.seconds:.0f} s "
                 f"over {args.connections} connections ..."
             )
-            # Warm-up: each worker imports lazily and opens its DB connection on first use.
-            warm = make_bodies(args.workers * 2, args.batch, args.hosts, seed=99)
-            for i, body in enumerate(warm):
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                headers = {
-                    "Authorization": f"Bearer {secret}",
-                    "Idempotency-Key": f"warm-{i}",
-                    "Content-Type": "application/json",
-                }
-                c.request("POST", "/api/v1/ingest/", body=body, headers=headers)
-                r = c.getresponse()
-                if r.status != 201:
-                    raise RuntimeError(f"warm-up got {r.status}: {r.read()[:500]!r}")
-                r.read()
-                c.close()
+            warm_up(port, secret, args, "warm")
             with psycopg.connect(DB_URL, autocommit=True) as conn:
                 conn.execute("TRUNCATE ingest_sample")
                 conn.execute("CHECKPOINT")
@@ -633,8 +684,12 @@ def main() -> int:
             )
             log(f"ingest_vs_copy_without_shares_ratio: {ingest_rate / copy_bare_rate:.3f}")
             log("copy_rows_per_s: the same rows as stored, shares included (one row per window).")
+        paired = paired_rounds(env, secret, args) if args.rounds else []
         log(f"ingest_samples_per_s: {ingest_rate:.0f}")
         log(f"copy_rows_per_s: {copy_rate:.0f}")
+        if paired:
+            log(f"ingest_vs_copy_paired_ratio: {statistics.median(paired):.3f} (median of "
+                f"{len(paired)} rounds, {min(paired):.3f}-{max(paired):.3f})")  # fmt: skip
         log(f"ingest_vs_copy_ratio: {ingest_rate / copy_rate:.3f}")
         return 0
     finally:
