@@ -39,7 +39,8 @@ VACUUM_OFTEN = (
 # VACUUM_OFTEN's 200,000; docs/scaling.md). A partitioned index's own options cannot be altered,
 # so each partition's index is set (migration 0010 for those that existed).
 BRIN = f"{TABLE}_window_brin"
-AUTOSUMMARIZE = (
+# The partition's own index of BRIN (parameters: BRIN, the partition's name).
+_BRIN_OF_PARTITION = (
     "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "JOIN pg_index x ON x.indexrelid = c.oid "
     "WHERE i.inhparent = %s::regclass AND x.indrelid = %s::regclass"
@@ -131,7 +132,7 @@ def partitions_ensure(days: Iterable[date]) -> list[str]:
                 f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
             )
             cur.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_day")
-            cur.execute(AUTOSUMMARIZE, [BRIN, name])
+            cur.execute(_BRIN_OF_PARTITION, [BRIN, name])
             for (index,) in cur.fetchall():
                 cur.execute(f"ALTER INDEX {index} SET (autosummarize = on)")
         created.append(name)
