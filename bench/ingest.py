@@ -578,8 +578,8 @@ def main() -> int:
         "--rounds",
         type=int,
         default=5,
-        help="then this many paired rounds (ingest, then COPY of its rows), for a median ratio "
-        "that the box's drift between the main run's two halves does not move (0: none)",
+        help="then this many short paired rounds (ingest, then COPY of its rows): the ratio's "
+        "spread on this machine and its median (0: none)",
     )
     parser.add_argument("--round-batches", type=int, default=100, help="POSTs per round")
     args = parser.parse_args()
