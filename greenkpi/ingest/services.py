@@ -494,12 +494,12 @@ def _rows(
         if s.shares:
             encoded = []
             for share in s.shares:
-                # empty values left out: they would be most of a share's stored bytes
-                out: dict[str, Any] = {"e": share.energy_j, "k": share.method}
-                if share.team:
-                    out["t"] = teams[share.team]
-                if share.model:
-                    out["m"] = share.model
+                # Empty values left out: they would be most of a share's stored bytes. Keys in
+                # the order jsonb stores them (e g j k m p r t): PostgreSQL sorts an object's
+                # keys when it parses one, and finds sorted ones sorted in a single pass.
+                out: dict[str, Any] = {"e": share.energy_j}
+                if share.tags:
+                    out["g"] = share.tags
                 job = getattr(share, "scheduler", None)
                 run = share.run
                 if job is not None:
@@ -511,12 +511,15 @@ def _rows(
                     out["j"] = key
                     with_jobs.append(out)
                     run = run or job_run_key(job)
-                if run:
-                    out["r"] = run
+                out["k"] = share.method
+                if share.model:
+                    out["m"] = share.model
                 if share.pid is not None:
                     out["p"] = share.pid
-                if share.tags:
-                    out["g"] = share.tags
+                if run:
+                    out["r"] = run
+                if share.team:
+                    out["t"] = teams[share.team]
                 encoded.append(out)
         append_sample(
             (
