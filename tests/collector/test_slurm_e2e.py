@@ -75,7 +75,13 @@ def test_a_real_collector_on_a_slurm_node_stores_each_windows_job(
     shares = job_shares()
     busy = [s for s in shares if s.method == "utilization"]
     waste = [s for s in shares if s.method == "allocated-idle"]
-    assert busy, "the training job's process was attributed to it"
+    # What to read when this fails: the stored shares and the collector's own account.
+    story = (
+        f"pid {pid}, GPUs {held}; shares (device, method, job, pid): "
+        f"{[(s.device.uuid[-2:], s.method, s.scheduler_job.job_id, s.pid) for s in shares]}; "
+        f"collector log:\n{log.read_text()[-4000:]}"
+    )
+    assert busy, f"the training job's process was attributed to it; {story}"
     for share in busy:
         job = share.scheduler_job
         assert (job.kind, job.cluster, job.job_id) == ("slurm", "gktest", train)
@@ -87,7 +93,7 @@ def test_a_real_collector_on_a_slurm_node_stores_each_windows_job(
         assert share.run_key == f"slurm:gktest:{train}" and share.pid == pid
         assert share.device.uuid.endswith(f"-{held[train]:02d}")
     on_idle_gpu = [s for s in waste if s.device.uuid.endswith(f"-{held[idle]:02d}")]
-    assert on_idle_gpu, "the GPU held without a process was charged to its job"
+    assert on_idle_gpu, f"the GPU held without a process was charged to its job; {story}"
     for share in on_idle_gpu:
         job = share.scheduler_job
         assert (job.job_id, job.account, job.complete) == (idle, "unmapped-acct", True)
