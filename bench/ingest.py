@@ -22,8 +22,9 @@ What it does (issue 2, "Benchmark: bench/ingest.py"):
    stored, each into an emptied table): each round's ratio, and their median as
    ``ingest_vs_copy_paired_ratio`` (same definition, read as a median with its range).
 
-The last three lines are the figures the issue asks for:
-``ingest_samples_per_s``, ``copy_rows_per_s`` (samples only) and ``ingest_vs_copy_ratio``.
+The last lines are the figures: ``ingest_samples_per_s``, ``copy_rows_per_s`` (the rows as stored,
+shares on them), ``ingest_vs_copy_paired_ratio`` (with ``--rounds``) and, last,
+``ingest_vs_copy_ratio``, the one-run figure issue 16 asks for.
 Everything (server, client, PostgreSQL) shares the machine's cores, so compare ratios within one
 run rather than absolute numbers across runs.
 """
