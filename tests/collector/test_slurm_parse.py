@@ -7,6 +7,7 @@ scontrol-json-23.11-from-docs.json is hand-written (see its _provenance field).
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import pytest
 from greenkpi_collector.attribution import Claim, split_interval
 from greenkpi_collector.identity import Attributor
 from greenkpi_collector.sources.base import ProcUse
-from greenkpi_collector.sources.slurm import ProcessIdentities, SlurmJobs, proc_start_ticks
+from greenkpi_collector.sources.slurm import (
+    ProcessIdentities,
+    SlurmJobs,
+    discover,
+    proc_start_ticks,
+    run_command,
+)
 from greenkpi_collector.sources.slurm_parse import (
     cluster_from_conf,
     expand_hostlist,
@@ -376,3 +383,28 @@ def test_a_down_controller_is_a_failure_not_a_reason_to_change_format():
     slurm = SlurmJobs("gktest", "vm", runner=runner)
     assert not slurm.refresh()
     assert slurm._json_scontrol and slurm._json_squeue
+
+
+def test_a_failing_slurm_client_is_reported_on_one_line():
+    """scontrol without a cluster writes three stderr lines; the collector logs one."""
+    stderr = (
+        "scontrol: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+        "scontrol: error: fetch_config: DNS SRV lookup failed\n\n"
+        "scontrol: fatal: Could not establish a configuration source\n"
+    )
+    script = f"import sys; sys.stderr.write({stderr!r}); sys.exit(1)"
+    with pytest.raises(RuntimeError) as failed:
+        run_command([sys.executable, "-c", script], timeout_s=30)
+    assert str(failed.value) == (
+        "scontrol: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host; "
+        "scontrol: error: fetch_config: DNS SRV lookup failed; "
+        "scontrol: fatal: Could not establish a configuration source"
+    )
+
+    def runner(argv, timeout_s):
+        return run_command([sys.executable, "-c", script], timeout_s)
+
+    cluster, why = discover(runner=runner, which=lambda name: "/usr/bin/scontrol")
+    assert cluster is None
+    assert "\n" not in why
+    assert why.startswith("scontrol show config failed: scontrol: error:")

@@ -58,7 +58,10 @@ def run_command(argv: Sequence[str], timeout_s: float) -> str:
         list(argv), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
     )
     if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[:300] or f"exit status {done.returncode}")
+        # One line: the reason goes into a log record and `check`'s report, and scontrol's
+        # stderr is several ("error: ...", then "fatal: ..."), which would print as stray lines.
+        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())
+        raise RuntimeError(said[:300] or f"exit status {done.returncode}")
     return done.stdout
 
 
